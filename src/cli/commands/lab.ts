@@ -1,0 +1,186 @@
+// `cloudlet lab ...`: the multi-cloudlet lab on this machine (see src/lab/lab.ts).
+import type { Command } from 'commander';
+import { spawnSync } from 'node:child_process';
+import { UsageError } from '../../util/errors.js';
+import { labDown, labHealth, labUp, setLink } from '../../lab/lab.js';
+import { nsenterArgs } from '../../lab/netns.js';
+import { labDir, readLabState, type LabState } from '../../lab/state.js';
+import { labHost, measureThroughput } from '../../lab/throughput.js';
+import { action, printJson, printTable, progress } from '../output.js';
+
+function requireRoot(): void {
+  if (process.getuid?.() !== 0) {
+    throw new UsageError('the lab needs root (network namespaces, Docker engines)', { hint: 'run it with sudo' });
+  }
+}
+
+function requireLab(): LabState {
+  const state = readLabState();
+  if (!state) throw new UsageError(`no lab is up (looked in ${labDir()})`, { hint: 'run `cloudlet lab up`' });
+  return state;
+}
+
+function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)([kmg]?)$/i.exec(text.trim());
+  if (!m) throw new UsageError(`invalid size '${text}'`, { hint: 'use e.g. 40M, 512k, 1G' });
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  return Math.round(Number(m[1]) * mult);
+}
+
+/** The lab as shown to users: no token (it stays in the root-only state file). */
+function publicView(state: LabState) {
+  const health = labHealth(state);
+  return {
+    dir: state.dir,
+    createdAt: state.createdAt,
+    router: state.router,
+    client: state.client,
+    cloudlets: state.cloudlets.map((cl) => ({
+      name: cl.name,
+      namespace: cl.namespace,
+      address: cl.address,
+      link: cl.link,
+      apiUrl: cl.daemon.apiUrl,
+      peerUrl: cl.daemon.peerUrl,
+      engineSocket: cl.engine.socket,
+      dockerHost: `unix://${cl.engine.socket}`,
+      engineRunning: health.find((h) => h.name === cl.name)?.engineRunning ?? false,
+      daemonRunning: health.find((h) => h.name === cl.name)?.daemonRunning ?? false,
+    })),
+  };
+}
+
+function printStatus(state: LabState): void {
+  const view = publicView(state);
+  printTable(
+    view.cloudlets.map((c) => ({
+      name: c.name,
+      namespace: c.namespace,
+      address: c.address,
+      link: `${c.link.bandwidth}/${c.link.latency}`,
+      api: c.apiUrl,
+      engine: c.engineRunning ? 'up' : 'DOWN',
+      daemon: c.daemonRunning ? 'up' : 'DOWN',
+      docker_host: c.dockerHost,
+    })),
+    ['name', 'namespace', 'address', 'link', 'api', 'engine', 'daemon', 'docker_host'],
+  );
+  process.stdout.write(
+    `client: ${state.client.namespace} ${state.client.address} link ${state.client.link.bandwidth}/${state.client.link.latency}\n`,
+  );
+}
+
+export function registerLabCommands(program: Command): void {
+  const lab = program.command('lab').description('a multi-cloudlet lab on this machine (namespaces, engines, shaped links)');
+
+  lab
+    .command('up')
+    .description('create the lab: router, client and N cloudlets, each with a Docker engine and cloudletd')
+    .option('--cloudlets <n>', 'number of cloudlets', '2')
+    .option('--bandwidth <rate>', 'bandwidth of every link (tc rate)', '100mbit')
+    .option('--latency <delay>', 'one-way delay added in each direction of every link', '5ms')
+    .option('--json', 'print the lab as JSON')
+    .action(
+      action(async (opts: { cloudlets: string; bandwidth: string; latency: string; json?: boolean }) => {
+        requireRoot();
+        const t0 = Date.now();
+        const state = await labUp(
+          { cloudlets: Number(opts.cloudlets), link: { bandwidth: opts.bandwidth, latency: opts.latency } },
+          progress,
+        );
+        if (opts.json) printJson(publicView(state));
+        else {
+          printStatus(state);
+          progress(`lab up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+        }
+      }),
+    );
+
+  lab
+    .command('down')
+    .description('remove everything the lab made (safe to run twice or after a crash)')
+    .option('--json', 'print what was removed as JSON')
+    .action(
+      action(async (opts: { json?: boolean }) => {
+        requireRoot();
+        const report = await labDown(progress);
+        if (opts.json) printJson(report);
+        else if (!report.wasUp && report.removed.length === 0) process.stdout.write('no lab is up: nothing to do\n');
+        else process.stdout.write(`lab down: removed ${report.removed.length} item(s)\n`);
+        for (const e of report.errors) process.stderr.write(`error: ${e}\n`);
+        return report.errors.length > 0 ? 1 : 0;
+      }),
+    );
+
+  lab
+    .command('status')
+    .description('show the lab: cloudlets, addresses, API URLs, engines')
+    .option('--json', 'print as JSON')
+    .action(
+      action(async (opts: { json?: boolean }) => {
+        const state = readLabState();
+        if (!state) {
+          if (opts.json) printJson({ up: false });
+          else process.stdout.write('no lab is up\n');
+          return 1;
+        }
+        if (opts.json) printJson({ up: true, ...publicView(state) });
+        else printStatus(state);
+        return 0;
+      }),
+    );
+
+  lab
+    .command('link')
+    .description("change a node's link (both directions), e.g. `lab link b --bandwidth 20mbit`")
+    .argument('<node>', 'cloudlet name or "client"')
+    .option('--bandwidth <rate>', 'tc rate, e.g. 20mbit')
+    .option('--latency <delay>', 'one-way delay, e.g. 40ms')
+    .option('--json', 'print the new link as JSON')
+    .action(
+      action(async (node: string, opts: { bandwidth?: string; latency?: string; json?: boolean }) => {
+        requireRoot();
+        const state = requireLab();
+        const host = labHost(state, node);
+        const spec = { bandwidth: opts.bandwidth ?? host.link.bandwidth, latency: opts.latency ?? host.link.latency };
+        await setLink(state, node, spec);
+        if (opts.json) printJson({ node, link: spec });
+        else process.stdout.write(`${node}: ${spec.bandwidth}, ${spec.latency}\n`);
+      }),
+    );
+
+  lab
+    .command('measure')
+    .description('measure bulk TCP throughput between two lab nodes over their shaped links')
+    .requiredOption('--from <node>', 'sending node (cloudlet name or "client")')
+    .requiredOption('--to <node>', 'receiving node')
+    .option('--bytes <size>', 'bytes to send (e.g. 40M)', '32M')
+    .option('--seconds <n>', 'upper bound on the transfer time', '20')
+    .option('--json', 'print as JSON')
+    .action(
+      action(async (opts: { from: string; to: string; bytes: string; seconds: string; json?: boolean }) => {
+        requireRoot();
+        const state = requireLab();
+        const seconds = Number(opts.seconds);
+        if (!(seconds > 0 && seconds <= 300)) throw new UsageError(`--seconds must be in (0, 300] (got ${opts.seconds})`);
+        const r = await measureThroughput(state, opts.from, opts.to, { bytes: parseSize(opts.bytes), maxSeconds: seconds });
+        if (opts.json) printJson(r);
+        else process.stdout.write(`${r.from} -> ${r.to}: ${r.mbitPerSecond.toFixed(1)} Mbit/s (${r.bytes} bytes in ${r.seconds.toFixed(2)} s)\n`);
+      }),
+    );
+
+  lab
+    .command('exec')
+    .description("run a command in a lab node's network namespace, e.g. `lab exec a -- ip addr`")
+    .argument('<node>', 'cloudlet name, "client" or "router"')
+    .argument('<command...>', 'the command and its arguments')
+    .action(
+      action(async (node: string, command: string[]) => {
+        requireRoot();
+        const state = requireLab();
+        const ns = node === 'router' ? state.router.namespace : labHost(state, node).namespace;
+        const r = spawnSync('nsenter', nsenterArgs(ns, command[0]!, command.slice(1)), { stdio: 'inherit' });
+        return r.status ?? 1;
+      }),
+    );
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env node
+// cloudlet: the operator's CLI. A thin client of cloudletd (HTTP API) and of the lab.
+// Each command group lives in its own module under commands/ and registers itself here.
+import { Command } from 'commander';
+import { registerLabCommands } from './commands/lab.js';
+import { registerNodeCommands } from './commands/nodes.js';
+import { registerDoctorCommand } from './commands/doctor.js';
+
+const program = new Command();
+program
+  .name('cloudlet')
+  .description('Mobile edge computing on Docker engines: overlays, live handoff, lab, benchmarks')
+  .version('0.1.0')
+  .showHelpAfterError()
+  .option('--url <url>', 'cloudletd API URL (default: the lab node named by --node)')
+  .option('--token <token>', 'bearer token (default: $CLOUDLET_TOKEN or the lab token)');
+
+registerLabCommands(program);
+registerNodeCommands(program);
+registerDoctorCommand(program);
+
+await program.parseAsync(process.argv);

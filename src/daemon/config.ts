@@ -1,0 +1,66 @@
+// cloudletd's configuration file (JSON), validated with zod so that a bad file is refused
+// with the exact field at fault instead of failing later.
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { UsageError } from '../util/errors.js';
+
+export const NODE_NAME = /^[a-z][a-z0-9-]{0,30}$/;
+
+const listenSchema = z.union([
+  z.object({ host: z.string().min(1), port: z.number().int().min(0).max(65535) }).strict(),
+  z.object({ socket: z.string().min(1) }).strict(),
+]);
+
+export const daemonConfigSchema = z
+  .object({
+    /** This cloudlet's name, unique within the deployment. */
+    node: z.string().regex(NODE_NAME, 'lower-case letters, digits and dashes, starting with a letter'),
+    /** Where the HTTP API listens: TCP addresses and/or unix sockets. Default: 127.0.0.1:7070. */
+    listen: z.array(listenSchema).min(1).default([{ host: '127.0.0.1', port: 7070 }]),
+    /** Bearer token shared by the cloudlets of one deployment. */
+    token: z.string().min(16, 'token must be at least 16 characters'),
+    /** The Docker engine this cloudlet drives. */
+    dockerSocket: z.string().min(1).default('/var/run/docker.sock'),
+    /** Docker's exec-root: runc's state for the engine's containers lives below it. */
+    dockerExecRoot: z.string().min(1).default('/var/run/docker'),
+    /** Docker's data-root. */
+    dockerDataRoot: z.string().min(1).default('/var/lib/docker'),
+    /** Directory for cloudletd's own state (SQLite database, staging areas). */
+    dataDir: z.string().min(1),
+    /** Other cloudlets of the deployment. */
+    peers: z
+      .array(z.object({ name: z.string().regex(NODE_NAME), url: z.string().url() }).strict())
+      .default([]),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+  })
+  .strict();
+
+export type DaemonConfig = z.infer<typeof daemonConfigSchema>;
+export type DaemonConfigInput = z.input<typeof daemonConfigSchema>;
+
+export function parseDaemonConfig(raw: unknown, source = 'config'): DaemonConfig {
+  const r = daemonConfigSchema.safeParse(raw);
+  if (!r.success) {
+    const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new UsageError(`invalid cloudletd configuration in ${source}: ${issues.join('; ')}`, {
+      context: { source, issues },
+    });
+  }
+  return r.data;
+}
+
+export function loadDaemonConfig(path: string): DaemonConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read cloudletd configuration ${path}: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`cloudletd configuration ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  return parseDaemonConfig(raw, path);
+}

@@ -1,0 +1,106 @@
+// One Docker engine per cloudlet, each in its cloudlet's network namespace with its own
+// data-root, exec-root, socket, pidfile and cgroup parent, so engines never share state.
+import { mkdirSync, openSync, closeSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { CloudletError } from '../util/errors.js';
+import { spawnDetached } from '../util/exec.js';
+import { DockerEngine } from '../engine/docker.js';
+import { nsenterArgs } from './netns.js';
+import { isAlive, terminate, processesMentioning } from './processes.js';
+import type { LabCloudlet } from './state.js';
+
+export type EngineInfo = LabCloudlet['engine'];
+
+export function engineLayout(name: string, dir: string, runDir: string, prefix: string): Omit<EngineInfo, 'pid'> {
+  return {
+    dataRoot: join(dir, name, 'docker'),
+    execRoot: join(runDir, name, 'exec'),
+    socket: join(runDir, name, 'docker.sock'),
+    pidfile: join(runDir, name, 'docker.pid'),
+    cgroupParent: `${prefix}${name}`,
+    log: join(dir, name, 'dockerd.log'),
+  };
+}
+
+/** PATH for engines: /usr/local/sbin first, where set-up puts the CRIU >= 4.2 wrapper. */
+const ENGINE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export async function startEngine(name: string, ns: string, layout: Omit<EngineInfo, 'pid'>): Promise<EngineInfo> {
+  const home = join(layout.dataRoot, '..');
+  mkdirSync(layout.dataRoot, { recursive: true });
+  mkdirSync(layout.execRoot, { recursive: true });
+  // An empty config file of our own, so that a host-wide /etc/docker/daemon.json never applies.
+  const configFile = join(home, 'daemon.json');
+  writeFileSync(configFile, '{}\n');
+  // containerd unpacks checkpoints into $XDG_RUNTIME_DIR and never deletes them: keep that
+  // inside the lab so `lab down` removes it.
+  const xdg = join(home, 'xdg');
+  mkdirSync(xdg, { recursive: true });
+  const logFd = openSync(layout.log, 'a');
+  let pid: number;
+  try {
+    pid = spawnDetached(
+      'nsenter',
+      nsenterArgs(ns, 'dockerd', [
+        '--data-root', layout.dataRoot,
+        '--exec-root', layout.execRoot,
+        '-H', `unix://${layout.socket}`,
+        '--pidfile', layout.pidfile,
+        '--config-file', configFile,
+        '--cgroup-parent', layout.cgroupParent,
+        '--experimental',
+      ]),
+      { logFd, env: { PATH: ENGINE_PATH, XDG_RUNTIME_DIR: xdg, HOME: home } },
+    );
+  } finally {
+    closeSync(logFd);
+  }
+  const engine = new DockerEngine(layout.socket);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (!isAlive(pid)) {
+      throw new CloudletError('engine_start_failed', `Docker engine of ${name} exited during start-up`, {
+        context: { name, log: layout.log, tail: logTail(layout.log) },
+        hint: `see ${layout.log}`,
+      });
+    }
+    if (await engine.ping().then(() => true, () => false)) break;
+    if (Date.now() > deadline) {
+      throw new CloudletError('engine_start_failed', `Docker engine of ${name} did not answer within 60 s`, {
+        context: { name, log: layout.log, tail: logTail(layout.log) },
+      });
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { ...layout, pid };
+}
+
+function logTail(path: string): string {
+  return existsSync(path) ? readFileSync(path, 'utf8').split('\n').slice(-8).join('\n') : '';
+}
+
+/**
+ * Stops an engine: kills its containers first (a container that ignores SIGTERM would hold
+ * dockerd's shutdown for its whole grace time), then dockerd by PID, then any containerd or
+ * shim that still names the engine's directories.
+ */
+export async function stopEngine(engine: EngineInfo): Promise<string[]> {
+  const notes: string[] = [];
+  if (isAlive(engine.pid)) {
+    const docker = new DockerEngine(engine.socket);
+    try {
+      const killed = await docker.killAllContainers();
+      if (killed > 0) notes.push(`killed ${killed} container(s)`);
+    } catch (err) {
+      notes.push(`could not list containers before stopping the engine: ${(err as Error).message}`);
+    }
+    const how = await terminate(engine.pid, engine.dataRoot, 20_000);
+    notes.push(`dockerd ${engine.pid} ${how}`);
+  }
+  const dirs = [engine.execRoot, engine.dataRoot];
+  for (const pid of processesMentioning(dirs)) {
+    const how = await terminate(pid, dirs, 5_000);
+    if (how !== 'not-running') notes.push(`leftover process ${pid} ${how}`);
+  }
+  return notes;
+}

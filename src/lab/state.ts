@@ -1,0 +1,89 @@
+// The lab's state file: everything `lab up` made, so that `lab status`, `lab down` and the
+// host-side CLI can find it again (also after a crash of the process that made it).
+import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const LAB_STATE_FILE = 'lab.json';
+
+/** Default lab directory; CLOUDLET_LAB_DIR overrides it (tests, several labs). */
+export function labDir(): string {
+  return process.env.CLOUDLET_LAB_DIR ?? '/var/lib/cloudlet/lab';
+}
+
+/** Short runtime directory (unix socket paths are limited to 107 bytes). */
+export function labRunDir(): string {
+  return process.env.CLOUDLET_LAB_RUN_DIR ?? '/run/cloudlet-lab';
+}
+
+export interface LinkSpec {
+  /** tc rate, e.g. "100mbit". */
+  bandwidth: string;
+  /** One-way delay added in each direction of the link, e.g. "5ms". */
+  latency: string;
+}
+
+export interface LabHost {
+  name: string;
+  namespace: string;
+  /** The host's address on its link to the router. */
+  address: string;
+  /** The router's address on that link (the host's gateway). */
+  gateway: string;
+  /** Interface names: inside the host's namespace and inside the router namespace. */
+  ifname: string;
+  routerIfname: string;
+  link: LinkSpec;
+  /** The cl-wire process that joins the two TAP ends and adds the link's delay. */
+  wire: { pid: number; delayFile: string; log: string };
+}
+
+export interface LabCloudlet extends LabHost {
+  engine: {
+    pid: number;
+    socket: string;
+    dataRoot: string;
+    execRoot: string;
+    pidfile: string;
+    cgroupParent: string;
+    log: string;
+  };
+  daemon: {
+    pid: number;
+    configPath: string;
+    /** URL peers use, inside the lab network. */
+    peerUrl: string;
+    /** URL the host (CLI, browser) uses: a loopback port forwarded to the daemon's socket. */
+    apiUrl: string;
+    socket: string;
+    log: string;
+  };
+}
+
+export interface LabState {
+  version: 1;
+  createdAt: string;
+  dir: string;
+  prefix: string;
+  token: string;
+  router: { namespace: string };
+  client: LabHost;
+  cloudlets: LabCloudlet[];
+  forwarder: { pid: number; log: string } | null;
+}
+
+export function statePath(dir = labDir()): string {
+  return join(dir, LAB_STATE_FILE);
+}
+
+export function readLabState(dir = labDir()): LabState | null {
+  const p = statePath(dir);
+  if (!existsSync(p)) return null;
+  return JSON.parse(readFileSync(p, 'utf8')) as LabState;
+}
+
+/** Written atomically (rename) and readable by root only: it holds the token. */
+export function writeLabState(state: LabState, dir = labDir()): void {
+  const p = statePath(dir);
+  writeFileSync(p + '.tmp', JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+  renameSync(p + '.tmp', p);
+}
