@@ -19,7 +19,7 @@ CRIU_WRAPPER=/usr/local/sbin/criu
 
 # ---------------------------------------------------------------- Debian packages
 debs=(docker.io containerd runc iptables iproute2 busybox-static criu util-linux procps
-      ca-certificates python3-protobuf gcc libc6-dev iputils-ping)
+      ca-certificates python3-protobuf gcc libc6-dev iputils-ping rsync attr)
 missing=()
 for p in "${debs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -1,0 +1,82 @@
+// HTTP client of cloudletd for the CLI. Every failure becomes an ApiError carrying the
+// server's own message (and hint), or, when nobody answers, a hint on what to check.
+import { ApiError, errorMessage } from '../util/errors.js';
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+const UNREACHABLE_HINT = 'is the daemon running? `cloudlet lab status`';
+
+export class CloudletClient {
+  readonly baseUrl: string;
+
+  constructor(
+    baseUrl: string,
+    readonly token: string | undefined,
+    readonly opts: { timeoutMs?: number } = {},
+  ) {
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+  }
+
+  get<T>(path: string): Promise<T> {
+    return this.request<T>('GET', path);
+  }
+
+  post<T>(path: string, body: unknown): Promise<T> {
+    return this.request<T>('POST', path, body);
+  }
+
+  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const url = this.baseUrl + (path.startsWith('/') ? path : `/${path}`);
+    const timeoutMs = this.opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (err) {
+      throw transportError(url, this.baseUrl, err, timeoutMs);
+    }
+    const text = await res.text();
+    let parsed: unknown = undefined;
+    if (text.length > 0) {
+      try {
+        parsed = JSON.parse(text);
+      } catch (err) {
+        // A 2xx that is not JSON means we are not talking to cloudletd (proxy, wrong port).
+        if (res.ok) throw new ApiError(url, res.status, `${method} ${url}: answer is not JSON: ${errorMessage(err)}`, { code: 'bad_response' });
+      }
+    }
+    if (!res.ok) {
+      const b = (parsed ?? {}) as { error?: unknown; message?: unknown; hint?: unknown };
+      const message = typeof b.message === 'string' ? b.message : `HTTP ${res.status} ${res.statusText}: ${text.slice(0, 200)}`;
+      throw new ApiError(url, res.status, message, {
+        code: typeof b.error === 'string' ? b.error : undefined,
+        hint: typeof b.hint === 'string' ? b.hint : undefined,
+      });
+    }
+    return parsed as T;
+  }
+}
+
+function transportError(url: string, baseUrl: string, err: unknown, timeoutMs: number): ApiError {
+  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
+    return new ApiError(url, 0, `cloudletd at ${baseUrl} did not answer within ${timeoutMs} ms`, {
+      code: 'timeout',
+      hint: UNREACHABLE_HINT,
+      cause: err,
+    });
+  }
+  // undici reports "fetch failed" and hides the system error (ECONNREFUSED...) in `cause`.
+  const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
+  const detail = cause && typeof cause.code === 'string' ? cause.code : errorMessage(cause ?? err);
+  return new ApiError(url, 0, `cannot reach cloudletd at ${baseUrl}: ${detail}`, {
+    code: 'unreachable',
+    hint: UNREACHABLE_HINT,
+    cause: err,
+  });
+}

@@ -1,0 +1,137 @@
+// cloudletd's own state in SQLite (WAL: readers such as tests or the dashboard do not block
+// the daemon). The schema evolves through MIGRATIONS: entry i brings the database from
+// user_version i to i+1, inside one transaction, so a crash never leaves half a migration.
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { CloudletError } from '../util/errors.js';
+
+export const DB_FILE = 'cloudletd.db';
+
+/** Append only: never edit a released entry, add a new one. */
+export const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE events (
+     id   INTEGER PRIMARY KEY AUTOINCREMENT,
+     ts   TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     data TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(data))
+   );
+   CREATE INDEX events_kind_ts ON events(kind, ts);
+   CREATE TABLE peers (
+     name       TEXT PRIMARY KEY,
+     url        TEXT NOT NULL,
+     last_seen  TEXT,
+     last_error TEXT
+   );`,
+];
+
+export interface EventRow {
+  id: number;
+  ts: string;
+  kind: string;
+  data: Record<string, unknown>;
+}
+
+export interface PeerRow {
+  name: string;
+  url: string;
+  lastSeen: string | null;
+  lastError: string | null;
+}
+
+export class DaemonDb {
+  private constructor(
+    readonly path: string,
+    private readonly db: Database.Database,
+  ) {}
+
+  /** Opens (creating if needed) dataDir/cloudletd.db and applies pending migrations. */
+  static open(dataDir: string, opts: { readonly?: boolean } = {}): DaemonDb {
+    const path = join(dataDir, DB_FILE);
+    let db: Database.Database;
+    try {
+      if (!opts.readonly) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+    } catch (err) {
+      throw new CloudletError('db_open_failed', `cannot open database ${path}: ${(err as Error).message}`, {
+        context: { path },
+        cause: err,
+      });
+    }
+    if (!opts.readonly) {
+      db.pragma('journal_mode = WAL');
+      db.pragma('foreign_keys = ON');
+      migrate(db, path);
+    }
+    return new DaemonDb(path, db);
+  }
+
+  schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  recordEvent(kind: string, data: Record<string, unknown> = {}): number {
+    const r = this.db
+      .prepare('INSERT INTO events (ts, kind, data) VALUES (?, ?, ?)')
+      .run(new Date().toISOString(), kind, JSON.stringify(data));
+    return Number(r.lastInsertRowid);
+  }
+
+  /** Most recent first. */
+  events(opts: { kind?: string; limit?: number } = {}): EventRow[] {
+    const rows = this.db
+      .prepare(
+        `SELECT id, ts, kind, data FROM events WHERE (@kind IS NULL OR kind = @kind) ORDER BY id DESC LIMIT @limit`,
+      )
+      .all({ kind: opts.kind ?? null, limit: opts.limit ?? 100 }) as { id: number; ts: string; kind: string; data: string }[];
+    return rows.map((r) => ({ ...r, data: JSON.parse(r.data) as Record<string, unknown> }));
+  }
+
+  /** Records the outcome of a health check of a peer: success sets last_seen, failure last_error. */
+  recordPeerCheck(name: string, url: string, outcome: { ok: true } | { ok: false; error: string }): void {
+    const now = new Date().toISOString();
+    this.db
+      .prepare(
+        `INSERT INTO peers (name, url, last_seen, last_error) VALUES (@name, @url, @seen, @error)
+         ON CONFLICT(name) DO UPDATE SET url = excluded.url,
+           last_seen = COALESCE(excluded.last_seen, peers.last_seen),
+           last_error = excluded.last_error`,
+      )
+      .run({ name, url, seen: outcome.ok ? now : null, error: outcome.ok ? null : outcome.error });
+  }
+
+  peers(): PeerRow[] {
+    const rows = this.db.prepare('SELECT name, url, last_seen, last_error FROM peers ORDER BY name').all() as {
+      name: string;
+      url: string;
+      last_seen: string | null;
+      last_error: string | null;
+    }[];
+    return rows.map((r) => ({ name: r.name, url: r.url, lastSeen: r.last_seen, lastError: r.last_error }));
+  }
+
+  peer(name: string): PeerRow | null {
+    return this.peers().find((p) => p.name === name) ?? null;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function migrate(db: Database.Database, path: string): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    // A newer cloudletd wrote this database; running old code on it could corrupt it.
+    throw new CloudletError('db_too_new', `database ${path} has schema version ${current}, this cloudletd knows ${MIGRATIONS.length}`, {
+      context: { path, current, known: MIGRATIONS.length },
+      hint: 'upgrade cloudletd or use another dataDir',
+    });
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}

@@ -1,0 +1,380 @@
+// cloudletd's HTTP API: one Fastify app, served on every configured listener (TCP and unix
+// sockets). buildServer() makes the app without listening (tests use app.inject);
+// startDaemon() also listens, records the start in the database and returns a closer.
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import http from 'node:http';
+import net from 'node:net';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CloudletError, ConflictError, errorMessage } from '../util/errors.js';
+import { DockerEngine, type EngineInfo, type EngineVersion } from '../engine/docker.js';
+import { MIN_CRIU_VERSION, compareVersions, criuVersion } from '../engine/criu.js';
+import { checkAuthorization } from './auth.js';
+import type { DaemonConfig } from './config.js';
+import { DaemonDb } from './db.js';
+import { createMetrics, type DaemonMetrics } from './metrics.js';
+import { checkPeer, type PeerHealth } from './peers.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Route needs no bearer token (health checks for load balancers and the lab). */
+    public?: boolean;
+  }
+  interface FastifyInstance {
+    cloudlet: DaemonContext;
+  }
+}
+
+export interface ServerDeps {
+  config: DaemonConfig;
+  /** Default: a DockerEngine on config.dockerSocket. */
+  engine?: DockerEngine;
+  /** Default: dataDir/cloudletd.db, opened here and closed with the app. */
+  db?: DaemonDb;
+  /** Default: { level: config.logLevel } on stdout; false silences (tests). */
+  logger?: FastifyServerOptions['logger'];
+}
+
+export interface DaemonContext {
+  config: DaemonConfig;
+  engine: DockerEngine;
+  db: DaemonDb;
+  metrics: DaemonMetrics;
+  version: string;
+  /** The raw node request handler, to serve the same app on further servers. */
+  handler: http.RequestListener;
+}
+
+export interface EngineStatus {
+  socket: string;
+  reachable: boolean;
+  version: string | null;
+  apiVersion: string | null;
+  experimental: boolean;
+  storageDriver: string | null;
+  error?: string;
+}
+
+export interface NodeInfo {
+  node: string;
+  version: string;
+  engine: EngineStatus;
+  criu: { version: string | null; error?: string };
+  capabilities: { checkpoint: boolean; checkpointBlockers: string[] };
+  peers: string[];
+}
+
+export type PeerStatus = PeerHealth & { lastSeen: string | null };
+
+export function buildServer(deps: ServerDeps): FastifyInstance {
+  const { config } = deps;
+  let handler: http.RequestListener | undefined;
+  const app = Fastify({
+    logger: deps.logger ?? { level: config.logLevel },
+    // Capture Fastify's handler so that startDaemon can attach it to several servers.
+    serverFactory: (h) => {
+      handler = h as http.RequestListener;
+      return http.createServer(h);
+    },
+    ajv: { customOptions: { removeAdditional: false } },
+  });
+  const ownsDb = deps.db === undefined;
+  const ctx: DaemonContext = {
+    config,
+    engine: deps.engine ?? new DockerEngine(config.dockerSocket),
+    db: deps.db ?? DaemonDb.open(config.dataDir),
+    metrics: createMetrics(config.node),
+    version: packageVersion(),
+    handler: handler!,
+  };
+  app.decorate('cloudlet', ctx);
+  app.addHook('onClose', async () => {
+    ctx.metrics.up.set({ node: config.node }, 0);
+    if (ownsDb) ctx.db.close();
+  });
+
+  app.addHook('onRequest', async (req) => {
+    if (req.routeOptions.config.public === true) return;
+    checkAuthorization(config.token, req.headers.authorization);
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    // Route templates ("/v1/containers"), not raw URLs, keep label cardinality bounded.
+    const labels = { method: req.method, route: req.routeOptions.url ?? '(unmatched)', status: String(reply.statusCode) };
+    ctx.metrics.httpRequests.inc(labels);
+    ctx.metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler((err: FastifyError | CloudletError, req, reply) => {
+    if (err instanceof CloudletError) {
+      if (err.httpStatus >= 500) req.log.warn({ err: err.message, code: err.code, context: err.context }, 'request failed');
+      return reply.status(err.httpStatus).send(err.toJSON());
+    }
+    if (err.validation) {
+      return reply.status(400).send({ error: 'usage', message: `invalid request: ${err.message}` });
+    }
+    // Fastify's own client errors (bad JSON, unsupported media type...) carry a 4xx status.
+    if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.status(err.statusCode).send({ error: err.code ?? 'bad_request', message: err.message });
+    }
+    req.log.error({ err }, 'unexpected error');
+    return reply.status(500).send({ error: 'internal', message: err.message });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    return reply.status(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` });
+  });
+
+  app.get('/healthz', { config: { public: true } }, async () => ({ ok: true, node: config.node }));
+
+  app.get('/metrics', async (_req, reply) => {
+    const text = await ctx.metrics.registry.metrics();
+    return reply.type(ctx.metrics.registry.contentType).send(text);
+  });
+
+  app.get('/v1/info', async (): Promise<NodeInfo> => nodeInfo(ctx));
+
+  app.get<{ Querystring: { all: boolean } }>(
+    '/v1/containers',
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          properties: { all: { type: 'boolean', default: false } },
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req) => ctx.engine.listContainers(req.query.all),
+  );
+
+  app.get('/v1/peers', async (): Promise<PeerStatus[]> => {
+    const results = await Promise.all(config.peers.map((p) => checkPeer(p, config.token)));
+    return results.map((r) => {
+      ctx.db.recordPeerCheck(r.name, r.url, r.ok ? { ok: true } : { ok: false, error: r.error ?? 'unknown error' });
+      return { ...r, lastSeen: ctx.db.peer(r.name)?.lastSeen ?? null };
+    });
+  });
+
+  return app;
+}
+
+// ---------------------------------------------------------------- /v1/info
+
+const CRIU_CACHE_MS = 60_000;
+let criuCache: { at: number; value: Promise<{ version: string | null; error?: string }> } | null = null;
+
+/** criu --version costs a process spawn; its answer changes only when someone reinstalls. */
+function cachedCriu(): Promise<{ version: string | null; error?: string }> {
+  if (criuCache && Date.now() - criuCache.at < CRIU_CACHE_MS) return criuCache.value;
+  const value = criuVersion().then(
+    (version) => ({ version }),
+    (err: unknown) => ({ version: null, error: errorMessage(err) }),
+  );
+  criuCache = { at: Date.now(), value };
+  return value;
+}
+
+async function engineStatus(engine: DockerEngine): Promise<EngineStatus> {
+  let v: EngineVersion;
+  let i: EngineInfo;
+  try {
+    [v, i] = await Promise.all([engine.version(), engine.info()]);
+  } catch (err) {
+    // An unreachable engine is part of the node's status, not a failure of /v1/info.
+    if (!(err instanceof CloudletError)) throw err;
+    return {
+      socket: engine.socketPath,
+      reachable: false,
+      version: null,
+      apiVersion: null,
+      experimental: false,
+      storageDriver: null,
+      error: err.message,
+    };
+  }
+  return {
+    socket: engine.socketPath,
+    reachable: true,
+    version: v.version,
+    apiVersion: v.apiVersion,
+    experimental: i.experimental,
+    storageDriver: i.storageDriver,
+  };
+}
+
+export async function nodeInfo(ctx: DaemonContext): Promise<NodeInfo> {
+  const [engine, criu] = await Promise.all([engineStatus(ctx.engine), cachedCriu()]);
+  const blockers: string[] = [];
+  if (!engine.reachable) blockers.push('engine unreachable');
+  else if (!engine.experimental) blockers.push('engine not started with --experimental');
+  if (criu.version === null) blockers.push(criu.error ? `criu unusable: ${criu.error}` : 'criu not installed');
+  else if (compareVersions(criu.version, MIN_CRIU_VERSION) < 0) blockers.push(`criu ${criu.version} < ${MIN_CRIU_VERSION}`);
+  return {
+    node: ctx.config.node,
+    version: ctx.version,
+    engine,
+    criu,
+    capabilities: { checkpoint: blockers.length === 0, checkpointBlockers: blockers },
+    peers: ctx.config.peers.map((p) => p.name),
+  };
+}
+
+// ---------------------------------------------------------------- listening
+
+export interface RunningDaemon {
+  app: FastifyInstance;
+  /** "http://127.0.0.1:7070", "unix:/run/cloudlet/a.sock" - with the real port for port 0. */
+  addresses: string[];
+  /** Stops accepting, lets in-flight requests finish (bounded), records daemon.stop, closes the db. */
+  close(): Promise<void>;
+}
+
+const CLOSE_GRACE_MS = 5000;
+
+export async function startDaemon(deps: ServerDeps): Promise<RunningDaemon> {
+  const app = buildServer(deps);
+  await app.ready();
+  const { config, handler, db } = app.cloudlet;
+  const servers: http.Server[] = [];
+  const sockets: string[] = [];
+  const addresses: string[] = [];
+
+  const closeServers = async () => {
+    await Promise.all(servers.map((s) => closeServer(s)));
+    for (const path of sockets) removeIfPresent(path);
+  };
+
+  try {
+    for (const [i, entry] of config.listen.entries()) {
+      // The first listener is Fastify's own server; the others share its handler.
+      const server = i === 0 ? (app.server as http.Server) : http.createServer(handler);
+      if ('socket' in entry) {
+        await prepareSocketPath(entry.socket);
+        await listen(server, { path: entry.socket }, `unix:${entry.socket}`);
+        sockets.push(entry.socket);
+        servers.push(server);
+        // The socket grants the full API: only its owner may connect.
+        chmodSync(entry.socket, 0o600);
+        addresses.push(`unix:${entry.socket}`);
+      } else {
+        await listen(server, { host: entry.host, port: entry.port }, `${entry.host}:${entry.port}`);
+        servers.push(server);
+        const a = server.address() as net.AddressInfo;
+        const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+        addresses.push(`http://${host}:${a.port}`);
+      }
+    }
+  } catch (err) {
+    await closeServers();
+    await app.close();
+    throw err;
+  }
+
+  db.recordEvent('daemon.start', { pid: process.pid, version: app.cloudlet.version, addresses });
+  app.log.info({ node: config.node, addresses, version: app.cloudlet.version }, 'cloudletd listening');
+
+  let closing: Promise<void> | null = null;
+  return {
+    app,
+    addresses,
+    close: () => {
+      closing ??= (async () => {
+        await closeServers();
+        db.recordEvent('daemon.stop', { pid: process.pid });
+        await app.close();
+        app.log.info({ node: config.node }, 'cloudletd stopped');
+      })();
+      return closing;
+    },
+  };
+}
+
+function listen(server: http.Server, opts: net.ListenOptions, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => {
+      reject(
+        new CloudletError('listen_failed', `cannot listen on ${what}: ${err.message}`, {
+          context: { address: what },
+          cause: err,
+        }),
+      );
+    };
+    server.once('error', onError);
+    server.listen(opts, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  if (!server.listening) return Promise.resolve();
+  return new Promise((resolve) => {
+    // Keep-alive connections that never send another request would hold close() forever.
+    const force = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+    server.close(() => {
+      clearTimeout(force);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+/**
+ * Makes a unix socket path usable: creates its directory, removes a stale socket left by a
+ * crashed daemon, but refuses to steal a live one or to delete something that is not a socket.
+ */
+export async function prepareSocketPath(path: string): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true });
+  if (!existsSync(path)) return;
+  if (!lstatSync(path).isSocket()) {
+    throw new ConflictError(`${path} exists and is not a unix socket`, {
+      context: { path },
+      hint: 'choose another listen.socket path or remove the file',
+    });
+  }
+  const alive = await new Promise<boolean>((resolve) => {
+    const c = net.connect({ path });
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    // ECONNREFUSED is the expected answer of a stale socket; anything else is treated the same
+    // because nobody can be serving on it.
+    c.once('error', () => resolve(false));
+  });
+  if (alive) {
+    throw new ConflictError(`another process is listening on ${path}`, {
+      context: { path },
+      hint: 'is another cloudletd running with this configuration?',
+    });
+  }
+  unlinkSync(path);
+}
+
+function removeIfPresent(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    // Node may already have removed it while closing the server.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+let cachedVersion: string | undefined;
+
+/** The version in package.json, found by walking up from this file (works from src/ and dist/). */
+export function packageVersion(): string {
+  if (cachedVersion !== undefined) return cachedVersion;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const p = join(dir, 'package.json');
+    if (existsSync(p)) {
+      const pkg = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'cloudlet' && pkg.version) return (cachedVersion = pkg.version);
+    }
+    const parent = dirname(dir);
+    if (parent === dir) throw new CloudletError('no_package_json', 'cannot find cloudlet package.json above ' + fileURLToPath(import.meta.url));
+    dir = parent;
+  }
+}
