@@ -93,7 +93,7 @@ test('lab: up, nodes, containers, tokens, shaped links, down', { skip: !isRoot &
     assert.equal(ok.status, 200);
     const r = await runCli(['ps', '--node', 'a', '--token', 'wrong-token-0123456789']);
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /401|unauthori[sz]ed/i);
+    assert.match(r.stderr, /invalid bearer token|unauthori[sz]ed/i);
   });
 
   await t.test('an unknown node name gets a clear error', async () => {
