@@ -5,6 +5,8 @@ import { Command } from 'commander';
 import { registerLabCommands } from './commands/lab.js';
 import { registerNodeCommands } from './commands/nodes.js';
 import { registerDoctorCommand } from './commands/doctor.js';
+import { registerMigrateCommand } from './commands/migrate.js';
+import { registerBenchCommands } from './commands/bench.js';
 
 const program = new Command();
 program
@@ -18,5 +20,7 @@ program
 registerLabCommands(program);
 registerNodeCommands(program);
 registerDoctorCommand(program);
+registerMigrateCommand(program);
+registerBenchCommands(program);
 
 await program.parseAsync(process.argv);

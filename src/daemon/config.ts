@@ -25,12 +25,20 @@ export const daemonConfigSchema = z
     dockerExecRoot: z.string().min(1).default('/var/run/docker'),
     /** Docker's data-root. */
     dockerDataRoot: z.string().min(1).default('/var/lib/docker'),
+    /**
+     * XDG_RUNTIME_DIR of the engine (containerd unpacks checkpoints below it). Known, it lets
+     * restores link the big page files instead of copying them through containerd; null
+     * makes restores copy everything (slower, always works).
+     */
+    dockerXdgRuntimeDir: z.string().min(1).nullable().default(null),
     /** Directory for cloudletd's own state (SQLite database, staging areas). */
     dataDir: z.string().min(1),
     /** Other cloudlets of the deployment. */
     peers: z
       .array(z.object({ name: z.string().regex(NODE_NAME), url: z.string().url() }).strict())
       .default([]),
+    /** Lets migration requests inject faults (tests, the lab); never on in production. */
+    allowFaultInjection: z.boolean().default(false),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   })
   .strict();

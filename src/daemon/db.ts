@@ -23,7 +23,43 @@ export const MIGRATIONS: readonly string[] = [
      last_seen  TEXT,
      last_error TEXT
    );`,
+  // The migration journal: one row per handoff and role, updated at every state change, so
+  // that a restarted daemon knows what was in flight.
+  `CREATE TABLE migrations (
+     id         TEXT NOT NULL,
+     role       TEXT NOT NULL CHECK (role IN ('source', 'destination')),
+     container  TEXT NOT NULL,
+     from_node  TEXT NOT NULL,
+     to_node    TEXT NOT NULL,
+     state      TEXT NOT NULL,
+     options    TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(options)),
+     report     TEXT CHECK (report IS NULL OR json_valid(report)),
+     error      TEXT,
+     created    TEXT NOT NULL,
+     updated    TEXT NOT NULL,
+     PRIMARY KEY (id, role)
+   );
+   CREATE INDEX migrations_container ON migrations(container, state);`,
 ];
+
+export type MigrationRole = 'source' | 'destination';
+
+export interface MigrationRow {
+  id: string;
+  role: MigrationRole;
+  container: string;
+  fromNode: string;
+  toNode: string;
+  state: string;
+  options: Record<string, unknown>;
+  report: Record<string, unknown> | null;
+  error: string | null;
+  created: string;
+  updated: string;
+}
+
+/** States after which a migration holds nothing any more. */
+export const FINAL_MIGRATION_STATES = ['done', 'failed', 'rolled-back', 'aborted'] as const;
 
 export interface EventRow {
   id: number;
@@ -114,9 +150,90 @@ export class DaemonDb {
     return this.peers().find((p) => p.name === name) ?? null;
   }
 
+  insertMigration(m: Omit<MigrationRow, 'created' | 'updated' | 'report' | 'error'>): void {
+    const now = new Date().toISOString();
+    this.db
+      .prepare(
+        `INSERT INTO migrations (id, role, container, from_node, to_node, state, options, created, updated)
+         VALUES (@id, @role, @container, @fromNode, @toNode, @state, @options, @now, @now)`,
+      )
+      .run({ ...m, options: JSON.stringify(m.options), now });
+  }
+
+  updateMigration(
+    id: string,
+    role: MigrationRole,
+    patch: { state?: string; report?: Record<string, unknown> | null; error?: string | null },
+  ): void {
+    const cur = this.migration(id, role);
+    if (!cur) throw new CloudletError('db_missing_row', `no ${role} migration ${id} in the journal`, { context: { id, role } });
+    this.db
+      .prepare('UPDATE migrations SET state = @state, report = @report, error = @error, updated = @now WHERE id = @id AND role = @role')
+      .run({
+        id,
+        role,
+        state: patch.state ?? cur.state,
+        report: JSON.stringify(patch.report === undefined ? cur.report : patch.report),
+        error: patch.error === undefined ? cur.error : patch.error,
+        now: new Date().toISOString(),
+      });
+  }
+
+  migration(id: string, role: MigrationRole): MigrationRow | null {
+    const r = this.db.prepare('SELECT * FROM migrations WHERE id = ? AND role = ?').get(id, role) as RawMigration | undefined;
+    return r ? toMigrationRow(r) : null;
+  }
+
+  /** Most recent first. */
+  migrations(opts: { role?: MigrationRole; limit?: number } = {}): MigrationRow[] {
+    const rows = this.db
+      .prepare('SELECT * FROM migrations WHERE (@role IS NULL OR role = @role) ORDER BY created DESC LIMIT @limit')
+      .all({ role: opts.role ?? null, limit: opts.limit ?? 100 }) as RawMigration[];
+    return rows.map(toMigrationRow);
+  }
+
+  /** Migrations of this role that have not reached a final state. */
+  activeMigrations(role: MigrationRole): MigrationRow[] {
+    const finals = FINAL_MIGRATION_STATES.map((s) => `'${s}'`).join(',');
+    const rows = this.db
+      .prepare(`SELECT * FROM migrations WHERE role = ? AND state NOT IN (${finals}) ORDER BY created`)
+      .all(role) as RawMigration[];
+    return rows.map(toMigrationRow);
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
   }
+}
+
+interface RawMigration {
+  id: string;
+  role: MigrationRole;
+  container: string;
+  from_node: string;
+  to_node: string;
+  state: string;
+  options: string;
+  report: string | null;
+  error: string | null;
+  created: string;
+  updated: string;
+}
+
+function toMigrationRow(r: RawMigration): MigrationRow {
+  return {
+    id: r.id,
+    role: r.role,
+    container: r.container,
+    fromNode: r.from_node,
+    toNode: r.to_node,
+    state: r.state,
+    options: JSON.parse(r.options) as Record<string, unknown>,
+    report: r.report === null ? null : (JSON.parse(r.report) as Record<string, unknown> | null),
+    error: r.error,
+    created: r.created,
+    updated: r.updated,
+  };
 }
 
 function migrate(db: Database.Database, path: string): void {

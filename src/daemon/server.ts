@@ -15,6 +15,7 @@ import type { DaemonConfig } from './config.js';
 import { DaemonDb } from './db.js';
 import { createMetrics, type DaemonMetrics } from './metrics.js';
 import { checkPeer, type PeerHealth } from './peers.js';
+import { registerMigrationRoutes } from './routes-migrations.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -154,6 +155,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       return { ...r, lastSeen: ctx.db.peer(r.name)?.lastSeen ?? null };
     });
   });
+
+  registerMigrationRoutes(app, ctx);
 
   return app;
 }

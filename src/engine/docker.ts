@@ -2,6 +2,7 @@
 // (one unix socket) and turns its untyped failures into CloudletErrors that name the socket,
 // so that a caller can tell "engine down" (503, retry later) from "engine said no" (502).
 import Docker from 'dockerode';
+import { PassThrough } from 'node:stream';
 import { CloudletError, errorMessage } from '../util/errors.js';
 
 /** The engine's socket is missing, refuses connections or does not answer in time. */
@@ -58,6 +59,43 @@ export interface ContainerSummary {
   created: string;
 }
 
+export interface ContainerMount {
+  type: string;
+  /** Volume name (volumes only). */
+  name?: string;
+  source: string;
+  destination: string;
+  rw: boolean;
+}
+
+/**
+ * Everything needed to create an identical twin of a container on another engine: the
+ * inspected Config, HostConfig and the networks' endpoint settings (see twinCreateOptions).
+ */
+export type ContainerCreateOptions = Docker.ContainerCreateOptions;
+
+export interface ContainerDetails {
+  id: string;
+  name: string;
+  /** sha256:... of the container's image (compare it on the destination with imageExists). */
+  imageId: string;
+  /** The image reference the container was created from (Config.Image). */
+  imageName: string;
+  running: boolean;
+  /** Host PID of the container's init process (0 when not running). */
+  pid: number;
+  /** overlay2's R/W layer (GraphDriver.Data.UpperDir); null for other storage drivers. */
+  upperDir: string | null;
+  mounts: ContainerMount[];
+  createOptions: ContainerCreateOptions;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
 // Errors that mean "nobody is answering on that socket" rather than "the engine refused".
 const UNREACHABLE_CODES = new Set(['ENOENT', 'ECONNREFUSED', 'EACCES', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTSOCK']);
 
@@ -70,6 +108,11 @@ export class DockerEngine {
   ) {
     // The timeout keeps a wedged engine from hanging API requests forever.
     this.docker = new Docker({ socketPath, timeout: opts.timeoutMs ?? 10_000 });
+  }
+
+  /** A client with another request timeout (docker-modem has one per client, not per request). */
+  private client(timeoutMs: number): Docker {
+    return new Docker({ socketPath: this.socketPath, timeout: timeoutMs });
   }
 
   async ping(): Promise<void> {
@@ -136,6 +179,207 @@ export class DockerEngine {
     return killed;
   }
 
+  /** Details of one container, including what is needed to create its twin elsewhere. */
+  async inspectContainer(idOrName: string): Promise<ContainerDetails> {
+    const i = await this.call(`inspect ${idOrName}`, () => this.docker.getContainer(idOrName).inspect());
+    const data = (i.GraphDriver?.Data ?? {}) as unknown as Record<string, unknown>;
+    return {
+      id: i.Id,
+      name: i.Name.replace(/^\//, ''),
+      imageId: i.Image,
+      imageName: i.Config.Image,
+      running: i.State.Running,
+      pid: i.State.Pid,
+      upperDir: typeof data.UpperDir === 'string' ? data.UpperDir : null,
+      mounts: (i.Mounts ?? []).map((m) => ({
+        type: m.Type,
+        ...(m.Name ? { name: m.Name } : {}),
+        source: m.Source,
+        destination: m.Destination,
+        rw: m.RW,
+      })),
+      createOptions: twinCreateOptions(i),
+    };
+  }
+
+  /**
+   * Creates a container and returns its full id. Endpoints of networks other than the one
+   * HostConfig.NetworkMode names are connected after the create (API 1.41 takes one at create).
+   */
+  async createContainer(options: ContainerCreateOptions): Promise<string> {
+    const { NetworkingConfig, ...rest } = options;
+    const endpoints = { ...(NetworkingConfig?.EndpointsConfig ?? {}) };
+    const mode = options.HostConfig?.NetworkMode;
+    const first: Docker.EndpointsConfig = {};
+    if (mode !== undefined && endpoints[mode] !== undefined) {
+      first[mode] = endpoints[mode]!;
+      delete endpoints[mode];
+    }
+    const create: Docker.ContainerCreateOptions = { ...rest };
+    if (Object.keys(first).length > 0) create.NetworkingConfig = { EndpointsConfig: first };
+    const c = await this.call(`create ${options.name ?? options.Image ?? 'container'}`, () => this.docker.createContainer(create));
+    for (const [net, endpoint] of Object.entries(endpoints)) {
+      await this.call(`connect ${c.id.slice(0, 12)} to ${net}`, () =>
+        this.docker.getNetwork(net).connect({ Container: c.id, EndpointConfig: endpoint }),
+      );
+    }
+    return c.id;
+  }
+
+  async startContainer(id: string): Promise<void> {
+    await this.call(`start ${id}`, () => this.docker.getContainer(id).start());
+  }
+
+  /**
+   * Starts a created container from the checkpoint DATA_ROOT/containers/ID/checkpoints/NAME
+   * (POST /containers/{id}/start?checkpoint=NAME). The body must stay empty: API >= 1.24
+   * refuses a start with a JSON body, and docker-modem would send the options as body too.
+   * Takes as long as containerd needs to copy the images (see checkpoint-install.ts), hence
+   * its own timeout.
+   */
+  async startFromCheckpoint(id: string, checkpointName: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+    const modem = this.client(opts.timeoutMs ?? 300_000).modem as unknown as {
+      dial(o: Record<string, unknown>, cb: (err: unknown, data: unknown) => void): void;
+    };
+    await this.call(`start ${id.slice(0, 12)} from checkpoint ${checkpointName}`, () =>
+      new Promise<void>((resolve, reject) => {
+        modem.dial(
+          {
+            path: `/containers/${encodeURIComponent(id)}/start?`,
+            method: 'POST',
+            options: { _query: { checkpoint: checkpointName }, _body: {} },
+            statusCodes: { 200: true, 204: true, 304: 'container already started', 404: 'no such container', 500: 'server error' },
+          },
+          (err) => (err ? reject(err) : resolve()),
+        );
+      }),
+    );
+  }
+
+  /** Stops a container (SIGTERM, SIGKILL after timeoutS); a container already stopped is fine. */
+  async stopContainer(id: string, opts: { timeoutS?: number } = {}): Promise<void> {
+    try {
+      const t = opts.timeoutS ?? 10;
+      // The engine answers after the grace time (and the kill): the request may take longer than t.
+      await this.call(`stop ${id}`, () => this.client((t + 30) * 1000).getContainer(id).stop({ t }));
+    } catch (err) {
+      if (err instanceof EngineError && err.engineStatus === 304) return;
+      throw err;
+    }
+  }
+
+  /** Removes a container; returns false when it did not exist. */
+  async removeContainer(id: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<boolean> {
+    try {
+      await this.call(`remove ${id}`, () =>
+        this.docker.getContainer(id).remove({ force: opts.force ?? false, v: opts.volumes ?? false }),
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof EngineError && err.engineStatus === 404) return false;
+      throw err;
+    }
+  }
+
+  /** Polls until the container is not running (after a final runc checkpoint dockerd notices the exit a little later). */
+  async waitNotRunning(id: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+    const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+    for (;;) {
+      const i = await this.call(`inspect ${id}`, () => this.docker.getContainer(id).inspect());
+      if (!i.State.Running) return;
+      if (Date.now() > deadline) {
+        throw new CloudletError('engine_timeout', `container ${id.slice(0, 12)} still running after ${opts.timeoutMs ?? 10_000} ms`, {
+          context: { socketPath: this.socketPath, id },
+          httpStatus: 504,
+        });
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async imageExists(ref: string): Promise<boolean> {
+    return this.exists(`inspect image ${ref}`, () => this.docker.getImage(ref).inspect());
+  }
+
+  async containerExists(nameOrId: string): Promise<boolean> {
+    return this.exists(`inspect ${nameOrId}`, () => this.docker.getContainer(nameOrId).inspect());
+  }
+
+  /** Runs a command in a running container (no TTY) and collects its output and exit code. */
+  async exec(id: string, cmd: readonly string[], opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
+    const container = this.docker.getContainer(id);
+    const ex = await this.call(`exec in ${id}`, () =>
+      container.exec({ Cmd: [...cmd], AttachStdout: true, AttachStderr: true }),
+    );
+    const stream = await this.call(`exec start in ${id}`, () => ex.start({ hijack: true, stdin: false }));
+    const out = new PassThrough();
+    const err = new PassThrough();
+    const outChunks: Buffer[] = [];
+    const errChunks: Buffer[] = [];
+    out.on('data', (d: Buffer) => outChunks.push(d));
+    err.on('data', (d: Buffer) => errChunks.push(d));
+    this.docker.modem.demuxStream(stream, out, err);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        stream.destroy();
+        reject(new CloudletError('engine_timeout', `exec ${cmd.join(' ')} in ${id} did not finish in time`, {
+          context: { socketPath: this.socketPath, id, cmd },
+          httpStatus: 504,
+        }));
+      }, opts.timeoutMs ?? 60_000);
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      stream.on('end', done);
+      stream.on('close', done);
+      stream.on('error', (e) => {
+        clearTimeout(timer);
+        reject(this.mapError(`exec in ${id}`, e));
+      });
+    });
+    // The exit code is set once the process has gone; it can lag the end of the stream.
+    for (let i = 0; ; i++) {
+      const info = await this.call(`exec inspect in ${id}`, () => ex.inspect());
+      if (!info.Running && info.ExitCode !== null) {
+        return { exitCode: info.ExitCode, stdout: Buffer.concat(outChunks).toString('utf8'), stderr: Buffer.concat(errChunks).toString('utf8') };
+      }
+      if (i > 200) throw new CloudletError('engine_timeout', `exec ${cmd.join(' ')} in ${id}: no exit code`, { httpStatus: 504 });
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /** Creates a local volume (idempotent: an existing volume of that name is reused). */
+  async createVolume(name: string): Promise<void> {
+    await this.call(`create volume ${name}`, () => this.docker.createVolume({ Name: name }));
+  }
+
+  /** Host path of a local volume's data (where to copy its files). */
+  async volumeMountpoint(name: string): Promise<string> {
+    const v = await this.call(`inspect volume ${name}`, () => this.docker.getVolume(name).inspect());
+    return v.Mountpoint;
+  }
+
+  async removeVolume(name: string): Promise<boolean> {
+    try {
+      await this.call(`remove volume ${name}`, () => this.docker.getVolume(name).remove());
+      return true;
+    } catch (err) {
+      if (err instanceof EngineError && err.engineStatus === 404) return false;
+      throw err;
+    }
+  }
+
+  private async exists(operation: string, fn: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await this.call(operation, fn);
+      return true;
+    } catch (err) {
+      if (err instanceof EngineError && err.engineStatus === 404) return false;
+      throw err;
+    }
+  }
+
   /** Runs one API call and maps its failure to EngineUnavailableError or EngineError. */
   private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     try {
@@ -153,6 +397,55 @@ export class DockerEngine {
     if (/timeout/i.test(String(e.message ?? ''))) return new EngineUnavailableError(this.socketPath, err);
     return new EngineError(this.socketPath, operation, null, err);
   }
+}
+
+/**
+ * Create options for a twin of an inspected container: the same Config (hostname included:
+ * the restored processes saw it) and HostConfig, plus the endpoint settings of its networks.
+ * - Volumes without a name in Binds/Mounts (anonymous volumes) become named binds
+ *   `NAME:DEST`, so the twin uses a volume of the same name that the caller creates and fills.
+ * - On user-defined networks the address is pinned (IPAMConfig) to the one the container
+ *   has: restored TCP sockets need it. The default bridge cannot take a fixed address.
+ * - Aliases equal to the source's short id are dropped (Docker adds the twin's own).
+ * - ContainerIDFile names a file on the source host and is dropped.
+ * Image stays Config.Image (the reference); callers compare imageId on the destination.
+ */
+export function twinCreateOptions(i: Docker.ContainerInspectInfo): ContainerCreateOptions {
+  const config = { ...(i.Config as unknown as Record<string, unknown>) } as Docker.ContainerCreateOptions;
+  const host = { ...(i.HostConfig as Docker.HostConfig) } as Docker.HostConfig & Record<string, unknown>;
+  delete host.ContainerIDFile;
+  const binds = [...(host.Binds ?? [])];
+  const covered = new Set<string>([
+    ...binds.map((b) => b.split(':')[1] ?? ''),
+    ...((host.Mounts ?? []) as Array<{ Target: string }>).map((m) => m.Target),
+  ]);
+  for (const m of i.Mounts ?? []) {
+    if (m.Type === 'volume' && m.Name && !covered.has(m.Destination)) {
+      binds.push(`${m.Name}:${m.Destination}${m.RW ? '' : ':ro'}`);
+    }
+  }
+  if (binds.length > 0) host.Binds = binds;
+  const opts: Docker.ContainerCreateOptions = { ...config, name: i.Name.replace(/^\//, ''), HostConfig: host };
+  const endpoints: Docker.EndpointsConfig = {};
+  const shortId = i.Id.slice(0, 12);
+  const mode = host.NetworkMode ?? '';
+  const special = mode === '' || mode === 'default' || mode === 'bridge' || mode === 'none' || mode === 'host' || mode.startsWith('container:');
+  if (!special) {
+    for (const [net, ep] of Object.entries(i.NetworkSettings?.Networks ?? {})) {
+      if (net === 'bridge' || net === 'none' || net === 'host') continue;
+      const e: Docker.EndpointSettings = {};
+      const ipam = (ep.IPAMConfig ?? {}) as { IPv4Address?: string; IPv6Address?: string };
+      const v4 = ipam.IPv4Address || ep.IPAddress;
+      const v6 = ipam.IPv6Address || ep.GlobalIPv6Address;
+      if (v4 || v6) e.IPAMConfig = { ...(v4 ? { IPv4Address: v4 } : {}), ...(v6 ? { IPv6Address: v6 } : {}) };
+      const aliases = ((ep.Aliases ?? []) as string[]).filter((a) => a !== shortId);
+      if (aliases.length > 0) e.Aliases = aliases;
+      if (Array.isArray(ep.Links) && ep.Links.length > 0) e.Links = ep.Links as string[];
+      endpoints[net] = e;
+    }
+  }
+  if (Object.keys(endpoints).length > 0) opts.NetworkingConfig = { EndpointsConfig: endpoints };
+  return opts;
 }
 
 function engineMessage(err: unknown): string {

@@ -34,7 +34,7 @@ export async function startEngine(name: string, ns: string, layout: Omit<EngineI
   writeFileSync(configFile, '{}\n');
   // containerd unpacks checkpoints into $XDG_RUNTIME_DIR and never deletes them: keep that
   // inside the lab so `lab down` removes it.
-  const xdg = join(home, 'xdg');
+  const xdg = join(home, 'xdg'); // the daemon's config names the same dir (lab.ts)
   mkdirSync(xdg, { recursive: true });
   const logFd = openSync(layout.log, 'a');
   let pid: number;

@@ -189,9 +189,11 @@ function daemonConfig(cl: LabCloudlet, state: LabState): DaemonConfigInput {
     dockerSocket: cl.engine.socket,
     dockerExecRoot: cl.engine.execRoot,
     dockerDataRoot: cl.engine.dataRoot,
+    dockerXdgRuntimeDir: join(state.dir, cl.name, 'xdg'),
     dataDir: join(state.dir, cl.name, 'cloudletd'),
     peers: state.cloudlets.filter((p) => p.name !== cl.name).map((p) => ({ name: p.name, url: p.daemon.peerUrl })),
     logLevel: 'info',
+    allowFaultInjection: true,
   };
 }
 

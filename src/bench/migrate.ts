@@ -1,0 +1,183 @@
+// `cloudlet bench migrate`: handoff figures on the lab, with their baselines measured in the
+// same run.
+//   busybox counter  - the classic workload (Ma et al.: 3.1-3.2 s total, 2.7-2.8 s down);
+//   256 MiB service  - a Node.js service with a low dirty rate, migrated with the default
+//                      decision model, then back with stop-and-copy (the baseline its
+//                      downtime is compared with).
+// Every figure comes from the migration reports of the daemons; nothing is estimated here.
+import { CloudletError } from '../util/errors.js';
+import { DockerEngine } from '../engine/docker.js';
+import { CloudletClient } from '../cli/client.js';
+import { parseBandwidth } from '../lab/link-shaping.js';
+import { readLabState, type LabState } from '../lab/state.js';
+import { labUp, labDown } from '../lab/lab.js';
+import { BUSYBOX_COUNTER_SCRIPT, STATEFUL_SERVICE_SCRIPT } from '../workloads/stateful-service.js';
+import type { MigrationReport } from '../migration/types.js';
+import type { StartMigrationBody } from '../daemon/routes-migrations.js';
+
+export interface Target {
+  name: string;
+  value: number;
+  limit: number;
+  ok: boolean;
+}
+
+export interface ScenarioResult {
+  name: string;
+  totalMs: number | null;
+  downtimeMs: number | null;
+  bytesSent: number;
+  precopyRounds: number;
+  stopReason: string | null;
+  report: MigrationReport;
+  baseline?: { name: string; totalMs: number | null; downtimeMs: number | null; bytesSent: number; report: MigrationReport };
+  targets: Target[];
+}
+
+export interface MigrateBenchResult {
+  bench: 'migrate';
+  date: string;
+  machine: { cores: number; memoryGiB: number; kernel: string };
+  link: { bandwidth: string; latency: string; bps: number };
+  scenarios: ScenarioResult[];
+  /** Convenience copies of the headline figures (issue 4's names). */
+  busybox: { totalMs: number | null; downtimeMs: number | null };
+  service256: { totalMs: number | null; downtimeMs: number | null; bytesSent: number; stopAndCopyDowntimeMs: number | null };
+  allTargetsMet: boolean;
+}
+
+export interface MigrateBenchOptions {
+  stateMb: number;
+  dirtyPagesPerSec: number;
+  progress: (msg: string) => void;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function target(name: string, value: number | null, limit: number): Target {
+  return { name, value: value ?? Number.NaN, limit, ok: value !== null && value <= limit };
+}
+
+async function migrate(lab: LabState, from: string, body: StartMigrationBody): Promise<MigrationReport> {
+  const cl = lab.cloudlets.find((c) => c.name === from)!;
+  const client = new CloudletClient(cl.daemon.apiUrl, lab.token, { timeoutMs: 30 * 60_000 });
+  const r = await client.post<MigrationReport>('/v1/migrations?wait=1', body);
+  if (r.state !== 'done') {
+    throw new CloudletError('bench_failed', `migration of ${body.container} ${from} -> ${body.to} ended ${r.state}: ${r.error?.message ?? ''}`);
+  }
+  return r;
+}
+
+function engineOf(lab: LabState, name: string): DockerEngine {
+  return new DockerEngine(lab.cloudlets.find((c) => c.name === name)!.engine.socket, { timeoutMs: 60_000 });
+}
+
+async function removeIfPresent(engine: DockerEngine, name: string): Promise<void> {
+  if (await engine.containerExists(name)) await engine.removeContainer(name, { force: true });
+}
+
+/** Waits until the service in the container answers (HTTP through busybox wget inside it). */
+async function waitForService(engine: DockerEngine, name: string): Promise<void> {
+  for (let i = 0; i < 150; i++) {
+    const r = await engine.exec(name, ['wget', '-qO-', 'http://127.0.0.1:8080/health']);
+    if (r.exitCode === 0) return;
+    await sleep(200);
+  }
+  throw new CloudletError('bench_failed', `the service in ${name} did not answer within 30 s`);
+}
+
+export async function runMigrateBench(opts: MigrateBenchOptions): Promise<MigrateBenchResult> {
+  let lab = readLabState();
+  const ownLab = lab === null;
+  if (!lab) {
+    opts.progress('no lab is up: bringing one up (2 cloudlets, 100mbit, 5ms)');
+    lab = await labUp({ cloudlets: 2, link: { bandwidth: '100mbit', latency: '5ms' } }, opts.progress);
+  }
+  try {
+    return await runOnLab(lab, opts);
+  } finally {
+    if (ownLab) {
+      opts.progress('taking the lab down');
+      await labDown(() => undefined);
+    }
+  }
+}
+
+async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<MigrateBenchResult> {
+  if (lab.cloudlets.length < 2) throw new CloudletError('bench_failed', 'the lab needs at least 2 cloudlets');
+  const [a, b] = [lab.cloudlets[0]!.name, lab.cloudlets[1]!.name];
+  const link = lab.cloudlets[1]!.link;
+  const bps = Math.min(parseBandwidth(lab.cloudlets[0]!.link.bandwidth), parseBandwidth(link.bandwidth));
+  const ea = engineOf(lab, a);
+  const eb = engineOf(lab, b);
+  const scenarios: ScenarioResult[] = [];
+
+  // --- busybox counter
+  opts.progress('busybox counter: start on a, migrate a -> b (default decision model)');
+  await removeIfPresent(ea, 'bench-counter');
+  await removeIfPresent(eb, 'bench-counter');
+  await ea.createContainer({ name: 'bench-counter', Image: 'cloudlet/busybox:1', Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT], HostConfig: { NetworkMode: 'none' } });
+  await ea.startContainer('bench-counter');
+  await sleep(1000);
+  const bb = await migrate(lab, a, { container: 'bench-counter', to: b });
+  await removeIfPresent(eb, 'bench-counter');
+  scenarios.push({
+    name: 'busybox counter',
+    totalMs: bb.totalMs,
+    downtimeMs: bb.downtimeMs,
+    bytesSent: bb.bytesSent,
+    precopyRounds: bb.precopyRounds,
+    stopReason: bb.stopReason,
+    report: bb,
+    targets: [target('totalMs <= 1000', bb.totalMs, 1000), target('downtimeMs <= 800', bb.downtimeMs, 800)],
+  });
+
+  // --- 256 MiB service, low dirty rate
+  const svc = 'bench-svc';
+  opts.progress(`${opts.stateMb} MiB service (${opts.dirtyPagesPerSec} pages/s dirtied): migrate a -> b (default model)`);
+  await removeIfPresent(ea, svc);
+  await removeIfPresent(eb, svc);
+  await ea.createContainer({
+    name: svc,
+    Image: 'cloudlet/node:20',
+    Cmd: ['node', '-e', STATEFUL_SERVICE_SCRIPT],
+    Env: [`STATE_MB=${opts.stateMb}`, 'PORT=8080', `DIRTY_PAGES_PER_SEC=${opts.dirtyPagesPerSec}`],
+    HostConfig: { NetworkMode: 'none' },
+  });
+  await ea.startContainer(svc);
+  await waitForService(ea, svc);
+  const pre = await migrate(lab, a, { container: svc, to: b });
+  await waitForService(eb, svc);
+  opts.progress('same service: back b -> a with stop-and-copy (the baseline)');
+  const sc = await migrate(lab, b, { container: svc, to: a, rounds: 0 });
+  await waitForService(ea, svc);
+  await removeIfPresent(ea, svc);
+  const transferBound = 1.25 * ((pre.bytesSent * 8) / bps) * 1000 + 2000;
+  scenarios.push({
+    name: `${opts.stateMb} MiB service`,
+    totalMs: pre.totalMs,
+    downtimeMs: pre.downtimeMs,
+    bytesSent: pre.bytesSent,
+    precopyRounds: pre.precopyRounds,
+    stopReason: pre.stopReason,
+    report: pre,
+    baseline: { name: 'stop-and-copy', totalMs: sc.totalMs, downtimeMs: sc.downtimeMs, bytesSent: sc.bytesSent, report: sc },
+    targets: [
+      target('downtimeMs <= 1500', pre.downtimeMs, 1500),
+      target(`totalMs <= 1.25 x bytesSent/bandwidth + 2000 (= ${Math.round(transferBound)})`, pre.totalMs, transferBound),
+      target(`downtimeMs <= stopAndCopyDowntimeMs / 5 (= ${Math.round((sc.downtimeMs ?? 0) / 5)})`, pre.downtimeMs, (sc.downtimeMs ?? 0) / 5),
+    ],
+  });
+
+  const os = await import('node:os');
+  return {
+    bench: 'migrate',
+    date: new Date().toISOString(),
+    machine: { cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release() },
+    link: { bandwidth: link.bandwidth, latency: link.latency, bps },
+    scenarios,
+    busybox: { totalMs: bb.totalMs, downtimeMs: bb.downtimeMs },
+    service256: { totalMs: pre.totalMs, downtimeMs: pre.downtimeMs, bytesSent: pre.bytesSent, stopAndCopyDowntimeMs: sc.downtimeMs },
+    allTargetsMet: scenarios.every((s) => s.targets.every((t) => t.ok)),
+  };
+}

@@ -1,0 +1,141 @@
+// `cloudlet migrate CONTAINER --from A --to B`: starts a live migration on the source
+// cloudlet and follows it (progress on stderr), then prints the report (a table, or --json).
+import { Option, type Command } from 'commander';
+import { UsageError } from '../../util/errors.js';
+import type { MigrationReport } from '../../migration/types.js';
+import type { StartMigrationBody } from '../../daemon/routes-migrations.js';
+import { action, printJson, printTable, progress } from '../output.js';
+import { resolveNode, type GlobalOptions } from '../nodes.js';
+
+interface MigrateOptions extends GlobalOptions {
+  from: string;
+  to: string;
+  rounds?: string;
+  alpha?: string;
+  rule?: string;
+  maxDowntime?: string;
+  maxRounds?: string;
+  maxTime?: string;
+  codec?: string;
+  inject?: string;
+  json?: boolean;
+}
+
+/** "1s", "1500ms", "1.5" (seconds) -> milliseconds. */
+export function parseDuration(text: string, option: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  if (!m) throw new UsageError(`${option}: invalid duration '${text}'`, { hint: 'use e.g. 1s, 800ms, 2m' });
+  const n = Number(m[1]);
+  return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
+}
+
+function parseIntOption(text: string, option: string): number {
+  if (!/^\d+$/.test(text)) throw new UsageError(`${option} must be a non-negative integer (got '${text}')`);
+  return Number(text);
+}
+
+export function migrationBody(container: string, o: MigrateOptions): StartMigrationBody {
+  const body: StartMigrationBody = { container, to: o.to };
+  if (o.rounds !== undefined) body.rounds = parseIntOption(o.rounds, '--rounds');
+  if (o.alpha !== undefined) body.alpha = parseDuration(o.alpha, '--alpha') / 1000;
+  if (o.rule !== undefined) body.rule = o.rule as StartMigrationBody['rule'];
+  if (o.maxDowntime !== undefined) body.maxDowntimeMs = parseDuration(o.maxDowntime, '--max-downtime');
+  if (o.maxRounds !== undefined) body.maxRounds = parseIntOption(o.maxRounds, '--max-rounds');
+  if (o.maxTime !== undefined) body.maxTimeMs = parseDuration(o.maxTime, '--max-time');
+  if (o.codec !== undefined) body.codec = o.codec as StartMigrationBody['codec'];
+  if (o.inject !== undefined) body.inject = o.inject as StartMigrationBody['inject'];
+  return body;
+}
+
+const mb = (b: number) => (b / 1e6).toFixed(2);
+
+export function printReport(r: MigrationReport): void {
+  printTable(
+    r.rounds.map((x) => ({
+      round: x.final ? `${x.index} (final)` : x.index,
+      dump_ms: x.dumpMs,
+      stall_ms: x.stallMs,
+      pages: `${x.pagesChanged}/${x.pagesScanned}`,
+      raw_mb: mb(x.rawBytes),
+      sent_mb: mb(x.sentBytes),
+      codec: x.codec,
+      send_ms: x.sendMs,
+      mbit_s: (x.bandwidthBps / 1e6).toFixed(1),
+      apply_ms: x.applyMs,
+    })),
+    ['round', 'dump_ms', 'stall_ms', 'pages', 'raw_mb', 'sent_mb', 'codec', 'send_ms', 'mbit_s', 'apply_ms'],
+  );
+  process.stdout.write(
+    `\n${r.container}: ${r.from} -> ${r.to}  ${r.state}\n` +
+      `total ${r.totalMs} ms, downtime ${r.downtimeMs ?? '-'} ms (restore ${r.restoreMs ?? '-'} ms), ` +
+      `${mb(r.bytesSent)} MB sent, ${r.precopyRounds} pre-copy round(s), stopped by: ${r.stopReason ?? '-'}\n` +
+      `policy: ${r.policy}\n`,
+  );
+  if (r.error) process.stdout.write(`error: ${r.error.message}\n`);
+}
+
+export function registerMigrateCommand(program: Command): void {
+  program
+    .command('migrate')
+    .description('live-migrate a running container from one cloudlet to another')
+    .argument('<container>', 'container name or id on the source cloudlet')
+    .requiredOption('--from <node>', 'source cloudlet')
+    .requiredOption('--to <node>', 'destination cloudlet')
+    .option('--rounds <n>', 'force exactly N pre-copy rounds (0 = stop-and-copy)')
+    .option('--alpha <seconds>', 'classic rule: stop pre-copy when a round sent in less than alpha')
+    .option('--rule <name>', 'stop rule: model (default), alpha, rounds, phaul, lxd')
+    .option('--max-downtime <duration>', 'model rule: target downtime', '1s')
+    .option('--max-rounds <n>', 'upper bound on pre-copy rounds', '8')
+    .option('--max-time <duration>', 'upper bound on the pre-copy phase', '5m')
+    .option('--codec <codec>', 'lz4, zstd, gzip, none or auto (per round, from link and data)', 'auto')
+    .option('--json', 'print the report as JSON')
+    .addOption(new Option('--inject <point>', 'test hook: make the destination fail (lab only)').hideHelp())
+    .action(
+      action(async (container: string, _opts: unknown, cmd: Command) => {
+        const o = cmd.optsWithGlobals<MigrateOptions>();
+        const node = await resolveNode(o.from, o);
+        const started = await node.client.post<MigrationReport>('/v1/migrations', migrationBody(container, o));
+        if (!o.json) progress(`migration ${started.id}: ${started.container} ${started.from} -> ${started.to}`);
+        let seen = 0;
+        let last = started;
+        // Poll the source for progress: bounded by the migration's own --max-time plus slack.
+        const deadline = Date.now() + parseDuration(o.maxTime ?? '5m', '--max-time') + 10 * 60_000;
+        while (!last.finishedAt) {
+          if (Date.now() > deadline) throw new UsageError(`migration ${started.id} did not finish in time; see \`cloudlet migrations --node ${o.from}\``);
+          await new Promise((r) => setTimeout(r, 250));
+          last = await node.client.get<MigrationReport>(`/v1/migrations/${started.id}`);
+          if (!o.json) {
+            for (; seen < last.rounds.length; seen++) {
+              const x = last.rounds[seen]!;
+              progress(
+                `  round ${x.index}${x.final ? ' (final)' : ''}: ${x.pagesChanged} pages, ${mb(x.sentBytes)} MB sent in ${x.sendMs} ms` +
+                  ` (${x.codec}, ${(x.bandwidthBps / 1e6).toFixed(1)} Mbit/s), stall ${x.stallMs} ms` +
+                  (x.decision ? ` - ${x.decision}` : ''),
+              );
+            }
+          }
+        }
+        if (o.json) printJson(last);
+        else printReport(last);
+        return last.state === 'done' ? 0 : 1;
+      }),
+    );
+
+  program
+    .command('migrations')
+    .description('list the migrations a cloudlet started')
+    .requiredOption('--node <name>', 'source cloudlet')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (_opts: unknown, cmd: Command) => {
+        const o = cmd.optsWithGlobals<GlobalOptions & { node: string; json?: boolean }>();
+        const node = await resolveNode(o.node, o);
+        const list = await node.client.get<MigrationReport[]>('/v1/migrations');
+        if (o.json) return printJson(list);
+        printTable(
+          list.map((m) => ({ id: m.id, container: m.container, to: m.to, state: m.state, total_ms: m.totalMs, downtime_ms: m.downtimeMs, started: m.startedAt })),
+          ['id', 'container', 'to', 'state', 'total_ms', 'downtime_ms', 'started'],
+        );
+      }),
+    );
+}

@@ -1,0 +1,127 @@
+// Migration routes of cloudletd.
+//   Operators: POST /v1/migrations (start; ?wait=1 answers with the final report),
+//              GET /v1/migrations, GET /v1/migrations/:id.
+//   Peers:     POST /v1/incoming (prepare), PUT /v1/incoming/:id/rounds/:k (a round's
+//              framed stream), POST /v1/incoming/:id/commit, DELETE /v1/incoming/:id (abort).
+import type { FastifyInstance } from 'fastify';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { UsageError } from '../util/errors.js';
+import { MigrationDestination, type PrepareRequest } from '../migration/destination.js';
+import { MigrationSource } from '../migration/source.js';
+import { receiveRound } from '../migration/round-transport.js';
+import type { Policy } from '../migration/decision.js';
+import { FAULT_POINTS, type FaultPoint, type MigrationRequest } from '../migration/types.js';
+import type { DaemonContext } from './server.js';
+
+const startSchema = z
+  .object({
+    container: z.string().min(1).max(128),
+    to: z.string().min(1).max(64),
+    /** Forces exactly N pre-copy rounds (0 = stop-and-copy). */
+    rounds: z.number().int().min(0).max(50).optional(),
+    /** Classic rule: stop when a round's send took less than alpha seconds. */
+    alpha: z.number().positive().max(600).optional(),
+    /** Named baseline rules, for experiments. */
+    rule: z.enum(['model', 'alpha', 'rounds', 'phaul', 'lxd']).optional(),
+    maxDowntimeMs: z.number().positive().default(1000),
+    maxRounds: z.number().int().min(1).max(50).default(8),
+    maxTimeMs: z.number().positive().default(300_000),
+    codec: z.enum(['none', 'lz4', 'zstd', 'gzip', 'auto']).default('auto'),
+    inject: z.enum(FAULT_POINTS).optional(),
+  })
+  .strict();
+
+export type StartMigrationBody = z.input<typeof startSchema>;
+
+/** Turns the API's options into one decision policy; contradictory options are refused. */
+export function policyFromOptions(o: z.output<typeof startSchema>): Policy {
+  const rule = o.rule ?? (o.rounds !== undefined ? 'rounds' : o.alpha !== undefined ? 'alpha' : 'model');
+  if (o.rounds !== undefined && rule !== 'rounds') throw new UsageError('--rounds cannot be combined with another stop rule');
+  if (o.alpha !== undefined && rule !== 'alpha') throw new UsageError('--alpha cannot be combined with another stop rule');
+  switch (rule) {
+    case 'rounds':
+      if (o.rounds === undefined) throw new UsageError('rule "rounds" needs --rounds N');
+      return { kind: 'rounds', rounds: o.rounds };
+    case 'alpha':
+      return { kind: 'alpha', alphaSeconds: o.alpha ?? 1, maxRounds: o.maxRounds };
+    case 'phaul':
+      return { kind: 'phaul' };
+    case 'lxd':
+      return { kind: 'lxd' };
+    case 'model':
+      return { kind: 'model', maxDowntimeMs: o.maxDowntimeMs, maxRounds: o.maxRounds, maxTimeMs: o.maxTimeMs };
+  }
+}
+
+function parseBody<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, body: unknown, what: string): T {
+  const r = schema.safeParse(body ?? {});
+  if (!r.success) {
+    throw new UsageError(`invalid ${what}: ${r.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ')}`);
+  }
+  return r.data;
+}
+
+export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext): { source: MigrationSource; destination: MigrationDestination } {
+  const { config } = ctx;
+  const source = new MigrationSource({
+    node: config.node,
+    engine: ctx.engine,
+    db: ctx.db,
+    runcRoot: join(config.dockerExecRoot, 'runtime-runc', 'moby'),
+    dataRoot: config.dockerDataRoot,
+    xdgRuntimeDir: config.dockerXdgRuntimeDir,
+    dataDir: config.dataDir,
+    peers: config.peers,
+    token: config.token,
+  });
+  const destination = new MigrationDestination({
+    engine: ctx.engine,
+    db: ctx.db,
+    dataRoot: config.dockerDataRoot,
+    xdgRuntimeDir: config.dockerXdgRuntimeDir,
+    dataDir: config.dataDir,
+  });
+
+  // Round bodies are framed binary streams, consumed by the route itself (not buffered).
+  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+
+  app.post<{ Querystring: { wait?: string } }>('/v1/migrations', async (req, reply) => {
+    const o = parseBody(startSchema, req.body, 'migration request');
+    if (o.inject && !config.allowFaultInjection) throw new UsageError('fault injection is not enabled on this cloudlet');
+    const request: MigrationRequest = { container: o.container, to: o.to, policy: policyFromOptions(o), codec: o.codec, ...(o.inject ? { inject: o.inject } : {}) };
+    const started = await source.start(request);
+    if (req.query.wait === '1' || req.query.wait === 'true') return reply.status(200).send(await source.wait(started.id));
+    return reply.status(202).send(started);
+  });
+
+  app.get('/v1/migrations', async () => source.list());
+
+  app.get<{ Params: { id: string } }>('/v1/migrations/:id', async (req, reply) => {
+    const r = source.get(req.params.id);
+    if (!r) return reply.status(404).send({ error: 'not_found', message: `migration '${req.params.id}' not found` });
+    return r;
+  });
+
+  app.post('/v1/incoming', async (req) => destination.prepare(req.body as PrepareRequest));
+
+  app.put<{ Params: { id: string; k: string }; Querystring: { final?: string; inject?: string } }>('/v1/incoming/:id/rounds/:k', async (req) => {
+    const k = Number(req.params.k);
+    if (!Number.isInteger(k) || k < 1) throw new UsageError(`invalid round number '${req.params.k}'`);
+    const inject = req.query.inject as FaultPoint | undefined;
+    if (inject !== undefined && (!config.allowFaultInjection || !FAULT_POINTS.includes(inject))) {
+      throw new UsageError(`fault injection '${inject}' is not enabled on this cloudlet`);
+    }
+    const body = req.body as NodeJS.ReadableStream;
+    return destination.round(req.params.id, k, req.query.final === '1', receiveRound(body), inject);
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/incoming/:id/commit', async (req) => {
+    await destination.commit(req.params.id);
+    return { ok: true };
+  });
+
+  app.delete<{ Params: { id: string } }>('/v1/incoming/:id', async (req) => destination.abort(req.params.id, 'aborted by the source'));
+
+  return { source, destination };
+}

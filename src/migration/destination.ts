@@ -1,0 +1,333 @@
+// The destination side of a handoff. The source drives; the destination:
+//   prepare  - checks the image is here, creates the named volumes and a twin container (not
+//              started) with the source container's configuration;
+//   round k  - applies the filesystem batches to the twin's R/W layer and volumes, and keeps
+//              a base image directory of the pages received so far (updated in place);
+//   final    - the same, then builds the final image directory on top of the base (CRIU
+//              parent images: only changed pages are written), installs it as a checkpoint
+//              of the twin and starts the twin from it, and checks that it runs;
+//   commit   - removes its staging data; abort - removes the twin, volumes and staging.
+// Every step is journalled, so a restarted daemon knows which migrations it held.
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ConflictError, CloudletError, NotFoundError, UsageError } from '../util/errors.js';
+import type { DockerEngine, ContainerCreateOptions } from '../engine/docker.js';
+import {
+  checkpointPaths,
+  pruneContainerdCheckpointCopies,
+  removeInstalledCheckpoint,
+  installCheckpoint,
+  STAGE_DIR,
+} from '../engine/checkpoint-install.js';
+import { applyDeltaInPlace, decodeDelta, rebuildImageDir, type Delta } from '../checkpoint/delta.js';
+import { applyBatch } from '../fssync/index.js';
+import type { DaemonDb } from '../daemon/db.js';
+import type { ReceivedArtifact } from './round-transport.js';
+import type { FaultPoint } from './types.js';
+
+export interface PrepareRequest {
+  id: string;
+  from: string;
+  container: {
+    name: string;
+    imageId: string;
+    imageName: string;
+    createOptions: ContainerCreateOptions;
+    volumes: string[];
+  };
+}
+
+export interface PrepareResponse {
+  twinId: string;
+}
+
+export interface RoundResponse {
+  applyMs: number;
+  rebuildMs: number;
+  fsMs: number;
+  /** Final round only: engine start from the checkpoint, and the container's state after it. */
+  restoreMs: number | null;
+  running: boolean | null;
+}
+
+interface Incoming {
+  id: string;
+  from: string;
+  name: string;
+  twinId: string;
+  upperDir: string;
+  volumes: Map<string, string>;
+  createdVolumes: string[];
+  stageDir: string;
+  /** Complete image directory of the pages received so far (null before the first round). */
+  baseDir: string | null;
+  lastRound: number;
+  busy: boolean;
+}
+
+const ID_RE = /^[a-z0-9][a-z0-9-]{7,63}$/;
+
+export interface DestinationDeps {
+  engine: DockerEngine;
+  db: DaemonDb;
+  dataRoot: string;
+  xdgRuntimeDir: string | null;
+  dataDir: string;
+}
+
+export class MigrationDestination {
+  private readonly incoming = new Map<string, Incoming>();
+
+  constructor(private readonly deps: DestinationDeps) {}
+
+  checkpointName(id: string): string {
+    return `cl-${id}`;
+  }
+
+  async prepare(req: PrepareRequest): Promise<PrepareResponse> {
+    if (!ID_RE.test(req.id)) throw new UsageError(`invalid migration id '${req.id}'`);
+    if (this.incoming.has(req.id)) throw new ConflictError(`migration ${req.id} is already prepared here`);
+    const { engine, db } = this.deps;
+    const c = req.container;
+    if (!(await engine.imageExists(c.imageId))) {
+      throw new CloudletError('image_missing', `image ${c.imageName} (${c.imageId.slice(0, 19)}) is not on this cloudlet`, {
+        httpStatus: 409,
+        context: { imageId: c.imageId, imageName: c.imageName },
+        hint: 'ship it first as an overlay (`cloudlet overlay push`) or load the image',
+      });
+    }
+    if (await engine.containerExists(c.name)) {
+      throw new ConflictError(`a container named '${c.name}' already exists on the destination`, {
+        hint: 'remove or rename it there first',
+      });
+    }
+    db.insertMigration({ id: req.id, role: 'destination', container: c.name, fromNode: req.from, toNode: '', state: 'preparing', options: {} });
+    const inc: Incoming = {
+      id: req.id,
+      from: req.from,
+      name: c.name,
+      twinId: '',
+      upperDir: '',
+      volumes: new Map(),
+      createdVolumes: [],
+      stageDir: join(this.deps.dataDir, 'incoming', req.id),
+      baseDir: null,
+      lastRound: 0,
+      busy: false,
+    };
+    this.incoming.set(req.id, inc);
+    try {
+      await mkdir(inc.stageDir, { recursive: true });
+      for (const v of c.volumes) {
+        if ((await engine.volumeMountpoint(v).then(() => true, () => false))) {
+          throw new ConflictError(`a volume named '${v}' already exists on the destination`);
+        }
+        await engine.createVolume(v);
+        inc.createdVolumes.push(v);
+        inc.volumes.set(v, await engine.volumeMountpoint(v));
+      }
+      inc.twinId = await engine.createContainer(c.createOptions);
+      const twin = await engine.inspectContainer(inc.twinId);
+      if (!twin.upperDir) throw new CloudletError('no_upperdir', 'the destination engine does not use overlay2: cannot sync the R/W layer');
+      inc.upperDir = twin.upperDir;
+      // The base of the page images lives where containerd's unpacked checkpoint can reach it
+      // through a relative `parent` link (see finalRound).
+      db.updateMigration(req.id, 'destination', { state: 'prepared', report: { twinId: inc.twinId } });
+      return { twinId: inc.twinId };
+    } catch (err) {
+      await this.abort(req.id, String((err as Error).message));
+      throw err;
+    }
+  }
+
+  private get(id: string): Incoming {
+    const inc = this.incoming.get(id);
+    if (!inc) throw new NotFoundError('incoming migration', id);
+    return inc;
+  }
+
+  /** Where the base of the page images lives: next to containerd's unpack dirs when we can. */
+  private baseDirFor(inc: Incoming): string {
+    const { stageDir } = checkpointPaths({
+      dataRoot: this.deps.dataRoot,
+      containerId: inc.twinId,
+      name: this.checkpointName(inc.id),
+      xdgRuntimeDir: this.deps.xdgRuntimeDir,
+    });
+    return join(stageDir ?? inc.stageDir, 'base');
+  }
+
+  async round(
+    id: string,
+    index: number,
+    final: boolean,
+    artifacts: AsyncIterable<ReceivedArtifact>,
+    inject?: FaultPoint,
+  ): Promise<RoundResponse> {
+    const inc = this.get(id);
+    if (inc.busy) throw new ConflictError(`migration ${id} is already applying a round`);
+    if (index !== inc.lastRound + 1) throw new UsageError(`round ${index} of migration ${id} arrived after round ${inc.lastRound}`);
+    inc.busy = true;
+    const t0 = performance.now();
+    try {
+      this.deps.db.updateMigration(id, 'destination', { state: final ? 'final' : 'precopy' });
+      const roundDir = join(inc.stageDir, `round-${index}`);
+      const smallDir = join(roundDir, 'images');
+      await mkdir(smallDir, { recursive: true });
+      let delta: Delta | null = null;
+      let fsMs = 0;
+      for await (const a of artifacts) {
+        if (a.name === 'delta') {
+          delta = decodeDelta(a.data, `round ${index} delta`);
+        } else if (a.name.startsWith('img/')) {
+          const file = a.name.slice(4);
+          if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(file) || /^pages-\d+\.img$/.test(file)) {
+            throw new UsageError(`round ${index}: refusing image file name '${file}'`);
+          }
+          await writeFile(join(smallDir, file), a.data);
+        } else if (a.name.startsWith('fs/')) {
+          const target = this.fsTarget(inc, a.name);
+          const batch = join(roundDir, `${a.name.replace(/\//g, '_')}.batch`);
+          await writeFile(batch, a.data);
+          fsMs += (await applyBatch(batch, target)).ms;
+        } else {
+          throw new UsageError(`round ${index}: unknown artifact '${a.name}'`);
+        }
+      }
+      if (!delta) throw new UsageError(`round ${index} of migration ${id} carried no page delta`);
+
+      const tRebuild = performance.now();
+      let restoreMs: number | null = null;
+      let running: boolean | null = null;
+      if (!final) {
+        if (inc.baseDir === null) {
+          const base = this.baseDirFor(inc);
+          await rm(base, { recursive: true, force: true });
+          await rebuildImageDir({ baseDir: null, delta, smallImagesDir: null, outDir: base });
+          inc.baseDir = base;
+        } else {
+          await applyDeltaInPlace(inc.baseDir, delta);
+        }
+      }
+      let rebuildMs = performance.now() - tRebuild;
+      if (final) {
+        const r = await this.finalRestore(inc, delta, smallDir, inject);
+        rebuildMs = r.rebuildMs;
+        restoreMs = r.restoreMs;
+        running = true;
+      }
+      await rm(roundDir, { recursive: true, force: true });
+      inc.lastRound = index;
+      return { applyMs: performance.now() - t0, rebuildMs, fsMs, restoreMs, running };
+    } finally {
+      inc.busy = false;
+    }
+  }
+
+  private fsTarget(inc: Incoming, name: string): string {
+    if (name === 'fs/rw') return inc.upperDir;
+    const vol = name.startsWith('fs/vol/') ? name.slice('fs/vol/'.length) : '';
+    const mp = inc.volumes.get(vol);
+    if (!mp) throw new UsageError(`filesystem batch for unknown volume '${vol}'`);
+    return mp;
+  }
+
+  /**
+   * Builds the final image directory and starts the twin from it. With a base from pre-copy
+   * and a known XDG_RUNTIME_DIR, the directory holds only the pages that changed and a
+   * relative `parent` link to the base (CRIU parent images): containerd copies a few MB,
+   * not the whole memory. Without a base (stop-and-copy), the full directory is installed
+   * with its page files staged outside containerd's copy (installCheckpoint).
+   */
+  private async finalRestore(
+    inc: Incoming,
+    delta: Delta,
+    smallDir: string,
+    inject?: FaultPoint,
+  ): Promise<{ rebuildMs: number; restoreMs: number }> {
+    const { engine, dataRoot, xdgRuntimeDir } = this.deps;
+    const name = this.checkpointName(inc.id);
+    const t0 = performance.now();
+    if (inc.baseDir !== null && xdgRuntimeDir !== null) {
+      const { checkpointDir } = checkpointPaths({ dataRoot, containerId: inc.twinId, name, xdgRuntimeDir });
+      const link = `../${STAGE_DIR}/${inc.twinId}-${name}/base`;
+      await rebuildImageDir({ baseDir: inc.baseDir, delta, smallImagesDir: smallDir, outDir: checkpointDir, parent: { dir: inc.baseDir, link } });
+    } else {
+      const full = join(inc.stageDir, 'final');
+      await rm(full, { recursive: true, force: true });
+      await rebuildImageDir({ baseDir: inc.baseDir, delta, smallImagesDir: smallDir, outDir: full });
+      if (inc.baseDir !== null) await rm(inc.baseDir, { recursive: true, force: true });
+      await installCheckpoint({ dataRoot, containerId: inc.twinId, name, imageDir: full, xdgRuntimeDir });
+    }
+    const rebuildMs = performance.now() - t0;
+    this.deps.db.updateMigration(inc.id, 'destination', { state: 'restoring' });
+    if (inject === 'before-restore') {
+      throw new CloudletError('injected_fault', 'injected fault: the destination fails before the restore', { httpStatus: 500 });
+    }
+    const t1 = performance.now();
+    await engine.startFromCheckpoint(inc.twinId, name);
+    const after = await engine.inspectContainer(inc.twinId);
+    if (!after.running) {
+      throw new CloudletError('restore_failed', `the restored container ${inc.name} is not running after the start`, {
+        context: { twinId: inc.twinId },
+      });
+    }
+    return { rebuildMs, restoreMs: performance.now() - t1 };
+  }
+
+  /** The source removed its copy: the twin is now the service. Drop staging data. */
+  async commit(id: string): Promise<void> {
+    const inc = this.get(id);
+    await this.cleanupStaging(inc);
+    this.incoming.delete(id);
+    this.deps.db.updateMigration(id, 'destination', { state: 'done' });
+  }
+
+  /** Removes everything this migration made here: twin, created volumes, staging data. */
+  async abort(id: string, reason: string): Promise<{ removed: string[] }> {
+    const inc = this.incoming.get(id);
+    const removed: string[] = [];
+    if (!inc) return { removed };
+    const { engine } = this.deps;
+    if (inc.twinId) {
+      if (await engine.removeContainer(inc.twinId, { force: true })) removed.push(`container ${inc.twinId.slice(0, 12)}`);
+    }
+    for (const v of inc.createdVolumes) {
+      if (await engine.removeVolume(v)) removed.push(`volume ${v}`);
+    }
+    await this.cleanupStaging(inc);
+    this.incoming.delete(id);
+    if (this.deps.db.migration(id, 'destination')) {
+      this.deps.db.updateMigration(id, 'destination', { state: 'aborted', error: reason });
+    }
+    return { removed };
+  }
+
+  private async cleanupStaging(inc: Incoming): Promise<void> {
+    const { dataRoot, xdgRuntimeDir } = this.deps;
+    if (inc.twinId) {
+      await removeInstalledCheckpoint({ dataRoot, containerId: inc.twinId, name: this.checkpointName(inc.id), xdgRuntimeDir });
+    }
+    await rm(inc.stageDir, { recursive: true, force: true });
+    if (xdgRuntimeDir !== null) await pruneContainerdCheckpointCopies(xdgRuntimeDir);
+  }
+
+  /** Migrations held when the daemon stopped: their twins were never started; remove them. */
+  async recoverAfterRestart(): Promise<string[]> {
+    const notes: string[] = [];
+    for (const m of this.deps.db.activeMigrations('destination')) {
+      const twinId = (m.report as { twinId?: string } | null)?.twinId;
+      if (twinId && (await this.deps.engine.containerExists(twinId))) {
+        const d = await this.deps.engine.inspectContainer(twinId);
+        if (!d.running) {
+          await this.deps.engine.removeContainer(twinId, { force: true });
+          notes.push(`removed the unstarted twin of migration ${m.id}`);
+        }
+      }
+      this.deps.db.updateMigration(m.id, 'destination', { state: 'aborted', error: 'daemon restarted during the migration' });
+    }
+    const stage = join(this.deps.dataDir, 'incoming');
+    for (const d of await readdir(stage).catch(() => [] as string[])) await rm(join(stage, d), { recursive: true, force: true });
+    return notes;
+  }
+}

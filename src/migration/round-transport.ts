@@ -1,0 +1,88 @@
+// One round on the wire: the source streams the round's artifacts (page delta, small CRIU
+// images, filesystem batches) as a framed stream (transfer/frames.ts: compressed blocks,
+// sha256 per artifact) in the body of one HTTP PUT to the destination, which decodes them
+// as they arrive. Compression, hashing and sending overlap: blocks are compressed while
+// earlier ones are on the wire.
+import { FrameReader, FrameWriter, type ArtifactSource } from '../transfer/frames.js';
+import { TransferError } from '../transfer/errors.js';
+import type { CodecName } from '../transfer/codecs.js';
+import { chooseCodec, measureCodecs } from '../transfer/codec-choice.js';
+import type { Delta } from '../checkpoint/delta.js';
+import type { PeerClient } from './peer-client.js';
+import type { CodecChoice, RoundReport } from './types.js';
+
+export interface OutgoingArtifact {
+  name: string;
+  chunks: () => ArtifactSource;
+}
+
+export interface ReceivedArtifact {
+  name: string;
+  data: Buffer;
+}
+
+export interface SentRound<T> {
+  response: T;
+  rawBytes: number;
+  sentBytes: number;
+  sendMs: number;
+}
+
+export async function sendRound<T>(peer: PeerClient, path: string, artifacts: readonly OutgoingArtifact[], codec: CodecName): Promise<SentRound<T>> {
+  const { writer, stream } = FrameWriter.toReadable();
+  let rawBytes = 0;
+  const writing = (async () => {
+    for (const a of artifacts) rawBytes += (await writer.writeArtifact(a.name, codec, a.chunks())).rawBytes;
+    return (await writer.finish({ endSink: true })).wireBytes;
+  })().catch((err: unknown) => {
+    // A half-written stream must reach the peer as truncated, never as a shorter valid one.
+    stream.destroy(err as Error);
+    throw err;
+  });
+  const [uploaded, sentBytes] = await Promise.all([peer.upload<T>(path, stream), writing]);
+  return { response: uploaded.response, rawBytes, sentBytes, sendMs: uploaded.uploadMs };
+}
+
+/** Decodes a round's stream; yields each artifact once its sha256 and size are verified. */
+export async function* receiveRound(body: AsyncIterable<Buffer | Uint8Array | string>): AsyncGenerator<ReceivedArtifact> {
+  let name: string | null = null;
+  let chunks: Buffer[] = [];
+  for await (const ev of new FrameReader(body)) {
+    if (ev.type === 'begin') {
+      name = ev.artifact.name;
+      chunks = [];
+    } else if (ev.type === 'data') {
+      chunks.push(ev.chunk);
+    } else if (ev.type === 'end') {
+      if (name === null) throw new TransferError('bad_frame', 'artifact end without a begin');
+      yield { name, data: Buffer.concat(chunks) };
+      name = null;
+      chunks = [];
+    } else if (ev.type === 'eos') {
+      return;
+    }
+  }
+}
+
+/** Sample of the round's page data on which codecs are measured (auto choice). */
+const SAMPLE_BYTES = 4 << 20;
+/** Link speed assumed before the first round has measured one. */
+const DEFAULT_LINK_BPS = 100e6;
+
+/**
+ * The codec for a round: fixed, or ('auto') the one predicted fastest for this round's own
+ * data at the bandwidth the previous round measured.
+ */
+export async function pickCodec(choice: CodecChoice, delta: Delta, previous: readonly RoundReport[]): Promise<CodecName> {
+  if (choice !== 'auto') return choice;
+  const pages = delta.pages;
+  if (pages.length === 0) return 'lz4';
+  // Evenly spaced pages, so that the sample is not just the first region of memory.
+  const n = Math.min(pages.length, SAMPLE_BYTES / delta.pageSize);
+  const step = pages.length / n;
+  const sample = Buffer.concat(Array.from({ length: n }, (_, i) => pages[Math.floor(i * step)]!.data));
+  const last = previous[previous.length - 1];
+  const linkBps = last && last.bandwidthBps > 0 ? last.bandwidthBps : DEFAULT_LINK_BPS;
+  const measured = await measureCodecs(sample, ['none', 'lz4', 'zstd', 'gzip']);
+  return chooseCodec(measured, linkBps).codec;
+}

@@ -1,0 +1,389 @@
+// The source side of a handoff: the migration state machine.
+//
+//   preparing -> precopy (rounds while the service runs) -> final (freeze, last delta)
+//             -> restoring (destination starts the twin) -> committing -> done
+//   any failure before the destination runs the twin -> rolling-back -> rolled-back
+//
+// Invariant: the service runs in exactly one place. The source container is removed only
+// after the destination has reported its twin running; if anything fails before that, the
+// destination is told to abort (twin, volumes, staging removed) and, if the source was
+// already frozen by the final dump, the source container is restored from that same dump.
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage } from '../util/errors.js';
+import type { DockerEngine, ContainerDetails } from '../engine/docker.js';
+import { runcCheckpoint } from '../engine/runc.js';
+import { installCheckpoint, pruneContainerdCheckpointCopies, removeInstalledCheckpoint } from '../engine/checkpoint-install.js';
+import { writeDelta, encodeDeltaChunks, deltaDataBytes, type Delta } from '../checkpoint/delta.js';
+import type { PageIndex } from '../checkpoint/page-index.js';
+import { FsSyncSource } from '../fssync/index.js';
+import type { DaemonDb } from '../daemon/db.js';
+import { decide, decideInitial, describePolicy, validatePolicy, DEFAULT_COSTS, type RoundObservation } from './decision.js';
+import { anonymousMemoryBytes } from '../engine/cgroups.js';
+import { PeerClient } from './peer-client.js';
+import { sendRound, pickCodec, type OutgoingArtifact } from './round-transport.js';
+import type { MigrationReport, MigrationRequest, ProgressListener, RoundReport } from './types.js';
+import type { PrepareRequest, PrepareResponse, RoundResponse } from './destination.js';
+
+export interface SourceDeps {
+  node: string;
+  engine: DockerEngine;
+  db: DaemonDb;
+  /** EXEC_ROOT/runtime-runc/moby: runc's state of the engine's containers. */
+  runcRoot: string;
+  dataRoot: string;
+  xdgRuntimeDir: string | null;
+  dataDir: string;
+  peers: { name: string; url: string }[];
+  token: string;
+}
+
+interface Running {
+  report: MigrationReport;
+  listeners: Set<ProgressListener>;
+  done: Promise<MigrationReport>;
+}
+
+/** Link speed the first decision assumes, before a round has measured the real one. */
+const ASSUMED_LINK_BPS = 100e6;
+
+function dumpDirOf(stage: string, round: number): string {
+  return join(stage, `round-${round}`, 'img');
+}
+
+export function newMigrationId(): string {
+  return `m-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+}
+
+export class MigrationSource {
+  private readonly running = new Map<string, Running>();
+
+  constructor(private readonly deps: SourceDeps) {}
+
+  /** Starts a migration in the background; returns its initial report (with the id). */
+  async start(req: MigrationRequest): Promise<MigrationReport> {
+    validatePolicy(req.policy);
+    const peer = this.deps.peers.find((p) => p.name === req.to);
+    if (!peer) {
+      throw new NotFoundError('peer', req.to, { hint: `peers of ${this.deps.node}: ${this.deps.peers.map((p) => p.name).join(', ') || 'none'}` });
+    }
+    if (req.to === this.deps.node) throw new UsageError('source and destination are the same cloudlet');
+    const details = await this.deps.engine.inspectContainer(req.container);
+    if (!details.running) throw new UsageError(`container '${details.name}' is not running: nothing to migrate live`);
+    if (!details.upperDir) throw new CloudletError('no_upperdir', 'the engine does not use overlay2: cannot sync the R/W layer', { httpStatus: 409 });
+    for (const r of this.running.values()) {
+      if (r.report.container === details.name && !r.report.finishedAt) {
+        throw new ConflictError(`container '${details.name}' is already being migrated (${r.report.id})`);
+      }
+    }
+    const id = newMigrationId();
+    const report: MigrationReport = {
+      id,
+      container: details.name,
+      from: this.deps.node,
+      to: req.to,
+      state: 'preparing',
+      policy: describePolicy(req.policy),
+      decision: null,
+      codec: req.codec,
+      rounds: [],
+      precopyRounds: 0,
+      stopReason: null,
+      totalMs: null,
+      downtimeMs: null,
+      restoreMs: null,
+      bytesSent: 0,
+      destinationContainerId: null,
+      startedAt: new Date().toISOString(),
+      finishedAt: null,
+      error: null,
+    };
+    this.deps.db.insertMigration({
+      id,
+      role: 'source',
+      container: details.name,
+      fromNode: this.deps.node,
+      toNode: req.to,
+      state: 'preparing',
+      options: { policy: req.policy, codec: req.codec },
+    });
+    const entry: Running = { report, listeners: new Set(), done: Promise.resolve(report) };
+    this.running.set(id, entry);
+    entry.done = this.run(entry, req, details, new PeerClient(peer.url, this.deps.token));
+    return { ...report };
+  }
+
+  get(id: string): MigrationReport | null {
+    const r = this.running.get(id);
+    if (r) return { ...r.report, rounds: [...r.report.rounds] };
+    const row = this.deps.db.migration(id, 'source');
+    return row?.report ? (row.report as unknown as MigrationReport) : null;
+  }
+
+  list(): MigrationReport[] {
+    return this.deps.db
+      .migrations({ role: 'source' })
+      .map((row) => this.get(row.id))
+      .filter((r): r is MigrationReport => r !== null);
+  }
+
+  subscribe(id: string, fn: ProgressListener): () => void {
+    const r = this.running.get(id);
+    if (!r) throw new NotFoundError('migration', id);
+    r.listeners.add(fn);
+    return () => r.listeners.delete(fn);
+  }
+
+  async wait(id: string): Promise<MigrationReport> {
+    const r = this.running.get(id);
+    if (!r) {
+      const done = this.get(id);
+      if (!done) throw new NotFoundError('migration', id);
+      return done;
+    }
+    return r.done;
+  }
+
+  private emit(entry: Running, event: string): void {
+    this.deps.db.updateMigration(entry.report.id, 'source', {
+      state: entry.report.state,
+      report: entry.report as unknown as Record<string, unknown>,
+      error: entry.report.error?.message ?? null,
+    });
+    for (const fn of entry.listeners) fn({ ...entry.report }, event);
+  }
+
+  private async run(entry: Running, req: MigrationRequest, details: ContainerDetails, peer: PeerClient): Promise<MigrationReport> {
+    const report = entry.report;
+    const { engine } = this.deps;
+    const t0 = performance.now();
+    const stage = join(this.deps.dataDir, 'migrations', report.id);
+    const fsSources: { name: string; source: FsSyncSource }[] = [];
+    let prepared: PrepareResponse | null = null;
+    let frozen = false;
+    let index = 0;
+    try {
+      await mkdir(stage, { recursive: true });
+      const volumes = details.mounts.filter((m) => m.type === 'volume' && m.name).map((m) => ({ name: m.name!, dir: m.source }));
+      fsSources.push({ name: 'fs/rw', source: new FsSyncSource({ sourceDir: details.upperDir!, stateDir: join(stage, 'fs-rw') }) });
+      for (const v of volumes) {
+        fsSources.push({ name: `fs/vol/${v.name}`, source: new FsSyncSource({ sourceDir: v.dir, stateDir: join(stage, `fs-vol-${v.name}`) }) });
+      }
+      const prepareReq: PrepareRequest = {
+        id: report.id,
+        from: this.deps.node,
+        container: {
+          name: details.name,
+          imageId: details.imageId,
+          imageName: details.imageName,
+          createOptions: details.createOptions,
+          volumes: volumes.map((v) => v.name),
+        },
+      };
+      prepared = await peer.post<PrepareResponse>('/v1/incoming', prepareReq);
+      report.destinationContainerId = prepared.twinId;
+
+      let prevIndex: PageIndex | null = null;
+      const observations: RoundObservation[] = [];
+      let lastDumpStart: number | null = null;
+      // Before any link measurement the model assumes the lab's default link speed.
+      const initial = decideInitial(req.policy, await anonymousMemoryBytes(details.pid), ASSUMED_LINK_BPS, DEFAULT_COSTS);
+      if (!initial.stop) {
+        report.state = 'precopy';
+        this.emit(entry, 'precopy');
+        for (;;) {
+          index++;
+          const dumpStart = performance.now();
+          const r = await this.round(report, index, false, details, stage, prevIndex, fsSources, peer, req);
+          prevIndex = r.index;
+          const obs: RoundObservation = {
+            index,
+            durationMs: performance.now() - dumpStart,
+            intervalMs: lastDumpStart === null ? null : dumpStart - lastDumpStart,
+            stallMs: r.round.stallMs,
+            hashMs: r.round.hashMs,
+            pagesScanned: r.round.pagesScanned,
+            pagesChanged: r.round.pagesChanged,
+            rawBytes: r.round.rawBytes,
+            sentBytes: r.round.sentBytes,
+            sendMs: r.round.sendMs,
+            bandwidthBps: r.round.bandwidthBps,
+          };
+          lastDumpStart = dumpStart;
+          observations.push(obs);
+          const d = decide(req.policy, observations, performance.now() - t0, DEFAULT_COSTS);
+          r.round.decision = d.explanation;
+          report.decision = d.explanation;
+          r.round.predictedDowntimeMs = d.predictedDowntimeMs === null ? null : Math.round(d.predictedDowntimeMs);
+          report.precopyRounds = index;
+          this.emit(entry, `round ${index}`);
+          if (d.stop) {
+            report.stopReason = d.reason;
+            break;
+          }
+        }
+      } else {
+        report.stopReason = initial.reason === 'forced-rounds' ? 'stop-and-copy' : initial.reason;
+        report.decision = initial.explanation;
+      }
+
+      // Final round: the dump stops the container (downtime starts here).
+      report.state = 'final';
+      this.emit(entry, 'final');
+      index++;
+      const freezeAt = performance.now();
+      frozen = true;
+      const fin = await this.round(report, index, true, details, stage, prevIndex, fsSources, peer, req);
+      const downtimeMs = performance.now() - freezeAt;
+      report.downtimeMs = Math.round(downtimeMs);
+      report.restoreMs = fin.response.restoreMs === null ? null : Math.round(fin.response.restoreMs);
+
+      // The twin runs at the destination: now, and only now, the source copy goes.
+      report.state = 'committing';
+      this.emit(entry, 'committing');
+      frozen = false;
+      await engine.removeContainer(details.id, { force: true });
+      await peer.post(`/v1/incoming/${report.id}/commit`, {});
+      report.state = 'done';
+      report.totalMs = Math.round(performance.now() - t0);
+    } catch (err) {
+      report.error = { code: err instanceof CloudletError ? err.code : 'internal', message: errorMessage(err) };
+      report.state = 'rolling-back';
+      this.emit(entry, 'rolling-back');
+      const notes = await this.rollback(report, details, prepared !== null, frozen, dumpDirOf(stage, index), peer);
+      report.error.message += notes.length ? ` (rollback: ${notes.join('; ')})` : '';
+      report.state = notes.some((n) => n.startsWith('FAILED')) ? 'failed' : 'rolled-back';
+      report.totalMs = Math.round(performance.now() - t0);
+    } finally {
+      for (const f of fsSources) await f.source.dispose().catch(() => undefined);
+      await rm(stage, { recursive: true, force: true });
+      report.bytesSent = report.rounds.reduce((s, r) => s + r.sentBytes, 0);
+      report.finishedAt = new Date().toISOString();
+      this.emit(entry, 'finished');
+      this.running.delete(report.id);
+    }
+    return report;
+  }
+
+  /** One round: dump, delta, filesystem batches, send; returns the round's figures. */
+  private async round(
+    report: MigrationReport,
+    index: number,
+    final: boolean,
+    details: ContainerDetails,
+    stage: string,
+    prevIndex: PageIndex | null,
+    fsSources: { name: string; source: FsSyncSource }[],
+    peer: PeerClient,
+    req: MigrationRequest,
+  ): Promise<{ round: RoundReport; index: PageIndex; response: RoundResponse }> {
+    const roundDir = join(stage, `round-${index}`);
+    const dumpDir = dumpDirOf(stage, index);
+    const dump = await runcCheckpoint({
+      runcRoot: this.deps.runcRoot,
+      containerId: details.id,
+      imageDir: dumpDir,
+      workDir: join(roundDir, 'work'),
+      leaveRunning: !final,
+    });
+    const tHash = performance.now();
+    const delta: Delta = await writeDelta(prevIndex, dumpDir);
+    const hashMs = performance.now() - tHash;
+
+    const artifacts: OutgoingArtifact[] = [];
+    const deltaBytes = deltaDataBytes(delta);
+    artifacts.push({ name: 'delta', chunks: () => encodeDeltaChunks(delta) });
+    if (final) {
+      for (const f of await readdir(dumpDir)) {
+        if (/^pages-\d+\.img$/.test(f) || /^pagemap-.*\.img$/.test(f)) continue;
+        const data = await readFile(join(dumpDir, f));
+        artifacts.push({ name: `img/${f}`, chunks: () => [data] });
+      }
+    }
+    let fsBytes = 0;
+    for (const f of fsSources) {
+      const batch = join(roundDir, `${f.name.replace(/\//g, '_')}.batch`);
+      const st = await f.source.nextBatch(batch, { final });
+      fsBytes += st.bytes;
+      const data = await readFile(batch);
+      artifacts.push({ name: f.name, chunks: () => [data] });
+    }
+    const codec = await pickCodec(req.codec, delta, report.rounds);
+    const inject = final && req.inject ? `&inject=${req.inject}` : '';
+    const sent = await sendRound(peer, `/v1/incoming/${report.id}/rounds/${index}?final=${final ? 1 : 0}${inject}`, artifacts, codec);
+    const response = sent.response as RoundResponse;
+    const round: RoundReport = {
+      index,
+      final,
+      dumpMs: Math.round(dump.wallMs),
+      stallMs: Math.round((dump.stats?.frozenTimeUs ?? dump.wallMs * 1000) / 1000),
+      hashMs: Math.round(hashMs),
+      pagesScanned: delta.counts.scanned,
+      pagesChanged: delta.counts.changed + delta.counts.new,
+      pagesZero: delta.counts.zero,
+      rawBytes: sent.rawBytes,
+      sentBytes: sent.sentBytes,
+      fsBytes,
+      codec,
+      sendMs: Math.round(sent.sendMs),
+      bandwidthBps: Math.round(sent.sendMs > 0 ? (sent.sentBytes * 8) / (sent.sendMs / 1000) : 0),
+      applyMs: Math.round(response.applyMs),
+      decision: null,
+      predictedDowntimeMs: null,
+    };
+    void deltaBytes;
+    report.rounds.push(round);
+    // Pre-copy dumps are not needed once sent; the final dump is kept for a rollback.
+    if (!final) await rm(dumpDir, { recursive: true, force: true });
+    return { round, index: delta.index, response };
+  }
+
+  /**
+   * Puts everything back as it was: the destination drops its twin; a source container
+   * already stopped by the final dump is restored from that dump on this engine.
+   */
+  private async rollback(
+    report: MigrationReport,
+    details: ContainerDetails,
+    destinationPrepared: boolean,
+    frozen: boolean,
+    finalDumpDir: string,
+    peer: PeerClient,
+  ): Promise<string[]> {
+    const notes: string[] = [];
+    if (destinationPrepared) {
+      try {
+        await peer.delete(`/v1/incoming/${report.id}`);
+        notes.push('destination cleaned up');
+      } catch (err) {
+        notes.push(`FAILED to clean up the destination: ${errorMessage(err)}`);
+      }
+    }
+    if (frozen) {
+      try {
+        const d = await this.deps.engine.inspectContainer(details.id);
+        if (d.running) {
+          notes.push('source container still running');
+        } else {
+          await this.deps.engine.waitNotRunning(details.id);
+          const name = `rb-${report.id}`;
+          await installCheckpoint({
+            dataRoot: this.deps.dataRoot,
+            containerId: details.id,
+            name,
+            imageDir: finalDumpDir,
+            xdgRuntimeDir: this.deps.xdgRuntimeDir,
+          });
+          await this.deps.engine.startFromCheckpoint(details.id, name);
+          await removeInstalledCheckpoint({ dataRoot: this.deps.dataRoot, containerId: details.id, name, xdgRuntimeDir: this.deps.xdgRuntimeDir });
+          if (this.deps.xdgRuntimeDir) await pruneContainerdCheckpointCopies(this.deps.xdgRuntimeDir);
+          notes.push('source container restored from its final dump');
+        }
+      } catch (err) {
+        notes.push(`FAILED to restore the source container: ${errorMessage(err)}`);
+      }
+    }
+    return notes;
+  }
+}

@@ -1,0 +1,85 @@
+// The shapes a migration is described and reported in: the API's request, the per-round
+// figures, the final report (what `cloudlet migrate --json` prints) and progress events.
+import type { Policy, StopReason } from './decision.js';
+
+export type CodecChoice = 'none' | 'lz4' | 'zstd' | 'gzip' | 'auto';
+
+export interface MigrationRequest {
+  /** Container name or id on the source. */
+  container: string;
+  /** Destination cloudlet (a configured peer). */
+  to: string;
+  policy: Policy;
+  codec: CodecChoice;
+  /** Test hook (daemons with allowFaultInjection only): make the destination fail there. */
+  inject?: FaultPoint;
+}
+
+export const FAULT_POINTS = ['before-restore'] as const;
+export type FaultPoint = (typeof FAULT_POINTS)[number];
+
+export interface RoundReport {
+  index: number;
+  final: boolean;
+  /** runc/CRIU dump wall time. */
+  dumpMs: number;
+  /** Time the service was frozen by this round's dump (CRIU's frozen_time). */
+  stallMs: number;
+  hashMs: number;
+  pagesScanned: number;
+  pagesChanged: number;
+  pagesZero: number;
+  /** Uncompressed bytes of everything the round carried (page data, images, filesystem). */
+  rawBytes: number;
+  /** Bytes on the wire. */
+  sentBytes: number;
+  fsBytes: number;
+  codec: string;
+  sendMs: number;
+  /** Measured throughput of this round's send, bits per second. */
+  bandwidthBps: number;
+  /** Destination side: applying the round (rebuild, filesystem). */
+  applyMs: number;
+  /** Why the decision model stopped or continued after this round. */
+  decision: string | null;
+  predictedDowntimeMs: number | null;
+}
+
+export type MigrationState =
+  | 'preparing'
+  | 'precopy'
+  | 'final'
+  | 'restoring'
+  | 'committing'
+  | 'done'
+  | 'rolling-back'
+  | 'rolled-back'
+  | 'failed';
+
+export interface MigrationReport {
+  id: string;
+  container: string;
+  from: string;
+  to: string;
+  state: MigrationState;
+  policy: string;
+  codec: CodecChoice;
+  rounds: RoundReport[];
+  /** Number of pre-copy rounds (the final round not counted). */
+  precopyRounds: number;
+  stopReason: StopReason | 'stop-and-copy' | null;
+  /** The decision model's explanation of the last decision. */
+  decision: string | null;
+  totalMs: number | null;
+  /** From the freeze at the source to the service running (verified) at the destination. */
+  downtimeMs: number | null;
+  /** Restore at the destination (engine start from checkpoint), part of the downtime. */
+  restoreMs: number | null;
+  bytesSent: number;
+  destinationContainerId: string | null;
+  startedAt: string;
+  finishedAt: string | null;
+  error: { code: string; message: string } | null;
+}
+
+export type ProgressListener = (report: MigrationReport, event: string) => void;

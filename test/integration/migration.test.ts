@@ -1,0 +1,127 @@
+// Live migration end to end on a real lab: real engines, runc/CRIU dumps, page deltas,
+// filesystem batches, restore on the other engine, rollback.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { useLab, execIn } from '../helpers/lab.js';
+import { BUSYBOX_COUNTER_SCRIPT, STATEFUL_SERVICE_SCRIPT } from '../../src/workloads/stateful-service.js';
+
+const isRoot = process.getuid?.() === 0;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
+  const lab = useLab('mig');
+
+  test('busybox counter with R/W layer changes, a deleted base file and a named volume; pre-copy a -> b', async (t) => {
+    const a = lab.docker('a');
+    const b = lab.docker('b');
+    await a.createVolume({ Name: 'counter-data' });
+    const c = await a.createContainer({
+      name: 'counter',
+      Image: 'cloudlet/busybox:1',
+      Cmd: ['sh', '-c', `mkdir -p /data; echo hello > /data/hello; rm /bin/vi; echo persisted > /vol/file; ln -s /data/hello /data/link; ${BUSYBOX_COUNTER_SCRIPT}`],
+      HostConfig: { NetworkMode: 'none', Binds: ['counter-data:/vol'] },
+    });
+    await c.start();
+    await sleep(1500);
+    const before = Number((await execIn(a, 'counter', ['cat', '/tmp/counter'])).trim());
+    assert.ok(before > 0);
+
+    const r = await lab.cliJson(['migrate', 'counter', '--from', 'a', '--to', 'b', '--rounds', '1'], 300_000);
+    t.diagnostic(`busybox: total ${r.totalMs} ms, downtime ${r.downtimeMs} ms, restore ${r.restoreMs} ms, ${r.bytesSent} B`);
+    assert.equal(r.state, 'done', JSON.stringify(r.error));
+    assert.equal(r.precopyRounds, 1);
+    assert.equal(r.rounds.length, 2);
+    for (const k of ['index', 'dumpMs', 'stallMs', 'pagesScanned', 'pagesChanged', 'rawBytes', 'sentBytes', 'codec', 'sendMs', 'bandwidthBps']) {
+      assert.ok(k in r.rounds[0], `round field ${k}`);
+    }
+    assert.ok(r.downtimeMs > 0 && r.totalMs >= r.downtimeMs);
+
+    // Gone from a, running on b with the counter continuing (not reset).
+    assert.equal((await a.listContainers({ all: true })).some((x) => x.Names.includes('/counter')), false);
+    const info = await b.getContainer('counter').inspect();
+    assert.equal(info.State.Running, true);
+    const after1 = Number((await execIn(b, 'counter', ['cat', '/tmp/counter'])).trim());
+    await sleep(500);
+    const after2 = Number((await execIn(b, 'counter', ['cat', '/tmp/counter'])).trim());
+    assert.ok(after1 >= before, `counter continued: ${before} -> ${after1}`);
+    assert.ok(after2 > after1, 'counter keeps counting on b');
+
+    // Filesystem: written files, a symlink, a base file deleted, the volume's data.
+    assert.equal((await execIn(b, 'counter', ['cat', '/data/hello'])).trim(), 'hello');
+    assert.equal((await execIn(b, 'counter', ['readlink', '/data/link'])).trim(), '/data/hello');
+    assert.equal((await execIn(b, 'counter', ['sh', '-c', 'test -e /bin/vi && echo present || echo absent'])).trim(), 'absent');
+    assert.equal((await execIn(b, 'counter', ['cat', '/vol/file'])).trim(), 'persisted');
+
+    // Managed by b's engine: logs, stop work there.
+    await b.getContainer('counter').logs({ stdout: true, stderr: true });
+    await b.getContainer('counter').stop({ t: 1 });
+    await b.getContainer('counter').remove();
+  });
+
+  test('256 MiB Node.js service arrives with an identical checksum and a continuing counter (pre-copy, then stop-and-copy back)', async (t) => {
+    const a = lab.docker('a');
+    const b = lab.docker('b');
+    // No timer dirtying: the state changes only on requests, so checksums must match exactly.
+    const c = await a.createContainer({
+      name: 'svc',
+      Image: 'cloudlet/node:20',
+      Cmd: ['node', '-e', STATEFUL_SERVICE_SCRIPT],
+      Env: ['STATE_MB=256', 'PORT=8080', 'DIRTY_PAGES_PER_SEC=0'],
+      HostConfig: { NetworkMode: 'none' },
+    });
+    await c.start();
+    const get = async (docker: typeof a, path: string) => {
+      for (let i = 0; ; i++) {
+        try {
+          return JSON.parse(await execIn(docker, 'svc', ['wget', '-qO-', `http://127.0.0.1:8080${path}`]));
+        } catch (err) {
+          if (i > 100) throw err;
+          await sleep(200);
+        }
+      }
+    };
+    await get(a, '/');
+    await get(a, '/');
+    const onA = await get(a, '/checksum');
+    assert.equal(onA.counter, 2);
+    const pre = await lab.cliJson(['migrate', 'svc', '--from', 'a', '--to', 'b'], 600_000);
+    t.diagnostic(`256 MiB pre-copy: total ${pre.totalMs} ms, downtime ${pre.downtimeMs} ms, rounds ${pre.precopyRounds} (${pre.stopReason}), ${pre.bytesSent} B`);
+    assert.equal(pre.state, 'done', JSON.stringify(pre.error));
+    assert.ok(pre.precopyRounds >= 1);
+    assert.deepEqual(await get(b, '/checksum'), onA, 'identical state on b');
+    assert.equal((await get(b, '/')).counter, 3, 'counter continues on b');
+
+    const onB = await get(b, '/checksum');
+    const sc = await lab.cliJson(['migrate', 'svc', '--from', 'b', '--to', 'a', '--rounds', '0'], 600_000);
+    t.diagnostic(`256 MiB stop-and-copy: total ${sc.totalMs} ms, downtime ${sc.downtimeMs} ms, ${sc.bytesSent} B`);
+    assert.equal(sc.state, 'done', JSON.stringify(sc.error));
+    assert.equal(sc.precopyRounds, 0);
+    assert.deepEqual(await get(a, '/checksum'), onB, 'identical state back on a');
+    await a.getContainer('svc').remove({ force: true });
+  });
+
+  test('a failure injected before the restore leaves the service running on a with its state', async () => {
+    const a = lab.docker('a');
+    const b = lab.docker('b');
+    const c = await a.createContainer({
+      name: 'survivor',
+      Image: 'cloudlet/busybox:1',
+      Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT],
+      HostConfig: { NetworkMode: 'none' },
+    });
+    await c.start();
+    await sleep(1000);
+    const before = Number((await execIn(a, 'survivor', ['cat', '/tmp/counter'])).trim());
+    const r = await lab.cli(['migrate', 'survivor', '--from', 'a', '--to', 'b', '--rounds', '1', '--inject', 'before-restore', '--json'], 300_000);
+    assert.notEqual(r.code, 0);
+    const report = JSON.parse(r.stdout);
+    assert.equal(report.state, 'rolled-back', r.stdout);
+    assert.match(report.error.message, /injected fault/);
+    // Running on a only, state continuing; nothing left on b.
+    assert.equal((await a.getContainer('survivor').inspect()).State.Running, true);
+    const after = Number((await execIn(a, 'survivor', ['cat', '/tmp/counter'])).trim());
+    assert.ok(after >= before, `counter kept: ${before} -> ${after}`);
+    assert.equal((await b.listContainers({ all: true })).some((x) => x.Names.includes('/survivor')), false);
+    await a.getContainer('survivor').remove({ force: true });
+  });
+});
