@@ -90,6 +90,15 @@ export interface ContainerDetails {
   createOptions: ContainerCreateOptions;
 }
 
+export interface ImageDetails {
+  /** sha256:... (the sha256 of the image config). */
+  id: string;
+  repoTags: string[];
+  /** rootfs diff ids, base first. */
+  diffIds: string[];
+  size: number;
+}
+
 export interface ExecResult {
   exitCode: number;
   stdout: string;
@@ -299,6 +308,84 @@ export class DockerEngine {
 
   async imageExists(ref: string): Promise<boolean> {
     return this.exists(`inspect image ${ref}`, () => this.docker.getImage(ref).inspect());
+  }
+
+  /** Id, tags and layer diff ids of an image; null when the engine does not have it. */
+  async inspectImage(ref: string): Promise<ImageDetails | null> {
+    try {
+      const i = await this.call(`inspect image ${ref}`, () => this.docker.getImage(ref).inspect());
+      return {
+        id: i.Id,
+        repoTags: i.RepoTags ?? [],
+        diffIds: (i.RootFS?.Layers ?? []) as string[],
+        size: i.Size,
+      };
+    } catch (err) {
+      if (err instanceof EngineError && err.engineStatus === 404) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * `docker save REF` as a stream of the archive's bytes. The engine builds the archive
+   * while it is read (slow for large layers: it reassembles each layer tar), hence the long
+   * timeout.
+   */
+  async saveImage(ref: string, opts: { timeoutMs?: number } = {}): Promise<NodeJS.ReadableStream> {
+    const client = this.client(opts.timeoutMs ?? 600_000);
+    return this.call(`save ${ref}`, () => client.getImage(ref).get());
+  }
+
+  /**
+   * `docker load`: uploads a `docker save` archive (a stream) and reads the engine's whole
+   * reply. The engine reports failures inside the reply (HTTP 200 already sent), so the load
+   * succeeded only when no line carries an error; returns the "Loaded image" lines.
+   */
+  async loadImage(archive: NodeJS.ReadableStream, opts: { timeoutMs?: number } = {}): Promise<string[]> {
+    const client = this.client(opts.timeoutMs ?? 600_000);
+    const reply = await this.call('load image', () => client.loadImage(archive, { quiet: true }));
+    let text = '';
+    for await (const chunk of reply) text += typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8');
+    const loaded: string[] = [];
+    for (const line of text.split('\n')) {
+      if (!line.trim()) continue;
+      let msg: { stream?: string; error?: string; errorDetail?: { message?: string } };
+      try {
+        msg = JSON.parse(line) as typeof msg;
+      } catch (err) {
+        throw new EngineError(this.socketPath, 'load image', null, new Error(`reply line is not JSON: ${line.slice(0, 200)}`, { cause: err }));
+      }
+      if (msg.error || msg.errorDetail) {
+        throw new EngineError(this.socketPath, 'load image', null, new Error(msg.errorDetail?.message ?? msg.error));
+      }
+      if (msg.stream?.startsWith('Loaded image')) loaded.push(msg.stream.trim());
+    }
+    if (loaded.length === 0) {
+      throw new EngineError(this.socketPath, 'load image', null, new Error(`the engine did not confirm the load: ${text.slice(0, 500)}`));
+    }
+    return loaded;
+  }
+
+  /** Removes an image (by id or reference); returns false when it did not exist. */
+  async removeImage(ref: string, opts: { force?: boolean } = {}): Promise<boolean> {
+    try {
+      await this.call(`remove image ${ref}`, () => this.docker.getImage(ref).remove({ force: opts.force ?? false }));
+      return true;
+    } catch (err) {
+      if (err instanceof EngineError && err.engineStatus === 404) return false;
+      throw err;
+    }
+  }
+
+  /** Published host ports of a container: "8080/tcp" -> host port. */
+  async publishedPorts(id: string): Promise<Record<string, number>> {
+    const i = await this.call(`inspect ${id}`, () => this.docker.getContainer(id).inspect());
+    const out: Record<string, number> = {};
+    for (const [k, v] of Object.entries(i.NetworkSettings?.Ports ?? {})) {
+      const hp = (v as { HostPort?: string }[] | null)?.[0]?.HostPort;
+      if (hp) out[k] = Number(hp);
+    }
+    return out;
   }
 
   async containerExists(nameOrId: string): Promise<boolean> {

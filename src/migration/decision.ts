@@ -38,6 +38,7 @@ export type StopReason =
   | 'alpha'
   | 'predicted-downtime'
   | 'small-memory'
+  | 'converged'
   | 'no-convergence'
   | 'max-rounds'
   | 'max-time'
@@ -67,6 +68,8 @@ export const DEFAULT_COSTS: FixedCosts = { restoreMs: 700, rebuildMsPerMiB: 1 };
 
 /** Rounds shrinking by less than this factor do not converge. */
 const CONVERGENCE_FACTOR = 0.9;
+/** Below this predicted final send, another round cannot shorten the downtime noticeably. */
+const NEGLIGIBLE_SEND_MS = 100;
 
 export function describePolicy(p: Policy): string {
   switch (p.kind) {
@@ -134,6 +137,12 @@ const FIRST_DUMP_STALL_MS = 300;
  * rebuild at the destination and restore.
  */
 export function predictDowntimeMs(rounds: readonly RoundObservation[], costs: FixedCosts): number | null {
+  const p = predictFinal(rounds, costs);
+  return p === null ? null : p.downtimeMs;
+}
+
+/** The final round's predicted downtime and, within it, the part spent sending. */
+export function predictFinal(rounds: readonly RoundObservation[], costs: FixedCosts): { downtimeMs: number; sendMs: number } | null {
   const last = rounds[rounds.length - 1];
   if (!last || last.intervalMs === null || last.intervalMs <= 0) return null;
   const dirtyBytesPerMs = last.rawBytes / last.intervalMs;
@@ -142,7 +151,7 @@ export function predictDowntimeMs(rounds: readonly RoundObservation[], costs: Fi
   const bps = last.bandwidthBps > 0 ? last.bandwidthBps : 1e6;
   const sendMs = ((finalRaw * ratio * 8) / bps) * 1000;
   const rebuildMs = ((last.pagesScanned * 4096) / 2 ** 20) * costs.rebuildMsPerMiB;
-  return last.stallMs + last.hashMs + sendMs + rebuildMs + costs.restoreMs;
+  return { downtimeMs: last.stallMs + last.hashMs + sendMs + rebuildMs + costs.restoreMs, sendMs };
 }
 
 /** Called after each pre-copy round: stop now (final round next) or run another round? */
@@ -172,6 +181,12 @@ export function decide(
     case 'model': {
       if (predicted !== null && predicted <= policy.maxDowntimeMs) {
         return stop('predicted-downtime', `predicted downtime ${Math.round(predicted)} ms <= ${policy.maxDowntimeMs} ms`);
+      }
+      // The budget is out of reach, but the final send is already negligible: what is left
+      // is the freeze and the restore, which more rounds do not shorten.
+      const parts = predictFinal(rounds, costs);
+      if (parts !== null && parts.sendMs < NEGLIGIBLE_SEND_MS) {
+        return stop('converged', `predicted final send ${Math.round(parts.sendMs)} ms is negligible; the predicted downtime (${Math.round(parts.downtimeMs)} ms) is freeze and restore`);
       }
       if (k >= policy.maxRounds) return stop('max-rounds', `${k} rounds reached --max-rounds`);
       if (elapsedMs >= policy.maxTimeMs) return stop('max-time', `${Math.round(elapsedMs)} ms reached --max-time`);

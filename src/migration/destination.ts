@@ -63,6 +63,8 @@ interface Incoming {
   baseDir: string | null;
   lastRound: number;
   busy: boolean;
+  /** Base update of the last pre-copy round, still running in the background (or done). */
+  baseUpdate: Promise<void>;
 }
 
 const ID_RE = /^[a-z0-9][a-z0-9-]{7,63}$/;
@@ -114,6 +116,7 @@ export class MigrationDestination {
       baseDir: null,
       lastRound: 0,
       busy: false,
+      baseUpdate: Promise.resolve(),
     };
     this.incoming.set(req.id, inc);
     try {
@@ -176,43 +179,52 @@ export class MigrationDestination {
       await mkdir(smallDir, { recursive: true });
       let delta: Delta | null = null;
       let fsMs = 0;
-      for await (const a of artifacts) {
-        if (a.name === 'delta') {
-          delta = decodeDelta(a.data, `round ${index} delta`);
-        } else if (a.name.startsWith('img/')) {
-          const file = a.name.slice(4);
-          if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(file) || /^pages-\d+\.img$/.test(file)) {
-            throw new UsageError(`round ${index}: refusing image file name '${file}'`);
+      const fsApplies: Promise<void>[] = [];
+      try {
+        for await (const a of artifacts) {
+          if (a.name === 'delta') {
+            delta = decodeDelta(a.data, `round ${index} delta`);
+          } else if (a.name.startsWith('img/')) {
+            const file = a.name.slice(4);
+            if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(file) || /^pages-\d+\.img$/.test(file)) {
+              throw new UsageError(`round ${index}: refusing image file name '${file}'`);
+            }
+            await writeFile(join(smallDir, file), a.data);
+          } else if (a.name.startsWith('fs/')) {
+            // Applied in the background (rsync) while the rest of the round arrives.
+            const target = this.fsTarget(inc, a.name);
+            const batch = join(roundDir, `${a.name.replace(/\//g, '_')}.batch`);
+            await writeFile(batch, a.data);
+            fsApplies.push(applyBatch(batch, target).then((r) => void (fsMs += r.ms)));
+          } else {
+            throw new UsageError(`round ${index}: unknown artifact '${a.name}'`);
           }
-          await writeFile(join(smallDir, file), a.data);
-        } else if (a.name.startsWith('fs/')) {
-          const target = this.fsTarget(inc, a.name);
-          const batch = join(roundDir, `${a.name.replace(/\//g, '_')}.batch`);
-          await writeFile(batch, a.data);
-          fsMs += (await applyBatch(batch, target)).ms;
-        } else {
-          throw new UsageError(`round ${index}: unknown artifact '${a.name}'`);
         }
+      } finally {
+        // Every started rsync finishes (or fails) before the round is answered.
+        const settled = await Promise.allSettled(fsApplies);
+        const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
       }
       if (!delta) throw new UsageError(`round ${index} of migration ${id} carried no page delta`);
 
-      const tRebuild = performance.now();
       let restoreMs: number | null = null;
       let running: boolean | null = null;
+      let rebuildMs = 0;
       if (!final) {
-        if (inc.baseDir === null) {
-          const base = this.baseDirFor(inc);
-          await rm(base, { recursive: true, force: true });
-          await rebuildImageDir({ baseDir: null, delta, smallImagesDir: null, outDir: base });
-          inc.baseDir = base;
-        } else {
-          await applyDeltaInPlace(inc.baseDir, delta);
-        }
-      }
-      let rebuildMs = performance.now() - tRebuild;
-      if (final) {
+        // The base is brought up to date in the background: the source is told the round
+        // arrived and goes on with its next dump; the next round waits for this update.
+        const d = delta;
+        const update = inc.baseUpdate.then(() => this.updateBase(inc, d));
+        // Marked as handled here; its failure surfaces when the next round awaits it.
+        update.catch(() => undefined);
+        inc.baseUpdate = update;
+      } else {
+        const tWait = performance.now();
+        await inc.baseUpdate;
         const r = await this.finalRestore(inc, delta, smallDir, inject);
-        rebuildMs = r.rebuildMs;
+        // Waiting for the last base update counts as rebuilding: both are on the downtime path.
+        rebuildMs = r.rebuildMs + (performance.now() - tWait - r.rebuildMs - r.restoreMs);
         restoreMs = r.restoreMs;
         running = true;
       }
@@ -221,6 +233,17 @@ export class MigrationDestination {
       return { applyMs: performance.now() - t0, rebuildMs, fsMs, restoreMs, running };
     } finally {
       inc.busy = false;
+    }
+  }
+
+  private async updateBase(inc: Incoming, delta: Delta): Promise<void> {
+    if (inc.baseDir === null) {
+      const base = this.baseDirFor(inc);
+      await rm(base, { recursive: true, force: true });
+      await rebuildImageDir({ baseDir: null, delta, smallImagesDir: null, outDir: base });
+      inc.baseDir = base;
+    } else {
+      await applyDeltaInPlace(inc.baseDir, delta);
     }
   }
 
@@ -289,6 +312,8 @@ export class MigrationDestination {
     const removed: string[] = [];
     if (!inc) return { removed };
     const { engine } = this.deps;
+    // A background base update must be over before its directory is removed.
+    await inc.baseUpdate.catch(() => undefined);
     if (inc.twinId) {
       if (await engine.removeContainer(inc.twinId, { force: true })) removed.push(`container ${inc.twinId.slice(0, 12)}`);
     }

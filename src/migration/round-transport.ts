@@ -66,6 +66,7 @@ export async function* receiveRound(body: AsyncIterable<Buffer | Uint8Array | st
 
 /** Sample of the round's page data on which codecs are measured (auto choice). */
 const SAMPLE_BYTES = 4 << 20;
+const SMALL_DELTA_BYTES = 1 << 20;
 /** Link speed assumed before the first round has measured one. */
 const DEFAULT_LINK_BPS = 100e6;
 
@@ -73,16 +74,21 @@ const DEFAULT_LINK_BPS = 100e6;
  * The codec for a round: fixed, or ('auto') the one predicted fastest for this round's own
  * data at the bandwidth the previous round measured.
  */
-export async function pickCodec(choice: CodecChoice, delta: Delta, previous: readonly RoundReport[]): Promise<CodecName> {
+export async function pickCodec(choice: CodecChoice, delta: Delta, previous: readonly RoundReport[], final: boolean): Promise<CodecName> {
   if (choice !== 'auto') return choice;
+  const last = previous[previous.length - 1];
+  // The final round is on the downtime path: it keeps the last round's choice (same kind of
+  // data, same link) instead of measuring codecs again.
+  if (final && last && last.codec !== 'auto') return last.codec as CodecName;
   const pages = delta.pages;
-  if (pages.length === 0) return 'lz4';
+  // Below a megabyte the choice saves little and measuring costs more than it saves.
+  if (pages.length * delta.pageSize < SMALL_DELTA_BYTES) return 'lz4';
   // Evenly spaced pages, so that the sample is not just the first region of memory.
   const n = Math.min(pages.length, SAMPLE_BYTES / delta.pageSize);
   const step = pages.length / n;
   const sample = Buffer.concat(Array.from({ length: n }, (_, i) => pages[Math.floor(i * step)]!.data));
-  const last = previous[previous.length - 1];
   const linkBps = last && last.bandwidthBps > 0 ? last.bandwidthBps : DEFAULT_LINK_BPS;
   const measured = await measureCodecs(sample, ['none', 'lz4', 'zstd', 'gzip']);
-  return chooseCodec(measured, linkBps).codec;
+  // codec-choice works in bytes per second; round reports carry bits per second.
+  return chooseCodec(measured, linkBps / 8).codec;
 }

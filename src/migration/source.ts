@@ -15,7 +15,7 @@ import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage }
 import type { DockerEngine, ContainerDetails } from '../engine/docker.js';
 import { runcCheckpoint } from '../engine/runc.js';
 import { installCheckpoint, pruneContainerdCheckpointCopies, removeInstalledCheckpoint } from '../engine/checkpoint-install.js';
-import { writeDelta, encodeDeltaChunks, deltaDataBytes, type Delta } from '../checkpoint/delta.js';
+import { writeDelta, encodeDeltaChunks, type Delta } from '../checkpoint/delta.js';
 import type { PageIndex } from '../checkpoint/page-index.js';
 import { FsSyncSource } from '../fssync/index.js';
 import type { DaemonDb } from '../daemon/db.js';
@@ -91,6 +91,7 @@ export class MigrationSource {
       precopyRounds: 0,
       stopReason: null,
       totalMs: null,
+      commitMs: null,
       downtimeMs: null,
       restoreMs: null,
       bytesSent: 0,
@@ -238,6 +239,10 @@ export class MigrationSource {
       const downtimeMs = performance.now() - freezeAt;
       report.downtimeMs = Math.round(downtimeMs);
       report.restoreMs = fin.response.restoreMs === null ? null : Math.round(fin.response.restoreMs);
+      // The handoff is complete when the twin runs: the total stops here; removing the
+      // source copy and the staging data (commit) is reported apart.
+      report.totalMs = Math.round(performance.now() - t0);
+      const tCommit = performance.now();
 
       // The twin runs at the destination: now, and only now, the source copy goes.
       report.state = 'committing';
@@ -245,8 +250,8 @@ export class MigrationSource {
       frozen = false;
       await engine.removeContainer(details.id, { force: true });
       await peer.post(`/v1/incoming/${report.id}/commit`, {});
+      report.commitMs = Math.round(performance.now() - tCommit);
       report.state = 'done';
-      report.totalMs = Math.round(performance.now() - t0);
     } catch (err) {
       report.error = { code: err instanceof CloudletError ? err.code : 'internal', message: errorMessage(err) };
       report.state = 'rolling-back';
@@ -287,12 +292,29 @@ export class MigrationSource {
       workDir: join(roundDir, 'work'),
       leaveRunning: !final,
     });
+    // The filesystem batches (rsync, other processes) are computed while this process hashes
+    // the pages: on the final round both are on the downtime path.
+    const fsWork = Promise.all(
+      fsSources.map(async (f) => {
+        const batch = join(roundDir, `${f.name.replace(/\//g, '_')}.batch`);
+        const st = await f.source.nextBatch(batch, { final });
+        return { name: f.name, bytes: st.bytes, ms: st.ms, data: await readFile(batch) };
+      }),
+    );
     const tHash = performance.now();
-    const delta: Delta = await writeDelta(prevIndex, dumpDir);
+    let delta: Delta;
+    try {
+      delta = await writeDelta(prevIndex, dumpDir);
+    } finally {
+      // Never leave the batch promise unobserved, even when hashing failed.
+      await fsWork.catch(() => undefined);
+    }
     const hashMs = performance.now() - tHash;
+    const fsBatches = await fsWork;
 
-    const artifacts: OutgoingArtifact[] = [];
-    const deltaBytes = deltaDataBytes(delta);
+    // Filesystem batches first: the destination applies them while the pages arrive.
+    const artifacts: OutgoingArtifact[] = fsBatches.map((b) => ({ name: b.name, chunks: () => [b.data] }));
+    const fsBytes = fsBatches.reduce((n, b) => n + b.bytes, 0);
     artifacts.push({ name: 'delta', chunks: () => encodeDeltaChunks(delta) });
     if (final) {
       for (const f of await readdir(dumpDir)) {
@@ -301,15 +323,7 @@ export class MigrationSource {
         artifacts.push({ name: `img/${f}`, chunks: () => [data] });
       }
     }
-    let fsBytes = 0;
-    for (const f of fsSources) {
-      const batch = join(roundDir, `${f.name.replace(/\//g, '_')}.batch`);
-      const st = await f.source.nextBatch(batch, { final });
-      fsBytes += st.bytes;
-      const data = await readFile(batch);
-      artifacts.push({ name: f.name, chunks: () => [data] });
-    }
-    const codec = await pickCodec(req.codec, delta, report.rounds);
+    const codec = await pickCodec(req.codec, delta, report.rounds, final);
     const inject = final && req.inject ? `&inject=${req.inject}` : '';
     const sent = await sendRound(peer, `/v1/incoming/${report.id}/rounds/${index}?final=${final ? 1 : 0}${inject}`, artifacts, codec);
     const response = sent.response as RoundResponse;
@@ -329,10 +343,12 @@ export class MigrationSource {
       sendMs: Math.round(sent.sendMs),
       bandwidthBps: Math.round(sent.sendMs > 0 ? (sent.sentBytes * 8) / (sent.sendMs / 1000) : 0),
       applyMs: Math.round(response.applyMs),
+      fsBatchMs: Math.round(Math.max(0, ...fsBatches.map((b) => b.ms))),
+      fsApplyMs: Math.round(response.fsMs),
+      rebuildMs: Math.round(response.rebuildMs),
       decision: null,
       predictedDowntimeMs: null,
     };
-    void deltaBytes;
     report.rounds.push(round);
     // Pre-copy dumps are not needed once sent; the final dump is kept for a rollback.
     if (!final) await rm(dumpDir, { recursive: true, force: true });

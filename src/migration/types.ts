@@ -38,8 +38,13 @@ export interface RoundReport {
   sendMs: number;
   /** Measured throughput of this round's send, bits per second. */
   bandwidthBps: number;
-  /** Destination side: applying the round (rebuild, filesystem). */
+  /** Destination side: from its first byte received to its answer (receive, apply, restore). */
   applyMs: number;
+  /** Source: writing the filesystem batches (overlaps hashing). */
+  fsBatchMs: number;
+  /** Destination: applying the filesystem batches; rebuilding the final image directory. */
+  fsApplyMs: number;
+  rebuildMs: number;
   /** Why the decision model stopped or continued after this round. */
   decision: string | null;
   predictedDowntimeMs: number | null;
@@ -70,7 +75,10 @@ export interface MigrationReport {
   stopReason: StopReason | 'stop-and-copy' | null;
   /** The decision model's explanation of the last decision. */
   decision: string | null;
+  /** From the request to the service running (verified) at the destination. */
   totalMs: number | null;
+  /** After the handoff: removing the source container and the staging data. */
+  commitMs: number | null;
   /** From the freeze at the source to the service running (verified) at the destination. */
   downtimeMs: number | null;
   /** Restore at the destination (engine start from checkpoint), part of the downtime. */

@@ -45,7 +45,7 @@ test('alpha rule stops once a send is faster than alpha', () => {
 });
 
 test('model predicts from dirty rate, ratio and bandwidth, and stops below the target', () => {
-  const rounds = [round(1, 256), round(2, 8, { intervalMs: 11_000 })];
+  const rounds = [round(1, 256), round(2, 100, { intervalMs: 11_000 })];
   const p = predictDowntimeMs(rounds, { restoreMs: 700, rebuildMsPerMiB: 1 })!;
   const last = rounds[1]!;
   const finalRaw = (last.rawBytes / last.intervalMs!) * last.durationMs;
@@ -100,4 +100,14 @@ test('the model skips pre-copy when sending all memory fits the budget', () => {
   assert.ok(big.predictedDowntimeMs! > 20_000, 'sending 256 MiB at 100 Mbit/s takes > 20 s');
   assert.equal(decideInitial({ kind: 'alpha', alphaSeconds: 1, maxRounds: 8 }, 1024, 100e6).stop, false);
   assert.equal(decideInitial({ kind: 'rounds', rounds: 0 }, 256 * MiB, 100e6).stop, true);
+});
+
+test('the model stops once the final send is negligible even if the budget is out of reach', () => {
+  // 0.5 MiB dirtied per round: ~20 ms to send, but freeze + restore alone exceed 500 ms.
+  const rounds = [round(1, 256), round(2, 0.5, { intervalMs: 11_000 })];
+  const d = decide({ kind: 'model', maxDowntimeMs: 500, maxRounds: 8, maxTimeMs: 600_000 }, rounds, 12_000);
+  assert.equal(d.reason, 'converged');
+  // 40 MiB dirtied: the send still matters, keep going.
+  const busy = [round(1, 256), round(2, 40, { intervalMs: 11_000 })];
+  assert.equal(decide({ kind: 'model', maxDowntimeMs: 500, maxRounds: 8, maxTimeMs: 600_000 }, busy, 12_000).stop, false);
 });
