@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo, from a fresh machine: set-up (idempotent), a lab of two cloudlets, a container
-# on each, the cloudlets as the CLI sees them, then the lab is removed again.
+# on each, the cloudlets as the CLI sees them, a live migration of a running stateful
+# service from a to b with its report, then the lab is removed again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,3 +38,21 @@ done
 
 say "link a -> b throughput"
 cloudlet lab measure --from a --to b --bytes 24M
+
+say "a stateful Node.js service (64 MiB of state) on a; live migration a -> b"
+sock_a=$(cloudlet lab status --json | node -e '
+  const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
+  process.stdout.write(s.cloudlets.find((c) => c.name === "a").engineSocket);')
+script=$(node -e 'import("./dist/src/workloads/stateful-service.js").then((m) => process.stdout.write(m.STATEFUL_SERVICE_SCRIPT))')
+DOCKER_HOST="unix://$sock_a" docker run -d --name svc --network none -e STATE_MB=64 -e DIRTY_PAGES_PER_SEC=200 \
+  cloudlet/node:20 node -e "$script" >/dev/null
+sleep 3
+DOCKER_HOST="unix://$sock_a" docker exec svc wget -qO- http://127.0.0.1:8080/ && echo
+cloudlet migrate svc --from a --to b
+
+say "the service on b, with its counter"
+sock_b=$(cloudlet lab status --json | node -e '
+  const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
+  process.stdout.write(s.cloudlets.find((c) => c.name === "b").engineSocket);')
+DOCKER_HOST="unix://$sock_b" docker exec svc wget -qO- http://127.0.0.1:8080/ && echo
+cloudlet ps --node b

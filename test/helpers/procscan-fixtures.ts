@@ -43,7 +43,7 @@ globalThis.big = Buffer.allocUnsafeSlow(n * 4096);
 for (let i = 0; i < n; i++) markerPage(i).copy(globalThis.big, i * 4096);
 let kid = null;
 if (process.env.CHILD_PAGES) {
-  kid = cp.spawn(process.execPath, ['-e', process.env.PROGRAM], { env: { ...process.env, MARK_PAGES: process.env.CHILD_PAGES, CHILD_PAGES: '', TICK_FILE: '' }, stdio: ['pipe', 'pipe', 'inherit'] });
+  kid = cp.spawn(process.execPath, ['-e', process.env.PROGRAM], { env: { ...process.env, MARK_PAGES: process.env.CHILD_PAGES, CHILD_PAGES: '', TICK_FILE: '' }, stdio: ['pipe', 'pipe', 'ignore'] });
   kid.stdout.once('data', (d) => { process.stdout.write('child ' + String(d).trim().split(' ')[1] + '\n'); });
 }
 let count = 0;
@@ -62,8 +62,8 @@ process.stdout.write('ready ' + process.pid + '\n');
 export interface MarkerProcess {
   child: ChildProcess;
   pid: number;
-  /** Host pid of its own child, when CHILD_PAGES was given. */
-  childPid: Promise<number>;
+  /** Host pid of its own child (only when childPages was given). */
+  childPid: () => Promise<number>;
   /** Resolves with the next stdout line that starts with `prefix`. */
   line: (prefix: string) => Promise<string>;
   send: (cmd: string) => void;
@@ -110,16 +110,38 @@ export async function spawnMarkerProcess(opts: { pages: number; childPages?: num
       t.unref();
     });
   const ready = await line('ready ');
+  let kid: Promise<number> | null = null;
+  const childPid = (): Promise<number> => {
+    if (!opts.childPages) return Promise.reject(new Error('no child'));
+    kid ??= line('child ').then((l) => {
+      const pid = Number(l.split(' ')[1]);
+      grandchildren.set(child, pid);
+      return pid;
+    });
+    return kid;
+  };
+  if (opts.childPages) await childPid();
   return {
     child,
     pid: Number(ready.split(' ')[1]),
-    childPid: opts.childPages ? line('child ').then((l) => Number(l.split(' ')[1])) : Promise.reject(new Error('no child')),
+    childPid,
     line,
     send: (cmd) => child.stdin!.write(`${cmd}\n`),
   };
 }
 
+const grandchildren = new WeakMap<ChildProcess, number>();
+
+/** Kills a marker process (and its own child, which would otherwise be orphaned). */
 export async function stopProcess(child: ChildProcess): Promise<void> {
+  const kid = grandchildren.get(child);
+  if (kid !== undefined) {
+    try {
+      process.kill(kid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
   if (child.exitCode !== null || child.signalCode !== null) return;
   const done = new Promise<void>((r) => child.once('exit', () => r()));
   child.kill('SIGKILL');

@@ -65,6 +65,9 @@ function typeOf(mode: number): string {
   }
 }
 
+/** overlayfs bookkeeping that names the source host's lower layers: deliberately not carried. */
+const HOST_ONLY_XATTR = /^trusted\.overlay\.(origin|impure|nlink)=/;
+
 async function xattrDump(dir: string): Promise<Map<string, string[]>> {
   const { stdout } = await run('getfattr', ['-R', '-h', '-P', '-d', '-m', '-', '-e', 'hex', '.'], {
     cwd: dir,
@@ -76,11 +79,14 @@ async function xattrDump(dir: string): Promise<Map<string, string[]>> {
     if (line.startsWith('# file: ')) {
       cur = line.slice('# file: '.length);
       m.set(cur, []);
-    } else if (line.trim() !== '' && cur) {
+    } else if (line.trim() !== '' && cur && !HOST_ONLY_XATTR.test(line)) {
       m.get(cur)!.push(line);
     }
   }
-  for (const v of m.values()) v.sort();
+  for (const [k, v] of m) {
+    if (v.length === 0) m.delete(k); // only host-only xattrs: nothing that is carried
+    else v.sort();
+  }
   return m;
 }
 
@@ -294,6 +300,8 @@ describe('fssync rounds on real directories', { skip: isRoot ? false : 'needs ro
       const wo = await lstat(join(tgt, 'gone-later'));
       assert.ok(wo.isCharacterDevice() && wo.rdev === 0, 'whiteout carried');
       assert.equal((await run('getfattr', ['-h', '--only-values', '-n', 'trusted.overlay.opaque', join(tgt, 'dir')])).stdout, 'y');
+      const impure = await run('getfattr', ['-h', '-d', '-m', 'trusted.overlay.impure', join(tgt, 'dir')]);
+      assert.equal(impure.stdout.trim(), '', 'host-only overlay xattrs are not carried');
       const cap = await run('getfattr', ['-h', '-e', 'hex', '-n', 'security.capability', join(tgt, 'ping')]);
       assert.match(cap.stdout, new RegExp(`security.capability=${CAP_NET_RAW}`));
       assert.equal((await lstat(join(tgt, 'ping'))).uid, 2000);
