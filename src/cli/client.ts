@@ -24,6 +24,10 @@ export class CloudletClient {
     return this.request<T>('POST', path, body);
   }
 
+  delete<T>(path: string): Promise<T> {
+    return this.request<T>('DELETE', path);
+  }
+
   private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const url = this.baseUrl + (path.startsWith('/') ? path : `/${path}`);
     const timeoutMs = this.opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;

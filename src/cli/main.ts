@@ -7,6 +7,7 @@ import { registerNodeCommands } from './commands/nodes.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerMigrateCommand } from './commands/migrate.js';
 import { registerBenchCommands } from './commands/bench.js';
+import { registerOverlayCommands } from './commands/overlay.js';
 
 const program = new Command();
 program
@@ -22,5 +23,6 @@ registerNodeCommands(program);
 registerDoctorCommand(program);
 registerMigrateCommand(program);
 registerBenchCommands(program);
+registerOverlayCommands(program);
 
 await program.parseAsync(process.argv);

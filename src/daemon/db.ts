@@ -40,6 +40,23 @@ export const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (id, role)
    );
    CREATE INDEX migrations_container ON migrations(container, state);`,
+  // The overlays this cloudlet holds (verified on receipt; files in dataDir/overlays).
+  `CREATE TABLE overlays (
+     id            TEXT PRIMARY KEY,
+     app_image_id  TEXT NOT NULL,
+     app_name      TEXT,
+     base_image_id TEXT NOT NULL,
+     base_name     TEXT,
+     codec         TEXT NOT NULL,
+     path          TEXT NOT NULL,
+     file_bytes    INTEGER NOT NULL,
+     raw_bytes     INTEGER NOT NULL,
+     layers        INTEGER NOT NULL,
+     header        TEXT NOT NULL CHECK (json_valid(header)),
+     receive_ms    INTEGER NOT NULL,
+     received      TEXT NOT NULL,
+     synthesized   TEXT
+   );`,
 ];
 
 export type MigrationRole = 'source' | 'destination';
@@ -201,9 +218,94 @@ export class DaemonDb {
     return rows.map(toMigrationRow);
   }
 
+  /** Records an overlay (replacing an earlier copy of the same app image's overlay). */
+  upsertOverlay(o: Omit<OverlayRow, 'synthesized'>): void {
+    this.db
+      .prepare(
+        `INSERT INTO overlays (id, app_image_id, app_name, base_image_id, base_name, codec, path, file_bytes, raw_bytes, layers, header, receive_ms, received)
+         VALUES (@id, @appImageId, @appName, @baseImageId, @baseName, @codec, @path, @fileBytes, @rawBytes, @layers, @header, @receiveMs, @received)
+         ON CONFLICT(id) DO UPDATE SET app_image_id = excluded.app_image_id, app_name = excluded.app_name,
+           base_image_id = excluded.base_image_id, base_name = excluded.base_name, codec = excluded.codec, path = excluded.path,
+           file_bytes = excluded.file_bytes, raw_bytes = excluded.raw_bytes, layers = excluded.layers, header = excluded.header,
+           receive_ms = excluded.receive_ms, received = excluded.received, synthesized = NULL`,
+      )
+      .run({ ...o, header: JSON.stringify(o.header) });
+  }
+
+  overlay(id: string): OverlayRow | null {
+    const r = this.db.prepare('SELECT * FROM overlays WHERE id = ?').get(id) as RawOverlay | undefined;
+    return r ? toOverlayRow(r) : null;
+  }
+
+  /** Most recent first. */
+  overlays(): OverlayRow[] {
+    return (this.db.prepare('SELECT * FROM overlays ORDER BY received DESC').all() as RawOverlay[]).map(toOverlayRow);
+  }
+
+  markOverlaySynthesized(id: string): void {
+    this.db.prepare('UPDATE overlays SET synthesized = ? WHERE id = ?').run(new Date().toISOString(), id);
+  }
+
+  deleteOverlay(id: string): boolean {
+    return this.db.prepare('DELETE FROM overlays WHERE id = ?').run(id).changes > 0;
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
   }
+}
+
+export interface OverlayRow {
+  id: string;
+  appImageId: string;
+  appName: string | null;
+  baseImageId: string;
+  baseName: string | null;
+  codec: string;
+  path: string;
+  fileBytes: number;
+  rawBytes: number;
+  layers: number;
+  header: Record<string, unknown>;
+  receiveMs: number;
+  received: string;
+  synthesized: string | null;
+}
+
+interface RawOverlay {
+  id: string;
+  app_image_id: string;
+  app_name: string | null;
+  base_image_id: string;
+  base_name: string | null;
+  codec: string;
+  path: string;
+  file_bytes: number;
+  raw_bytes: number;
+  layers: number;
+  header: string;
+  receive_ms: number;
+  received: string;
+  synthesized: string | null;
+}
+
+function toOverlayRow(r: RawOverlay): OverlayRow {
+  return {
+    id: r.id,
+    appImageId: r.app_image_id,
+    appName: r.app_name,
+    baseImageId: r.base_image_id,
+    baseName: r.base_name,
+    codec: r.codec,
+    path: r.path,
+    fileBytes: r.file_bytes,
+    rawBytes: r.raw_bytes,
+    layers: r.layers,
+    header: JSON.parse(r.header) as Record<string, unknown>,
+    receiveMs: r.receive_ms,
+    received: r.received,
+    synthesized: r.synthesized,
+  };
 }
 
 interface RawMigration {

@@ -16,6 +16,7 @@ import { DaemonDb } from './db.js';
 import { createMetrics, type DaemonMetrics } from './metrics.js';
 import { checkPeer, type PeerHealth } from './peers.js';
 import { registerMigrationRoutes } from './routes-migrations.js';
+import { registerOverlayRoutes } from './routes-overlays.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -157,6 +158,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
 
   registerMigrationRoutes(app, ctx);
+  registerOverlayRoutes(app, ctx);
 
   return app;
 }

@@ -99,6 +99,11 @@ export interface ImageDetails {
   size: number;
 }
 
+export interface RestartPolicy {
+  Name: string;
+  MaximumRetryCount?: number;
+}
+
 export interface ExecResult {
   exitCode: number;
   stdout: string;
@@ -377,15 +382,15 @@ export class DockerEngine {
     }
   }
 
-  /** Published host ports of a container: "8080/tcp" -> host port. */
-  async publishedPorts(id: string): Promise<Record<string, number>> {
+  /** Address on the engine's bridge and published host ports ("8080/tcp" -> host port) of a container. */
+  async containerNetwork(id: string): Promise<{ ip: string | null; ports: Record<string, number> }> {
     const i = await this.call(`inspect ${id}`, () => this.docker.getContainer(id).inspect());
-    const out: Record<string, number> = {};
+    const ports: Record<string, number> = {};
     for (const [k, v] of Object.entries(i.NetworkSettings?.Ports ?? {})) {
       const hp = (v as { HostPort?: string }[] | null)?.[0]?.HostPort;
-      if (hp) out[k] = Number(hp);
+      if (hp) ports[k] = Number(hp);
     }
-    return out;
+    return { ip: i.NetworkSettings?.IPAddress || null, ports };
   }
 
   async containerExists(nameOrId: string): Promise<boolean> {
@@ -455,6 +460,23 @@ export class DockerEngine {
       if (err instanceof EngineError && err.engineStatus === 404) return false;
       throw err;
     }
+  }
+
+  /**
+   * Sets a container's restart policy and returns the previous one. A migration sets 'no'
+   * before the final dump: the dump ends the process, and an engine restarting it at the
+   * source would run the service in two places.
+   */
+  async setRestartPolicy(id: string, policy: RestartPolicy): Promise<RestartPolicy> {
+    const before = await this.call(`inspect ${id}`, () => this.docker.getContainer(id).inspect());
+    const previous: RestartPolicy = {
+      Name: (before.HostConfig.RestartPolicy?.Name ?? 'no') || 'no',
+      MaximumRetryCount: before.HostConfig.RestartPolicy?.MaximumRetryCount ?? 0,
+    };
+    await this.call(`update ${id.slice(0, 12)} restart policy`, () =>
+      this.docker.getContainer(id).update({ RestartPolicy: policy }),
+    );
+    return previous;
   }
 
   private async exists(operation: string, fn: () => Promise<unknown>): Promise<boolean> {

@@ -12,10 +12,11 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage } from '../util/errors.js';
-import type { DockerEngine, ContainerDetails } from '../engine/docker.js';
+import type { DockerEngine, ContainerDetails, RestartPolicy } from '../engine/docker.js';
 import { runcCheckpoint } from '../engine/runc.js';
 import { installCheckpoint, pruneContainerdCheckpointCopies, removeInstalledCheckpoint } from '../engine/checkpoint-install.js';
-import { writeDelta, encodeDeltaChunks, type Delta } from '../checkpoint/delta.js';
+import { encodeDeltaChunks, type Delta } from '../checkpoint/delta.js';
+import { startDumpAndDelta } from '../checkpoint/stream-delta.js';
 import type { PageIndex } from '../checkpoint/page-index.js';
 import { FsSyncSource } from '../fssync/index.js';
 import type { DaemonDb } from '../daemon/db.js';
@@ -96,6 +97,7 @@ export class MigrationSource {
       restoreMs: null,
       bytesSent: 0,
       destinationContainerId: null,
+      warnings: [],
       startedAt: new Date().toISOString(),
       finishedAt: null,
       error: null,
@@ -111,7 +113,15 @@ export class MigrationSource {
     });
     const entry: Running = { report, listeners: new Set(), done: Promise.resolve(report) };
     this.running.set(id, entry);
-    entry.done = this.run(entry, req, details, new PeerClient(peer.url, this.deps.token));
+    // run() handles its own failures; anything escaping it is a bug, but must not take the
+    // daemon down with an unhandled rejection.
+    entry.done = this.run(entry, req, details, new PeerClient(peer.url, this.deps.token)).catch((err: unknown) => {
+      report.state = 'failed';
+      report.error = { code: 'internal', message: errorMessage(err) };
+      report.finishedAt = new Date().toISOString();
+      this.running.delete(id);
+      return report;
+    });
     return { ...report };
   }
 
@@ -163,6 +173,7 @@ export class MigrationSource {
     const fsSources: { name: string; source: FsSyncSource }[] = [];
     let prepared: PrepareResponse | null = null;
     let frozen = false;
+    let restartPolicy: RestartPolicy | null = null;
     let index = 0;
     try {
       await mkdir(stage, { recursive: true });
@@ -229,9 +240,11 @@ export class MigrationSource {
         report.decision = initial.explanation;
       }
 
-      // Final round: the dump stops the container (downtime starts here).
+      // Final round: the dump stops the container (downtime starts here). The engine must not
+      // restart it behind our back: its restart policy is off until the handoff is decided.
       report.state = 'final';
       this.emit(entry, 'final');
+      restartPolicy = await engine.setRestartPolicy(details.id, { Name: 'no' });
       index++;
       const freezeAt = performance.now();
       frozen = true;
@@ -244,24 +257,33 @@ export class MigrationSource {
       report.totalMs = Math.round(performance.now() - t0);
       const tCommit = performance.now();
 
-      // The twin runs at the destination: now, and only now, the source copy goes.
+      // The twin runs at the destination: now, and only now, the source copy goes. From here
+      // on nothing rolls back: a failing clean-up is reported, the service stays at B.
       report.state = 'committing';
       this.emit(entry, 'committing');
       frozen = false;
-      await engine.removeContainer(details.id, { force: true });
-      await peer.post(`/v1/incoming/${report.id}/commit`, {});
+      await this.commit(report, details, peer);
       report.commitMs = Math.round(performance.now() - tCommit);
       report.state = 'done';
     } catch (err) {
+
       report.error = { code: err instanceof CloudletError ? err.code : 'internal', message: errorMessage(err) };
       report.state = 'rolling-back';
       this.emit(entry, 'rolling-back');
       const notes = await this.rollback(report, details, prepared !== null, frozen, dumpDirOf(stage, index), peer);
+      if (restartPolicy) {
+        await engine.setRestartPolicy(details.id, restartPolicy).then(
+          () => undefined,
+          (e: unknown) => notes.push(`FAILED to restore the restart policy: ${errorMessage(e)}`),
+        );
+      }
       report.error.message += notes.length ? ` (rollback: ${notes.join('; ')})` : '';
       report.state = notes.some((n) => n.startsWith('FAILED')) ? 'failed' : 'rolled-back';
       report.totalMs = Math.round(performance.now() - t0);
     } finally {
-      for (const f of fsSources) await f.source.dispose().catch(() => undefined);
+      for (const f of fsSources) {
+        await f.source.dispose().catch((e: unknown) => report.warnings.push(`fs sync clean-up: ${errorMessage(e)}`));
+      }
       await rm(stage, { recursive: true, force: true });
       report.bytesSent = report.rounds.reduce((s, r) => s + r.sentBytes, 0);
       report.finishedAt = new Date().toISOString();
@@ -285,13 +307,20 @@ export class MigrationSource {
   ): Promise<{ round: RoundReport; index: PageIndex; response: RoundResponse }> {
     const roundDir = join(stage, `round-${index}`);
     const dumpDir = dumpDirOf(stage, index);
-    const dump = await runcCheckpoint({
-      runcRoot: this.deps.runcRoot,
-      containerId: details.id,
-      imageDir: dumpDir,
-      workDir: join(roundDir, 'work'),
-      leaveRunning: !final,
+    // The pages are hashed while runc/CRIU writes them: hashMs below is what is left after the dump.
+    const streamed = startDumpAndDelta({
+      dir: dumpDir,
+      prev: prevIndex,
+      dump: () =>
+        runcCheckpoint({
+          runcRoot: this.deps.runcRoot,
+          containerId: details.id,
+          imageDir: dumpDir,
+          workDir: join(roundDir, 'work'),
+          leaveRunning: !final,
+        }),
     });
+    const dump = await streamed.dumped;
     // The filesystem batches (rsync, other processes) are computed while this process hashes
     // the pages: on the final round both are on the downtime path.
     const fsWork = Promise.all(
@@ -304,7 +333,7 @@ export class MigrationSource {
     const tHash = performance.now();
     let delta: Delta;
     try {
-      delta = await writeDelta(prevIndex, dumpDir);
+      delta = (await streamed.result).delta;
     } finally {
       // Never leave the batch promise unobserved, even when hashing failed.
       await fsWork.catch(() => undefined);
@@ -353,6 +382,20 @@ export class MigrationSource {
     // Pre-copy dumps are not needed once sent; the final dump is kept for a rollback.
     if (!final) await rm(dumpDir, { recursive: true, force: true });
     return { round, index: delta.index, response };
+  }
+
+  /** After the handoff: remove the source copy, let the destination drop its staging data. */
+  private async commit(report: MigrationReport, details: ContainerDetails, peer: PeerClient): Promise<void> {
+    try {
+      await this.deps.engine.removeContainer(details.id, { force: true });
+    } catch (err) {
+      report.warnings.push(`the stopped source container ${details.name} could not be removed: ${errorMessage(err)}`);
+    }
+    try {
+      await peer.post(`/v1/incoming/${report.id}/commit`, {});
+    } catch (err) {
+      report.warnings.push(`the destination could not drop its staging data: ${errorMessage(err)}`);
+    }
   }
 
   /**

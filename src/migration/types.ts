@@ -85,6 +85,8 @@ export interface MigrationReport {
   restoreMs: number | null;
   bytesSent: number;
   destinationContainerId: string | null;
+  /** Problems after the handoff that did not affect the service (e.g. a failed clean-up). */
+  warnings: string[];
   startedAt: string;
   finishedAt: string | null;
   error: { code: string; message: string } | null;

@@ -1,0 +1,241 @@
+// Overlay routes of cloudletd.
+//   PUT|POST /v1/overlays           upload an overlay file (streamed, verified whole before it
+//                                   is kept; body type application/vnd.cloudlet.overlay)
+//   GET      /v1/overlays           the catalog
+//   GET      /v1/overlays/:id       one overlay with its header
+//   DELETE   /v1/overlays/:id       forget it (file and catalog row)
+//   POST     /v1/overlays/:id/synthesize   make the app image now (no-op if present)
+//   POST     /v1/services           first-request provisioning: synthesize if needed, create
+//                                   and start the container, answer with its endpoint and a
+//                                   timing breakdown
+//   PUT      /v1/images             load a whole `docker save` archive (gzip allowed): the
+//                                   "ship the whole image" baseline of the benchmark
+import type { FastifyInstance } from 'fastify';
+import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { createGunzip } from 'node:zlib';
+import { Readable } from 'node:stream';
+import { z } from 'zod';
+import { ConflictError, NotFoundError, UsageError } from '../util/errors.js';
+import { ImageError } from '../images/errors.js';
+import { validateHeader, type OverlayHeader } from '../images/overlay.js';
+import { DEFAULT_LIMITS, receiveOverlay, type ReceiveLimits } from '../images/overlay-verify.js';
+import { requireBase, synthesize, type SynthesisResult } from '../images/overlay-synthesize.js';
+import type { OverlayRow } from './db.js';
+import type { DaemonContext } from './server.js';
+
+export const OVERLAY_CONTENT_TYPE = 'application/vnd.cloudlet.overlay';
+
+const serviceSchema = z
+  .object({
+    overlay: z.string().regex(/^[0-9a-f]{12}$/, 'an overlay id: 12 hex digits'),
+    name: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/).optional(),
+    env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*=/, 'K=V')).max(256).default([]),
+    /** Container port to publish on the cloudlet (TCP). */
+    port: z.number().int().min(1).max(65535).optional(),
+    cmd: z.array(z.string()).max(256).optional(),
+  })
+  .strict();
+
+export type ServiceRequest = z.input<typeof serviceSchema>;
+
+export interface ServiceTimings {
+  /** Receiving the overlay (when it was pushed; 0 if the image was already here before). */
+  transferMs: number;
+  decompressMs: number;
+  loadMs: number;
+  createMs: number;
+  startMs: number;
+  /** This request, from its start to the container running. */
+  totalMs: number;
+}
+
+export interface ServiceReply {
+  container: string;
+  id: string;
+  overlay: string;
+  imageId: string;
+  imageIdMatches: boolean;
+  synthesized: boolean;
+  endpoint: string | null;
+  address: string | null;
+  ports: Record<string, number>;
+  timings: ServiceTimings;
+}
+
+/** The catalog row as the API shows it (header only on the single-overlay route). */
+function publicRow(r: OverlayRow, withHeader = false): Record<string, unknown> {
+  const { header, path: _path, ...rest } = r;
+  return withHeader ? { ...rest, header } : rest;
+}
+
+function limitsFromEnv(): ReceiveLimits {
+  const n = Number(process.env.CLOUDLET_OVERLAY_MAX_BYTES);
+  return Number.isSafeInteger(n) && n > 0 ? { maxFileBytes: n, maxRawBytes: Math.max(n * 4, DEFAULT_LIMITS.maxRawBytes) } : DEFAULT_LIMITS;
+}
+
+export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext): void {
+  const { config, engine, db } = ctx;
+  const dir = join(config.dataDir, 'overlays');
+  const limits = limitsFromEnv();
+  // One synthesis per overlay at a time: a second first request waits for the first.
+  const inflight = new Map<string, Promise<SynthesisResult>>();
+
+  // Overlay and image bodies are streams consumed by the route (never buffered whole).
+  for (const type of [OVERLAY_CONTENT_TYPE, 'application/gzip', 'application/x-tar']) {
+    app.addContentTypeParser(type, (_req, payload, done) => done(null, payload));
+  }
+
+  const overlayOr404 = (id: string): OverlayRow => {
+    const row = db.overlay(id);
+    if (!row) throw new NotFoundError('overlay', id, { hint: `\`cloudlet overlays --node ${config.node}\` lists the overlays of this cloudlet` });
+    return row;
+  };
+
+  const checkLength = (raw: string | undefined, limit: number): void => {
+    const len = raw === undefined ? NaN : Number(raw);
+    if (Number.isFinite(len) && len > limit) {
+      throw new ImageError('overlay_too_large', `upload of ${len} bytes exceeds this cloudlet's limit of ${limit}`, { context: { size: len, limit } });
+    }
+  };
+
+  const upload = async (req: { headers: Record<string, string | string[] | undefined>; body: unknown }) => {
+    checkLength(req.headers['content-length'] as string | undefined, limits.maxFileBytes);
+    const body = req.body as Readable | undefined;
+    if (!body || typeof (body as Readable)[Symbol.asyncIterator] !== 'function') {
+      throw new UsageError(`send the overlay file as the request body (Content-Type: ${OVERLAY_CONTENT_TYPE})`);
+    }
+    const r = await receiveOverlay({
+      source: body,
+      dir,
+      limits,
+      beforeBody: (header) => requireBase(engine, header, config.node),
+    });
+    const row: Omit<OverlayRow, 'synthesized'> = {
+      id: r.id,
+      appImageId: r.header.app.imageId,
+      appName: r.header.app.name,
+      baseImageId: r.header.base.imageId,
+      baseName: r.header.base.name,
+      codec: r.header.codec,
+      path: r.path,
+      fileBytes: r.fileBytes,
+      rawBytes: r.rawBytes,
+      layers: r.header.layers.length,
+      header: r.header as unknown as Record<string, unknown>,
+      receiveMs: r.receiveMs,
+      received: new Date().toISOString(),
+    };
+    db.upsertOverlay(row);
+    db.recordEvent('overlay.received', { id: r.id, app: r.header.app.imageId, fileBytes: r.fileBytes, receiveMs: r.receiveMs });
+    return { ...publicRow({ ...row, synthesized: null }), tarEntries: r.tarEntries };
+  };
+
+  app.put('/v1/overlays', async (req, reply) => reply.status(201).send(await upload(req)));
+  app.post('/v1/overlays', async (req, reply) => reply.status(201).send(await upload(req)));
+
+  app.get('/v1/overlays', async () => db.overlays().map((r) => publicRow(r)));
+
+  app.get<{ Params: { id: string } }>('/v1/overlays/:id', async (req) => publicRow(overlayOr404(req.params.id), true));
+
+  app.delete<{ Params: { id: string } }>('/v1/overlays/:id', async (req) => {
+    const row = overlayOr404(req.params.id);
+    if (inflight.has(row.id)) throw new ConflictError(`overlay ${row.id} is being synthesized`);
+    await rm(row.path, { force: true });
+    db.deleteOverlay(row.id);
+    return { ok: true, id: row.id };
+  });
+
+  const synth = (row: OverlayRow): Promise<SynthesisResult> => {
+    const running = inflight.get(row.id);
+    if (running) return running;
+    const header: OverlayHeader = validateHeader(row.header);
+    const p = synthesize({ engine, path: row.path, header, node: config.node }).then((r) => {
+      if (r.synthesized) {
+        db.markOverlaySynthesized(row.id);
+        db.recordEvent('overlay.synthesized', { id: row.id, imageId: r.imageId, decompressMs: r.decompressMs, loadMs: r.loadMs });
+      }
+      return r;
+    });
+    inflight.set(row.id, p);
+    const clear = () => inflight.delete(row.id);
+    p.then(clear, clear);
+    return p;
+  };
+
+  app.post<{ Params: { id: string } }>('/v1/overlays/:id/synthesize', async (req) => synth(overlayOr404(req.params.id)));
+
+  app.post('/v1/services', async (req, reply): Promise<ServiceReply> => {
+    const parsed = serviceSchema.safeParse(req.body ?? {});
+    if (!parsed.success) {
+      throw new UsageError(`invalid service request: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ')}`);
+    }
+    const o = parsed.data;
+    const started = performance.now();
+    const row = overlayOr404(o.overlay);
+    const name = o.name ?? `ovl-${row.id}-${Math.random().toString(16).slice(2, 8)}`;
+    if (await engine.containerExists(name)) throw new ConflictError(`a container named '${name}' already exists on ${config.node}`, { hint: 'choose another --name' });
+    const s = await synth(row);
+    const t1 = performance.now();
+    const portKey = o.port !== undefined ? `${o.port}/tcp` : null;
+    const id = await engine.createContainer({
+      name,
+      Image: row.appImageId,
+      Env: o.env,
+      ...(o.cmd ? { Cmd: o.cmd } : {}),
+      ...(portKey ? { ExposedPorts: { [portKey]: {} } } : {}),
+      HostConfig: portKey ? { PortBindings: { [portKey]: [{ HostPort: '' }] } } : {},
+      Labels: { 'cloudlet.overlay': row.id },
+    });
+    const t2 = performance.now();
+    try {
+      await engine.startContainer(id);
+    } catch (err) {
+      await engine.removeContainer(id, { force: true }).catch(() => undefined);
+      throw err;
+    }
+    const t3 = performance.now();
+    const net = await engine.containerNetwork(id);
+    const host = config.listen.find((l): l is { host: string; port: number } => 'host' in l)?.host ?? null;
+    const hostPort = portKey ? net.ports[portKey] : undefined;
+    const endpoint = hostPort && host ? `http://${host}:${hostPort}` : net.ip && o.port ? `http://${net.ip}:${o.port}` : null;
+    const result: ServiceReply = {
+      container: name,
+      id,
+      overlay: row.id,
+      imageId: s.imageId,
+      imageIdMatches: s.imageIdMatches,
+      synthesized: s.synthesized,
+      endpoint,
+      address: net.ip,
+      ports: net.ports,
+      timings: {
+        transferMs: s.synthesized ? row.receiveMs : 0,
+        decompressMs: s.decompressMs,
+        loadMs: s.loadMs,
+        createMs: Math.round(t2 - t1),
+        startMs: Math.round(t3 - t2),
+        totalMs: Math.round(t3 - started),
+      },
+    };
+    db.recordEvent('service.started', { container: name, overlay: row.id, timings: result.timings });
+    return reply.status(201).send(result);
+  });
+
+  app.put('/v1/images', async (req) => {
+    checkLength(req.headers['content-length'], limits.maxFileBytes);
+    const body = req.body as Readable | undefined;
+    if (!body || typeof body[Symbol.asyncIterator] !== 'function') throw new UsageError('send a docker-save archive as the request body');
+    const gz = req.headers['content-type'] === 'application/gzip' || req.headers['content-encoding'] === 'gzip';
+    const started = performance.now();
+    let wireBytes = 0;
+    body.on('data', (c: Buffer) => {
+      wireBytes += c.length;
+      if (wireBytes > limits.maxFileBytes) body.destroy(new ImageError('overlay_too_large', `upload exceeds this cloudlet's limit of ${limits.maxFileBytes} bytes`));
+    });
+    const archive = gz ? body.pipe(createGunzip()) : body;
+    if (gz) body.on('error', (e) => archive.destroy(e));
+    const loaded = await engine.loadImage(archive);
+    return { loaded, wireBytes, ms: Math.round(performance.now() - started) };
+  });
+}

@@ -1,0 +1,236 @@
+// `cloudlet overlay create`: app image minus base image, from the engine that holds both.
+//
+// The engine saves the app image (`docker save` stream); its layer tars are staged on disk
+// while their sha256 is computed, the base's layers are dropped as soon as they are
+// recognised, and the overlay file is written through a temporary name (renamed when
+// complete), so a failure never leaves a partial overlay under the requested name.
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Parser, type ReadEntry } from 'tar';
+import type { DockerEngine } from '../engine/docker.js';
+import { FrameWriter } from '../transfer/frames.js';
+import type { CodecName } from '../transfer/codecs.js';
+import { sha256Hex } from './archive.js';
+import { ImageError } from './errors.js';
+import {
+  OVERLAY_FORMAT,
+  encodeHeader,
+  layerArtifactName,
+  loadManifest,
+  overlayId,
+  validateHeader,
+  type OverlayHeader,
+} from './overlay.js';
+
+export interface ImageRef {
+  /** A name to record (repo:tag) or null. */
+  name: string | null;
+  imageId: string;
+  diffIds: string[];
+}
+
+export interface CreateResult {
+  id: string;
+  path: string;
+  header: OverlayHeader;
+  /** Bytes of the overlay file. */
+  fileBytes: number;
+  /** Raw bytes of its layers (before compression). */
+  layerBytes: number;
+  /** Bytes of the app image as saved by the engine (all layers). */
+  appBytes: number;
+  /** Time the engine took to save the app image (streamed into staging). */
+  saveMs: number;
+  /** Time to compress and write the overlay. */
+  writeMs: number;
+  totalMs: number;
+}
+
+/** Refuses an app that is not built on the base, naming both. */
+export function checkBuiltOn(base: ImageRef, app: ImageRef): void {
+  const ok = app.diffIds.length >= base.diffIds.length && base.diffIds.every((d, i) => app.diffIds[i] === d);
+  if (!ok) {
+    const b = base.name ?? base.imageId;
+    const a = app.name ?? app.imageId;
+    throw new ImageError('not_built_on_base', `image ${a} is not built on ${b}: its layers do not start with the ${base.diffIds.length} layer(s) of ${b}`, {
+      context: { base: base.imageId, app: app.imageId, baseDiffIds: base.diffIds, appDiffIds: app.diffIds },
+      hint: 'choose the base image the app was built FROM (docker image inspect shows RootFS.Layers)',
+    });
+  }
+  if (base.imageId === app.imageId) {
+    throw new ImageError('not_built_on_base', `the app and the base are the same image (${app.imageId})`, { context: { image: app.imageId } });
+  }
+}
+
+async function imageRef(engine: DockerEngine, ref: string, what: string): Promise<ImageRef> {
+  const i = await engine.inspectImage(ref);
+  if (!i) {
+    throw new ImageError('image_not_found', `${what} image '${ref}' is not on the engine at ${engine.socketPath}`, {
+      context: { ref, socketPath: engine.socketPath },
+      hint: 'load or build it there first (docker images lists what the engine has)',
+    });
+  }
+  const name = /^sha256:/.test(ref) ? (i.repoTags[0] ?? null) : ref.includes(':') ? ref : `${ref}:latest`;
+  return { name, imageId: i.id, diffIds: i.diffIds };
+}
+
+/** Creates an overlay of `app` on `base`, both on `engine`, written to `out`. */
+export async function createOverlay(opts: {
+  engine: DockerEngine;
+  base: string;
+  app: string;
+  out: string;
+  codec: CodecName;
+}): Promise<CreateResult> {
+  const base = await imageRef(opts.engine, opts.base, 'base');
+  const app = await imageRef(opts.engine, opts.app, 'app');
+  checkBuiltOn(base, app);
+  const started = performance.now();
+  const stream = await opts.engine.saveImage(app.imageId);
+  return createOverlayFromArchive({ archive: stream, base, appName: app.name, out: opts.out, codec: opts.codec, started });
+}
+
+interface StagedLayer {
+  path: string;
+  size: number;
+  diffId: string;
+}
+
+/**
+ * Overlay from a `docker save` archive (a stream, or a path). Layer tars are staged next to
+ * `out` and removed afterwards; base layers are dropped while the archive is read.
+ */
+export async function createOverlayFromArchive(opts: {
+  archive: NodeJS.ReadableStream | string;
+  base: ImageRef;
+  appName?: string | null;
+  out: string;
+  codec: CodecName;
+  started?: number;
+}): Promise<CreateResult> {
+  const started = opts.started ?? performance.now();
+  const stage = join(dirname(opts.out), `.overlay-stage-${process.pid}-${Date.now()}`);
+  const tmp = `${opts.out}.tmp-${process.pid}`;
+  const baseSet = new Set(opts.base.diffIds);
+  await mkdir(stage, { recursive: true });
+  try {
+    // 1. Read the archive: JSON files into memory, layer tars to staging with their sha256.
+    const jsons = new Map<string, Buffer>();
+    const staged = new Map<string, StagedLayer>(); // by diff id
+    const pending: Promise<void>[] = [];
+    let appBytes = 0;
+    let n = 0;
+    const parser = new Parser({
+      onReadEntry: (entry: ReadEntry) => {
+        const p = entry.path.replace(/^\.\//, '');
+        if (entry.type !== 'File' && entry.type !== 'OldFile') return entry.resume();
+        if (!p.includes('/') && p.endsWith('.json')) {
+          const chunks: Buffer[] = [];
+          entry.on('data', (c: Buffer) => chunks.push(c));
+          entry.on('end', () => jsons.set(p, Buffer.concat(chunks)));
+          return;
+        }
+        if (!p.endsWith('/layer.tar')) return entry.resume();
+        appBytes += entry.size ?? 0;
+        const file = join(stage, `layer-${n++}.tar`);
+        const hash = createHash('sha256');
+        const out = createWriteStream(file);
+        let size = 0;
+        entry.on('data', (c: Buffer) => {
+          hash.update(c);
+          size += c.length;
+          if (!out.write(c)) {
+            entry.pause();
+            out.once('drain', () => entry.resume());
+          }
+        });
+        pending.push(
+          new Promise<void>((resolve, reject) => {
+            entry.on('end', () => {
+              out.end(() => {
+                const diffId = `sha256:${hash.digest('hex')}`;
+                if (baseSet.has(diffId) || staged.has(diffId)) {
+                  rm(file, { force: true }).then(() => resolve(), reject);
+                } else {
+                  staged.set(diffId, { path: file, size, diffId });
+                  resolve();
+                }
+              });
+            });
+            out.on('error', reject);
+          }),
+        );
+      },
+    });
+    const src = typeof opts.archive === 'string' ? createReadStream(opts.archive) : opts.archive;
+    await pipeline(src as NodeJS.ReadableStream, parser);
+    await Promise.all(pending);
+    const saveDone = performance.now();
+
+    const manifestBytes = jsons.get('manifest.json');
+    if (!manifestBytes) throw new ImageError('bad_image_archive', 'the saved app image has no manifest.json');
+    const manifest = JSON.parse(manifestBytes.toString('utf8')) as { Config: string; RepoTags?: string[] | null }[];
+    const configBytes = manifest[0] ? jsons.get(manifest[0].Config) : undefined;
+    if (!manifest[0] || !configBytes || manifest.length !== 1) {
+      throw new ImageError('bad_image_archive', 'the saved archive must hold exactly one image with its config', { context: { images: manifest.length } });
+    }
+    const config = JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: string[] } };
+    const app: ImageRef = {
+      name: opts.appName ?? manifest[0].RepoTags?.[0] ?? null,
+      imageId: `sha256:${sha256Hex(configBytes)}`,
+      diffIds: config.rootfs?.diff_ids ?? [],
+    };
+    checkBuiltOn(opts.base, app);
+    const overlayIds = [...new Set(app.diffIds.slice(opts.base.diffIds.length).filter((d) => !baseSet.has(d)))];
+    const layers = overlayIds.map((d) => {
+      const s = staged.get(d);
+      if (!s) throw new ImageError('bad_image_archive', `the saved app image lacks the layer ${d} its config lists`, { context: { diffId: d } });
+      return s;
+    });
+
+    // 2. Header, then the framed artifacts.
+    const manifestJson = Buffer.from(loadManifest({ app: { ...app, configBytes: 0, manifestBytes: 0 } }), 'utf8');
+    const header: OverlayHeader = validateHeader({
+      format: OVERLAY_FORMAT,
+      version: 1,
+      codec: opts.codec,
+      created: new Date().toISOString(),
+      base: { name: opts.base.name, imageId: opts.base.imageId, diffIds: opts.base.diffIds },
+      app: { name: app.name, imageId: app.imageId, diffIds: app.diffIds, configBytes: configBytes.length, manifestBytes: manifestJson.length },
+      layers: layers.map((l) => ({ diffId: l.diffId, sha256: l.diffId.slice(7), size: l.size })),
+    });
+    const file = createWriteStream(tmp);
+    const fileDone = new Promise<void>((resolve, reject) => {
+      file.on('close', resolve);
+      file.on('error', reject);
+    });
+    file.write(encodeHeader(header));
+    const writer = new FrameWriter(file, { meta: { overlay: overlayId(header) } });
+    await writer.writeArtifact('manifest.json', opts.codec, manifestJson);
+    await writer.writeArtifact('config.json', opts.codec, configBytes);
+    for (const l of layers) {
+      await writer.writeArtifact(layerArtifactName(l.diffId), opts.codec, createReadStream(l.path, { highWaterMark: 1 << 20 }), { rawSize: l.size });
+    }
+    await writer.finish();
+    await fileDone;
+    await rename(tmp, opts.out);
+    const done = performance.now();
+    return {
+      id: overlayId(header),
+      path: opts.out,
+      header,
+      fileBytes: (await stat(opts.out)).size,
+      layerBytes: layers.reduce((s, l) => s + l.size, 0),
+      appBytes,
+      saveMs: Math.round(saveDone - started),
+      writeMs: Math.round(done - saveDone),
+      totalMs: Math.round(done - started),
+    };
+  } finally {
+    await rm(stage, { recursive: true, force: true });
+    await rm(tmp, { force: true });
+  }
+}
