@@ -28,6 +28,7 @@ const startSchema = z
     maxRounds: z.number().int().min(1).max(50).default(8),
     maxTimeMs: z.number().positive().default(300_000),
     codec: z.enum(['none', 'lz4', 'zstd', 'gzip', 'auto']).default('auto'),
+    precopy: z.enum(['scan', 'dump']).default('scan'),
     inject: z.enum(FAULT_POINTS).optional(),
   })
   .strict();
@@ -89,7 +90,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
   app.post<{ Querystring: { wait?: string } }>('/v1/migrations', async (req, reply) => {
     const o = parseBody(startSchema, req.body, 'migration request');
     if (o.inject && !config.allowFaultInjection) throw new UsageError('fault injection is not enabled on this cloudlet');
-    const request: MigrationRequest = { container: o.container, to: o.to, policy: policyFromOptions(o), codec: o.codec, ...(o.inject ? { inject: o.inject } : {}) };
+    const request: MigrationRequest = { container: o.container, to: o.to, policy: policyFromOptions(o), codec: o.codec, precopy: o.precopy, ...(o.inject ? { inject: o.inject } : {}) };
     const started = await source.start(request);
     if (req.query.wait === '1' || req.query.wait === 'true') return reply.status(200).send(await source.wait(started.id));
     return reply.status(202).send(started);

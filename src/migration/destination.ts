@@ -48,6 +48,10 @@ export interface RoundResponse {
   /** Final round only: engine start from the checkpoint, and the container's state after it. */
   restoreMs: number | null;
   running: boolean | null;
+  /** Milestones from the round's first byte: everything received, filesystem applied, base ready. */
+  receivedMs: number;
+  fsDoneMs: number;
+  baseReadyMs: number | null;
 }
 
 interface Incoming {
@@ -179,6 +183,7 @@ export class MigrationDestination {
       await mkdir(smallDir, { recursive: true });
       let delta: Delta | null = null;
       let fsMs = 0;
+      let receivedMs = 0;
       const fsApplies: Promise<void>[] = [];
       try {
         for await (const a of artifacts) {
@@ -201,12 +206,15 @@ export class MigrationDestination {
           }
         }
       } finally {
+        receivedMs = performance.now() - t0;
         // Every started rsync finishes (or fails) before the round is answered.
         const settled = await Promise.allSettled(fsApplies);
         const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (failed) throw failed.reason;
       }
+      const fsDoneMs = performance.now() - t0;
       if (!delta) throw new UsageError(`round ${index} of migration ${id} carried no page delta`);
+      let baseReadyMs: number | null = null;
 
       let restoreMs: number | null = null;
       let running: boolean | null = null;
@@ -222,6 +230,7 @@ export class MigrationDestination {
       } else {
         const tWait = performance.now();
         await inc.baseUpdate;
+        baseReadyMs = performance.now() - t0;
         const r = await this.finalRestore(inc, delta, smallDir, inject);
         // Waiting for the last base update counts as rebuilding: both are on the downtime path.
         rebuildMs = r.rebuildMs + (performance.now() - tWait - r.rebuildMs - r.restoreMs);
@@ -230,7 +239,7 @@ export class MigrationDestination {
       }
       await rm(roundDir, { recursive: true, force: true });
       inc.lastRound = index;
-      return { applyMs: performance.now() - t0, rebuildMs, fsMs, restoreMs, running };
+      return { applyMs: performance.now() - t0, rebuildMs, fsMs, restoreMs, running, receivedMs, fsDoneMs, baseReadyMs };
     } finally {
       inc.busy = false;
     }

@@ -15,10 +15,11 @@ import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage }
 import type { DockerEngine, ContainerDetails, RestartPolicy } from '../engine/docker.js';
 import { runcCheckpoint } from '../engine/runc.js';
 import { installCheckpoint, pruneContainerdCheckpointCopies, removeInstalledCheckpoint } from '../engine/checkpoint-install.js';
-import { encodeDeltaChunks, type Delta } from '../checkpoint/delta.js';
+import { encodeDeltaChunks, writeDelta, type Delta } from '../checkpoint/delta.js';
 import { startDumpAndDelta } from '../checkpoint/stream-delta.js';
 import type { PageIndex } from '../checkpoint/page-index.js';
 import { FsSyncSource } from '../fssync/index.js';
+import { scanContainerMemory } from '../checkpoint/proc-scan.js';
 import type { DaemonDb } from '../daemon/db.js';
 import { decide, decideInitial, describePolicy, validatePolicy, DEFAULT_COSTS, type RoundObservation } from './decision.js';
 import { anonymousMemoryBytes } from '../engine/cgroups.js';
@@ -307,20 +308,37 @@ export class MigrationSource {
   ): Promise<{ round: RoundReport; index: PageIndex; response: RoundResponse }> {
     const roundDir = join(stage, `round-${index}`);
     const dumpDir = dumpDirOf(stage, index);
-    // The pages are hashed while runc/CRIU writes them: hashMs below is what is left after the dump.
-    const streamed = startDumpAndDelta({
-      dir: dumpDir,
-      prev: prevIndex,
-      dump: () =>
-        runcCheckpoint({
-          runcRoot: this.deps.runcRoot,
-          containerId: details.id,
-          imageDir: dumpDir,
-          workDir: join(roundDir, 'work'),
-          leaveRunning: !final,
-        }),
-    });
-    const dump = await streamed.dumped;
+    let dumpMs: number;
+    let stallMs: number;
+    let deltaWork: Promise<Delta>;
+    if (final || req.precopy === 'dump') {
+      // A CRIU dump (the final one freezes and ends the service). The pages are hashed while
+      // runc/CRIU writes them: hashMs below is what is left after the dump.
+      const streamed = startDumpAndDelta({
+        dir: dumpDir,
+        prev: prevIndex,
+        dump: () =>
+          runcCheckpoint({
+            runcRoot: this.deps.runcRoot,
+            containerId: details.id,
+            imageDir: dumpDir,
+            workDir: join(roundDir, 'work'),
+            leaveRunning: !final,
+          }),
+      });
+      const dump = await streamed.dumped;
+      dumpMs = dump.wallMs;
+      stallMs = (dump.stats?.frozenTimeUs ?? dump.wallMs * 1000) / 1000;
+      deltaWork = streamed.result.then((r) => r.delta);
+    } else {
+      // Pre-copy: the memory is read from /proc while the service runs - no freeze at all.
+      // A page torn by a concurrent write only has a hash the final dump will not match, so
+      // it is sent again then.
+      const scan = await scanContainerMemory({ initPid: details.pid, outDir: dumpDir });
+      dumpMs = scan.ms;
+      stallMs = 0;
+      deltaWork = writeDelta(prevIndex, dumpDir);
+    }
     // The filesystem batches (rsync, other processes) are computed while this process hashes
     // the pages: on the final round both are on the downtime path.
     const fsWork = Promise.all(
@@ -333,7 +351,7 @@ export class MigrationSource {
     const tHash = performance.now();
     let delta: Delta;
     try {
-      delta = (await streamed.result).delta;
+      delta = await deltaWork;
     } finally {
       // Never leave the batch promise unobserved, even when hashing failed.
       await fsWork.catch(() => undefined);
@@ -359,8 +377,8 @@ export class MigrationSource {
     const round: RoundReport = {
       index,
       final,
-      dumpMs: Math.round(dump.wallMs),
-      stallMs: Math.round((dump.stats?.frozenTimeUs ?? dump.wallMs * 1000) / 1000),
+      dumpMs: Math.round(dumpMs),
+      stallMs: Math.round(stallMs),
       hashMs: Math.round(hashMs),
       pagesScanned: delta.counts.scanned,
       pagesChanged: delta.counts.changed + delta.counts.new,
@@ -375,6 +393,11 @@ export class MigrationSource {
       fsBatchMs: Math.round(Math.max(0, ...fsBatches.map((b) => b.ms))),
       fsApplyMs: Math.round(response.fsMs),
       rebuildMs: Math.round(response.rebuildMs),
+      destination: {
+        receivedMs: Math.round(response.receivedMs),
+        fsDoneMs: Math.round(response.fsDoneMs),
+        baseReadyMs: response.baseReadyMs === null ? null : Math.round(response.baseReadyMs),
+      },
       decision: null,
       predictedDowntimeMs: null,
     };

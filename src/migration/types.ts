@@ -11,6 +11,11 @@ export interface MigrationRequest {
   to: string;
   policy: Policy;
   codec: CodecChoice;
+  /**
+   * How pre-copy rounds capture memory: 'scan' reads it from /proc while the service runs
+   * (no freeze; default), 'dump' takes a CRIU dump with --leave-running (freezes it).
+   */
+  precopy?: 'scan' | 'dump';
   /** Test hook (daemons with allowFaultInjection only): make the destination fail there. */
   inject?: FaultPoint;
 }
@@ -45,6 +50,8 @@ export interface RoundReport {
   /** Destination: applying the filesystem batches; rebuilding the final image directory. */
   fsApplyMs: number;
   rebuildMs: number;
+  /** Destination milestones, ms after the round's first byte arrived. */
+  destination: { receivedMs: number; fsDoneMs: number; baseReadyMs: number | null } | null;
   /** Why the decision model stopped or continued after this round. */
   decision: string | null;
   predictedDowntimeMs: number | null;

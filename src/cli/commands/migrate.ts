@@ -18,6 +18,7 @@ interface MigrateOptions extends GlobalOptions {
   maxTime?: string;
   codec?: string;
   inject?: string;
+  precopy?: string;
   json?: boolean;
 }
 
@@ -43,6 +44,7 @@ export function migrationBody(container: string, o: MigrateOptions): StartMigrat
   if (o.maxRounds !== undefined) body.maxRounds = parseIntOption(o.maxRounds, '--max-rounds');
   if (o.maxTime !== undefined) body.maxTimeMs = parseDuration(o.maxTime, '--max-time');
   if (o.codec !== undefined) body.codec = o.codec as StartMigrationBody['codec'];
+  if (o.precopy !== undefined) body.precopy = o.precopy as StartMigrationBody['precopy'];
   if (o.inject !== undefined) body.inject = o.inject as StartMigrationBody['inject'];
   return body;
 }
@@ -88,6 +90,7 @@ export function registerMigrateCommand(program: Command): void {
     .option('--max-rounds <n>', 'upper bound on pre-copy rounds', '8')
     .option('--max-time <duration>', 'upper bound on the pre-copy phase', '5m')
     .option('--codec <codec>', 'lz4, zstd, gzip, none or auto (per round, from link and data)', 'auto')
+    .option('--precopy <how>', 'pre-copy capture: scan (read /proc, no freeze) or dump (CRIU --leave-running)', 'scan')
     .option('--json', 'print the report as JSON')
     .addOption(new Option('--inject <point>', 'test hook: make the destination fail (lab only)').hideHelp())
     .action(
