@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { gunzipSync } from 'node:zlib';
-import Docker from 'dockerode';
+import { DockerEngine } from '../engine/docker.js';
 import { tryRun } from '../util/exec.js';
 import { CommandError, UsageError, errorMessage } from '../util/errors.js';
 import { readLabState } from '../lab/state.js';
@@ -311,16 +311,12 @@ export async function probe(cmd: string, args: readonly string[], timeoutMs = 15
 }
 
 export async function probeEngine(target: EngineTarget, timeoutMs = 5_000): Promise<EngineProbe> {
-  const docker = new Docker({ socketPath: target.socket, timeout: timeoutMs });
+  const engine = new DockerEngine(target.socket, { timeoutMs });
   try {
-    const info = (await docker.info()) as { ExperimentalBuild?: boolean; ServerVersion?: string };
-    return {
-      target,
-      reachable: true,
-      experimental: info.ExperimentalBuild === true,
-      ...(info.ServerVersion ? { version: info.ServerVersion } : {}),
-    };
+    const [info, version] = await Promise.all([engine.info(), engine.version()]);
+    return { target, reachable: true, experimental: info.experimental, version: version.version };
   } catch (err) {
+    // An engine that does not answer is a finding of the doctor, not a failure of it.
     return { target, reachable: false, experimental: false, error: errorMessage(err) };
   }
 }

@@ -11,7 +11,7 @@
 import { createReadStream, existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, readFile, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import Docker from 'dockerode';
+import { DockerEngine } from '../engine/docker.js';
 import { run } from '../util/exec.js';
 import { errorMessage } from '../util/errors.js';
 import { imageIdOfArchive, sha256Hex, writeImageArchive, type LayerFile } from './archive.js';
@@ -253,42 +253,14 @@ export function parseLddOutput(text: string): { paths: string[]; missing: string
  */
 export async function loadImageArchive(dockerSocket: string, archivePath: string): Promise<void> {
   const socketPath = dockerSocket.replace(/^unix:\/\//, '');
-  const docker = new Docker({ socketPath });
-  const context = { socketPath, archivePath };
-  let reply: NodeJS.ReadableStream;
   try {
-    reply = await docker.loadImage(createReadStream(archivePath), {});
+    // The engine checks the whole reply: a load succeeded only when it confirmed it.
+    await new DockerEngine(socketPath).loadImage(createReadStream(archivePath));
   } catch (err) {
     throw new ImageError('image_load_failed', `loading ${archivePath} into ${socketPath} failed: ${errorMessage(err)}`, {
-      context,
+      context: { socketPath, archivePath },
       cause: err,
       hint: 'is the engine running? (cloudlet doctor)',
-    });
-  }
-  let text = '';
-  for await (const chunk of reply) text += typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8');
-  const messages: string[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    let msg: { stream?: string; error?: string; errorDetail?: { message?: string } };
-    try {
-      msg = JSON.parse(line) as typeof msg;
-    } catch (err) {
-      throw new ImageError('image_load_failed', `engine sent a reply line that is not JSON: ${line.slice(0, 200)}`, {
-        context,
-        cause: err,
-      });
-    }
-    if (msg.error || msg.errorDetail) {
-      throw new ImageError('image_load_failed', `engine refused ${archivePath}: ${msg.errorDetail?.message ?? msg.error}`, {
-        context: { ...context, reply: text.slice(0, 2000) },
-      });
-    }
-    if (msg.stream) messages.push(msg.stream.trim());
-  }
-  if (!messages.some((m) => m.startsWith('Loaded image'))) {
-    throw new ImageError('image_load_failed', `engine did not confirm loading ${archivePath}`, {
-      context: { ...context, reply: text.slice(0, 2000) },
     });
   }
 }
