@@ -31,8 +31,14 @@ export const daemonConfigSchema = z
      * makes restores copy everything (slower, always works).
      */
     dockerXdgRuntimeDir: z.string().min(1).nullable().default(null),
-    /** Directory for cloudletd's own state (SQLite database, staging areas). */
+    /** Directory for cloudletd's own state (SQLite database). */
     dataDir: z.string().min(1),
+    /**
+     * Scratch space for migration staging (dumps, received rounds): hundreds of MB written and
+     * dropped per handoff. Best on tmpfs: on a disk, their writeback competes with the
+     * downtime-critical work. Default: DATA_DIR/scratch.
+     */
+    scratchDir: z.string().min(1).nullable().default(null),
     /** Other cloudlets of the deployment. */
     peers: z
       .array(z.object({ name: z.string().regex(NODE_NAME), url: z.string().url() }).strict())

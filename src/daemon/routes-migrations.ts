@@ -72,7 +72,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     runcRoot: join(config.dockerExecRoot, 'runtime-runc', 'moby'),
     dataRoot: config.dockerDataRoot,
     xdgRuntimeDir: config.dockerXdgRuntimeDir,
-    dataDir: config.dataDir,
+    scratchDir: config.scratchDir ?? join(config.dataDir, 'scratch'),
     peers: config.peers,
     token: config.token,
   });
@@ -81,7 +81,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     db: ctx.db,
     dataRoot: config.dockerDataRoot,
     xdgRuntimeDir: config.dockerXdgRuntimeDir,
-    dataDir: config.dataDir,
+    scratchDir: config.scratchDir ?? join(config.dataDir, 'scratch'),
   });
 
   // Round bodies are framed binary streams, consumed by the route itself (not buffered).

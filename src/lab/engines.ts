@@ -25,16 +25,16 @@ export function engineLayout(name: string, dir: string, runDir: string, prefix: 
 /** PATH for engines: /usr/local/sbin first, where set-up puts the CRIU >= 4.2 wrapper. */
 const ENGINE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-export async function startEngine(name: string, ns: string, layout: Omit<EngineInfo, 'pid'>): Promise<EngineInfo> {
+export async function startEngine(name: string, ns: string, layout: Omit<EngineInfo, 'pid'>, xdgRuntimeDir: string): Promise<EngineInfo> {
   const home = join(layout.dataRoot, '..');
   mkdirSync(layout.dataRoot, { recursive: true });
   mkdirSync(layout.execRoot, { recursive: true });
   // An empty config file of our own, so that a host-wide /etc/docker/daemon.json never applies.
   const configFile = join(home, 'daemon.json');
   writeFileSync(configFile, '{}\n');
-  // containerd unpacks checkpoints into $XDG_RUNTIME_DIR and never deletes them: keep that
-  // inside the lab so `lab down` removes it.
-  const xdg = join(home, 'xdg'); // the daemon's config names the same dir (lab.ts)
+  // containerd unpacks checkpoints into $XDG_RUNTIME_DIR and never deletes them: the lab
+  // gives it a dir on its scratch tmpfs, which `lab down` removes.
+  const xdg = xdgRuntimeDir;
   mkdirSync(xdg, { recursive: true });
   const logFd = openSync(layout.log, 'a');
   let pid: number;

@@ -12,7 +12,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CloudletError, ConflictError, UsageError, errorMessage } from '../util/errors.js';
-import { spawnDetached } from '../util/exec.js';
+import { run, spawnDetached } from '../util/exec.js';
 import type { DaemonConfigInput } from '../daemon/config.js';
 import { buildBaseImageArchives, loadImageArchive } from '../images/base-images.js';
 import { engineLayout, startEngine, stopEngine } from './engines.js';
@@ -135,10 +135,11 @@ export async function labUp(opts: LabUpOptions, progress: Progress): Promise<Lab
     }
     writeLabState(state, dir);
 
+    for (const cl of state.cloudlets) await mountScratch(cl.name);
     progress(`engines: starting ${state.cloudlets.length} Docker engines`);
     await Promise.all(
       state.cloudlets.map(async (cl) => {
-        cl.engine = await startEngine(cl.name, cl.namespace, cl.engine);
+        cl.engine = await startEngine(cl.name, cl.namespace, cl.engine, join(scratchOf(cl.name), 'xdg'));
         writeLabState(state, dir);
       }),
     );
@@ -181,6 +182,24 @@ function startWire(h: LabHost, routerNs: string): number {
   }
 }
 
+/**
+ * Per-cloudlet tmpfs for migration staging and the engine's XDG_RUNTIME_DIR (where containerd
+ * unpacks checkpoints and our base images live): dumps of hundreds of MB never reach the
+ * disk, so their writeback cannot slow the final round. Under the lab's run dir, so that
+ * `lab down` unmounts it with the rest.
+ */
+export function scratchOf(name: string): string {
+  return join(labRunDir(), name, 'scratch');
+}
+
+async function mountScratch(name: string): Promise<void> {
+  const dir = scratchOf(name);
+  mkdirSync(dir, { recursive: true });
+  await run('mount', ['-t', 'tmpfs', '-o', 'mode=0700,size=8g', `cloudlet-lab-${name}`, dir]);
+  mkdirSync(join(dir, 'xdg'), { recursive: true });
+  mkdirSync(join(dir, 'cloudletd'), { recursive: true });
+}
+
 function daemonConfig(cl: LabCloudlet, state: LabState): DaemonConfigInput {
   return {
     node: cl.name,
@@ -189,7 +208,8 @@ function daemonConfig(cl: LabCloudlet, state: LabState): DaemonConfigInput {
     dockerSocket: cl.engine.socket,
     dockerExecRoot: cl.engine.execRoot,
     dockerDataRoot: cl.engine.dataRoot,
-    dockerXdgRuntimeDir: join(state.dir, cl.name, 'xdg'),
+    dockerXdgRuntimeDir: join(scratchOf(cl.name), 'xdg'),
+    scratchDir: join(scratchOf(cl.name), 'cloudletd'),
     dataDir: join(state.dir, cl.name, 'cloudletd'),
     peers: state.cloudlets.filter((p) => p.name !== cl.name).map((p) => ({ name: p.name, url: p.daemon.peerUrl })),
     logLevel: 'info',

@@ -78,7 +78,8 @@ export interface DestinationDeps {
   db: DaemonDb;
   dataRoot: string;
   xdgRuntimeDir: string | null;
-  dataDir: string;
+  /** Scratch space for staging (see DaemonConfig.scratchDir). */
+  scratchDir: string;
 }
 
 export class MigrationDestination {
@@ -116,7 +117,7 @@ export class MigrationDestination {
       upperDir: '',
       volumes: new Map(),
       createdVolumes: [],
-      stageDir: join(this.deps.dataDir, 'incoming', req.id),
+      stageDir: join(this.deps.scratchDir, 'incoming', req.id),
       baseDir: null,
       lastRound: 0,
       busy: false,
@@ -360,7 +361,7 @@ export class MigrationDestination {
       }
       this.deps.db.updateMigration(m.id, 'destination', { state: 'aborted', error: 'daemon restarted during the migration' });
     }
-    const stage = join(this.deps.dataDir, 'incoming');
+    const stage = join(this.deps.scratchDir, 'incoming');
     for (const d of await readdir(stage).catch(() => [] as string[])) await rm(join(stage, d), { recursive: true, force: true });
     return notes;
   }

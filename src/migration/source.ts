@@ -36,7 +36,8 @@ export interface SourceDeps {
   runcRoot: string;
   dataRoot: string;
   xdgRuntimeDir: string | null;
-  dataDir: string;
+  /** Scratch space for staging (see DaemonConfig.scratchDir). */
+  scratchDir: string;
   peers: { name: string; url: string }[];
   token: string;
 }
@@ -170,7 +171,7 @@ export class MigrationSource {
     const report = entry.report;
     const { engine } = this.deps;
     const t0 = performance.now();
-    const stage = join(this.deps.dataDir, 'migrations', report.id);
+    const stage = join(this.deps.scratchDir, 'migrations', report.id);
     const fsSources: { name: string; source: FsSyncSource }[] = [];
     let prepared: PrepareResponse | null = null;
     let frozen = false;
