@@ -15,14 +15,14 @@ import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage }
 import type { DockerEngine, ContainerDetails, RestartPolicy } from '../engine/docker.js';
 import { runcCheckpoint } from '../engine/runc.js';
 import { installCheckpoint, pruneContainerdCheckpointCopies, removeInstalledCheckpoint } from '../engine/checkpoint-install.js';
-import { encodeDeltaChunks, writeDelta, type Delta } from '../checkpoint/delta.js';
+import { encodeDeltaChunks, type Delta } from '../checkpoint/delta.js';
 import { startDumpAndDelta } from '../checkpoint/stream-delta.js';
 import type { PageIndex } from '../checkpoint/page-index.js';
 import { FsSyncSource } from '../fssync/index.js';
 import { scanContainerMemory } from '../checkpoint/proc-scan.js';
 import type { DaemonDb } from '../daemon/db.js';
 import { decide, decideInitial, describePolicy, validatePolicy, DEFAULT_COSTS, type RoundObservation } from './decision.js';
-import { anonymousMemoryBytes } from '../engine/cgroups.js';
+import { anonymousMemoryBytes, freezeCgroup } from '../engine/cgroups.js';
 import { PeerClient } from './peer-client.js';
 import { sendRound, pickCodec, type OutgoingArtifact } from './round-transport.js';
 import type { MigrationReport, MigrationRequest, ProgressListener, RoundReport } from './types.js';
@@ -309,46 +309,68 @@ export class MigrationSource {
   ): Promise<{ round: RoundReport; index: PageIndex; response: RoundResponse }> {
     const roundDir = join(stage, `round-${index}`);
     const dumpDir = dumpDirOf(stage, index);
+    // The filesystem batches (rsync, other processes) run beside the page work.
+    const writeBatches = () =>
+      Promise.all(
+        fsSources.map(async (f) => {
+          const batch = join(roundDir, `${f.name.replace(/\//g, '_')}.batch`);
+          const st = await f.source.nextBatch(batch, { final });
+          return { name: f.name, bytes: st.bytes, ms: st.ms, data: await readFile(batch) };
+        }),
+      );
+    let fsWork: ReturnType<typeof writeBatches> | null = null;
     let dumpMs: number;
     let stallMs: number;
     let deltaWork: Promise<Delta>;
-    if (final || req.precopy === 'dump') {
-      // A CRIU dump (the final one freezes and ends the service). The pages are hashed while
-      // runc/CRIU writes them: hashMs below is what is left after the dump.
-      const streamed = startDumpAndDelta({
-        dir: dumpDir,
-        prev: prevIndex,
-        dump: () =>
-          runcCheckpoint({
-            runcRoot: this.deps.runcRoot,
-            containerId: details.id,
-            imageDir: dumpDir,
-            workDir: join(roundDir, 'work'),
-            leaveRunning: !final,
-          }),
-      });
-      const dump = await streamed.dumped;
-      dumpMs = dump.wallMs;
-      stallMs = (dump.stats?.frozenTimeUs ?? dump.wallMs * 1000) / 1000;
-      deltaWork = streamed.result.then((r) => r.delta);
-    } else {
-      // Pre-copy: the memory is read from /proc while the service runs - no freeze at all.
-      // A page torn by a concurrent write only has a hash the final dump will not match, so
-      // it is sent again then.
-      const scan = await scanContainerMemory({ initPid: details.pid, outDir: dumpDir });
-      dumpMs = scan.ms;
-      stallMs = 0;
-      deltaWork = writeDelta(prevIndex, dumpDir);
+    try {
+      if (final || req.precopy === 'dump') {
+        // The final dump starts on a cgroup we froze ourselves (see freezeCgroup): the freeze
+        // is the exact start of the downtime, and a frozen container cannot change its files,
+        // so the last filesystem batch is written while CRIU dumps. If the dump fails, CRIU
+        // leaves the cgroup as it found it: thawed here, the service carries on.
+        const frozen = final ? await freezeCgroup(details.pid) : null;
+        if (frozen) fsWork = writeBatches();
+        // The pages are hashed while runc/CRIU writes them: hashMs below is what is left.
+        const streamed = startDumpAndDelta({
+          dir: dumpDir,
+          prev: prevIndex,
+          dump: async () => {
+            try {
+              return await runcCheckpoint({
+                runcRoot: this.deps.runcRoot,
+                containerId: details.id,
+                imageDir: dumpDir,
+                workDir: join(roundDir, 'work'),
+                leaveRunning: !final,
+              });
+            } catch (err) {
+              await frozen?.thaw();
+              throw err;
+            }
+          },
+        });
+        const dump = await streamed.dumped;
+        dumpMs = dump.wallMs + (frozen?.ms ?? 0);
+        stallMs = (dump.stats?.frozenTimeUs ?? dump.wallMs * 1000) / 1000 + (frozen?.ms ?? 0);
+        deltaWork = streamed.result.then((r) => r.delta);
+      } else {
+        // Pre-copy: the memory is read from /proc while the service runs - no freeze at all.
+        // A page torn by a concurrent write has a hash the final dump will not match, so it
+        // is sent again then. Pages are hashed while the scan writes them.
+        const streamed = startDumpAndDelta({
+          dir: dumpDir,
+          prev: prevIndex,
+          dump: () => scanContainerMemory({ initPid: details.pid, outDir: dumpDir }),
+        });
+        dumpMs = (await streamed.dumped).ms;
+        stallMs = 0;
+        deltaWork = streamed.result.then((r) => r.delta);
+      }
+    } catch (err) {
+      await fsWork?.catch(() => undefined); // settled before the error goes up
+      throw err;
     }
-    // The filesystem batches (rsync, other processes) are computed while this process hashes
-    // the pages: on the final round both are on the downtime path.
-    const fsWork = Promise.all(
-      fsSources.map(async (f) => {
-        const batch = join(roundDir, `${f.name.replace(/\//g, '_')}.batch`);
-        const st = await f.source.nextBatch(batch, { final });
-        return { name: f.name, bytes: st.bytes, ms: st.ms, data: await readFile(batch) };
-      }),
-    );
+    if (!fsWork) fsWork = writeBatches();
     const tHash = performance.now();
     let delta: Delta;
     try {
