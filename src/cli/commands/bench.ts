@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../util/errors.js';
 import { runMigrateBench } from '../../bench/migrate.js';
+import { migrateBenchMarkdown } from '../../bench/migrate-report.js';
 import { runOverlayBench } from '../../bench/overlay.js';
 import { parseCodec } from '../../transfer/codecs.js';
 import { action, printJson, printTable, progress } from '../output.js';
@@ -20,8 +21,9 @@ export function registerBenchCommands(program: Command): void {
     .option('--state-mb <n>', 'memory state of the service (MiB)', '256')
     .option('--dirty <pages>', 'pages per second the service dirties', '100')
     .option('--json', 'print JSON')
+    .option('--markdown', 'print the Markdown report (as in docs/results/migration.md)')
     .action(
-      action(async (opts: { stateMb: string; dirty: string; json?: boolean }) => {
+      action(async (opts: { stateMb: string; dirty: string; json?: boolean; markdown?: boolean }) => {
         requireRoot();
         const stateMb = Number(opts.stateMb);
         const dirty = Number(opts.dirty);
@@ -30,6 +32,8 @@ export function registerBenchCommands(program: Command): void {
         const r = await runMigrateBench({ stateMb, dirtyPagesPerSec: dirty, progress });
         if (opts.json) {
           printJson(r);
+        } else if (opts.markdown) {
+          process.stdout.write(migrateBenchMarkdown(r, `sudo cloudlet bench migrate --state-mb ${stateMb} --dirty ${dirty}`));
         } else {
           process.stdout.write(`link ${r.link.bandwidth} / ${r.link.latency}; ${r.machine.cores} cores, kernel ${r.machine.kernel}\n\n`);
           printTable(
