@@ -10,6 +10,9 @@
 //                                   timing breakdown
 //   PUT      /v1/images             load a whole `docker save` archive (gzip allowed): the
 //                                   "ship the whole image" baseline of the benchmark
+//   POST     /v1/images/layers      {imageId, diffIds}: whether the image is here, and which of
+//                                   its layers (as a local image's layer prefix, the base an
+//                                   overlay can be built on); used by a migration's source
 import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
@@ -21,10 +24,19 @@ import { ImageError } from '../images/errors.js';
 import { validateHeader, type OverlayHeader } from '../images/overlay.js';
 import { DEFAULT_LIMITS, receiveOverlay, type ReceiveLimits } from '../images/overlay-verify.js';
 import { requireBase, synthesize, type SynthesisResult } from '../images/overlay-synthesize.js';
+import { findLayers } from '../migration/image-ship.js';
 import type { OverlayRow } from './db.js';
 import type { DaemonContext } from './server.js';
 
 export const OVERLAY_CONTENT_TYPE = 'application/vnd.cloudlet.overlay';
+
+const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
+const layersSchema = z
+  .object({
+    imageId: z.string().regex(DIGEST_RE, 'a sha256 digest'),
+    diffIds: z.array(z.string().regex(DIGEST_RE, 'a sha256 digest')).max(1024),
+  })
+  .strict();
 
 const serviceSchema = z
   .object({
@@ -220,6 +232,14 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
     };
     db.recordEvent('service.started', { container: name, overlay: row.id, timings: result.timings });
     return reply.status(201).send(result);
+  });
+
+  app.post('/v1/images/layers', async (req) => {
+    const parsed = layersSchema.safeParse(req.body ?? {});
+    if (!parsed.success) {
+      throw new UsageError(`invalid layers query: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ')}`);
+    }
+    return findLayers(engine, parsed.data);
   });
 
   app.put('/v1/images', async (req) => {

@@ -315,6 +315,12 @@ export class DockerEngine {
     return this.exists(`inspect image ${ref}`, () => this.docker.getImage(ref).inspect());
   }
 
+  /** Ids of the engine's tagged and untagged top-level images. */
+  async listImageIds(): Promise<string[]> {
+    const list = await this.call('list images', () => this.docker.listImages({ all: false }));
+    return [...new Set(list.map((i) => i.Id))];
+  }
+
   /** Id, tags and layer diff ids of an image; null when the engine does not have it. */
   async inspectImage(ref: string): Promise<ImageDetails | null> {
     try {

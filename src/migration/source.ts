@@ -26,6 +26,7 @@ import { anonymousMemoryBytes, freezeCgroup } from '../engine/cgroups.js';
 import { PeerClient } from './peer-client.js';
 import { sendRound, pickCodec, type OutgoingArtifact } from './round-transport.js';
 import type { MigrationReport, MigrationRequest, ProgressListener, RoundReport } from './types.js';
+import { shipImageIfMissing } from './image-ship.js';
 import type { PrepareRequest, PrepareResponse, RoundResponse } from './destination.js';
 
 export interface SourceDeps {
@@ -96,6 +97,7 @@ export class MigrationSource {
       totalMs: null,
       commitMs: null,
       downtimeMs: null,
+      imageShipped: null,
       restoreMs: null,
       bytesSent: 0,
       destinationContainerId: null,
@@ -195,6 +197,17 @@ export class MigrationSource {
           volumes: volumes.map((v) => v.name),
         },
       };
+      // The destination gets the layers of the image it lacks (overlay), before the twin is made.
+      report.imageShipped = await shipImageIfMissing({
+        engine,
+        peer,
+        token: this.deps.token,
+        imageId: details.imageId,
+        imageName: details.imageName,
+        stageDir: join(stage, 'image'),
+        codec: req.codec,
+      });
+      if (report.imageShipped) this.emit(entry, 'image shipped');
       prepared = await peer.post<PrepareResponse>('/v1/incoming', prepareReq);
       report.destinationContainerId = prepared.twinId;
 

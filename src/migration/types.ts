@@ -90,6 +90,12 @@ export interface MigrationReport {
   downtimeMs: number | null;
   /** Restore at the destination (engine start from checkpoint), part of the downtime. */
   restoreMs: number | null;
+  /**
+   * The container's image, when the destination lacked it: only the layers it was missing
+   * (an overlay on its best base; the whole image when it had none), its time part of totalMs.
+   * null when the destination had the image.
+   */
+  imageShipped: { bytes: number; layers: number; ms: number } | null;
   bytesSent: number;
   destinationContainerId: string | null;
   /** Problems after the handoff that did not affect the service (e.g. a failed clean-up). */

@@ -73,6 +73,9 @@ export function printReport(r: MigrationReport): void {
       `${mb(r.bytesSent)} MB sent, ${r.precopyRounds} pre-copy round(s), stopped by: ${r.stopReason ?? '-'}\n` +
       `policy: ${r.policy}\n`,
   );
+  if (r.imageShipped) {
+    process.stdout.write(`image shipped: ${mb(r.imageShipped.bytes)} MB, ${r.imageShipped.layers} layer(s), ${r.imageShipped.ms} ms (in the total)\n`);
+  }
   if (r.error) process.stdout.write(`error: ${r.error.message}\n`);
 }
 
