@@ -1,6 +1,6 @@
 // Output conventions shared by every CLI command: --json prints one JSON document on stdout;
 // otherwise human-readable tables. Errors go to stderr with a non-zero exit code.
-import { CloudletError, errorMessage } from '../util/errors.js';
+import { CloudletError, UsageError, errorMessage } from '../util/errors.js';
 
 export interface OutputOptions {
   json?: boolean;
@@ -66,4 +66,9 @@ export function action<A extends unknown[]>(
       process.exitCode = reportError(err, json);
     }
   };
+}
+
+/** Commands that drive namespaces, engines and mounts need root; say so before trying. */
+export function requireRoot(what: string): void {
+  if (process.getuid?.() !== 0) throw new UsageError(`${what} needs root`, { hint: 'run it with sudo' });
 }

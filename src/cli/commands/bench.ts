@@ -6,11 +6,8 @@ import { runMigrateBench } from '../../bench/migrate.js';
 import { migrateBenchMarkdown } from '../../bench/migrate-report.js';
 import { runOverlayBench } from '../../bench/overlay.js';
 import { parseCodec } from '../../transfer/codecs.js';
-import { action, printJson, printTable, progress } from '../output.js';
+import { action, printJson, printTable, progress, requireRoot } from '../output.js';
 
-function requireRoot(): void {
-  if (process.getuid?.() !== 0) throw new UsageError('benchmarks drive the lab and need root', { hint: 'run with sudo' });
-}
 
 export function registerBenchCommands(program: Command): void {
   const bench = program.command('bench').description('benchmarks on the lab (a lab is brought up if none is)');
@@ -24,7 +21,7 @@ export function registerBenchCommands(program: Command): void {
     .option('--markdown', 'print the Markdown report (as in docs/results/migration.md)')
     .action(
       action(async (opts: { stateMb: string; dirty: string; json?: boolean; markdown?: boolean }) => {
-        requireRoot();
+        requireRoot('benchmarks on the lab');
         const stateMb = Number(opts.stateMb);
         const dirty = Number(opts.dirty);
         if (!(Number.isInteger(stateMb) && stateMb >= 1 && stateMb <= 4096)) throw new UsageError(`--state-mb must be 1..4096 (got ${opts.stateMb})`);
@@ -63,7 +60,7 @@ export function registerBenchCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(
       action(async (opts: { codecs: string; workloads: string; json?: boolean }) => {
-        requireRoot();
+        requireRoot('benchmarks on the lab');
         const codecs = opts.codecs.split(',').map((c) => parseCodec(c.trim()));
         const workloads = opts.workloads.split(',').map((w) => w.trim());
         for (const w of workloads) if (w !== 'large' && w !== 'small') throw new UsageError(`--workloads: unknown workload '${w}' (large, small)`);

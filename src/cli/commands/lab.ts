@@ -6,13 +6,8 @@ import { labDown, labHealth, labUp, setLink } from '../../lab/lab.js';
 import { nsenterArgs } from '../../lab/netns.js';
 import { labDir, readLabState, type LabState } from '../../lab/state.js';
 import { labHost, measureThroughput } from '../../lab/throughput.js';
-import { action, printJson, printTable, progress } from '../output.js';
+import { action, printJson, printTable, progress, requireRoot } from '../output.js';
 
-function requireRoot(): void {
-  if (process.getuid?.() !== 0) {
-    throw new UsageError('the lab needs root (network namespaces, Docker engines)', { hint: 'run it with sudo' });
-  }
-}
 
 function requireLab(): LabState {
   const state = readLabState();
@@ -82,7 +77,7 @@ export function registerLabCommands(program: Command): void {
     .option('--json', 'print the lab as JSON')
     .action(
       action(async (opts: { cloudlets: string; bandwidth: string; latency: string; json?: boolean }) => {
-        requireRoot();
+        requireRoot('the lab (network namespaces, Docker engines)');
         const t0 = Date.now();
         const state = await labUp(
           { cloudlets: Number(opts.cloudlets), link: { bandwidth: opts.bandwidth, latency: opts.latency } },
@@ -102,7 +97,7 @@ export function registerLabCommands(program: Command): void {
     .option('--json', 'print what was removed as JSON')
     .action(
       action(async (opts: { json?: boolean }) => {
-        requireRoot();
+        requireRoot('the lab (network namespaces, Docker engines)');
         const report = await labDown(progress);
         if (opts.json) printJson(report);
         else if (!report.wasUp && report.removed.length === 0) process.stdout.write('no lab is up: nothing to do\n');
@@ -139,7 +134,7 @@ export function registerLabCommands(program: Command): void {
     .option('--json', 'print the new link as JSON')
     .action(
       action(async (node: string, opts: { bandwidth?: string; latency?: string; json?: boolean }) => {
-        requireRoot();
+        requireRoot('the lab (network namespaces, Docker engines)');
         const state = requireLab();
         const host = labHost(state, node);
         const spec = { bandwidth: opts.bandwidth ?? host.link.bandwidth, latency: opts.latency ?? host.link.latency };
@@ -159,7 +154,7 @@ export function registerLabCommands(program: Command): void {
     .option('--json', 'print as JSON')
     .action(
       action(async (opts: { from: string; to: string; bytes: string; seconds: string; json?: boolean }) => {
-        requireRoot();
+        requireRoot('the lab (network namespaces, Docker engines)');
         const state = requireLab();
         const seconds = Number(opts.seconds);
         if (!(seconds > 0 && seconds <= 300)) throw new UsageError(`--seconds must be in (0, 300] (got ${opts.seconds})`);
@@ -176,7 +171,7 @@ export function registerLabCommands(program: Command): void {
     .argument('<command...>', 'the command and its arguments')
     .action(
       action(async (node: string, command: string[]) => {
-        requireRoot();
+        requireRoot('the lab (network namespaces, Docker engines)');
         const state = requireLab();
         const ns = node === 'router' ? state.router.namespace : labHost(state, node).namespace;
         const r = spawnSync('nsenter', nsenterArgs(ns, command[0]!, command.slice(1)), { stdio: 'inherit' });
