@@ -11,7 +11,7 @@ import type { LabCloudlet } from './state.js';
 
 export type EngineInfo = LabCloudlet['engine'];
 
-export function engineLayout(name: string, dir: string, runDir: string, prefix: string): Omit<EngineInfo, 'pid'> {
+export function engineLayout(name: string, dir: string, runDir: string, prefix: string, xdgRuntimeDir: string): Omit<EngineInfo, 'pid'> {
   return {
     dataRoot: join(dir, name, 'docker'),
     execRoot: join(runDir, name, 'exec'),
@@ -19,13 +19,14 @@ export function engineLayout(name: string, dir: string, runDir: string, prefix: 
     pidfile: join(runDir, name, 'docker.pid'),
     cgroupParent: `${prefix}${name}`,
     log: join(dir, name, 'dockerd.log'),
+    xdgRuntimeDir,
   };
 }
 
 /** PATH for engines: /usr/local/sbin first, where set-up puts the CRIU >= 4.2 wrapper. */
 const ENGINE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-export async function startEngine(name: string, ns: string, layout: Omit<EngineInfo, 'pid'>, xdgRuntimeDir: string): Promise<EngineInfo> {
+export async function startEngine(name: string, ns: string, layout: Omit<EngineInfo, 'pid'>): Promise<EngineInfo> {
   const home = join(layout.dataRoot, '..');
   mkdirSync(layout.dataRoot, { recursive: true });
   mkdirSync(layout.execRoot, { recursive: true });
@@ -34,7 +35,7 @@ export async function startEngine(name: string, ns: string, layout: Omit<EngineI
   writeFileSync(configFile, '{}\n');
   // containerd unpacks checkpoints into $XDG_RUNTIME_DIR and never deletes them: the lab
   // gives it a dir on its scratch tmpfs, which `lab down` removes.
-  const xdg = xdgRuntimeDir;
+  const xdg = layout.xdgRuntimeDir;
   mkdirSync(xdg, { recursive: true });
   const logFd = openSync(layout.log, 'a');
   let pid: number;

@@ -118,7 +118,7 @@ export async function labUp(opts: LabUpOptions, progress: Progress): Promise<Lab
     }
 
     for (const h of hosts.slice(1)) {
-      const layout = engineLayout(h.name, dir, runDir, LAB_PREFIX);
+      const layout = engineLayout(h.name, dir, runDir, LAB_PREFIX, join(scratchOf(h.name), 'xdg'));
       const cl: LabCloudlet = {
         ...h,
         engine: { ...layout, pid: 0 },
@@ -139,7 +139,7 @@ export async function labUp(opts: LabUpOptions, progress: Progress): Promise<Lab
     progress(`engines: starting ${state.cloudlets.length} Docker engines`);
     await Promise.all(
       state.cloudlets.map(async (cl) => {
-        cl.engine = await startEngine(cl.name, cl.namespace, cl.engine, join(scratchOf(cl.name), 'xdg'));
+        cl.engine = await startEngine(cl.name, cl.namespace, cl.engine);
         writeLabState(state, dir);
       }),
     );
@@ -208,7 +208,7 @@ function daemonConfig(cl: LabCloudlet, state: LabState): DaemonConfigInput {
     dockerSocket: cl.engine.socket,
     dockerExecRoot: cl.engine.execRoot,
     dockerDataRoot: cl.engine.dataRoot,
-    dockerXdgRuntimeDir: join(scratchOf(cl.name), 'xdg'),
+    dockerXdgRuntimeDir: cl.engine.xdgRuntimeDir,
     scratchDir: join(scratchOf(cl.name), 'cloudletd'),
     dataDir: join(state.dir, cl.name, 'cloudletd'),
     peers: state.cloudlets.filter((p) => p.name !== cl.name).map((p) => ({ name: p.name, url: p.daemon.peerUrl })),

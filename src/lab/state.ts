@@ -46,6 +46,8 @@ export interface LabCloudlet extends LabHost {
     pidfile: string;
     cgroupParent: string;
     log: string;
+    /** The engine's XDG_RUNTIME_DIR: containerd unpacks checkpoints below it. */
+    xdgRuntimeDir: string;
   };
   daemon: {
     pid: number;

@@ -36,7 +36,7 @@ let engA: DockerEngine;
 let engB: DockerEngine;
 
 const runcRoot = (c: LabCloudlet): string => join(c.engine.execRoot, 'runtime-runc', 'moby');
-const xdgOf = (c: LabCloudlet): string => join(state!.dir, c.name, 'xdg');
+const xdgOf = (c: LabCloudlet): string => c.engine.xdgRuntimeDir;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const ms = (x: number): string => `${x.toFixed(0)} ms`;
 
