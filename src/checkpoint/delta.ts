@@ -43,6 +43,7 @@ import { closeSync, openSync, writevSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { UsageError } from '../util/errors.js';
+import { readFileIfExists } from '../util/fs.js';
 import { ImageFormatError } from './image-file.js';
 import {
   classifyPage,
@@ -384,14 +385,8 @@ export async function writeBaseIndex(dir: string, index: PageIndex): Promise<voi
 /** The base index of dir, or null when it has none. */
 export async function readBaseIndex(dir: string): Promise<PageIndex | null> {
   const path = join(dir, BASE_INDEX_FILE);
-  let buf: Buffer;
-  try {
-    buf = await readFile(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-  return decodeDelta(buf, path, { verify: false }).index;
+  const buf = await readFileIfExists(path);
+  return buf === null ? null : decodeDelta(buf, path, { verify: false }).index;
 }
 
 /**
@@ -413,13 +408,8 @@ type Extras = Map<string, Map<number, ExtraPage>>;
 
 async function readExtras(dir: string): Promise<Extras> {
   const path = join(dir, BASE_EXTRA_FILE);
-  let buf: Buffer;
-  try {
-    buf = await readFile(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
-    throw err;
-  }
+  const buf = await readFileIfExists(path);
+  if (buf === null) return new Map();
   const d = decodeDelta(buf, path);
   const out: Extras = new Map();
   for (const p of d.pages) {

@@ -8,7 +8,7 @@
 // CRIU writes stats-dump / stats-restore into its WORK directory (runc --work-path), not
 // into the image directory (unless both are the same).
 // Times are microseconds. Field numbers are those of CRIU's images/stats.proto.
-import { readFile } from 'node:fs/promises';
+import { readFileIfExists } from '../util/fs.js';
 import { CloudletError } from '../util/errors.js';
 
 export const IMG_COMMON_MAGIC = 0x54564319;
@@ -101,14 +101,8 @@ export function parseCriuStats(buf: Buffer, file = 'stats'): CriuStats {
 
 /** Reads and parses a stats file; null when the file does not exist (CRIU did not get that far). */
 export async function readCriuStats(path: string): Promise<CriuStats | null> {
-  let buf: Buffer;
-  try {
-    buf = await readFile(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-  return parseCriuStats(buf, path);
+  const buf = await readFileIfExists(path);
+  return buf === null ? null : parseCriuStats(buf, path);
 }
 
 function decodeMessage<T extends object>(r: Reader, fields: Record<number, keyof T>, into: T): T {
