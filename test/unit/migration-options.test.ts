@@ -1,0 +1,32 @@
+// Bad or contradictory migration options are refused with the option named, before any
+// container is touched.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { migrationBody, parseDuration } from '../../src/cli/commands/migrate.js';
+import { policyFromOptions } from '../../src/daemon/routes-migrations.js';
+
+const defaults = { container: 'web', to: 'b', maxDowntimeMs: 1000, maxRounds: 8, maxTimeMs: 300_000, codec: 'auto', precopy: 'scan' } as const;
+
+test('durations: seconds, milliseconds, minutes; bad ones name the option', () => {
+  assert.equal(parseDuration('1.5', '--alpha'), 1500);
+  assert.equal(parseDuration('800ms', '--max-downtime'), 800);
+  assert.equal(parseDuration('2m', '--max-time'), 120_000);
+  assert.throws(() => parseDuration('soon', '--max-time'), /--max-time: invalid duration 'soon'/);
+});
+
+test('CLI options become the API body', () => {
+  const b = migrationBody('web', { from: 'a', to: 'b', rounds: '2', codec: 'zstd', maxDowntime: '500ms' });
+  assert.deepEqual(b, { container: 'web', to: 'b', rounds: 2, codec: 'zstd', maxDowntimeMs: 500 });
+  assert.throws(() => migrationBody('web', { from: 'a', to: 'b', rounds: '-1' }), /--rounds must be a non-negative integer/);
+  assert.throws(() => migrationBody('web', { from: 'a', to: 'b', maxRounds: 'x' }), /--max-rounds/);
+});
+
+test('one stop rule per migration', () => {
+  assert.deepEqual(policyFromOptions({ ...defaults, rounds: 0 }), { kind: 'rounds', rounds: 0 });
+  assert.deepEqual(policyFromOptions({ ...defaults, alpha: 1.5 }), { kind: 'alpha', alphaSeconds: 1.5, maxRounds: 8 });
+  assert.deepEqual(policyFromOptions({ ...defaults }), { kind: 'model', maxDowntimeMs: 1000, maxRounds: 8, maxTimeMs: 300_000 });
+  assert.equal(policyFromOptions({ ...defaults, rule: 'phaul' }).kind, 'phaul');
+  assert.throws(() => policyFromOptions({ ...defaults, rounds: 1, alpha: 1 }), /--alpha cannot be combined/);
+  assert.throws(() => policyFromOptions({ ...defaults, rule: 'lxd', rounds: 2 }), /--rounds cannot be combined/);
+  assert.throws(() => policyFromOptions({ ...defaults, rule: 'rounds' }), /needs --rounds/);
+});
