@@ -84,6 +84,12 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     scratchDir: config.scratchDir ?? join(config.dataDir, 'scratch'),
   });
 
+  // What a previous run of this daemon left in flight is settled before requests are served.
+  app.addHook('onReady', async () => {
+    const notes = [...source.recoverAfterRestart(), ...(await destination.recoverAfterRestart())];
+    for (const n of notes) app.log.warn({ recovery: n }, 'recovered after restart');
+  });
+
   // Round bodies are framed binary streams, consumed by the route itself (not buffered).
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
 

@@ -458,6 +458,10 @@ export class DockerEngine {
     return v.Mountpoint;
   }
 
+  async volumeExists(name: string): Promise<boolean> {
+    return this.exists(`inspect volume ${name}`, () => this.docker.getVolume(name).inspect());
+  }
+
   async removeVolume(name: string): Promise<boolean> {
     try {
       await this.call(`remove volume ${name}`, () => this.docker.getVolume(name).remove());

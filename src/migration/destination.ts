@@ -8,7 +8,7 @@
 //              of the twin and starts the twin from it, and checks that it runs;
 //   commit   - removes its staging data; abort - removes the twin, volumes and staging.
 // Every step is journalled, so a restarted daemon knows which migrations it held.
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConflictError, CloudletError, NotFoundError, UsageError } from '../util/errors.js';
 import type { DockerEngine, ContainerCreateOptions } from '../engine/docker.js';
@@ -127,7 +127,7 @@ export class MigrationDestination {
     try {
       await mkdir(inc.stageDir, { recursive: true });
       for (const v of c.volumes) {
-        if ((await engine.volumeMountpoint(v).then(() => true, () => false))) {
+        if (await engine.volumeExists(v)) {
           throw new ConflictError(`a volume named '${v}' already exists on the destination`);
         }
         await engine.createVolume(v);
@@ -361,10 +361,14 @@ export class MigrationDestination {
           notes.push(`removed the unstarted twin of migration ${m.id}`);
         }
       }
+      if (twinId) {
+        const { dataRoot, xdgRuntimeDir } = this.deps;
+        await removeInstalledCheckpoint({ dataRoot, containerId: twinId, name: this.checkpointName(m.id), xdgRuntimeDir });
+      }
       this.deps.db.updateMigration(m.id, 'destination', { state: 'aborted', error: 'daemon restarted during the migration' });
     }
     const stage = join(this.deps.scratchDir, 'incoming');
-    for (const d of await readdir(stage).catch(() => [] as string[])) await rm(join(stage, d), { recursive: true, force: true });
+    await rm(stage, { recursive: true, force: true });
     return notes;
   }
 }

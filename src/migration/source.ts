@@ -25,7 +25,7 @@ import { decide, decideInitial, describePolicy, validatePolicy, DEFAULT_COSTS, t
 import { anonymousMemoryBytes, freezeCgroup } from '../engine/cgroups.js';
 import { PeerClient } from './peer-client.js';
 import { sendRound, pickCodec, type OutgoingArtifact } from './round-transport.js';
-import type { MigrationReport, MigrationRequest, ProgressListener, RoundReport } from './types.js';
+import type { MigrationReport, MigrationRequest, RoundReport } from './types.js';
 import { shipImageIfMissing } from './image-ship.js';
 import type { PrepareRequest, PrepareResponse, RoundResponse } from './destination.js';
 
@@ -45,7 +45,6 @@ export interface SourceDeps {
 
 interface Running {
   report: MigrationReport;
-  listeners: Set<ProgressListener>;
   done: Promise<MigrationReport>;
 }
 
@@ -115,7 +114,7 @@ export class MigrationSource {
       state: 'preparing',
       options: { policy: req.policy, codec: req.codec },
     });
-    const entry: Running = { report, listeners: new Set(), done: Promise.resolve(report) };
+    const entry: Running = { report, done: Promise.resolve(report) };
     this.running.set(id, entry);
     // run() handles its own failures; anything escaping it is a bug, but must not take the
     // daemon down with an unhandled rejection.
@@ -143,13 +142,6 @@ export class MigrationSource {
       .filter((r): r is MigrationReport => r !== null);
   }
 
-  subscribe(id: string, fn: ProgressListener): () => void {
-    const r = this.running.get(id);
-    if (!r) throw new NotFoundError('migration', id);
-    r.listeners.add(fn);
-    return () => r.listeners.delete(fn);
-  }
-
   async wait(id: string): Promise<MigrationReport> {
     const r = this.running.get(id);
     if (!r) {
@@ -160,13 +152,29 @@ export class MigrationSource {
     return r.done;
   }
 
-  private emit(entry: Running, event: string): void {
+  /**
+   * Migrations this daemon was running when it stopped cannot go on (their state lived in
+   * the process): they are marked failed, so that nobody waits for them.
+   */
+  recoverAfterRestart(): string[] {
+    const notes: string[] = [];
+    for (const m of this.deps.db.activeMigrations('source')) {
+      this.deps.db.updateMigration(m.id, 'source', {
+        state: 'failed',
+        error: `cloudletd restarted during the migration (state '${m.state}'); check where ${m.container} runs`,
+      });
+      notes.push(`migration ${m.id} of ${m.container} marked failed`);
+    }
+    return notes;
+  }
+
+  /** Writes the report to the journal at every state change (GET /v1/migrations/:id reads it). */
+  private journal(entry: Running): void {
     this.deps.db.updateMigration(entry.report.id, 'source', {
       state: entry.report.state,
       report: entry.report as unknown as Record<string, unknown>,
       error: entry.report.error?.message ?? null,
     });
-    for (const fn of entry.listeners) fn({ ...entry.report }, event);
   }
 
   private async run(entry: Running, req: MigrationRequest, details: ContainerDetails, peer: PeerClient): Promise<MigrationReport> {
@@ -207,7 +215,7 @@ export class MigrationSource {
         stageDir: join(stage, 'image'),
         codec: req.codec,
       });
-      if (report.imageShipped) this.emit(entry, 'image shipped');
+      if (report.imageShipped) this.journal(entry);
       prepared = await peer.post<PrepareResponse>('/v1/incoming', prepareReq);
       report.destinationContainerId = prepared.twinId;
 
@@ -218,7 +226,7 @@ export class MigrationSource {
       const initial = decideInitial(req.policy, await anonymousMemoryBytes(details.pid), ASSUMED_LINK_BPS, DEFAULT_COSTS);
       if (!initial.stop) {
         report.state = 'precopy';
-        this.emit(entry, 'precopy');
+        this.journal(entry);
         for (;;) {
           index++;
           const dumpStart = performance.now();
@@ -244,7 +252,7 @@ export class MigrationSource {
           report.decision = d.explanation;
           r.round.predictedDowntimeMs = d.predictedDowntimeMs === null ? null : Math.round(d.predictedDowntimeMs);
           report.precopyRounds = index;
-          this.emit(entry, `round ${index}`);
+          this.journal(entry);
           if (d.stop) {
             report.stopReason = d.reason;
             break;
@@ -258,7 +266,7 @@ export class MigrationSource {
       // Final round: the dump stops the container (downtime starts here). The engine must not
       // restart it behind our back: its restart policy is off until the handoff is decided.
       report.state = 'final';
-      this.emit(entry, 'final');
+      this.journal(entry);
       restartPolicy = await engine.setRestartPolicy(details.id, { Name: 'no' });
       index++;
       const freezeAt = performance.now();
@@ -275,7 +283,7 @@ export class MigrationSource {
       // The twin runs at the destination: now, and only now, the source copy goes. From here
       // on nothing rolls back: a failing clean-up is reported, the service stays at B.
       report.state = 'committing';
-      this.emit(entry, 'committing');
+      this.journal(entry);
       frozen = false;
       await this.commit(report, details, peer);
       report.commitMs = Math.round(performance.now() - tCommit);
@@ -284,7 +292,7 @@ export class MigrationSource {
 
       report.error = { code: err instanceof CloudletError ? err.code : 'internal', message: errorMessage(err) };
       report.state = 'rolling-back';
-      this.emit(entry, 'rolling-back');
+      this.journal(entry);
       const notes = await this.rollback(report, details, prepared !== null, frozen, dumpDirOf(stage, index), peer);
       if (restartPolicy) {
         await engine.setRestartPolicy(details.id, restartPolicy).then(
@@ -302,7 +310,7 @@ export class MigrationSource {
       await rm(stage, { recursive: true, force: true });
       report.bytesSent = report.rounds.reduce((s, r) => s + r.sentBytes, 0);
       report.finishedAt = new Date().toISOString();
-      this.emit(entry, 'finished');
+      this.journal(entry);
       this.running.delete(report.id);
     }
     return report;

@@ -105,4 +105,3 @@ export interface MigrationReport {
   error: { code: string; message: string } | null;
 }
 
-export type ProgressListener = (report: MigrationReport, event: string) => void;
