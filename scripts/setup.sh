@@ -19,7 +19,8 @@ CRIU_WRAPPER=/usr/local/sbin/criu
 
 # ---------------------------------------------------------------- Debian packages
 debs=(docker.io containerd runc iptables iproute2 busybox-static criu util-linux procps
-      ca-certificates python3-protobuf gcc libc6-dev iputils-ping rsync attr)
+      ca-certificates python3-protobuf gcc libc6-dev iputils-ping rsync attr
+      chromium chromium-driver)   # the last two: the dashboard's end-to-end test (headless)
 missing=()
 for p in "${debs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -126,6 +127,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 log "building"
 npx tsc -p tsconfig.json
+npx tsc -p tsconfig.web.json   # the dashboard's browser code (web/src -> dist/web)
 # The lab's link emulator (this kernel has no netem; see native/cl-wire.c).
 mkdir -p dist/native
 if [ ! -x dist/native/cl-wire ] || [ native/cl-wire.c -nt dist/native/cl-wire ]; then

@@ -317,8 +317,11 @@ export function decodeDelta(buf: Buffer, name = 'delta', opts: { verify?: boolea
       entries.push({ vaddr: Number(vaddr), nrPages, flags });
       pos += ENTRY_BYTES;
     }
+    // Counted before the vaddrs are materialised: entries claiming billions of pages must be
+    // refused, not allocated (k is bounded by the buffer: its hashes are in it). Found by fuzzing.
+    const present = presentPageCount({ entries });
+    if (present !== k) fail(pos, `pagemap '${id}': ${k} present pages announced, entries hold ${present}`);
     const vaddrs = presentVaddrs({ entries });
-    if (vaddrs.length !== k) fail(pos, `pagemap '${id}': ${k} present pages announced, entries hold ${vaddrs.length}`);
     const hashes = new BigUint64Array(k);
     new Uint8Array(hashes.buffer).set(buf.subarray(pos, pos + 8 * k));
     pos += 8 * k;

@@ -1,6 +1,8 @@
 // HTTP client of cloudletd for the CLI. Every failure becomes an ApiError carrying the
 // server's own message (and hint), or, when nobody answers, a hint on what to check.
+import { fetch, type Response } from 'undici';
 import { ApiError, errorMessage } from '../util/errors.js';
+import { dispatcherFor, readPem, tlsHint } from '../daemon/tls.js';
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 const UNREACHABLE_HINT = 'is the daemon running? `cloudlet lab status`';
@@ -11,10 +13,13 @@ export class CloudletClient {
   constructor(
     baseUrl: string,
     readonly token: string | undefined,
-    readonly opts: { timeoutMs?: number } = {},
+    readonly opts: { timeoutMs?: number; /** PEM file of the CA for an https URL (default: $CLOUDLET_CA). */ ca?: string } = {},
   ) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
+    if (opts.ca) this.ca = readPem(opts.ca, 'CA file');
   }
+
+  private readonly ca: Buffer | undefined;
 
   get<T>(path: string): Promise<T> {
     return this.request<T>('GET', path);
@@ -41,6 +46,8 @@ export class CloudletClient {
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(timeoutMs),
+        // https: the certificate is verified against the CA (--ca / $CLOUDLET_CA), never skipped.
+        dispatcher: dispatcherFor(url, this.ca),
       });
     } catch (err) {
       throw transportError(url, this.baseUrl, err, timeoutMs);
@@ -78,9 +85,10 @@ function transportError(url: string, baseUrl: string, err: unknown, timeoutMs: n
   // undici reports "fetch failed" and hides the system error (ECONNREFUSED...) in `cause`.
   const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
   const detail = cause && typeof cause.code === 'string' ? cause.code : errorMessage(cause ?? err);
-  return new ApiError(url, 0, `cannot reach cloudletd at ${baseUrl}: ${detail}`, {
-    code: 'unreachable',
-    hint: UNREACHABLE_HINT,
+  const tls = tlsHint(err);
+  return new ApiError(url, 0, `cannot reach cloudletd at ${baseUrl}: ${detail}${tls ? ` (TLS: certificate not verified)` : ''}`, {
+    code: tls ? 'tls_untrusted' : 'unreachable',
+    hint: tls ?? UNREACHABLE_HINT,
     cause: err,
   });
 }

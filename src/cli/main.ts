@@ -8,6 +8,7 @@ import { registerDoctorCommand } from './commands/doctor.js';
 import { registerMigrateCommand } from './commands/migrate.js';
 import { registerBenchCommands } from './commands/bench.js';
 import { registerOverlayCommands } from './commands/overlay.js';
+import { registerClientCommand } from './commands/client.js';
 
 const program = new Command();
 program
@@ -24,5 +25,6 @@ registerDoctorCommand(program);
 registerMigrateCommand(program);
 registerBenchCommands(program);
 registerOverlayCommands(program);
+registerClientCommand(program);
 
 await program.parseAsync(process.argv);

@@ -28,9 +28,33 @@ export function tokenMatches(expected: string, presented: string): boolean {
   return timingSafeEqual(a, b);
 }
 
-/** Throws UnauthorizedError unless the header carries the expected token. */
-export function checkAuthorization(expected: string, header: string | undefined): void {
+/**
+ * Throws UnauthorizedError unless the header carries the expected token. `queryToken` is the
+ * `token` query parameter, passed ONLY for routes that allow it (server-sent events: a
+ * browser's EventSource cannot send headers); the header wins when both are present.
+ */
+export function checkAuthorization(expected: string, header: string | undefined, queryToken?: string): void {
+  if (header === undefined && queryToken !== undefined) {
+    if (!tokenMatches(expected, queryToken)) throw new UnauthorizedError('invalid token (query parameter)');
+    return;
+  }
   const presented = bearerToken(header);
   if (presented === null) throw new UnauthorizedError('missing bearer token (Authorization: Bearer <token>)');
   if (!tokenMatches(expected, presented)) throw new UnauthorizedError('invalid bearer token');
+}
+
+/** The `token` query parameter of a request (a repeated or non-string one counts as absent). */
+export function queryTokenOf(query: unknown): string | undefined {
+  const t = query && typeof query === 'object' ? (query as Record<string, unknown>).token : undefined;
+  return typeof t === 'string' ? t : undefined;
+}
+
+/** A URL with its token query parameter masked: request URLs are logged. */
+export function redactUrlToken(url: string): string {
+  return url.replace(/([?&]token=)[^&#]*/gi, '$1REDACTED');
+}
+
+/** Fastify's default request log fields, with the URL's token masked. */
+export function logSafeRequest(req: { method: string; url: string; host?: string; ip?: string; socket?: { remotePort?: number } }): Record<string, unknown> {
+  return { method: req.method, url: redactUrlToken(req.url), host: req.host, remoteAddress: req.ip, remotePort: req.socket?.remotePort };
 }

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { UsageError } from '../util/errors.js';
+import { serviceNetworkSchema } from '../network/service-network.js';
 
 export const NODE_NAME = /^[a-z][a-z0-9-]{0,30}$/;
 
@@ -43,6 +44,34 @@ export const daemonConfigSchema = z
     peers: z
       .array(z.object({ name: z.string().regex(NODE_NAME), url: z.string().url() }).strict())
       .default([]),
+    /**
+     * HTTPS on the TCP listeners (unix sockets stay plain: their file mode guards them). PEM
+     * files: this cloudlet's certificate (chain) and key; `ca`, the deployment's CA, is also
+     * what peers are verified against when `peerCa` is not set.
+     */
+    tls: z.object({ cert: z.string().min(1), key: z.string().min(1), ca: z.string().min(1).optional() }).strict().optional(),
+    /** PEM file of the CA that https peer certificates must chain to (default: tls.ca, else the system's CAs). */
+    peerCa: z.string().min(1).optional(),
+    /** Size limits of what clients and peers may send; exceeding one is refused with 413. */
+    limits: z
+      .object({
+        /** JSON request bodies. */
+        requestBodyBytes: z.number().int().positive().default(1 << 20),
+        /** One overlay file or image archive upload, as sent. */
+        overlayBytes: z.number().int().positive().default(8 * 2 ** 30),
+        /** One migration round upload, as sent (framed, compressed). */
+        roundBytes: z.number().int().positive().default(4 * 2 ** 30),
+        /** One artifact of a round once decoded (rounds are held in memory artifact by artifact). */
+        roundArtifactBytes: z.number().int().positive().max(2 ** 32).default(2 ** 32),
+      })
+      .strict()
+      .default({}),
+    /**
+     * The network services live on: same name and subnet on every cloudlet, so that a moved
+     * service keeps its address (see src/network/service-network.ts). Null: services get the
+     * engine's default bridge and a migration cannot keep their connections.
+     */
+    serviceNetwork: serviceNetworkSchema.nullable().default(null),
     /** Lets migration requests inject faults (tests, the lab); never on in production. */
     allowFaultInjection: z.boolean().default(false),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),

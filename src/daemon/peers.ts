@@ -1,6 +1,8 @@
 // Health of the other cloudlets of the deployment, as seen from this one: each peer's
 // /v1/info with our shared token. A dead peer is a result ("ok: false"), never a failure.
+import { fetch } from 'undici';
 import { errorMessage } from '../util/errors.js';
+import { dispatcherFor, tlsHint } from './tls.js';
 import type { DaemonConfig } from './config.js';
 
 export const PEER_TIMEOUT_MS = 2000;
@@ -29,6 +31,8 @@ export async function checkPeer(peer: Peer, token: string, timeoutMs = PEER_TIME
     const res = await fetch(url, {
       headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
       signal: AbortSignal.timeout(timeoutMs),
+      // https peers: verified against the deployment's CA (tls.ts); undefined keeps the default.
+      dispatcher: dispatcherFor(url),
     });
     const body = (await res.json().catch(() => null)) as Record<string, unknown> | null;
     if (!res.ok) {
@@ -63,6 +67,7 @@ export function fetchErrorMessage(err: unknown, timeoutMs: number): string {
     return `no answer within ${timeoutMs} ms`;
   }
   const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
-  if (cause && typeof cause.code === 'string') return `${cause.code}: ${String(cause.message ?? '')}`.trim();
+  const hint = tlsHint(err);
+  if (cause && typeof cause.code === 'string') return `${cause.code}: ${String(cause.message ?? '')}`.trim() + (hint ? ` (${hint})` : '');
   return errorMessage(err);
 }

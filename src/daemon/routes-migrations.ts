@@ -75,6 +75,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     scratchDir: config.scratchDir ?? join(config.dataDir, 'scratch'),
     peers: config.peers,
     token: config.token,
+    serviceNetwork: ctx.serviceNetwork,
   });
   const destination = new MigrationDestination({
     engine: ctx.engine,
@@ -82,6 +83,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     dataRoot: config.dockerDataRoot,
     xdgRuntimeDir: config.dockerXdgRuntimeDir,
     scratchDir: config.scratchDir ?? join(config.dataDir, 'scratch'),
+    serviceNetwork: ctx.serviceNetwork,
   });
 
   // What a previous run of this daemon left in flight is settled before requests are served.
@@ -120,7 +122,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
       throw new UsageError(`fault injection '${inject}' is not enabled on this cloudlet`);
     }
     const body = req.body as NodeJS.ReadableStream;
-    return destination.round(req.params.id, k, req.query.final === '1', receiveRound(body), inject);
+    return destination.round(req.params.id, k, req.query.final === '1', receiveRound(body, config.limits), inject);
   });
 
   app.post<{ Params: { id: string } }>('/v1/incoming/:id/commit', async (req) => {

@@ -46,6 +46,8 @@ const serviceSchema = z
     /** Container port to publish on the cloudlet (TCP). */
     port: z.number().int().min(1).max(65535).optional(),
     cmd: z.array(z.string()).max(256).optional(),
+    /** Attach to the cloudlet's service network (address kept across handoffs) when it has one. */
+    serviceNetwork: z.boolean().default(true),
   })
   .strict();
 
@@ -58,6 +60,8 @@ export interface ServiceTimings {
   loadMs: number;
   createMs: number;
   startMs: number;
+  /** Routing the service address to this cloudlet (0 without a service network). */
+  announceMs: number;
   /** This request, from its start to the container running. */
   totalMs: number;
 }
@@ -81,15 +85,17 @@ function publicRow(r: OverlayRow, withHeader = false): Record<string, unknown> {
   return withHeader ? { ...rest, header } : rest;
 }
 
-function limitsFromEnv(): ReceiveLimits {
-  const n = Number(process.env.CLOUDLET_OVERLAY_MAX_BYTES);
-  return Number.isSafeInteger(n) && n > 0 ? { maxFileBytes: n, maxRawBytes: Math.max(n * 4, DEFAULT_LIMITS.maxRawBytes) } : DEFAULT_LIMITS;
+/** limits.overlayBytes of the config; $CLOUDLET_OVERLAY_MAX_BYTES still overrides it (benchmarks). */
+function overlayLimits(configured: number): ReceiveLimits {
+  const env = Number(process.env.CLOUDLET_OVERLAY_MAX_BYTES);
+  const n = Number.isSafeInteger(env) && env > 0 ? env : configured;
+  return { maxFileBytes: n, maxRawBytes: Math.max(n * 4, DEFAULT_LIMITS.maxRawBytes) };
 }
 
 export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext): void {
   const { config, engine, db } = ctx;
   const dir = join(config.dataDir, 'overlays');
-  const limits = limitsFromEnv();
+  const limits = overlayLimits(config.limits.overlayBytes);
   // One synthesis per overlay at a time: a second first request waits for the first.
   const inflight = new Map<string, Promise<SynthesisResult>>();
 
@@ -107,7 +113,7 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
   const checkLength = (raw: string | undefined, limit: number): void => {
     const len = raw === undefined ? NaN : Number(raw);
     if (Number.isFinite(len) && len > limit) {
-      throw new ImageError('overlay_too_large', `upload of ${len} bytes exceeds this cloudlet's limit of ${limit}`, { context: { size: len, limit } });
+      throw new ImageError('overlay_too_large', `upload of ${len} bytes exceeds this cloudlet's limit of ${limit} bytes (limits.overlayBytes)`, { context: { size: len, limit } });
     }
   };
 
@@ -190,13 +196,17 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
     const s = await synth(row);
     const t1 = performance.now();
     const portKey = o.port !== undefined ? `${o.port}/tcp` : null;
+    const svcNet = o.serviceNetwork ? ctx.serviceNetwork : null;
     const id = await engine.createContainer({
       name,
       Image: row.appImageId,
       Env: o.env,
       ...(o.cmd ? { Cmd: o.cmd } : {}),
       ...(portKey ? { ExposedPorts: { [portKey]: {} } } : {}),
-      HostConfig: portKey ? { PortBindings: { [portKey]: [{ HostPort: '' }] } } : {},
+      HostConfig: {
+        ...(portKey ? { PortBindings: { [portKey]: [{ HostPort: '' }] } } : {}),
+        ...(svcNet ? { NetworkMode: svcNet.name } : {}),
+      },
       Labels: { 'cloudlet.overlay': row.id },
     });
     const t2 = performance.now();
@@ -207,7 +217,16 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
       throw err;
     }
     const t3 = performance.now();
-    const net = await engine.containerNetwork(id);
+    const net = await engine.containerNetwork(id, svcNet?.name);
+    let announceMs = 0;
+    if (svcNet && net.ip) {
+      try {
+        announceMs = await svcNet.announce(net.ip);
+      } catch (err) {
+        await engine.removeContainer(id, { force: true }).catch((e: unknown) => req.log.warn({ err: e }, 'removing the unreachable service failed'));
+        throw err;
+      }
+    }
     const host = config.listen.find((l): l is { host: string; port: number } => 'host' in l)?.host ?? null;
     const hostPort = portKey ? net.ports[portKey] : undefined;
     const endpoint = hostPort && host ? `http://${host}:${hostPort}` : net.ip && o.port ? `http://${net.ip}:${o.port}` : null;
@@ -227,6 +246,7 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
         loadMs: s.loadMs,
         createMs: Math.round(t2 - t1),
         startMs: Math.round(t3 - t2),
+        announceMs: Math.round(announceMs),
         totalMs: Math.round(t3 - started),
       },
     };
@@ -251,7 +271,7 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
     let wireBytes = 0;
     body.on('data', (c: Buffer) => {
       wireBytes += c.length;
-      if (wireBytes > limits.maxFileBytes) body.destroy(new ImageError('overlay_too_large', `upload exceeds this cloudlet's limit of ${limits.maxFileBytes} bytes`));
+      if (wireBytes > limits.maxFileBytes) body.destroy(new ImageError('overlay_too_large', `upload exceeds this cloudlet's limit of ${limits.maxFileBytes} bytes (limits.overlayBytes)`));
     });
     const archive = gz ? body.pipe(createGunzip()) : body;
     if (gz) body.on('error', (e) => archive.destroy(e));

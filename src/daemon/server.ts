@@ -3,6 +3,7 @@
 // startDaemon() also listens, records the start in the database and returns a closer.
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -10,18 +11,24 @@ import { fileURLToPath } from 'node:url';
 import { CloudletError, ConflictError, errorMessage } from '../util/errors.js';
 import { DockerEngine, type EngineInfo, type EngineVersion } from '../engine/docker.js';
 import { MIN_CRIU_VERSION, compareVersions, criuVersion } from '../engine/criu.js';
-import { checkAuthorization } from './auth.js';
+import { checkAuthorization, logSafeRequest, queryTokenOf } from './auth.js';
 import type { DaemonConfig } from './config.js';
 import { DaemonDb } from './db.js';
 import { createMetrics, type DaemonMetrics } from './metrics.js';
 import { checkPeer, type PeerHealth } from './peers.js';
 import { registerMigrationRoutes } from './routes-migrations.js';
 import { registerOverlayRoutes } from './routes-overlays.js';
+import { registerDashboardRoutes } from './routes-dashboard.js';
+import { registerOpenApiRoute } from './openapi.js';
+import { readPem, serverTlsOptions, trustOrigins } from './tls.js';
+import { ServiceNetwork } from '../network/service-network.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** Route needs no bearer token (health checks for load balancers and the lab). */
     public?: boolean;
+    /** Route also accepts the token as `?token=` (server-sent events: EventSource sends no headers). */
+    queryToken?: boolean;
   }
   interface FastifyInstance {
     cloudlet: DaemonContext;
@@ -43,6 +50,8 @@ export interface DaemonContext {
   engine: DockerEngine;
   db: DaemonDb;
   metrics: DaemonMetrics;
+  /** Where services get addresses that move with them (null: not configured). */
+  serviceNetwork: ServiceNetwork | null;
   version: string;
   /** The raw node request handler, to serve the same app on further servers. */
   handler: http.RequestListener;
@@ -71,15 +80,18 @@ export type PeerStatus = PeerHealth & { lastSeen: string | null };
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
   const { config } = deps;
+  // Read before anything is opened: an unreadable CA file fails the start cleanly.
+  const peerCaPem = config.peerCa ? readPem(config.peerCa, 'peerCa') : config.tls?.ca ? readPem(config.tls.ca, 'tls.ca') : null;
   let handler: http.RequestListener | undefined;
   const app = Fastify({
-    logger: deps.logger ?? { level: config.logLevel },
+    logger: deps.logger ?? { level: config.logLevel, serializers: { req: logSafeRequest } },
     // Capture Fastify's handler so that startDaemon can attach it to several servers.
     serverFactory: (h) => {
       handler = h as http.RequestListener;
       return http.createServer(h);
     },
     ajv: { customOptions: { removeAdditional: false } },
+    bodyLimit: config.limits.requestBodyBytes,
   });
   const ownsDb = deps.db === undefined;
   const ctx: DaemonContext = {
@@ -87,10 +99,21 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     engine: deps.engine ?? new DockerEngine(config.dockerSocket),
     db: deps.db ?? DaemonDb.open(config.dataDir),
     metrics: createMetrics(config.node),
+    serviceNetwork: null,
     version: packageVersion(),
     handler: handler!,
   };
+  if (config.serviceNetwork) ctx.serviceNetwork = new ServiceNetwork(ctx.engine, config.serviceNetwork);
   app.decorate('cloudlet', ctx);
+  // Outgoing calls to https peers verify their certificates against the deployment's CA.
+  if (peerCaPem) {
+    const untrust = trustOrigins(config.peers.map((p) => p.url), peerCaPem);
+    app.addHook('onClose', async () => untrust());
+  }
+  // The service network exists before any request can provision or receive a service.
+  app.addHook('onReady', async () => {
+    if (ctx.serviceNetwork) app.log.info({ notes: await ctx.serviceNetwork.ensure() }, 'service network ready');
+  });
   app.addHook('onClose', async () => {
     ctx.metrics.up.set({ node: config.node }, 0);
     if (ownsDb) ctx.db.close();
@@ -98,7 +121,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   app.addHook('onRequest', async (req) => {
     if (req.routeOptions.config.public === true) return;
-    checkAuthorization(config.token, req.headers.authorization);
+    checkAuthorization(config.token, req.headers.authorization, req.routeOptions.config.queryToken === true ? queryTokenOf(req.query) : undefined);
   });
   app.addHook('onResponse', async (req, reply) => {
     // Route templates ("/v1/containers"), not raw URLs, keep label cardinality bounded.
@@ -111,6 +134,10 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (err instanceof CloudletError) {
       if (err.httpStatus >= 500) req.log.warn({ err: err.message, code: err.code, context: err.context }, 'request failed');
       return reply.status(err.httpStatus).send(err.toJSON());
+    }
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      const limit = config.limits.requestBodyBytes;
+      return reply.status(413).send({ error: 'body_too_large', message: `request body exceeds this cloudlet's limit of ${limit} bytes (limits.requestBodyBytes)`, context: { limit } });
     }
     if (err.validation) {
       return reply.status(400).send({ error: 'usage', message: `invalid request: ${err.message}` });
@@ -125,6 +152,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.setNotFoundHandler((req, reply) => {
     return reply.status(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` });
   });
+
+  // First of the routes: it collects every route registered after it (the test of the document).
+  registerOpenApiRoute(app);
 
   app.get('/healthz', { config: { public: true } }, async () => ({ ok: true, node: config.node }));
 
@@ -157,8 +187,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     });
   });
 
-  registerMigrationRoutes(app, ctx);
+  const migrations = registerMigrationRoutes(app, ctx);
   registerOverlayRoutes(app, ctx);
+  registerDashboardRoutes(app, ctx, migrations.source);
 
   return app;
 }
@@ -237,6 +268,7 @@ export interface RunningDaemon {
 const CLOSE_GRACE_MS = 5000;
 
 export async function startDaemon(deps: ServerDeps): Promise<RunningDaemon> {
+  const tls = deps.config.tls ? serverTlsOptions(deps.config.tls) : null;
   const app = buildServer(deps);
   await app.ready();
   const { config, handler, db } = app.cloudlet;
@@ -251,8 +283,10 @@ export async function startDaemon(deps: ServerDeps): Promise<RunningDaemon> {
 
   try {
     for (const [i, entry] of config.listen.entries()) {
-      // The first listener is Fastify's own server; the others share its handler.
-      const server = i === 0 ? (app.server as http.Server) : http.createServer(handler);
+      // The first listener is Fastify's own server; the others share its handler. With TLS,
+      // TCP listeners are HTTPS servers of their own (unix sockets stay plain: mode 0600).
+      const server =
+        tls && !('socket' in entry) ? (https.createServer(tls, handler) as unknown as http.Server) : i === 0 ? (app.server as http.Server) : http.createServer(handler);
       if ('socket' in entry) {
         await prepareSocketPath(entry.socket);
         await listen(server, { path: entry.socket }, `unix:${entry.socket}`);
@@ -266,7 +300,7 @@ export async function startDaemon(deps: ServerDeps): Promise<RunningDaemon> {
         servers.push(server);
         const a = server.address() as net.AddressInfo;
         const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-        addresses.push(`http://${host}:${a.port}`);
+        addresses.push(`${tls ? 'https' : 'http'}://${host}:${a.port}`);
       }
     }
   } catch (err) {

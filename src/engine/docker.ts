@@ -3,7 +3,7 @@
 // so that a caller can tell "engine down" (503, retry later) from "engine said no" (502).
 import Docker from 'dockerode';
 import { PassThrough } from 'node:stream';
-import { CloudletError, errorMessage } from '../util/errors.js';
+import { CloudletError, ConflictError, errorMessage } from '../util/errors.js';
 
 /** The engine's socket is missing, refuses connections or does not answer in time. */
 export class EngineUnavailableError extends CloudletError {
@@ -87,7 +87,19 @@ export interface ContainerDetails {
   /** overlay2's R/W layer (GraphDriver.Data.UpperDir); null for other storage drivers. */
   upperDir: string | null;
   mounts: ContainerMount[];
+  /** IPv4 address per attached network (null while the container is not running). */
+  networks: Record<string, string | null>;
   createOptions: ContainerCreateOptions;
+}
+
+export interface BridgeNetworkSpec {
+  name: string;
+  subnet: string;
+  gateway: string;
+  /** Part of the subnet the engine assigns addresses from (addresses given explicitly may lie outside it). */
+  ipRange: string | null;
+  /** Outbound NAT of the bridge; off for networks whose addresses are routed to the engine. */
+  masquerade: boolean;
 }
 
 export interface ImageDetails {
@@ -212,6 +224,9 @@ export class DockerEngine {
         destination: m.Destination,
         rw: m.RW,
       })),
+      networks: Object.fromEntries(
+        Object.entries(i.NetworkSettings?.Networks ?? {}).map(([n, ep]) => [n, ep.IPAddress || null]),
+      ),
       createOptions: twinCreateOptions(i),
     };
   }
@@ -389,14 +404,46 @@ export class DockerEngine {
   }
 
   /** Address on the engine's bridge and published host ports ("8080/tcp" -> host port) of a container. */
-  async containerNetwork(id: string): Promise<{ ip: string | null; ports: Record<string, number> }> {
+  /** The container's address (on `network` if given, else the default bridge) and published ports. */
+  async containerNetwork(id: string, network?: string): Promise<{ ip: string | null; ports: Record<string, number> }> {
     const i = await this.call(`inspect ${id}`, () => this.docker.getContainer(id).inspect());
     const ports: Record<string, number> = {};
     for (const [k, v] of Object.entries(i.NetworkSettings?.Ports ?? {})) {
       const hp = (v as { HostPort?: string }[] | null)?.[0]?.HostPort;
       if (hp) ports[k] = Number(hp);
     }
-    return { ip: i.NetworkSettings?.IPAddress || null, ports };
+    const ip = network ? i.NetworkSettings?.Networks?.[network]?.IPAddress : i.NetworkSettings?.IPAddress;
+    return { ip: ip || null, ports };
+  }
+
+  /**
+   * Creates a bridge network unless one of that name exists; an existing one must have the
+   * same subnet (a service address means the same thing on every cloudlet).
+   */
+  async ensureBridgeNetwork(spec: BridgeNetworkSpec): Promise<'created' | 'exists'> {
+    const existing = await this.call(`list networks`, () => this.docker.listNetworks({ filters: { name: [spec.name] } }));
+    const same = existing.find((n) => n.Name === spec.name);
+    if (same) {
+      const subnets = (same.IPAM?.Config ?? []).map((c) => c.Subnet);
+      if (!subnets.includes(spec.subnet)) {
+        throw new ConflictError(`network '${spec.name}' exists on the engine with subnet ${subnets.join(', ') || 'none'}, not ${spec.subnet}`, {
+          context: { network: spec.name, subnets, wanted: spec.subnet },
+          hint: `remove it (docker network rm ${spec.name}) or configure that subnet`,
+        });
+      }
+      return 'exists';
+    }
+    await this.call(`create network ${spec.name}`, () =>
+      this.docker.createNetwork({
+        Name: spec.name,
+        Driver: 'bridge',
+        CheckDuplicate: true,
+        IPAM: { Driver: 'default', Config: [{ Subnet: spec.subnet, Gateway: spec.gateway, ...(spec.ipRange ? { IPRange: spec.ipRange } : {}) }] },
+        Options: { 'com.docker.network.bridge.enable_ip_masquerade': String(spec.masquerade) },
+        Labels: { 'cloudlet.service-network': 'true' },
+      }),
+    );
+    return 'created';
   }
 
   async containerExists(nameOrId: string): Promise<boolean> {

@@ -5,7 +5,9 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
 import { ApiError } from '../util/errors.js';
+import { httpsOptionsFor, tlsHint } from '../daemon/tls.js';
 
 export interface UploadResult<T = unknown> {
   status: number;
@@ -33,11 +35,13 @@ export async function uploadFile<T = unknown>(opts: {
     const fail = (err: Error) => {
       if (settled) return;
       settled = true;
-      reject(err instanceof ApiError ? err : new ApiError(target.href, 0, `upload to ${target.origin} failed: ${err.message}`, { code: 'unreachable', cause: err }));
+      reject(err instanceof ApiError ? err : new ApiError(target.href, 0, `upload to ${target.origin} failed: ${err.message}`, { code: 'unreachable', cause: err, hint: tlsHint(err) }));
     };
-    const req = http.request(
+    // https: the server's certificate is verified against the deployment's CA (daemon/tls.ts).
+    const req = (target.protocol === 'https:' ? https.request : http.request)(
       target,
       {
+        ...(target.protocol === 'https:' ? httpsOptionsFor(target.href) : {}),
         method: opts.method ?? 'PUT',
         headers: {
           'content-type': opts.contentType,

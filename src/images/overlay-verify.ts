@@ -51,7 +51,7 @@ export interface ReceivedOverlay {
 }
 
 function tooLarge(what: string, size: number, limit: number): ImageError {
-  return new ImageError('overlay_too_large', `${what} of ${size} bytes exceeds this cloudlet's limit of ${limit}`, {
+  return new ImageError('overlay_too_large', `${what} of ${size} bytes exceeds this cloudlet's limit of ${limit} bytes (limits.overlayBytes)`, {
     context: { size, limit },
   });
 }

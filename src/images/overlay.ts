@@ -305,7 +305,13 @@ export class LayerTarChecker {
   /** Feeds bytes; throws as soon as an unsafe entry was seen. */
   write(chunk: Buffer): void {
     if (this.failure) throw this.failure;
-    this.parser.write(chunk);
+    try {
+      this.parser.write(chunk);
+    } catch (err) {
+      // node-tar throws (instead of emitting) on some damaged archives, e.g. "writing more to
+      // entry than is appropriate" when a size field disagrees with the data (found by fuzzing).
+      this.failure ??= this.unsafe(`layer is not a valid tar archive: ${(err as Error).message}`, {});
+    }
     if (this.failure) throw this.failure;
   }
 
@@ -314,7 +320,13 @@ export class LayerTarChecker {
     if (this.failure) throw this.failure;
     await new Promise<void>((resolve) => {
       this.parser.on('end', resolve);
-      this.parser.end();
+      try {
+        this.parser.end();
+      } catch (err) {
+        // As in write(): a damaged archive may make node-tar throw instead of emitting.
+        this.failure ??= this.unsafe(`layer is not a valid tar archive: ${(err as Error).message}`, {});
+        resolve();
+      }
     });
     if (this.failure) throw this.failure;
   }

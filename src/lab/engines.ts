@@ -2,7 +2,7 @@
 // data-root, exec-root, socket, pidfile and cgroup parent, so engines never share state.
 import { mkdirSync, openSync, closeSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { CloudletError } from '../util/errors.js';
+import { CloudletError, UsageError } from '../util/errors.js';
 import { spawnDetached } from '../util/exec.js';
 import { DockerEngine } from '../engine/docker.js';
 import { nsenterArgs } from './netns.js';
@@ -26,6 +26,51 @@ export function engineLayout(name: string, dir: string, runDir: string, prefix: 
 /** PATH for engines: /usr/local/sbin first, where set-up puts the CRIU >= 4.2 wrapper. */
 const ENGINE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
+/**
+ * CRIU options for every restore of a lab engine. tcp-established lets `docker start
+ * --checkpoint` restore the established connections of a final dump (network handoff).
+ * work-dir: CRIU needs one it can mount its cgroup yard in from the wrapper's mount namespace;
+ * restore.log lands there too (and stays, unlike containerd's copy).
+ */
+export function engineCriuConfig(workDir: string): string {
+  return `tcp-established\nwork-dir ${workDir}\n`;
+}
+
+/**
+ * Gives one engine its own CRIU configuration. runc names /etc/criu/runc.conf to CRIU, whose
+ * settings override what runc asks over RPC; the file is host-wide, and Docker 20.10 cannot
+ * name another one (no org.criu.config annotation; CRIU_CONFIG_FILE is overridden by the RPC
+ * request). So the engine finds, first in its PATH, a `criu` that bind-mounts the engine's
+ * own directory over /etc/criu in a private mount namespace (slave propagation, so mounts
+ * made by the host still reach it) and runs the real CRIU there. Returns the wrapper's dir.
+ */
+export function installCriuWrapper(home: string, workDir: string): string {
+  const etc = join(home, 'criu-etc');
+  if (/['\\\n]/.test(etc + workDir)) throw new UsageError(`lab paths must not contain quotes or backslashes: ${etc}`);
+  const bin = join(home, 'criu-bin');
+  mkdirSync(etc, { recursive: true });
+  mkdirSync(bin, { recursive: true });
+  mkdirSync(workDir, { recursive: true });
+  // The mount point; empty on hosts without a CRIU configuration of their own.
+  mkdirSync('/etc/criu', { recursive: true });
+  writeFileSync(join(etc, 'runc.conf'), engineCriuConfig(workDir));
+  writeFileSync(
+    join(bin, 'criu'),
+    [
+      '#!/bin/sh',
+      '# Written by cloudlet lab up: this engine\'s CRIU runs with the configuration in',
+      `# ${etc} mounted over /etc/criu (see src/lab/engines.ts).`,
+      `exec unshare -m --propagation slave /bin/sh -c 'mount --bind "$0" /etc/criu && exec ${REAL_CRIU} "$@"' '${etc}' "$@"`,
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
+  return bin;
+}
+
+/** The CRIU >= 4.2 that set-up installs (a wrapper around its private prefix). */
+const REAL_CRIU = '/usr/local/sbin/criu';
+
 export async function startEngine(name: string, ns: string, layout: Omit<EngineInfo, 'pid'>): Promise<EngineInfo> {
   const home = join(layout.dataRoot, '..');
   mkdirSync(layout.dataRoot, { recursive: true });
@@ -33,6 +78,7 @@ export async function startEngine(name: string, ns: string, layout: Omit<EngineI
   // An empty config file of our own, so that a host-wide /etc/docker/daemon.json never applies.
   const configFile = join(home, 'daemon.json');
   writeFileSync(configFile, '{}\n');
+  const criuBin = installCriuWrapper(home, join(layout.xdgRuntimeDir, '..', 'criu-work'));
   // containerd unpacks checkpoints into $XDG_RUNTIME_DIR and never deletes them: the lab
   // gives it a dir on its scratch tmpfs, which `lab down` removes.
   const xdg = layout.xdgRuntimeDir;
@@ -51,7 +97,7 @@ export async function startEngine(name: string, ns: string, layout: Omit<EngineI
         '--cgroup-parent', layout.cgroupParent,
         '--experimental',
       ]),
-      { logFd, env: { PATH: ENGINE_PATH, XDG_RUNTIME_DIR: xdg, HOME: home } },
+      { logFd, env: { PATH: `${criuBin}:${ENGINE_PATH}`, XDG_RUNTIME_DIR: xdg, HOME: home } },
     );
   } finally {
     closeSync(logFd);

@@ -1,8 +1,11 @@
 // The lab: a real multi-cloudlet topology on one machine.
 //
-//   client ns ──┐                       each link: veth pair, shaped at both ends
-//   cloudlet a ─┼── router ns            (netem delay + tbf rate), addresses 10.250.K.0/24
+//   client ns ──┐                       each link: two TAPs joined by cl-wire (delay) and
+//   cloudlet a ─┼── router ns            shaped with tbf (rate), addresses 10.250.K.0/24
 //   cloudlet b ─┘                        (K = 0 for the client, 1.. for cloudlets)
+//
+// Services live on 10.240.0.0/16 (LAB_SERVICE_NETWORK), the same bridge network on every
+// engine; the router holds a /32 route per service address to the cloudlet hosting it.
 //
 // Every cloudlet namespace runs its own Docker engine and its own cloudletd. The host reaches
 // each cloudletd through a loopback port forwarded to the daemon's unix socket.
@@ -14,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { CloudletError, ConflictError, UsageError, errorMessage } from '../util/errors.js';
 import { run, spawnDetached } from '../util/exec.js';
 import type { DaemonConfigInput } from '../daemon/config.js';
+import type { ServiceNetworkConfigInput } from '../network/service-network.js';
 import { buildBaseImageArchives, loadImageArchive } from '../images/base-images.js';
 import { engineLayout, startEngine, stopEngine } from './engines.js';
 import { shapeRate, validateLink, writeDelayFile } from './link-shaping.js';
@@ -200,8 +204,24 @@ async function mountScratch(name: string): Promise<void> {
   mkdirSync(join(dir, 'cloudletd'), { recursive: true });
 }
 
+/**
+ * The lab's service network: 10.240.0.0/16 on every engine, cloudlet K hands out 10.240.K.x,
+ * and a service address is routed by the router to the cloudlet that announced it last.
+ */
+export const LAB_SERVICE_NETWORK = { name: 'cloudlet-svc', subnet: '10.240.0.0/16', gateway: '10.240.0.1' } as const;
+
+function serviceNetworkConfig(cl: LabCloudlet, state: LabState): ServiceNetworkConfigInput {
+  const k = state.cloudlets.indexOf(cl) + 1;
+  return {
+    ...LAB_SERVICE_NETWORK,
+    ipRange: `10.240.${k}.0/24`,
+    announce: ['ip', '-n', state.router.namespace, 'route', 'replace', '{address}/32', 'via', cl.address],
+  };
+}
+
 function daemonConfig(cl: LabCloudlet, state: LabState): DaemonConfigInput {
   return {
+    serviceNetwork: serviceNetworkConfig(cl, state),
     node: cl.name,
     listen: [{ host: cl.address, port: DAEMON_PORT }, { socket: cl.daemon.socket }],
     token: state.token,

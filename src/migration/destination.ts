@@ -10,6 +10,9 @@
 // Every step is journalled, so a restarted daemon knows which migrations it held.
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isIPv4 } from 'node:net';
+import { z } from 'zod';
+import type { ServiceNetwork } from '../network/service-network.js';
 import { ConflictError, CloudletError, NotFoundError, UsageError } from '../util/errors.js';
 import type { DockerEngine, ContainerCreateOptions } from '../engine/docker.js';
 import {
@@ -34,6 +37,11 @@ export interface PrepareRequest {
     imageName: string;
     createOptions: ContainerCreateOptions;
     volumes: string[];
+    /**
+     * The container's address on the service network: the twin gets it too, its established
+     * TCP connections are restored, and the destination announces it when it restores.
+     */
+    serviceAddress?: string | null;
   };
 }
 
@@ -47,6 +55,8 @@ export interface RoundResponse {
   fsMs: number;
   /** Final round only: engine start from the checkpoint, and the container's state after it. */
   restoreMs: number | null;
+  /** Routing the service address here, run alongside the restore (null: no service address). */
+  announceMs: number | null;
   running: boolean | null;
   /** Milestones from the round's first byte: everything received, filesystem applied, base ready. */
   receivedMs: number;
@@ -59,6 +69,7 @@ interface Incoming {
   from: string;
   name: string;
   twinId: string;
+  serviceAddress: string | null;
   upperDir: string;
   volumes: Map<string, string>;
   createdVolumes: string[];
@@ -80,6 +91,35 @@ export interface DestinationDeps {
   xdgRuntimeDir: string | null;
   /** Scratch space for staging (see DaemonConfig.scratchDir). */
   scratchDir: string;
+  serviceNetwork: ServiceNetwork | null;
+}
+
+// What a peer may ask for: names as Docker and our own id scheme allow them, a digest for
+// the image. createOptions is the source container's own configuration (an authenticated
+// peer's, passed to the engine's API as data, never to a shell).
+const DOCKER_NAME = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+const prepareSchema = z
+  .object({
+    id: z.string().regex(ID_RE, 'a migration id: lower-case letters, digits and dashes, 8..64'),
+    from: z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, 'a node name'),
+    container: z
+      .object({
+        name: z.string().regex(DOCKER_NAME, 'a container name'),
+        imageId: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'a sha256 digest'),
+        imageName: z.string().min(1).max(512),
+        createOptions: z.record(z.unknown()),
+        volumes: z.array(z.string().regex(DOCKER_NAME, 'a volume name')).max(256),
+      })
+      .passthrough(),
+  })
+  .passthrough();
+
+function parsePrepare(body: unknown): PrepareRequest {
+  const r = prepareSchema.safeParse(body);
+  if (!r.success) {
+    throw new UsageError(`invalid prepare request: ${r.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ')}`);
+  }
+  return r.data as unknown as PrepareRequest;
 }
 
 export class MigrationDestination {
@@ -91,8 +131,8 @@ export class MigrationDestination {
     return `cl-${id}`;
   }
 
-  async prepare(req: PrepareRequest): Promise<PrepareResponse> {
-    if (!ID_RE.test(req.id)) throw new UsageError(`invalid migration id '${req.id}'`);
+  async prepare(body: PrepareRequest): Promise<PrepareResponse> {
+    const req = parsePrepare(body);
     if (this.incoming.has(req.id)) throw new ConflictError(`migration ${req.id} is already prepared here`);
     const { engine, db } = this.deps;
     const c = req.container;
@@ -108,12 +148,22 @@ export class MigrationDestination {
         hint: 'remove or rename it there first',
       });
     }
+    const serviceAddress = c.serviceAddress ?? null;
+    if (serviceAddress !== null) {
+      if (!this.deps.serviceNetwork) {
+        throw new ConflictError(`the container has service address ${serviceAddress}, but this cloudlet has no service network`, {
+          hint: 'configure serviceNetwork (same name and subnet as the source) in cloudletd.json',
+        });
+      }
+      if (!isIPv4(serviceAddress)) throw new UsageError(`invalid service address '${serviceAddress}'`);
+    }
     db.insertMigration({ id: req.id, role: 'destination', container: c.name, fromNode: req.from, toNode: '', state: 'preparing', options: {} });
     const inc: Incoming = {
       id: req.id,
       from: req.from,
       name: c.name,
       twinId: '',
+      serviceAddress,
       upperDir: '',
       volumes: new Map(),
       createdVolumes: [],
@@ -220,6 +270,7 @@ export class MigrationDestination {
       let baseReadyMs: number | null = null;
 
       let restoreMs: number | null = null;
+      let announceMs: number | null = null;
       let running: boolean | null = null;
       let rebuildMs = 0;
       if (!final) {
@@ -238,11 +289,12 @@ export class MigrationDestination {
         // Waiting for the last base update counts as rebuilding: both are on the downtime path.
         rebuildMs = r.rebuildMs + (performance.now() - tWait - r.rebuildMs - r.restoreMs);
         restoreMs = r.restoreMs;
+        announceMs = r.announceMs;
         running = true;
       }
       await rm(roundDir, { recursive: true, force: true });
       inc.lastRound = index;
-      return { applyMs: performance.now() - t0, rebuildMs, fsMs, restoreMs, running, receivedMs, fsDoneMs, baseReadyMs };
+      return { applyMs: performance.now() - t0, rebuildMs, fsMs, restoreMs, announceMs, running, receivedMs, fsDoneMs, baseReadyMs };
     } finally {
       inc.busy = false;
     }
@@ -279,7 +331,7 @@ export class MigrationDestination {
     delta: Delta,
     smallDir: string,
     inject?: FaultPoint,
-  ): Promise<{ rebuildMs: number; restoreMs: number }> {
+  ): Promise<{ rebuildMs: number; restoreMs: number; announceMs: number | null }> {
     const { engine, dataRoot, xdgRuntimeDir } = this.deps;
     const name = this.checkpointName(inc.id);
     const t0 = performance.now();
@@ -300,14 +352,22 @@ export class MigrationDestination {
       throw new CloudletError('injected_fault', 'injected fault: the destination fails before the restore', { httpStatus: 500 });
     }
     const t1 = performance.now();
-    await engine.startFromCheckpoint(inc.twinId, name);
+    // The service address is routed here while the engine restores (the source's copy is
+    // gone since its final dump): packets that arrive before the restore ends are dropped,
+    // never answered with a reset, and the client retransmits them. Announced only after
+    // the dump succeeded (this is the final round), so a failed dump never strands traffic.
+    const svc = this.deps.serviceNetwork;
+    const announced = inc.serviceAddress !== null && svc ? svc.announce(inc.serviceAddress) : Promise.resolve(null);
+    const [restored, announceMs] = await Promise.allSettled([engine.startFromCheckpoint(inc.twinId, name), announced]);
+    if (restored.status === 'rejected') throw restored.reason;
+    if (announceMs.status === 'rejected') throw announceMs.reason;
     const after = await engine.inspectContainer(inc.twinId);
     if (!after.running) {
       throw new CloudletError('restore_failed', `the restored container ${inc.name} is not running after the start`, {
         context: { twinId: inc.twinId },
       });
     }
-    return { rebuildMs, restoreMs: performance.now() - t1 };
+    return { rebuildMs, restoreMs: performance.now() - t1, announceMs: announceMs.value };
   }
 
   /** The source removed its copy: the twin is now the service. Drop staging data. */

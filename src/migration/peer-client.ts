@@ -1,10 +1,12 @@
 // HTTP client from one cloudletd to a peer: JSON calls, and streaming uploads for rounds.
 // Uses node:http directly (not fetch) so that a round's body is streamed with backpressure
 // and the upload's progress and duration can be measured.
-import { request, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ApiError, errorMessage } from '../util/errors.js';
+import { httpsOptionsFor, tlsHint } from '../daemon/tls.js';
 
 export class PeerClient {
   constructor(
@@ -57,19 +59,21 @@ export class PeerClient {
     method: string,
     path: string,
     headers: Record<string, string> | null,
-    write: (req: ReturnType<typeof request>) => Promise<void>,
+    write: (req: ReturnType<typeof httpRequest>) => Promise<void>,
   ): Promise<IncomingMessage> {
     const url = this.url(path);
     return new Promise((resolve, reject) => {
-      const req = request(url, {
+      const opts = {
         method,
         headers: { authorization: `Bearer ${this.token}`, ...(headers ?? {}) },
         timeout: this.timeoutMs,
-      });
+      };
+      // https peers: certificate verified against the deployment's CA (daemon/tls.ts).
+      const req = url.startsWith('https:') ? httpsRequest(url, { ...opts, ...httpsOptionsFor(url) }) : httpRequest(url, opts);
       req.on('response', resolve);
       req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
       req.on('error', (err) =>
-        reject(new ApiError(url, 0, `peer ${this.baseUrl} unreachable: ${errorMessage(err)}`, { code: 'peer_unreachable', cause: err })),
+        reject(new ApiError(url, 0, `peer ${this.baseUrl} unreachable: ${errorMessage(err)}`, { code: 'peer_unreachable', cause: err, hint: tlsHint(err) })),
       );
       write(req).catch((err: unknown) => {
         req.destroy(err as Error);

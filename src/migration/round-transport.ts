@@ -43,11 +43,28 @@ export async function sendRound<T>(peer: PeerClient, path: string, artifacts: re
   return { response: uploaded.response, rawBytes, sentBytes, sendMs: uploaded.uploadMs };
 }
 
-/** Decodes a round's stream; yields each artifact once its sha256 and size are verified. */
-export async function* receiveRound(body: AsyncIterable<Buffer | Uint8Array | string>): AsyncGenerator<ReceivedArtifact> {
+/** What one round may weigh (DaemonConfig.limits): as sent, and per artifact once decoded. */
+export interface RoundLimits {
+  roundBytes: number;
+  roundArtifactBytes: number;
+}
+
+/**
+ * Decodes a round's stream; yields each artifact once its sha256 and size are verified.
+ * Artifacts are held in memory whole: the limits keep a sender from exhausting it.
+ */
+export async function* receiveRound(
+  body: AsyncIterable<Buffer | Uint8Array | string>,
+  limits: RoundLimits = { roundBytes: 4 * 2 ** 30, roundArtifactBytes: 2 ** 32 },
+): AsyncGenerator<ReceivedArtifact> {
   let name: string | null = null;
   let chunks: Buffer[] = [];
-  for await (const ev of new FrameReader(body)) {
+  const reader = new FrameReader(body, {
+    maxStreamBytes: limits.roundBytes,
+    maxArtifactBytes: limits.roundArtifactBytes,
+    limitNames: { stream: 'limits.roundBytes', artifact: 'limits.roundArtifactBytes' },
+  });
+  for await (const ev of reader) {
     if (ev.type === 'begin') {
       name = ev.artifact.name;
       chunks = [];

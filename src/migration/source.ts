@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage } from '../util/errors.js';
 import type { DockerEngine, ContainerDetails, RestartPolicy } from '../engine/docker.js';
 import { runcCheckpoint } from '../engine/runc.js';
+import type { ServiceNetwork } from '../network/service-network.js';
 import { installCheckpoint, pruneContainerdCheckpointCopies, removeInstalledCheckpoint } from '../engine/checkpoint-install.js';
 import { encodeDeltaChunks, type Delta } from '../checkpoint/delta.js';
 import { startDumpAndDelta } from '../checkpoint/stream-delta.js';
@@ -28,6 +29,7 @@ import { sendRound, pickCodec, type OutgoingArtifact } from './round-transport.j
 import type { MigrationReport, MigrationRequest, RoundReport } from './types.js';
 import { shipImageIfMissing } from './image-ship.js';
 import type { PrepareRequest, PrepareResponse, RoundResponse } from './destination.js';
+import { migrationEvents } from '../daemon/events.js';
 
 export interface SourceDeps {
   node: string;
@@ -41,6 +43,8 @@ export interface SourceDeps {
   scratchDir: string;
   peers: { name: string; url: string }[];
   token: string;
+  /** Containers on it keep their address and established TCP connections (see ServiceNetwork). */
+  serviceNetwork: ServiceNetwork | null;
 }
 
 interface Running {
@@ -98,6 +102,8 @@ export class MigrationSource {
       downtimeMs: null,
       imageShipped: null,
       restoreMs: null,
+      serviceAddress: this.deps.serviceNetwork?.addressOf(details) ?? null,
+      announceMs: null,
       bytesSent: 0,
       destinationContainerId: null,
       warnings: [],
@@ -175,6 +181,7 @@ export class MigrationSource {
       report: entry.report as unknown as Record<string, unknown>,
       error: entry.report.error?.message ?? null,
     });
+    migrationEvents.publish(entry.report); // live progress (dashboard's server-sent events)
   }
 
   private async run(entry: Running, req: MigrationRequest, details: ContainerDetails, peer: PeerClient): Promise<MigrationReport> {
@@ -203,6 +210,7 @@ export class MigrationSource {
           imageName: details.imageName,
           createOptions: details.createOptions,
           volumes: volumes.map((v) => v.name),
+          serviceAddress: report.serviceAddress,
         },
       };
       // The destination gets the layers of the image it lacks (overlay), before the twin is made.
@@ -275,6 +283,7 @@ export class MigrationSource {
       const downtimeMs = performance.now() - freezeAt;
       report.downtimeMs = Math.round(downtimeMs);
       report.restoreMs = fin.response.restoreMs === null ? null : Math.round(fin.response.restoreMs);
+      report.announceMs = fin.response.announceMs === null ? null : Math.round(fin.response.announceMs);
       // The handoff is complete when the twin runs: the total stops here; removing the
       // source copy and the staging data (commit) is reported apart.
       report.totalMs = Math.round(performance.now() - t0);
@@ -363,6 +372,10 @@ export class MigrationSource {
                 imageDir: dumpDir,
                 workDir: join(roundDir, 'work'),
                 leaveRunning: !final,
+                // A service-network container keeps its address: its connections move with it.
+                // Connections not yet accepted cannot be dumped: their clients reconnect.
+                tcpEstablished: report.serviceAddress !== null,
+                skipInFlight: report.serviceAddress !== null,
               });
             } catch (err) {
               await frozen?.thaw();
@@ -508,6 +521,15 @@ export class MigrationSource {
         }
       } catch (err) {
         notes.push(`FAILED to restore the source container: ${errorMessage(err)}`);
+      }
+    }
+    // The destination may have routed the address to itself during its restore: take it back.
+    if (frozen && report.serviceAddress && this.deps.serviceNetwork) {
+      try {
+        await this.deps.serviceNetwork.announce(report.serviceAddress);
+        notes.push(`service address ${report.serviceAddress} routed back here`);
+      } catch (err) {
+        notes.push(`FAILED to route ${report.serviceAddress} back here: ${errorMessage(err)}`);
       }
     }
     return notes;

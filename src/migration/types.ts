@@ -90,6 +90,10 @@ export interface MigrationReport {
   downtimeMs: number | null;
   /** Restore at the destination (engine start from checkpoint), part of the downtime. */
   restoreMs: number | null;
+  /** The container's address on the service network (kept by the handoff), or null. */
+  serviceAddress: string | null;
+  /** Routing the service address to the destination (alongside its restore). */
+  announceMs: number | null;
   /**
    * The container's image, when the destination lacked it: only the layers it was missing
    * (an overlay on its best base; the whole image when it had none), its time part of totalMs.

@@ -21,7 +21,8 @@ export class TransferError extends CloudletError {
     super(`transfer_${kind}`, message, {
       context: opts.context ?? {},
       cause: opts.cause,
-      httpStatus: 422,
+      // A stream over the receiver's size limits is refused as too large, not as malformed.
+      httpStatus: kind === 'oversize' || kind === 'bomb' ? 413 : 422,
       hint:
         kind === 'source'
           ? undefined

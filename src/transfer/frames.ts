@@ -373,6 +373,10 @@ export interface FrameReaderOptions {
   maxBlockSize?: number;
   /** Largest raw artifact accepted. Default 64 GiB. */
   maxArtifactBytes?: number;
+  /** Largest whole stream accepted, as sent (wire bytes). Default: unbounded. */
+  maxStreamBytes?: number;
+  /** Names the limits in 'oversize' errors (e.g. the config keys they come from). */
+  limitNames?: { stream?: string; artifact?: string };
   /** DATA blocks decompressed at once, yielded in order. Default 2. */
   concurrency?: number;
 }
@@ -416,6 +420,8 @@ export class FrameReader implements AsyncIterable<TransferEvent> {
   private readonly maxBlock: number;
   private readonly maxFrame: number;
   private readonly maxArtifact: number;
+  private readonly maxStream: number;
+  private readonly limitNames: { stream?: string; artifact?: string };
   private readonly concurrency: number;
   private iterated = false;
   private sourceIt: AsyncIterator<unknown> | undefined;
@@ -427,6 +433,8 @@ export class FrameReader implements AsyncIterable<TransferEvent> {
     this.maxBlock = opts.maxBlockSize ?? MAX_BLOCK_SIZE;
     this.maxFrame = opts.maxFrameSize ?? this.maxBlock + 4;
     this.maxArtifact = opts.maxArtifactBytes ?? 64 * 2 ** 30;
+    this.maxStream = opts.maxStreamBytes ?? Number.POSITIVE_INFINITY;
+    this.limitNames = opts.limitNames ?? {};
     this.concurrency = Math.max(1, opts.concurrency ?? 2);
   }
 
@@ -446,6 +454,11 @@ export class FrameReader implements AsyncIterable<TransferEvent> {
       if (r.done) return false;
       const v = r.value as Buffer | Uint8Array | string;
       this.q.push(typeof v === 'string' ? Buffer.from(v, 'latin1') : Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+      // Checked as bytes arrive: a sender cannot make us buffer past the limit.
+      if (this.offset + this.q.length > this.maxStream) {
+        const named = this.limitNames.stream ? ` (${this.limitNames.stream})` : '';
+        throw this.err('oversize', `stream exceeds the limit of ${this.maxStream} bytes${named}`, { limit: this.maxStream });
+      }
     }
     return true;
   }
@@ -602,7 +615,8 @@ export class FrameReader implements AsyncIterable<TransferEvent> {
           throw this.frameErr(f, 'bad_frame', `artifact '${name}' has an invalid rawSize ${JSON.stringify(rawSize)}`, { artifact: name });
         }
         if (rawSize !== null && rawSize > this.maxArtifact) {
-          throw this.frameErr(f, 'oversize', `artifact '${name}' of ${rawSize} bytes exceeds the limit of ${this.maxArtifact}`, { artifact: name });
+          const named = this.limitNames.artifact ? ` (${this.limitNames.artifact})` : '';
+          throw this.frameErr(f, 'oversize', `artifact '${name}' of ${rawSize} bytes exceeds the limit of ${this.maxArtifact} bytes${named}`, { artifact: name, limit: this.maxArtifact });
         }
         names.add(name);
         const header: ArtifactHeader = { name, codec, rawSize: rawSize ?? null };

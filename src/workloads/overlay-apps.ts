@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { imageIdOfConfig, imageConfigJson, writeImageArchive, type LayerFile } from '../images/archive.js';
 import { buildBaseImageArchives, NODE_IMAGE } from '../images/base-images.js';
 import { sha256File, sortedTree, writeDeterministicTar } from '../images/det-tar.js';
+import { HANDOFF_SERVICE_SCRIPT } from './handoff-service.js';
 
 export interface AppSpec {
   /** repo:tag of the app image. */
@@ -23,9 +24,13 @@ export interface AppSpec {
   /** Fraction (0..1) of each file that is random bytes; the rest is compressible text. */
   randomFraction: number;
   seed: number;
+  /** /app/server.js of the image (default APP_SERVER_JS). */
+  serverJs?: string;
 }
 
 export const LARGE_APP: AppSpec = { name: 'cloudlet-bench/app-large:1', files: 200, fileBytes: 1 << 20, randomFraction: 0.35, seed: 1 };
+/** The service of network handoffs (src/workloads/handoff-service.ts) as an app on the node base. */
+export const HANDOFF_APP: AppSpec = { name: 'cloudlet/handoff-service:1', files: 0, fileBytes: 0, randomFraction: 0, seed: 3, serverJs: HANDOFF_SERVICE_SCRIPT };
 export const SMALL_APP: AppSpec = { name: 'cloudlet-bench/app-small:1', files: 8, fileBytes: 256 << 10, randomFraction: 0.35, seed: 2 };
 
 export interface AppArchive {
@@ -105,7 +110,7 @@ export async function buildAppArchive(cacheDir: string, spec: AppSpec): Promise<
     const root = join(stage, 'rootfs');
     await mkdir(join(root, 'app', 'data'), { recursive: true });
     for (const d of [join(root, 'app'), join(root, 'app', 'data')]) await chmod(d, 0o755);
-    await writeFile(join(root, 'app', 'server.js'), APP_SERVER_JS);
+    await writeFile(join(root, 'app', 'server.js'), spec.serverJs ?? APP_SERVER_JS);
     await chmod(join(root, 'app', 'server.js'), 0o644);
     for (let i = 0; i < spec.files; i++) {
       const f = join(root, 'app', 'data', `part-${String(i).padStart(4, '0')}.bin`);

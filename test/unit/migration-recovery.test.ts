@@ -25,6 +25,7 @@ test('in-flight source migrations are marked failed; finished ones are left alon
       scratchDir: dir,
       peers: [],
       token: 'x'.repeat(16),
+      serviceNetwork: null,
     });
     const notes = source.recoverAfterRestart();
     assert.equal(notes.length, 1);

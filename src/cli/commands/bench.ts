@@ -5,6 +5,8 @@ import { UsageError } from '../../util/errors.js';
 import { runMigrateBench } from '../../bench/migrate.js';
 import { migrateBenchMarkdown } from '../../bench/migrate-report.js';
 import { runOverlayBench } from '../../bench/overlay.js';
+import { runHandoffBench } from '../../bench/handoff.js';
+import { handoffReportText } from '../../bench/handoff-report.js';
 import { parseCodec } from '../../transfer/codecs.js';
 import { action, printJson, printTable, progress, requireRoot } from '../output.js';
 
@@ -49,6 +51,28 @@ export function registerBenchCommands(program: Command): void {
           );
         }
         return 0;
+      }),
+    );
+
+  bench
+    .command('handoff')
+    .description('network handoff as the user sees it: a client keeps TCP and HTTP keep-alive sessions through a live migration, and through a walk from cell a to cell b')
+    .option('--scenario <name>', 'direct, mobility or all', 'all')
+    .option('--interval <ms>', 'a client request every (per session)', '20')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (opts: { scenario: string; interval: string; json?: boolean }) => {
+        requireRoot('benchmarks on the lab');
+        const scenarios = opts.scenario === 'all' ? (['direct', 'mobility'] as const) : [opts.scenario];
+        for (const s of scenarios) {
+          if (s !== 'direct' && s !== 'mobility') throw new UsageError(`--scenario must be direct, mobility or all (got ${opts.scenario})`);
+        }
+        const intervalMs = Number(opts.interval);
+        if (!(Number.isInteger(intervalMs) && intervalMs >= 5 && intervalMs <= 10_000)) throw new UsageError(`--interval must be 5..10000 ms (got ${opts.interval})`);
+        const r = await runHandoffBench({ scenarios: scenarios as ('direct' | 'mobility')[], intervalMs, progress });
+        if (opts.json) printJson(r);
+        else process.stdout.write(handoffReportText(r));
+        return r.tcpConnectionSurvived && r.httpKeepAliveSurvived && r.messagesLost === 0 ? 0 : 1;
       }),
     );
 

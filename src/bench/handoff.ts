@@ -1,0 +1,488 @@
+// `cloudlet bench handoff`: the network handoff as the user sees it. A service provisioned
+// from an overlay on the service network, a client in the lab's client namespace holding one
+// raw TCP session and one HTTP keep-alive session to it, then either
+//   direct   - one live migration a -> b while the client talks, or
+//   mobility - the user walks from cloudlet a's cell to b's (the lab changes link latencies
+//              along a scripted path), the handoff policy decides when the service follows.
+// Everything reported comes from the client's own report and the daemons' migration reports.
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CloudletError, UsageError, errorMessage } from '../util/errors.js';
+import { DockerEngine } from '../engine/docker.js';
+import { CloudletClient } from '../cli/client.js';
+import { IMAGE_CACHE_DIR, setLink } from '../lab/lab.js';
+import { nsRun } from '../lab/netns.js';
+import { labDir, readLabState, type LabCloudlet, type LabState, type LinkSpec } from '../lab/state.js';
+import { createOverlay } from '../images/overlay-create.js';
+import { uploadFile } from '../images/overlay-upload.js';
+import { NODE_IMAGE, loadImageArchive } from '../images/base-images.js';
+import { buildAppArchive, HANDOFF_APP } from '../workloads/overlay-apps.js';
+import { HandoffPolicy, DEFAULT_HANDOFF_POLICY, type HandoffPolicyOptions } from '../mobility/policy.js';
+import type { ClientReport, SessionReport } from '../client/types.js';
+import type { MigrationReport } from '../migration/types.js';
+import { OVERLAY_CONTENT_TYPE, type ServiceReply } from '../daemon/routes-overlays.js';
+
+const CLI_MAIN = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'cli', 'main.js');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The client may see the service silent for the downtime plus one retransmission's slack. */
+export const GAP_SLACK_MS = 300;
+
+export interface ProvisionedService {
+  node: string;
+  container: string;
+  address: string;
+  overlay: string;
+  overlayBytes: number;
+  reply: ServiceReply;
+}
+
+function cloudlet(lab: LabState, name: string): LabCloudlet {
+  const cl = lab.cloudlets.find((c) => c.name === name);
+  if (!cl) throw new UsageError(`no cloudlet '${name}' in the lab`, { hint: `cloudlets: ${lab.cloudlets.map((c) => c.name).join(', ')}` });
+  return cl;
+}
+
+function api(lab: LabState, name: string, timeoutMs = 10 * 60_000): CloudletClient {
+  return new CloudletClient(cloudlet(lab, name).daemon.apiUrl, lab.token, { timeoutMs });
+}
+
+export function labOrThrow(): LabState {
+  const lab = readLabState(labDir());
+  if (!lab) throw new UsageError('the lab is not up', { hint: 'run `cloudlet lab up` first' });
+  return lab;
+}
+
+/**
+ * The handoff service as a user would get it: its app image is made into an overlay on the
+ * node base (on `node`'s engine, where the app was built), pushed to `node` and started there
+ * by a first request, on the service network.
+ */
+export async function provisionHandoffService(
+  lab: LabState,
+  node: string,
+  name: string,
+  opts: { env?: string[]; progress?: (m: string) => void } = {},
+): Promise<ProvisionedService> {
+  const progress = opts.progress ?? (() => undefined);
+  const cl = cloudlet(lab, node);
+  const engine = new DockerEngine(cl.engine.socket, { timeoutMs: 120_000 });
+  await removeService(lab, name);
+  const app = await buildAppArchive(IMAGE_CACHE_DIR, HANDOFF_APP);
+  if (!(await engine.imageExists(app.imageId))) await loadImageArchive(cl.engine.socket, app.archivePath);
+  const dir = await mkdtemp(join(os.tmpdir(), 'cloudlet-handoff-'));
+  try {
+    const file = join(dir, 'handoff-service.ovl');
+    const created = await createOverlay({ engine, base: NODE_IMAGE, app: HANDOFF_APP.name, out: file, codec: 'zstd' });
+    const bytes = (await stat(file)).size;
+    progress(`overlay ${created.id}: ${(bytes / 1e3).toFixed(1)} kB (app ${HANDOFF_APP.name} on ${NODE_IMAGE})`);
+    const pushed = await uploadFile<{ id: string }>({
+      url: cl.daemon.apiUrl,
+      token: lab.token,
+      file,
+      path: '/v1/overlays',
+      method: 'PUT',
+      contentType: OVERLAY_CONTENT_TYPE,
+    });
+    // The app image was built on this engine: remove it so the first request synthesizes it.
+    await engine.removeImage(app.imageId, { force: true });
+    const reply = await api(lab, node).post<ServiceReply>('/v1/services', { overlay: pushed.body.id, name, env: opts.env ?? [] });
+    if (!reply.address) throw new CloudletError('no_service_address', `service ${name} on ${node} got no address on the service network`);
+    progress(`service ${name} on ${node} at ${reply.address} (first request ${reply.timings.totalMs} ms: synthesis ${reply.timings.decompressMs + reply.timings.loadMs} ms)`);
+    return { node, container: name, address: reply.address, overlay: pushed.body.id, overlayBytes: bytes, reply };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Removes the service's container from every cloudlet of the lab (it may have moved). */
+export async function removeService(lab: LabState, name: string): Promise<void> {
+  for (const cl of lab.cloudlets) {
+    const engine = new DockerEngine(cl.engine.socket, { timeoutMs: 60_000 });
+    if (await engine.containerExists(name)) await engine.removeContainer(name, { force: true });
+  }
+}
+
+export interface RunningClient {
+  pid: number;
+  ready: Promise<void>;
+  /** Stops the client (SIGINT: it finishes its report) and returns the report. */
+  stop: () => Promise<ClientReport>;
+}
+
+/** `cloudlet client` in the lab's client namespace, as a child process we own. */
+export async function startLabClient(target: string, opts: { durationMs: number; intervalMs: number }): Promise<RunningClient> {
+  const dir = await mkdtemp(join(os.tmpdir(), 'cloudlet-client-'));
+  const readyFile = join(dir, 'ready');
+  const args = [
+    CLI_MAIN, 'client', '--target', target, '--in-lab', '--json', '--timeline',
+    '--duration', `${opts.durationMs}ms`, '--interval', `${opts.intervalMs}ms`, '--ready-file', readyFile,
+  ];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  let done = false;
+  void exited.then(() => (done = true));
+  const ready = (async () => {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (await stat(readyFile).then(() => true, () => false)) return;
+      if (done) throw new CloudletError('client_failed', `the client exited before it was ready: ${stderr.trim().slice(-500)}`);
+      if (Date.now() > deadline) throw new CloudletError('client_failed', `the client was not ready within 20 s: ${stderr.trim().slice(-500)}`);
+      await sleep(50);
+    }
+  })();
+  const stop = async (): Promise<ClientReport> => {
+    if (!done && child.pid) process.kill(child.pid, 'SIGINT');
+    const timer = setTimeout(() => child.pid && !done && process.kill(child.pid, 'SIGKILL'), 15_000);
+    const code = await exited;
+    clearTimeout(timer);
+    await rm(dir, { recursive: true, force: true });
+    try {
+      return JSON.parse(stdout) as ClientReport;
+    } catch {
+      throw new CloudletError('client_failed', `the client exited ${code} without a report: ${stderr.trim().slice(-500)}`);
+    }
+  };
+  if (!child.pid) throw new CloudletError('client_failed', 'could not start the client');
+  return { pid: child.pid, ready, stop };
+}
+
+async function migrate(lab: LabState, from: string, to: string, container: string): Promise<MigrationReport> {
+  return api(lab, from).post<MigrationReport>('/v1/migrations?wait=1', { container, to });
+}
+
+/** Which cloudlet the router sends the service address to (lab router's /32 route). */
+export async function routedTo(lab: LabState, address: string): Promise<string | null> {
+  const { stdout } = await nsRun(lab.router.namespace, 'ip', ['-json', 'route', 'show', `${address}/32`]);
+  const via = (JSON.parse(stdout || '[]') as { gateway?: string }[])[0]?.gateway;
+  return lab.cloudlets.find((c) => c.address === via)?.name ?? null;
+}
+
+export interface SessionOutcome {
+  survived: boolean;
+  sent: number;
+  answered: number;
+  lost: number;
+  reconnects: number;
+  errors: number;
+  largestGapMs: number | null;
+  servedContinuous: boolean;
+}
+
+function outcome(s: SessionReport | undefined): SessionOutcome | null {
+  if (!s) return null;
+  return {
+    survived: s.survived && s.served.continuous,
+    sent: s.sent,
+    answered: s.answered,
+    lost: s.lost,
+    reconnects: s.reconnects,
+    errors: s.errors.length,
+    largestGapMs: s.largestGap?.ms ?? null,
+    servedContinuous: s.served.continuous,
+  };
+}
+
+export interface HandoffSummary {
+  tcpConnectionSurvived: boolean;
+  httpKeepAliveSurvived: boolean;
+  /** The longest silence either session saw. */
+  clientGapMs: number | null;
+  downtimeMs: number | null;
+  /** clientGapMs <= downtimeMs + GAP_SLACK_MS. */
+  gapWithinDowntimePlusSlack: boolean;
+  messagesLost: number;
+  tcp: SessionOutcome | null;
+  http: SessionOutcome | null;
+}
+
+export function summarize(client: ClientReport, migrations: MigrationReport[]): HandoffSummary {
+  const tcp = outcome(client.sessions.tcp);
+  const http = outcome(client.sessions.http);
+  const gaps = [tcp?.largestGapMs, http?.largestGapMs].filter((g): g is number => typeof g === 'number');
+  const clientGapMs = gaps.length ? Math.max(...gaps) : null;
+  const downs = migrations.map((m) => m.downtimeMs).filter((d): d is number => d !== null);
+  const downtimeMs = downs.length ? Math.max(...downs) : null;
+  return {
+    tcpConnectionSurvived: tcp?.survived ?? false,
+    httpKeepAliveSurvived: http?.survived ?? false,
+    clientGapMs,
+    downtimeMs,
+    gapWithinDowntimePlusSlack: clientGapMs !== null && downtimeMs !== null && clientGapMs <= downtimeMs + GAP_SLACK_MS,
+    messagesLost: (tcp?.lost ?? 0) + (http?.lost ?? 0),
+    tcp,
+    http,
+  };
+}
+
+export interface DirectHandoffResult {
+  scenario: 'direct';
+  service: Omit<ProvisionedService, 'reply'> & { firstRequestMs: number };
+  migration: MigrationReport;
+  routedTo: string | null;
+  summary: HandoffSummary;
+  client: ClientReport;
+}
+
+/** One live migration from -> to while the client talks to the service. */
+export async function runDirectHandoff(
+  lab: LabState,
+  opts: { from: string; to: string; intervalMs: number; progress: (m: string) => void },
+): Promise<DirectHandoffResult> {
+  const name = 'handoff-svc';
+  const svc = await provisionHandoffService(lab, opts.from, name, { progress: opts.progress });
+  const client = await startLabClient(svc.address, { durationMs: 120_000, intervalMs: opts.intervalMs });
+  let migration: MigrationReport | null = null;
+  let report: ClientReport;
+  try {
+    await client.ready;
+    opts.progress(`client connected to ${svc.address} (tcp :7000, http :8080), a request every ${opts.intervalMs} ms per session`);
+    await sleep(2000);
+    opts.progress(`migrating ${name} ${opts.from} -> ${opts.to} while the client talks`);
+    migration = await migrate(lab, opts.from, opts.to, name);
+    opts.progress(`migration ${migration.state}: total ${migration.totalMs} ms, downtime ${migration.downtimeMs} ms`);
+    await sleep(2000);
+  } finally {
+    report = await client.stop();
+    await removeService(lab, name).catch((err: unknown) => opts.progress(`could not remove ${name}: ${errorMessage(err)}`));
+  }
+  if (migration.state !== 'done') {
+    throw new CloudletError('handoff_failed', `migration ${opts.from} -> ${opts.to} ended ${migration.state}: ${migration.error?.message ?? ''}`);
+  }
+  const { reply, ...service } = svc;
+  return {
+    scenario: 'direct',
+    service: { ...service, firstRequestMs: reply.timings.totalMs },
+    migration,
+    routedTo: await routedTo(lab, svc.address),
+    summary: summarize(report, [migration]),
+    client: report,
+  };
+}
+
+export interface PathStep {
+  /** How long the user stays at this point of the path. */
+  holdMs: number;
+  /** One-way latency of each cloudlet's link while there (the user's distance to its cell). */
+  latency: Record<string, string>;
+  label: string;
+}
+
+/** The user starts in a's cell, wanders between the cells (no move wanted), ends in b's. */
+export function defaultPath(near = '1ms', far = '20ms'): PathStep[] {
+  return [
+    { label: `near a`, holdMs: 4000, latency: { a: near, b: far } },
+    { label: 'between cells, a slightly closer', holdMs: 1500, latency: { a: '9ms', b: '11ms' } },
+    { label: 'between cells, b slightly closer', holdMs: 1500, latency: { a: '11ms', b: '9ms' } },
+    { label: 'between cells, a slightly closer', holdMs: 1500, latency: { a: '9ms', b: '11ms' } },
+    { label: `near b`, holdMs: 12_000, latency: { a: far, b: near } },
+  ];
+}
+
+export interface MobilityEvent {
+  atMs: number;
+  what: string;
+}
+
+export interface MobilityResult {
+  scenario: 'mobility';
+  policy: HandoffPolicyOptions;
+  path: PathStep[];
+  service: Omit<ProvisionedService, 'reply'> & { firstRequestMs: number };
+  migrations: MigrationReport[];
+  /** Where the service ran after the path: the cloudlet it moved to, the router's route. */
+  finalNode: string;
+  routedTo: string | null;
+  /** Client request latency (median, ms) near a before the move and near b after it. */
+  rttNearStartMs: number | null;
+  rttNearEndMs: number | null;
+  events: MobilityEvent[];
+  summary: HandoffSummary;
+  client: ClientReport;
+}
+
+/** RTT from the client's namespace to a cloudlet (one ICMP echo), or null without an answer. */
+async function probeRtt(lab: LabState, cl: LabCloudlet): Promise<number | null> {
+  const r = await nsRun(lab.client.namespace, 'ping', ['-n', '-c', '1', '-W', '1', cl.address]).catch(() => null);
+  const m = r ? /time=([\d.]+) ms/.exec(r.stdout) : null;
+  return m ? Number(m[1]) : null;
+}
+
+function median(xs: number[]): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/**
+ * The user walks along `path`; every `probeMs` the client's RTT to each cloudlet is measured
+ * and fed to the handoff policy, which decides when the service follows. The links are put
+ * back as they were afterwards.
+ */
+export async function runMobility(
+  lab: LabState,
+  opts: { path: PathStep[]; policy: HandoffPolicyOptions; intervalMs: number; probeMs: number; progress: (m: string) => void },
+): Promise<MobilityResult> {
+  const [a] = lab.cloudlets;
+  if (!a || lab.cloudlets.length < 2) throw new UsageError('the mobility scenario needs a lab of at least two cloudlets');
+  const name = 'mobile-svc';
+  const original = new Map<string, LinkSpec>(lab.cloudlets.map((c) => [c.name, { ...c.link }]));
+  const events: MobilityEvent[] = [];
+  const migrations: MigrationReport[] = [];
+  const t0 = performance.now();
+  const log = (what: string) => {
+    const atMs = Math.round(performance.now() - t0);
+    events.push({ atMs, what });
+    opts.progress(`[${(atMs / 1000).toFixed(1)} s] ${what}`);
+  };
+  const setLatencies = async (latency: Record<string, string>) => {
+    for (const [node, l] of Object.entries(latency)) {
+      const cl = cloudlet(lab, node);
+      await setLink(lab, node, { bandwidth: cl.link.bandwidth, latency: l });
+    }
+  };
+
+  await setLatencies(opts.path[0]!.latency);
+  const svc = await provisionHandoffService(lab, a.name, name, { progress: opts.progress });
+  let current = a.name;
+  const totalMs = opts.path.reduce((s, p) => s + p.holdMs, 0);
+  const client = await startLabClient(svc.address, { durationMs: totalMs + 60_000, intervalMs: opts.intervalMs });
+  let report: ClientReport;
+  let clientStart = 0;
+  let pathStart = 0;
+  try {
+    await client.ready;
+    clientStart = performance.now();
+    log(`client connected to ${svc.address} on ${current}`);
+    pathStart = performance.now();
+    const policy = new HandoffPolicy(opts.policy);
+    let pending: Promise<void> | null = null;
+    let failure: unknown = null;
+    for (const step of opts.path) {
+      await setLatencies(step.latency);
+      log(`user ${step.label}: ${Object.entries(step.latency).map(([n, l]) => `${n} ${l}`).join(', ')}`);
+      const until = performance.now() + step.holdMs;
+      while (performance.now() < until) {
+        const probeStart = performance.now();
+        const rtts: Record<string, number> = {};
+        for (const cl of lab.cloudlets) {
+          const rtt = await probeRtt(lab, cl);
+          if (rtt !== null) rtts[cl.name] = rtt;
+        }
+        if (!pending) {
+          const d = policy.observe({ atMs: performance.now() - t0, rttMs: rtts }, current);
+          if (d.move) {
+            const from = current;
+            log(`policy: migrate ${from} -> ${d.to} (${d.reason})`);
+            pending = migrate(lab, from, d.to, name).then(
+              (m) => {
+                migrations.push(m);
+                if (m.state === 'done') current = d.to;
+                log(`migration ${from} -> ${d.to} ${m.state}: total ${m.totalMs} ms, downtime ${m.downtimeMs} ms`);
+                pending = null;
+              },
+              (err: unknown) => {
+                failure = err;
+                pending = null;
+              },
+            );
+          }
+        }
+        if (failure) throw failure;
+        await sleep(Math.max(0, opts.probeMs - (performance.now() - probeStart)));
+      }
+    }
+    if (pending) await pending;
+    if (failure) throw failure;
+  } finally {
+    report = await client.stop();
+    await setLatencies(Object.fromEntries([...original].map(([n, l]) => [n, l.latency]))).catch((err: unknown) =>
+      opts.progress(`could not put the links back: ${errorMessage(err)}`),
+    );
+    await removeService(lab, name).catch((err: unknown) => opts.progress(`could not remove ${name}: ${errorMessage(err)}`));
+  }
+  // RTT the user saw: the client's request latencies in the first step (near a) and in the
+  // last seconds of the path (near b, after the move). Sample times are the client's (ms
+  // since its start); its readyAtMs is when we saw it ready (clientStart).
+  const samples = report.sessions.tcp?.samples ?? [];
+  const offset = clientStart - pathStart - (report.readyAtMs ?? 0);
+  const firstStepEnd = opts.path[0]!.holdMs;
+  const lastStart = totalMs - Math.min(3000, opts.path[opts.path.length - 1]!.holdMs);
+  const lat = (from: number, to: number) =>
+    median(samples.filter((s) => s.latencyMs !== null && s.sentAtMs + offset >= from && s.sentAtMs + offset < to).map((s) => s.latencyMs!));
+  const { reply, ...service } = svc;
+  return {
+    scenario: 'mobility',
+    policy: opts.policy,
+    path: opts.path,
+    service: { ...service, firstRequestMs: reply.timings.totalMs },
+    migrations,
+    finalNode: current,
+    routedTo: await routedTo(lab, svc.address),
+    rttNearStartMs: lat(0, firstStepEnd),
+    rttNearEndMs: lat(lastStart, totalMs),
+    events,
+    summary: summarize(report, migrations),
+    client: report,
+  };
+}
+
+export interface HandoffBenchResult {
+  bench: 'handoff';
+  date: string;
+  machine: { cores: number; memoryGiB: number; kernel: string };
+  links: Record<string, string>;
+  direct: DirectHandoffResult | null;
+  mobility: MobilityResult | null;
+  /** Issue 5's headline fields, from the direct handoff (or the mobility run alone). */
+  tcpConnectionSurvived: boolean;
+  httpKeepAliveSurvived: boolean;
+  clientGapMs: number | null;
+  downtimeMs: number | null;
+  messagesLost: number;
+}
+
+export async function runHandoffBench(opts: {
+  scenarios: ('direct' | 'mobility')[];
+  intervalMs: number;
+  policy?: HandoffPolicyOptions;
+  progress: (m: string) => void;
+}): Promise<HandoffBenchResult> {
+  const lab = labOrThrow();
+  const links = Object.fromEntries([lab.client, ...lab.cloudlets].map((h) => [h.name, `${h.link.bandwidth}/${h.link.latency}`]));
+  const [a, b] = lab.cloudlets;
+  if (!a || !b) throw new UsageError('the handoff bench needs a lab of at least two cloudlets');
+  const direct = opts.scenarios.includes('direct')
+    ? await runDirectHandoff(lab, { from: a.name, to: b.name, intervalMs: opts.intervalMs, progress: opts.progress })
+    : null;
+  const mobility = opts.scenarios.includes('mobility')
+    ? await runMobility(readLabState(labDir()) ?? lab, {
+        path: defaultPath(),
+        policy: opts.policy ?? DEFAULT_HANDOFF_POLICY,
+        intervalMs: opts.intervalMs,
+        probeMs: 250,
+        progress: opts.progress,
+      })
+    : null;
+  const head = (direct ?? mobility)!.summary;
+  return {
+    bench: 'handoff',
+    date: new Date().toISOString(),
+    machine: { cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release() },
+    links,
+    direct,
+    mobility,
+    tcpConnectionSurvived: head.tcpConnectionSurvived,
+    httpKeepAliveSurvived: head.httpKeepAliveSurvived,
+    clientGapMs: head.clientGapMs,
+    downtimeMs: head.downtimeMs,
+    messagesLost: head.messagesLost,
+  };
+}

@@ -1,0 +1,130 @@
+// The HTTP keep-alive session: GET /req?n=N through an Agent with keepAlive and one socket,
+// so every request rides the same TCP connection. A new connection is seen as a `socket`
+// event with a socket we have not seen before; without --reconnect it ends the session
+// instead of letting the agent reconnect silently.
+import http from 'node:http';
+import type net from 'node:net';
+import { Session, errorCode, type SessionParams } from './session.js';
+
+export class HttpSession extends Session {
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  private socket: net.Socket | null = null;
+  private inFlight: http.ClientRequest | null = null;
+
+  constructor(p: SessionParams) {
+    super(p);
+  }
+
+  start(): void {
+    // The first request (at the first tick) opens the connection.
+    this.state = 'connecting';
+  }
+
+  tick(): void {
+    if (this.state === 'ended' || this.state === 'reconnecting' || this.inFlight || this.nextN > this.p.limit) return;
+    const n = this.nextN++;
+    const req = http.request({ host: this.p.host, port: this.p.port, path: `/req?n=${n}`, method: 'GET', agent: this.agent });
+    this.inFlight = req;
+    this.recorder.sent(n);
+    req.on('socket', (s) => this.onSocket(s, req));
+    req.on('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('error', (err) => this.connectionError(err));
+      res.on('end', () => {
+        if (this.inFlight === req) this.inFlight = null;
+        this.onReply(n, res.statusCode ?? 0, body);
+        this.p.onChange();
+      });
+    });
+    req.on('error', (err) => {
+      if (this.inFlight === req) this.inFlight = null;
+      this.connectionError(err);
+      this.recorder.giveUp(n);
+      this.p.onChange();
+    });
+    req.end();
+  }
+
+  private onReply(n: number, status: number, body: string): void {
+    if (status !== 200) {
+      this.appError('http_status', `GET /req?n=${n} answered ${status}: ${body.slice(0, 200)}`);
+      this.recorder.giveUp(n);
+      return;
+    }
+    let reply: { n?: unknown; served?: unknown; instance?: unknown };
+    try {
+      reply = JSON.parse(body) as typeof reply;
+    } catch (err) {
+      this.appError('bad_reply', `GET /req?n=${n}: body is not JSON (${(err as Error).message})`);
+      this.recorder.giveUp(n);
+      return;
+    }
+    if (reply.n !== n || typeof reply.served !== 'number' || typeof reply.instance !== 'string') {
+      this.appError('bad_reply', `GET /req?n=${n}: unexpected reply ${body.slice(0, 200)}`);
+      this.recorder.giveUp(n);
+      return;
+    }
+    this.recorder.reply(n, reply.served, reply.instance);
+  }
+
+  private onSocket(s: net.Socket, req: http.ClientRequest): void {
+    if (s === this.socket) return; // the kept-alive connection, reused: what we want
+    const reconnect = this.recorder.connectionCount > 0;
+    if (reconnect && !this.p.reconnect) {
+      // The agent opened a new connection on its own: that is exactly what must not pass unseen.
+      this.appError('new_connection', 'the HTTP agent opened a new connection (the kept-alive one is gone)');
+      this.state = 'ended';
+      req.destroy();
+      s.destroy();
+      return;
+    }
+    this.socket = s;
+    this.connErrorSeen = false;
+    const connected = () => {
+      clearTimeout(connectTimer);
+      this.state = 'open';
+      this.connectionUp();
+      this.recorder.connectionOpened(s.localPort ?? null, reconnect);
+      this.p.onChange();
+    };
+    // Only the set-up has a deadline: an established connection to a frozen service is waited for.
+    const connectTimer = setTimeout(() => {
+      this.connectionError(Object.assign(new Error(`no connection to ${this.p.host}:${this.p.port} after ${this.p.connectTimeoutMs} ms`), { code: 'connect_timeout' }));
+      s.destroy();
+    }, this.p.connectTimeoutMs);
+    if (s.connecting) s.once('connect', connected);
+    else connected();
+    // Errors of an idle pooled socket are handled (and swallowed) by the agent: see them here.
+    s.on('error', (err) => this.connectionError(err));
+    s.on('close', () => {
+      clearTimeout(connectTimer);
+      if (this.socket !== s) return;
+      this.socket = null;
+      if (!this.connErrorSeen) this.recordError('closed', 'connection closed');
+      if (this.state === 'ended') return; // ended by a refused silent reconnect
+      this.connectionLost(() => {
+        this.state = 'connecting';
+      });
+    });
+  }
+
+  /** One error per connection: the request and its socket both report the same failure. */
+  private connectionError(err: Error): void {
+    if (!this.connErrorSeen) this.recordError(errorCode(err), err.message);
+  }
+
+  private appError(code: string, message: string): void {
+    if (!this.closing) this.recorder.error(code, message);
+  }
+
+  close(): void {
+    this.closing = true;
+    this.recorder.connectionClosed();
+    this.clearReconnect();
+    this.inFlight?.destroy();
+    this.agent.destroy();
+    if (!this.socket) this.state = 'ended';
+  }
+}

@@ -1,0 +1,184 @@
+// The paths of the OpenAPI document (see openapi.ts). One entry per route of server.ts,
+// routes-migrations.ts, routes-overlays.ts and routes-dashboard.ts; test/unit/openapi.test.ts
+// fails when a route is missing here or an entry names a route that no longer exists.
+
+type Op = Record<string, unknown>;
+
+const json = (schema: unknown) => ({ 'application/json': { schema } });
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const arrayOf = (name: string) => ({ type: 'array', items: ref(name) });
+const ok = (description: string, schema: unknown, status = '200') => ({ [status]: { description, content: json(schema) } });
+const errors = (...codes: string[]) =>
+  Object.fromEntries(codes.map((c) => [c, c === '401' ? { $ref: '#/components/responses/Unauthorized' } : { $ref: '#/components/responses/Error' }]));
+const pathParam = (name: string, description: string) => ({ name, in: 'path', required: true, description, schema: { type: 'string' } });
+const queryParam = (name: string, description: string, schema: unknown = { type: 'string' }) => ({ name, in: 'query', required: false, description, schema });
+const binaryBody = (type: string, description: string) => ({ required: true, description, content: { [type]: { schema: { type: 'string', format: 'binary' } } } });
+const PUBLIC = { security: [] as unknown[] };
+
+function op(tag: string, summary: string, responses: Record<string, unknown>, extra: Op = {}): Op {
+  return { tags: [tag], summary, ...extra, responses: { ...responses, ...errors('401') } };
+}
+
+export function openApiPaths(): Record<string, Record<string, Op>> {
+  const migrationId = pathParam('id', 'migration id (m-...)');
+  const overlayId = pathParam('id', 'overlay id: 12 hex digits');
+  const cloudletName = pathParam('name', 'this cloudlet or one of its peers');
+  return {
+    // ---------------------------------------------------------------- node (server.ts)
+    '/healthz': {
+      get: {
+        tags: ['node'],
+        summary: 'liveness (public)',
+        ...PUBLIC,
+        responses: ok('alive', { type: 'object', properties: { ok: { type: 'boolean' }, node: { type: 'string' } } }),
+      },
+    },
+    '/metrics': {
+      get: op('node', 'Prometheus metrics', { '200': { description: 'text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } } }),
+    },
+    '/v1/info': { get: op('node', 'this cloudlet: versions of the engine and CRIU, checkpoint capability, peers', ok('node info', ref('NodeInfo'))) },
+    '/v1/containers': {
+      get: op('node', 'containers of this cloudlet', { ...ok('containers', arrayOf('ContainerSummary')), ...errors('400', '503') }, {
+        parameters: [queryParam('all', 'include stopped containers', { type: 'boolean', default: false })],
+      }),
+    },
+    '/v1/peers': { get: op('node', 'health of the peers (their /v1/info, timed)', ok('peers', arrayOf('PeerStatus'))) },
+    '/v1/openapi.json': {
+      get: {
+        tags: ['node'],
+        summary: 'this document (public)',
+        ...PUBLIC,
+        responses: ok('OpenAPI 3 document', { type: 'object', additionalProperties: true }),
+      },
+    },
+
+    // ---------------------------------------------------------------- migrations (routes-migrations.ts)
+    '/v1/migrations': {
+      post: op('migrations', 'start a live migration of a container of this cloudlet to a peer', {
+        ...ok('finished (with ?wait=1): the final report', ref('MigrationReport')),
+        ...ok('started: the initial report, with the id', ref('MigrationReport'), '202'),
+        ...errors('400', '404', '409'),
+      }, {
+        parameters: [queryParam('wait', '1 or true: answer with the final report when the migration ends')],
+        requestBody: { required: true, content: json(ref('StartMigration')) },
+      }),
+      get: op('migrations', 'migrations started on this cloudlet', ok('reports', arrayOf('MigrationReport'))),
+    },
+    '/v1/migrations/{id}': {
+      get: op('migrations', 'one migration: its report (live while it runs)', { ...ok('report', ref('MigrationReport')), ...errors('404') }, { parameters: [migrationId] }),
+    },
+    '/v1/migrations/{id}/events': {
+      get: {
+        tags: ['migrations'],
+        summary: 'live progress as server-sent events: `event: report` with the report at every update, `event: end` after the last',
+        description:
+          'The token may be passed as `?token=` on this route only (EventSource sends no headers). The first ' +
+          'event is the current report; the stream ends after the report of a finished migration.',
+        security: [{ bearer: [] }, { queryToken: [] }],
+        parameters: [migrationId],
+        responses: {
+          '200': { description: 'event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+          ...errors('401', '404', '503'),
+        },
+      },
+    },
+
+    // ---------------------------------------------------------------- peers (routes-migrations.ts)
+    '/v1/incoming': {
+      post: op('peers', 'prepare an incoming migration: image, volumes, twin container (not started)', { ...ok('twin', { type: 'object', properties: { twinId: { type: 'string' } } }), ...errors('400', '409') }, {
+        requestBody: { required: true, content: json(ref('PrepareRequest')) },
+      }),
+    },
+    '/v1/incoming/{id}/rounds/{k}': {
+      put: op('peers', "one round's framed stream (memory delta, images, filesystem batches); the final one restores", { ...ok('applied', ref('RoundResponse')), ...errors('400', '404') }, {
+        parameters: [
+          migrationId,
+          pathParam('k', 'round number, from 1'),
+          queryParam('final', '1: the final round (restore the twin)'),
+          queryParam('inject', 'test hook (allowFaultInjection only)'),
+        ],
+        requestBody: binaryBody('application/octet-stream', 'framed stream (src/transfer/frames.ts)'),
+      }),
+    },
+    '/v1/incoming/{id}/commit': {
+      post: op('peers', 'the source removed its copy: drop the staging data', { ...ok('committed', ref('Ok')), ...errors('404') }, { parameters: [migrationId] }),
+    },
+    '/v1/incoming/{id}': {
+      delete: op('peers', 'abort: remove the twin, its volumes and the staging data', { ...ok('aborted', { type: 'object', additionalProperties: true }), ...errors('404') }, {
+        parameters: [migrationId],
+      }),
+    },
+
+    // ---------------------------------------------------------------- overlays (routes-overlays.ts)
+    '/v1/overlays': {
+      put: op('overlays', 'upload an overlay file (verified whole before it is kept)', { ...ok('kept', ref('Overlay'), '201'), ...errors('400', '409', '413') }, {
+        requestBody: binaryBody('application/vnd.cloudlet.overlay', 'an overlay file (cloudlet overlay create)'),
+      }),
+      post: op('overlays', 'upload an overlay file (same as PUT)', { ...ok('kept', ref('Overlay'), '201'), ...errors('400', '409', '413') }, {
+        requestBody: binaryBody('application/vnd.cloudlet.overlay', 'an overlay file (cloudlet overlay create)'),
+      }),
+      get: op('overlays', 'the overlays this cloudlet holds', ok('catalog', arrayOf('Overlay'))),
+    },
+    '/v1/overlays/{id}': {
+      get: op('overlays', 'one overlay with its header', { ...ok('overlay', ref('Overlay')), ...errors('404') }, { parameters: [overlayId] }),
+      delete: op('overlays', 'forget an overlay (file and catalog row)', { ...ok('deleted', { type: 'object', properties: { ok: { type: 'boolean' }, id: { type: 'string' } } }), ...errors('404', '409') }, {
+        parameters: [overlayId],
+      }),
+    },
+    '/v1/overlays/{id}/synthesize': {
+      post: op('overlays', 'make the app image now (no-op when present)', { ...ok('synthesis', ref('Synthesis')), ...errors('404') }, { parameters: [overlayId] }),
+    },
+    '/v1/services': {
+      post: op('overlays', 'first-request provisioning: synthesize if needed, create and start the container', { ...ok('running', ref('ServiceReply'), '201'), ...errors('400', '404', '409') }, {
+        requestBody: { required: true, content: json(ref('ServiceRequest')) },
+      }),
+    },
+    '/v1/images/layers': {
+      post: op('overlays', 'which layers of an image this cloudlet holds (and its best base)', { ...ok('layers', ref('LayersAnswer')), ...errors('400') }, {
+        requestBody: { required: true, content: json(ref('LayersQuery')) },
+      }),
+    },
+    '/v1/images': {
+      put: op('overlays', 'load a whole `docker save` archive (gzip allowed)', { ...ok('loaded', ref('ImageLoad')), ...errors('400', '413') }, {
+        requestBody: binaryBody('application/x-tar', 'docker save archive (application/gzip also accepted)'),
+      }),
+    },
+
+    // ---------------------------------------------------------------- dashboard (routes-dashboard.ts)
+    '/': { get: { tags: ['dashboard'], summary: 'redirects to the dashboard (public)', ...PUBLIC, responses: { '302': { description: 'to /dashboard/' } } } },
+    '/dashboard': { get: { tags: ['dashboard'], summary: 'redirects to /dashboard/ (public)', ...PUBLIC, responses: { '302': { description: 'to /dashboard/' } } } },
+    '/dashboard/': {
+      get: {
+        tags: ['dashboard'],
+        summary: 'the dashboard page (public; its API calls need the token)',
+        ...PUBLIC,
+        responses: { '200': { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } }, ...errors('503') },
+      },
+    },
+    '/dashboard/{file}': {
+      get: {
+        tags: ['dashboard'],
+        summary: "the dashboard's script modules and style sheet (public)",
+        ...PUBLIC,
+        parameters: [pathParam('file', 'e.g. app.js, style.css')],
+        responses: {
+          '200': { description: 'asset', content: { 'text/javascript': { schema: { type: 'string' } }, 'text/css': { schema: { type: 'string' } } } },
+          ...errors('404', '503'),
+        },
+      },
+    },
+    '/v1/cloudlets': {
+      get: op('dashboard', 'every cloudlet of the deployment with its own /v1/info (peers asked by this cloudlet)', ok('cloudlets', arrayOf('Cloudlet'))),
+    },
+    '/v1/cloudlets/{name}/containers': {
+      get: op('dashboard', "a cloudlet's containers (a peer's are fetched by this cloudlet)", { ...ok('containers', arrayOf('ContainerSummary')), ...errors('404', '502', '503') }, {
+        parameters: [cloudletName, queryParam('all', 'include stopped containers', { type: 'boolean', default: false })],
+      }),
+    },
+    '/v1/cloudlets/{name}/overlays': {
+      get: op('dashboard', "a cloudlet's overlays (a peer's are fetched by this cloudlet)", { ...ok('catalog', arrayOf('Overlay')), ...errors('404', '502') }, {
+        parameters: [cloudletName],
+      }),
+    },
+  };
+}
