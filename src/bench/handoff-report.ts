@@ -51,7 +51,7 @@ export function handoffReportText(r: HandoffBenchResult): string {
     for (const e of m.events) out += `  [${(e.atMs / 1000).toFixed(1).padStart(5)} s] ${e.what}\n`;
     for (const mg of m.migrations) out += migration(mg);
     out += `  moves: ${m.migrations.length}; service ends on ${m.finalNode}, router sends its address to ${m.routedTo ?? 'nobody'}\n`;
-    out += `  client request RTT: ${m.rttNearStartMs ?? '-'} ms near a at the start, ${m.rttNearEndMs ?? '-'} ms near b at the end\n`;
+    out += `  client request RTT (median): ${m.rttNearStartMs ?? '-'} ms near a at the start, ${m.rttBeforeMoveMs ?? '-'} ms just before the move, ${m.rttNearEndMs ?? '-'} ms near b at the end\n`;
     out += summary(m.summary);
   }
   return out;

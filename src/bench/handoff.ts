@@ -114,14 +114,18 @@ export interface RunningClient {
 }
 
 /** `cloudlet client` in the lab's client namespace, as a child process we own. */
-export async function startLabClient(target: string, opts: { durationMs: number; intervalMs: number }): Promise<RunningClient> {
+export async function startLabClient(
+  target: string,
+  opts: { durationMs: number; intervalMs: number; env?: NodeJS.ProcessEnv },
+): Promise<RunningClient> {
   const dir = await mkdtemp(join(os.tmpdir(), 'cloudlet-client-'));
   const readyFile = join(dir, 'ready');
   const args = [
     CLI_MAIN, 'client', '--target', target, '--in-lab', '--json', '--timeline',
     '--duration', `${opts.durationMs}ms`, '--interval', `${opts.intervalMs}ms`, '--ready-file', readyFile,
   ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The lab's environment (CLOUDLET_LAB_DIR...) tells the client which lab's namespace to enter.
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -300,8 +304,9 @@ export interface MobilityResult {
   /** Where the service ran after the path: the cloudlet it moved to, the router's route. */
   finalNode: string;
   routedTo: string | null;
-  /** Client request latency (median, ms) near a before the move and near b after it. */
+  /** Client request latency (median, ms): near a at the start, in the second before the move, near b at the end. */
   rttNearStartMs: number | null;
+  rttBeforeMoveMs: number | null;
   rttNearEndMs: number | null;
   events: MobilityEvent[];
   summary: HandoffSummary;
@@ -357,6 +362,7 @@ export async function runMobility(
   let report: ClientReport;
   let clientStart = 0;
   let pathStart = 0;
+  let decidedAt: number | null = null;
   try {
     await client.ready;
     clientStart = performance.now();
@@ -380,6 +386,7 @@ export async function runMobility(
           const d = policy.observe({ atMs: performance.now() - t0, rttMs: rtts }, current);
           if (d.move) {
             const from = current;
+            decidedAt ??= performance.now() - pathStart;
             log(`policy: migrate ${from} -> ${d.to} (${d.reason})`);
             pending = migrate(lab, from, d.to, name).then(
               (m) => {
@@ -427,6 +434,7 @@ export async function runMobility(
     finalNode: current,
     routedTo: await routedTo(lab, svc.address),
     rttNearStartMs: lat(0, firstStepEnd),
+    rttBeforeMoveMs: decidedAt === null ? null : lat(decidedAt - 1000, decidedAt),
     rttNearEndMs: lat(lastStart, totalMs),
     events,
     summary: summarize(report, migrations),

@@ -58,7 +58,7 @@ function target(name: string, value: number | null, limit: number): Target {
   return { name, value: value ?? Number.NaN, limit, ok: value !== null && value <= limit };
 }
 
-async function migrate(lab: LabState, from: string, body: StartMigrationBody): Promise<MigrationReport> {
+export async function migrate(lab: LabState, from: string, body: StartMigrationBody): Promise<MigrationReport> {
   const cl = lab.cloudlets.find((c) => c.name === from)!;
   const client = new CloudletClient(cl.daemon.apiUrl, lab.token, { timeoutMs: 30 * 60_000 });
   const r = await client.post<MigrationReport>('/v1/migrations?wait=1', body);
@@ -68,16 +68,16 @@ async function migrate(lab: LabState, from: string, body: StartMigrationBody): P
   return r;
 }
 
-function engineOf(lab: LabState, name: string): DockerEngine {
+export function engineOf(lab: LabState, name: string): DockerEngine {
   return new DockerEngine(lab.cloudlets.find((c) => c.name === name)!.engine.socket, { timeoutMs: 60_000 });
 }
 
-async function removeIfPresent(engine: DockerEngine, name: string): Promise<void> {
+export async function removeIfPresent(engine: DockerEngine, name: string): Promise<void> {
   if (await engine.containerExists(name)) await engine.removeContainer(name, { force: true });
 }
 
 /** Waits until the service in the container answers (HTTP through busybox wget inside it). */
-async function waitForService(engine: DockerEngine, name: string): Promise<void> {
+export async function waitForService(engine: DockerEngine, name: string): Promise<void> {
   for (let i = 0; i < 150; i++) {
     const r = await engine.exec(name, ['wget', '-qO-', 'http://127.0.0.1:8080/health']);
     if (r.exitCode === 0) return;

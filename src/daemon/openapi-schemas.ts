@@ -86,7 +86,7 @@ export function openApiSchemas(): Record<string, Schema> {
       required: ['container', 'to'],
       additionalProperties: false,
       properties: {
-        container: { ...str, minLength: 1, maxLength: 128, description: 'name or id on this cloudlet' },
+        container: { ...str, pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$', description: 'name or id on this cloudlet' },
         to: { ...str, minLength: 1, maxLength: 64, description: 'a peer of this cloudlet' },
         rounds: { ...int, minimum: 0, maximum: 50, description: 'exactly N pre-copy rounds (0: stop-and-copy)' },
         alpha: { ...num, minimum: 0, exclusiveMinimum: true, maximum: 600, description: 'stop when a round sends in less than alpha seconds' },
@@ -150,6 +150,8 @@ export function openApiSchemas(): Record<string, Schema> {
         downtimeMs: intOrNull,
         restoreMs: intOrNull,
         imageShipped: { type: 'object', nullable: true, properties: { bytes: int, layers: int, ms: num } },
+        serviceAddress: { ...strOrNull, description: "the container's address on the service network (kept by the handoff)" },
+        announceMs: { ...num, nullable: true, description: 'routing the service address to the destination' },
         bytesSent: int,
         destinationContainerId: strOrNull,
         warnings: { type: 'array', items: str },

@@ -16,7 +16,8 @@ import type { DaemonContext } from './server.js';
 
 const startSchema = z
   .object({
-    container: z.string().min(1).max(128),
+    // A Docker name or id: dockerode puts it into API paths unescaped ('/', '?' must not pass).
+    container: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/, 'a container name or id'),
     to: z.string().min(1).max(64),
     /** Forces exactly N pre-copy rounds (0 = stop-and-copy). */
     rounds: z.number().int().min(0).max(50).optional(),

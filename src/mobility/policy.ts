@@ -54,7 +54,7 @@ export class HandoffPolicy {
     if (this.candidate?.node !== best.node) this.candidate = { node: best.node, since: sample.atMs };
     const held = sample.atMs - this.candidate.since;
     if (held < this.options.dwellMs) {
-      return { move: false, reason: `${best.node} closer by ${gain.toFixed(1)} ms for ${held} ms (dwell ${this.options.dwellMs} ms)` };
+      return { move: false, reason: `${best.node} closer by ${gain.toFixed(1)} ms for ${Math.round(held)} ms (dwell ${this.options.dwellMs} ms)` };
     }
     if (sample.atMs - this.lastMoveAt < this.options.cooldownMs) {
       return { move: false, reason: `cooling down after the last move` };
@@ -64,7 +64,7 @@ export class HandoffPolicy {
     return {
       move: true,
       to: best.node,
-      reason: `${best.node} closer than ${current} by ${gain.toFixed(1)} ms (>= ${this.options.marginMs}) for ${held} ms (>= ${this.options.dwellMs})`,
+      reason: `${best.node} closer than ${current} by ${gain.toFixed(1)} ms (>= ${this.options.marginMs}) for ${Math.round(held)} ms (>= ${this.options.dwellMs})`,
     };
   }
 }

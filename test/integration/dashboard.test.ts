@@ -14,7 +14,8 @@ import { useLab } from '../helpers/lab.js';
 import { BUSYBOX_COUNTER_SCRIPT } from '../../src/workloads/stateful-service.js';
 import type { MigrationReport } from '../../src/migration/types.js';
 
-const CHROMIUM = '/usr/bin/chromium';
+// Debian's chromium package; CLOUDLET_CHROMIUM only to check this test's own failure message.
+const CHROMIUM = process.env.CLOUDLET_CHROMIUM ?? '/usr/bin/chromium';
 // Flags without which Chromium keeps trying to reach Google's services from this closed network.
 const CHROMIUM_ARGS = [
   '--headless',

@@ -361,6 +361,7 @@ function renderMigration(m: MigrationReport): void {
     ['stopped by', m.stopReason ?? '-'],
     ['decision', m.decision ?? '-'],
   ];
+  if (m.serviceAddress) facts.push(['service address', `${m.serviceAddress} (routed in ${fmtMs(m.announceMs)})`]);
   if (m.imageShipped) facts.push(['image shipped', `${fmtBytes(m.imageShipped.bytes)}, ${m.imageShipped.layers} layer(s), ${fmtMs(m.imageShipped.ms)}`]);
   if (m.error) facts.push(['error', `${m.error.code}: ${m.error.message}`]);
   for (const w of m.warnings) facts.push(['warning', w]);

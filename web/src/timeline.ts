@@ -54,7 +54,7 @@ export function renderTimeline(report: MigrationReport): SVGSVGElement {
   let lx = LABEL_W;
   for (const p of [...PHASES, { key: 'stall', label: 'service frozen' }]) {
     svg.append(s('rect', { x: lx, y: 6, width: 12, height: 12, class: `phase-${p.key}` }), s('text', { x: lx + 16, y: 16, class: 'legend' }, p.label));
-    lx += 26 + p.label.length * 5.6;
+    lx += 26 + p.label.length * 6.1;
   }
   svg.append(s('text', { x: LABEL_W + TIME_W + GAP, y: 30, class: 'axis' }, 'bytes sent / raw'));
 

@@ -48,6 +48,9 @@ export interface MigrationReport {
   downtimeMs: number | null;
   restoreMs: number | null;
   imageShipped: { bytes: number; layers: number; ms: number } | null;
+  /** Network handoff: the address kept across the move, and the time to route it. */
+  serviceAddress?: string | null;
+  announceMs?: number | null;
   bytesSent: number;
   warnings: string[];
   startedAt: string;

@@ -7,12 +7,48 @@ import { migrateBenchMarkdown } from '../../bench/migrate-report.js';
 import { runOverlayBench } from '../../bench/overlay.js';
 import { runHandoffBench } from '../../bench/handoff.js';
 import { handoffReportText } from '../../bench/handoff-report.js';
+import { runBenchAll } from '../../bench/all/run.js';
+import { comparisons, fmt, readResults, writeReport } from '../../bench/all/report.js';
 import { parseCodec } from '../../transfer/codecs.js';
 import { action, printJson, printTable, progress, requireRoot } from '../output.js';
 
 
 export function registerBenchCommands(program: Command): void {
   const bench = program.command('bench').description('benchmarks on the lab (a lab is brought up if none is)');
+
+  bench
+    .command('all')
+    .description('the whole evaluation (overlay, compression, pre-copy rounds, alpha, bandwidth sweep, decision models): DIR/results.json, CSV, charts/*.svg, REPORT.md')
+    .requiredOption('--out <dir>', 'directory for the results and the report')
+    .option('--quick', 'fewer repetitions, bandwidths and memory (< 20 min; the report lists what it drops)')
+    .option('--json', 'print results.json on stdout')
+    .action(
+      action(async (opts: { out: string; quick?: boolean; json?: boolean }) => {
+        requireRoot('benchmarks on the lab');
+        const command = `cloudlet ${process.argv.slice(2).join(' ')}`;
+        const r = await runBenchAll({ out: opts.out, quick: Boolean(opts.quick), command, progress });
+        if (opts.json) return printJson(r);
+        process.stdout.write(`${opts.out}/REPORT.md written (${(r.wallMs / 60000).toFixed(1)} min)\n\n`);
+        printTable(
+          comparisons(r).map((c) => ({ figure: c.what, ours: `${fmt(c.ours)} ${c.unit}`, published: c.published, ratio: c.ours ? (c.ours.median / c.publishedValue).toFixed(2) : '-' })),
+          ['figure', 'ours', 'published', 'ratio'],
+        );
+        return 0;
+      }),
+    );
+
+  bench
+    .command('report')
+    .description("re-render a `bench all` report (REPORT.md, CSV, charts) from its results.json")
+    .requiredOption('--from <file>', 'results.json of a `bench all` run')
+    .requiredOption('--out <dir>', 'directory to write into')
+    .action(
+      action(async (opts: { from: string; out: string }) => {
+        const written = await writeReport(await readResults(opts.from), opts.out);
+        process.stdout.write(written.map((f) => `${opts.out}/${f}`).join('\n') + '\n');
+        return 0;
+      }),
+    );
 
   bench
     .command('migrate')

@@ -1,0 +1,87 @@
+// Network handoff on a real lab: a client in the lab's client namespace keeps one raw TCP
+// session and one HTTP keep-alive session to a service provisioned from an overlay on the
+// service network. The service is live-migrated a -> b under it (same socket, no reset, every
+// message answered, the service's in-memory counter continuous), follows a walking user once
+// (not back and forth), and a failed handoff leaves the service - and the connections - at a.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { useLab } from '../helpers/lab.js';
+import { provisionHandoffService, removeService, routedTo, startLabClient, summarize, GAP_SLACK_MS } from '../../src/bench/handoff.js';
+import { CloudletClient } from '../../src/cli/client.js';
+import type { HandoffBenchResult } from '../../src/bench/handoff.js';
+import type { MigrationReport } from '../../src/migration/types.js';
+
+const isRoot = process.getuid?.() === 0;
+
+describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => {
+  const lab = useLab('hoff');
+
+  test('bench handoff: TCP and HTTP keep-alive survive a live migration; the service follows the user once', async (t) => {
+    const r = await lab.cliJson<HandoffBenchResult>(['bench', 'handoff'], 600_000);
+    const d = r.direct!;
+    t.diagnostic(`direct: total ${d.migration.totalMs} ms, downtime ${d.migration.downtimeMs} ms, client gap ${d.summary.clientGapMs} ms`);
+    assert.equal(d.migration.state, 'done');
+    assert.equal(d.migration.serviceAddress, d.service.address, 'the service kept its address');
+    assert.equal(d.routedTo, 'b', 'the router sends the address to b');
+    for (const [kind, s] of [['tcp', d.summary.tcp], ['http', d.summary.http]] as const) {
+      assert.ok(s, `${kind} session ran`);
+      assert.ok(s.sent > 50, `${kind}: enough requests (${s.sent})`);
+      assert.equal(s.lost, 0, `${kind}: nothing lost`);
+      assert.equal(s.reconnects, 0, `${kind}: no reconnect`);
+      assert.equal(s.errors, 0, `${kind}: no error (no RST)`);
+      assert.equal(s.servedContinuous, true, `${kind}: the in-memory counter went on where it was`);
+      assert.equal(s.survived, true, `${kind}: same socket from first to last`);
+    }
+    const conns = d.client.sessions.tcp!.connections;
+    assert.equal(conns.length, 1, 'one TCP connection for the whole run');
+    assert.ok(d.summary.clientGapMs! >= 1, 'the client saw the freeze');
+    assert.ok(
+      d.summary.clientGapMs! <= d.migration.downtimeMs! + GAP_SLACK_MS,
+      `client gap ${d.summary.clientGapMs} ms <= downtime ${d.migration.downtimeMs} + ${GAP_SLACK_MS} ms`,
+    );
+    assert.equal(r.tcpConnectionSurvived, true);
+    assert.equal(r.httpKeepAliveSurvived, true);
+    assert.equal(r.messagesLost, 0);
+
+    const m = r.mobility!;
+    t.diagnostic(`mobility: ${m.events.map((e) => `${e.atMs} ${e.what}`).join(' | ')}`);
+    t.diagnostic(`mobility RTT: near a ${m.rttNearStartMs} ms, before the move ${m.rttBeforeMoveMs} ms, near b ${m.rttNearEndMs} ms`);
+    assert.equal(m.migrations.length, 1, 'exactly one move (none while the user is between the cells, none back)');
+    assert.equal(m.migrations[0]!.to, 'b');
+    assert.equal(m.migrations[0]!.state, 'done');
+    assert.equal(m.finalNode, 'b');
+    assert.equal(m.routedTo, 'b');
+    assert.equal(m.summary.messagesLost, 0);
+    assert.equal(m.summary.tcpConnectionSurvived, true);
+    assert.equal(m.summary.httpKeepAliveSurvived, true);
+    assert.ok(m.rttBeforeMoveMs! > m.rttNearStartMs! + 20, 'far from the service before the move');
+    assert.ok(m.rttNearEndMs! <= m.rttNearStartMs! + 5, `RTT back to the near value (${m.rttNearEndMs} vs ${m.rttNearStartMs} ms)`);
+  });
+
+  test('a handoff that fails at the destination leaves the service and its connections at a', async (t) => {
+    const state = lab.state();
+    const svc = await provisionHandoffService(state, 'a', 'rollback-svc');
+    const client = await startLabClient(svc.address, { durationMs: 60_000, intervalMs: 20, env: lab.env });
+    let report: MigrationReport;
+    try {
+      await client.ready;
+      await new Promise((r) => setTimeout(r, 1000));
+      const api = new CloudletClient(state.cloudlets[0]!.daemon.apiUrl, state.token, { timeoutMs: 300_000 });
+      report = await api.post<MigrationReport>('/v1/migrations?wait=1', { container: 'rollback-svc', to: 'b', inject: 'before-restore' });
+      await new Promise((r) => setTimeout(r, 2000));
+    } finally {
+      const clientReport = await client.stop();
+      const s = summarize(clientReport, []);
+      t.diagnostic(`rollback: client gap ${s.clientGapMs} ms, tcp ${JSON.stringify(s.tcp)}`);
+      assert.equal(s.messagesLost, 0, 'nothing lost');
+      assert.equal(s.tcpConnectionSurvived, true, 'TCP session survived the rollback (restored at a from its final dump)');
+      assert.equal(s.httpKeepAliveSurvived, true, 'HTTP keep-alive session survived the rollback');
+    }
+    assert.equal(report.state, 'rolled-back', report.error?.message);
+    assert.match(report.error!.message, /routed back here/);
+    assert.equal(await routedTo(state, svc.address), 'a');
+    assert.equal((await lab.docker('a').getContainer('rollback-svc').inspect()).State.Running, true, 'running at a');
+    await assert.rejects(lab.docker('b').getContainer('rollback-svc').inspect(), 'nothing left at b');
+    await removeService(state, 'rollback-svc');
+  });
+});
