@@ -140,10 +140,12 @@ async function realTars(): Promise<Buffer[]> {
   writeFileSync(join(tree, 'app', '.wh.removed'), '');
   const gnu = join(tmp, 'gnu.tar');
   const pax = join(tmp, 'pax.tar');
-  execFileSync('tar', ['-cf', gnu, '-C', tree, 'app']);
-  execFileSync('tar', ['--format=pax', '-cf', pax, '-C', tree, 'app']);
+  // Fixed times and owners: the same seeds on every run, so that FUZZ_SEED replays a case.
+  const same = ['--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '--sort=name'];
+  execFileSync('tar', [...same, '-cf', gnu, '-C', tree, 'app']);
+  execFileSync('tar', [...same, '--format=pax', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-cf', pax, '-C', tree, 'app']);
   const lib = join(tmp, 'lib.tar');
-  await tarCreate({ file: lib, cwd: tree, portable: true }, ['app']);
+  await tarCreate({ file: lib, cwd: tree, portable: true, mtime: new Date(0) }, ['app']);
   const fixtureLayers = fixtures.slice(0, 1).concat(fixtures.slice(-1)).map((f) => readFileSync(join(f.dir, 'app.tar')));
   return [readFileSync(gnu), readFileSync(pax), readFileSync(lib), ...fixtureLayers];
 }
@@ -204,6 +206,7 @@ test(`layer tar: ${FUZZ_CASES} mutated tars -> accepted or ImageError (unsafe_la
   }
   const rnd = prng(FUZZ_SEED + 3);
   let split = 1;
+  let tarThrew = 0;
   const stats = await runFuzz({
     name: 'layer tar',
     cases: FUZZ_CASES,
@@ -216,11 +219,18 @@ test(`layer tar: ${FUZZ_CASES} mutated tars -> accepted or ImageError (unsafe_la
     },
     parse: async (buf) => {
       const c = new LayerTarChecker(`sha256:${'0'.repeat(64)}`);
-      for (let off = 0; off < buf.length; off += split) c.write(buf.subarray(off, off + split));
-      await c.end();
+      try {
+        for (let off = 0; off < buf.length; off += split) c.write(buf.subarray(off, off + split));
+        await c.end();
+      } catch (err) {
+        // node-tar throwing (not emitting) on damaged archives: an escaped Error before the fix.
+        if (/writing more to entry/.test((err as Error).message)) tarThrew++;
+        throw err;
+      }
     },
   });
   t.diagnostic(describe('layer tar', stats, FUZZ_SEED + 3));
+  t.diagnostic(`layer tar: node-tar threw (caught as unsafe_layer) on ${tarThrew} cases`);
   assert.ok(stats.maxCaseMs < 2000, `slowest case ${stats.maxCaseMs} ms`);
   assert.ok((stats.outcomes['unsafe_layer'] ?? 0) > FUZZ_CASES / 10, JSON.stringify(stats.outcomes));
 });
