@@ -3,6 +3,7 @@
 // sha256 per artifact) in the body of one HTTP PUT to the destination, which decodes them
 // as they arrive. Compression, hashing and sending overlap: blocks are compressed while
 // earlier ones are on the wire.
+import { Transform, pipeline } from 'node:stream';
 import { FrameReader, FrameWriter, type ArtifactSource } from '../transfer/frames.js';
 import { TransferError } from '../transfer/errors.js';
 import type { CodecName } from '../transfer/codecs.js';
@@ -28,7 +29,13 @@ export interface SentRound<T> {
   sendMs: number;
 }
 
-export async function sendRound<T>(peer: PeerClient, path: string, artifacts: readonly OutgoingArtifact[], codec: CodecName): Promise<SentRound<T>> {
+export async function sendRound<T>(
+  peer: PeerClient,
+  path: string,
+  artifacts: readonly OutgoingArtifact[],
+  codec: CodecName,
+  opts: { corruptByteAt?: number } = {},
+): Promise<SentRound<T>> {
   const { writer, stream } = FrameWriter.toReadable();
   let rawBytes = 0;
   const writing = (async () => {
@@ -39,8 +46,30 @@ export async function sendRound<T>(peer: PeerClient, path: string, artifacts: re
     stream.destroy(err as Error);
     throw err;
   });
-  const [uploaded, sentBytes] = await Promise.all([peer.upload<T>(path, stream), writing]);
+  // Fault injection only (corrupt-frame): damage in transit, which the receiver must detect.
+  // (pipeline, not pipe: a failed writer's destroy must reach the upload.)
+  const body =
+    opts.corruptByteAt === undefined
+      ? stream
+      : pipeline(stream, corruptOneByte(opts.corruptByteAt), (err) => void (err && stream.destroy(err)));
+  const [uploaded, sentBytes] = await Promise.all([peer.upload<T>(path, body), writing]);
   return { response: uploaded.response, rawBytes, sentBytes, sendMs: uploaded.uploadMs };
+}
+
+/** Flips the bits of the byte at `offset` of the stream (a test's damage in transit). */
+function corruptOneByte(offset: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      if (offset >= seen && offset < seen + chunk.length) {
+        const copy = Buffer.from(chunk);
+        copy[offset - seen] = copy[offset - seen]! ^ 0xff;
+        chunk = copy;
+      }
+      seen += chunk.length;
+      done(null, chunk);
+    },
+  });
 }
 
 /** What one round may weigh (DaemonConfig.limits): as sent, and per artifact once decoded. */

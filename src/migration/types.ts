@@ -18,10 +18,26 @@ export interface MigrationRequest {
   precopy?: 'scan' | 'dump';
   /** Test hook (daemons with allowFaultInjection only): make the destination fail there. */
   inject?: FaultPoint;
+  /**
+   * How long a call to the destination may stay silent before it is given up (ms; default
+   * 120 s). A cut link is only noticed by this timeout: the fault tests shorten it.
+   */
+  peerTimeoutMs?: number;
 }
 
-export const FAULT_POINTS = ['before-restore'] as const;
+/**
+ * Test hooks (daemons with allowFaultInjection only), all on the final round:
+ *   before-restore         the destination fails before its restore;
+ *   stall-before-restore   the destination waits FAULT_STALL_MS before its restore (a test
+ *                          kills its engine meanwhile);
+ *   stall-after-final-dump the source waits FAULT_STALL_MS between its final dump and the
+ *                          send (a test kills the source's daemon while the service is frozen);
+ *   corrupt-frame          the source flips one byte of the final round's stream in transit.
+ */
+export const FAULT_POINTS = ['before-restore', 'stall-before-restore', 'stall-after-final-dump', 'corrupt-frame'] as const;
 export type FaultPoint = (typeof FAULT_POINTS)[number];
+/** How long the stall-* fault points wait: a window for a test to act in, on a slow machine. */
+export const FAULT_STALL_MS = 12_000;
 
 export interface RoundReport {
   index: number;

@@ -128,7 +128,13 @@ test(`overlay file: ${FUZZ_CASES} mutated overlays -> verified or ImageError/Tra
 });
 
 /** Layer tars from the real producers: GNU tar, the tar library, and the fixtures' layers. */
+let tarSeeds: Buffer[] | null = null;
 async function realTars(): Promise<Buffer[]> {
+  tarSeeds ??= await makeTars();
+  return tarSeeds;
+}
+
+async function makeTars(): Promise<Buffer[]> {
   const tree = join(tmp, 'tree');
   mkdirSync(join(tree, 'app', 'lib', 'deep'.repeat(30)), { recursive: true });
   writeFileSync(join(tree, 'app', 'main.js'), 'require("./lib")\n'.repeat(100));
@@ -170,8 +176,9 @@ function mutateTarHeader(tar: Buffer, rnd: Rnd): { buf: Buffer; what: string } {
       return { buf: b, what: `size of header @${h} -> ${size}` };
     }
     case 1: {
-      b[h + 124] = 0x80; // base-256 size
-      for (let i = 1; i < 12; i++) b[h + 124 + i] = rnd(256);
+      // Base-256 size: 0x80 positive, 0xff negative (two's complement).
+      b[h + 124] = rnd(2) ? 0x80 : 0xff;
+      for (let i = 1; i < 12; i++) b[h + 124 + i] = rnd(2) ? 0xff : rnd(256);
       fixSum();
       return { buf: b, what: `base-256 size in header @${h}` };
     }
@@ -196,6 +203,35 @@ function mutateTarHeader(tar: Buffer, rnd: Rnd): { buf: Buffer; what: string } {
     }
   }
 }
+
+/** The header blocks of a tar: offsets of the blocks that carry the ustar magic. */
+function tarHeaders(tar: Buffer): number[] {
+  const out: number[] = [];
+  for (let off = 0; off + 512 <= tar.length; off += 512) if (tar.toString('latin1', off + 257, off + 262) === 'ustar') out.push(off);
+  return out;
+}
+
+test('layer tar: a negative (base-256) size is refused as unsafe_layer, not an escaped Error', async () => {
+  // Found by the fuzz below: node-tar then throws 'writing more to entry than is appropriate'
+  // from write() instead of emitting an error; LayerTarChecker let it escape untyped.
+  const [gnu] = await realTars();
+  const b = Buffer.from(gnu!);
+  const h = tarHeaders(b).find((off) => b[off + 156] === 0x30 && parseInt(b.toString('latin1', off + 124, off + 135), 8) > 0)!;
+  assert.ok(h !== undefined, 'a regular file with data in the GNU tar seed');
+  b.fill(0xff, h + 124, h + 136);
+  b.fill(0x20, h + 148, h + 156);
+  let sum = 0;
+  for (let i = h; i < h + 512; i++) sum += b[i]!;
+  b.write(sum.toString(8).padStart(6, '0') + '\0 ', h + 148, 'latin1');
+  const c = new LayerTarChecker('sha256:' + '0'.repeat(64));
+  await assert.rejects(
+    (async () => {
+      c.write(b);
+      await c.end();
+    })(),
+    (err: unknown) => err instanceof Error && (err as { code?: string }).code === 'unsafe_layer' && /not a valid tar archive/.test(err.message),
+  );
+});
 
 test(`layer tar: ${FUZZ_CASES} mutated tars -> accepted or ImageError (unsafe_layer)`, { timeout: 120_000 }, async (t) => {
   const tars = await realTars();

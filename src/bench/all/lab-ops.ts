@@ -49,6 +49,7 @@ export function rowOf(
     totalMs: r.totalMs ?? Number.NaN,
     downtimeMs: r.downtimeMs ?? Number.NaN,
     bytesSent: r.bytesSent,
+    imageShippedBytes: r.imageShipped?.bytes ?? 0,
     precopyRounds: r.precopyRounds,
     stopReason: r.stopReason,
     rounds: r.rounds.map((x) => ({

@@ -30,7 +30,7 @@ export function fmt(v: Summary | null, d = 2): string {
 
 function migrationCsvRows(rows: readonly MigrationRow[]): { columns: string[]; rows: Record<string, Cell>[] } {
   const params = distinct(rows.flatMap((r) => Object.keys(r.params)));
-  const columns = ['rep', 'workload', ...params, 'policy', 'codec', 'from', 'to', 'total_ms', 'downtime_ms', 'bytes_sent', 'precopy_rounds', 'stop_reason', 'requests', 'round_sent_bytes', 'round_pages_changed'];
+  const columns = ['rep', 'workload', ...params, 'policy', 'codec', 'from', 'to', 'total_ms', 'downtime_ms', 'bytes_sent', 'image_shipped_bytes', 'precopy_rounds', 'stop_reason', 'requests', 'round_sent_bytes', 'round_pages_changed'];
   return {
     columns,
     rows: rows.map((r) => ({
@@ -44,6 +44,7 @@ function migrationCsvRows(rows: readonly MigrationRow[]): { columns: string[]; r
       total_ms: r.totalMs,
       downtime_ms: r.downtimeMs,
       bytes_sent: r.bytesSent,
+      image_shipped_bytes: r.imageShippedBytes,
       precopy_rounds: r.precopyRounds,
       stop_reason: r.stopReason,
       requests: r.requests,

@@ -20,6 +20,8 @@ export interface MigrationRow {
   totalMs: number;
   downtimeMs: number;
   bytesSent: number;
+  /** Image layers shipped because the destination lacked them (0: it had the image). */
+  imageShippedBytes: number;
   precopyRounds: number;
   stopReason: StopReason | 'stop-and-copy' | null;
   /** Client requests sent during the run (activity scenarios), null without a client. */
