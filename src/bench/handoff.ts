@@ -286,9 +286,12 @@ export function defaultPath(near = '1ms', far = '20ms'): PathStep[] {
     { label: 'between cells, a slightly closer', holdMs: 1500, latency: { a: '9ms', b: '11ms' } },
     { label: 'between cells, b slightly closer', holdMs: 1500, latency: { a: '11ms', b: '9ms' } },
     { label: 'between cells, a slightly closer', holdMs: 1500, latency: { a: '9ms', b: '11ms' } },
-    { label: `near b`, holdMs: 12_000, latency: { a: far, b: near } },
+    { label: `near b`, holdMs: 8000, latency: { a: far, b: near } },
   ];
 }
+
+/** How long the user stays at the path's end once the service has settled. */
+const SETTLE_MS = 3000;
 
 export interface MobilityEvent {
   atMs: number;
@@ -304,7 +307,7 @@ export interface MobilityResult {
   /** Where the service ran after the path: the cloudlet it moved to, the router's route. */
   finalNode: string;
   routedTo: string | null;
-  /** Client request latency (median, ms): near a at the start, in the second before the move, near b at the end. */
+  /** Client request latency (median, ms): near a at the start, in the second before the move, near b once settled. */
   rttNearStartMs: number | null;
   rttBeforeMoveMs: number | null;
   rttNearEndMs: number | null;
@@ -358,11 +361,12 @@ export async function runMobility(
   const svc = await provisionHandoffService(lab, a.name, name, { progress: opts.progress });
   let current = a.name;
   const totalMs = opts.path.reduce((s, p) => s + p.holdMs, 0);
-  const client = await startLabClient(svc.address, { durationMs: totalMs + 60_000, intervalMs: opts.intervalMs });
+  const client = await startLabClient(svc.address, { durationMs: totalMs + 120_000, intervalMs: opts.intervalMs });
   let report: ClientReport;
   let clientStart = 0;
   let pathStart = 0;
   let decidedAt: number | null = null;
+  let settleStart = 0;
   try {
     await client.ready;
     clientStart = performance.now();
@@ -406,8 +410,13 @@ export async function runMobility(
         await sleep(Math.max(0, opts.probeMs - (performance.now() - probeStart)));
       }
     }
+    // The user stays where the path ended until a move under way is done, then a while
+    // longer: the RTT at the end is measured with the service settled where it went.
     if (pending) await pending;
     if (failure) throw failure;
+    settleStart = performance.now() - pathStart;
+    log(`user stays: ${SETTLE_MS / 1000} s with the service on ${current}`);
+    await sleep(SETTLE_MS);
   } finally {
     report = await client.stop();
     await setLatencies(Object.fromEntries([...original].map(([n, l]) => [n, l.latency]))).catch((err: unknown) =>
@@ -421,7 +430,6 @@ export async function runMobility(
   const samples = report.sessions.tcp?.samples ?? [];
   const offset = clientStart - pathStart - (report.readyAtMs ?? 0);
   const firstStepEnd = opts.path[0]!.holdMs;
-  const lastStart = totalMs - Math.min(3000, opts.path[opts.path.length - 1]!.holdMs);
   const lat = (from: number, to: number) =>
     median(samples.filter((s) => s.latencyMs !== null && s.sentAtMs + offset >= from && s.sentAtMs + offset < to).map((s) => s.latencyMs!));
   const { reply, ...service } = svc;
@@ -435,7 +443,7 @@ export async function runMobility(
     routedTo: await routedTo(lab, svc.address),
     rttNearStartMs: lat(0, firstStepEnd),
     rttBeforeMoveMs: decidedAt === null ? null : lat(decidedAt - 1000, decidedAt),
-    rttNearEndMs: lat(lastStart, totalMs),
+    rttNearEndMs: lat(settleStart, settleStart + SETTLE_MS),
     events,
     summary: summarize(report, migrations),
     client: report,
