@@ -1,6 +1,6 @@
 // The handoff bench's story as text: what the user did, what the service did, what the
 // client saw. Used by `cloudlet bench handoff` and the README's demo.
-import type { HandoffBenchResult, HandoffSummary, SessionOutcome } from './handoff.js';
+import type { HandoffBenchResult, HandoffSummary, SessionOutcome, StrategiesResult } from './handoff.js';
 import { GAP_SLACK_MS } from './handoff.js';
 import type { MigrationReport } from '../migration/types.js';
 
@@ -53,6 +53,24 @@ export function handoffReportText(r: HandoffBenchResult): string {
     out += `  moves: ${m.migrations.length}; service ends on ${m.finalNode}, router sends its address to ${m.routedTo ?? 'nobody'}\n`;
     out += `  client request RTT (median): ${m.rttNearStartMs ?? '-'} ms near a at the start, ${m.rttBeforeMoveMs ?? '-'} ms just before the move, ${m.rttNearEndMs ?? '-'} ms near b at the end\n`;
     out += summary(m.summary);
+  }
+  if (r.strategies) out += strategiesText(r.strategies);
+  return out;
+}
+
+/** Migrate vs recreate of the same stateless HTTP service, side by side (issue 9). */
+export function strategiesText(s: StrategiesResult): string {
+  let out = `\nStrategies: a stateless HTTP service (health ${s.health}), a new client connection per request; image on the destination beforehand: ${s.imagePreloaded ? 'yes' : 'no'}\n`;
+  out += `  ${'strategy'.padEnd(9)} ${'total_ms'.padStart(8)} ${'downtime'.padStart(8)} ${'gap_ms'.padStart(7)} ${'failed'.padStart(7)} ${'sent_mb'.padStart(8)} ${'conns'.padStart(6)}  old gone  routed to\n`;
+  for (const x of s.runs) {
+    out +=
+      `  ${x.strategy.padEnd(9)} ${String(x.report.totalMs ?? '-').padStart(8)} ${String(x.report.downtimeMs ?? '-').padStart(8)} ${String(x.largestGapMs ?? '-').padStart(7)} ` +
+      `${`${x.failed}/${x.sent}`.padStart(7)} ${mb(x.report.bytesSent + (x.report.imageShipped?.bytes ?? 0)).padStart(8)} ${String(x.connections).padStart(6)}  ${(x.oldInstanceGone ? 'yes' : 'NO').padEnd(8)}  ${x.routedTo ?? '-'}\n`;
+    out += `    ${x.report.strategyReason ?? ''}\n`;
+    if (x.report.recreate) {
+      const p = x.report.recreate;
+      out += `    create ${p.createMs} ms, start ${p.startMs} ms, healthy after ${p.healthyMs} ms (${p.healthChecks} checks), route switch ${x.report.announceMs ?? '-'} ms, old instance removed in ${p.removeOldMs ?? '-'} ms\n`;
+    }
   }
   return out;
 }

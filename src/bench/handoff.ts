@@ -23,7 +23,7 @@ import { buildAppArchive, HANDOFF_APP } from '../workloads/overlay-apps.js';
 import { HandoffPolicy, DEFAULT_HANDOFF_POLICY, type HandoffPolicyOptions } from '../mobility/policy.js';
 import type { ClientReport, SessionReport } from '../client/types.js';
 import type { MigrationReport } from '../migration/types.js';
-import { OVERLAY_CONTENT_TYPE, type ServiceReply } from '../daemon/routes-overlays.js';
+import { OVERLAY_CONTENT_TYPE, type ServiceReply, type ServiceRequest } from '../daemon/routes-overlays.js';
 
 const CLI_MAIN = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'cli', 'main.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -65,7 +65,7 @@ export async function provisionHandoffService(
   lab: LabState,
   node: string,
   name: string,
-  opts: { env?: string[]; progress?: (m: string) => void } = {},
+  opts: { env?: string[]; progress?: (m: string) => void; handoff?: Pick<ServiceRequest, 'handoff' | 'stateless' | 'health'> } = {},
 ): Promise<ProvisionedService> {
   const progress = opts.progress ?? (() => undefined);
   const cl = cloudlet(lab, node);
@@ -89,7 +89,7 @@ export async function provisionHandoffService(
     });
     // The app image was built on this engine: remove it so the first request synthesizes it.
     await engine.removeImage(app.imageId, { force: true });
-    const reply = await api(lab, node).post<ServiceReply>('/v1/services', { overlay: pushed.body.id, name, env: opts.env ?? [] });
+    const reply = await api(lab, node).post<ServiceReply>('/v1/services', { overlay: pushed.body.id, name, env: opts.env ?? [], ...opts.handoff });
     if (!reply.address) throw new CloudletError('no_service_address', `service ${name} on ${node} got no address on the service network`);
     progress(`service ${name} on ${node} at ${reply.address} (first request ${reply.timings.totalMs} ms: synthesis ${reply.timings.decompressMs + reply.timings.loadMs} ms)`);
     return { node, container: name, address: reply.address, overlay: pushed.body.id, overlayBytes: bytes, reply };
@@ -116,13 +116,14 @@ export interface RunningClient {
 /** `cloudlet client` in the lab's client namespace, as a child process we own. */
 export async function startLabClient(
   target: string,
-  opts: { durationMs: number; intervalMs: number; env?: NodeJS.ProcessEnv },
+  opts: { durationMs: number; intervalMs: number; env?: NodeJS.ProcessEnv; httpOnly?: boolean; newConnectionPerRequest?: boolean },
 ): Promise<RunningClient> {
   const dir = await mkdtemp(join(os.tmpdir(), 'cloudlet-client-'));
   const readyFile = join(dir, 'ready');
   const args = [
     CLI_MAIN, 'client', '--target', target, '--in-lab', '--json', '--timeline',
     '--duration', `${opts.durationMs}ms`, '--interval', `${opts.intervalMs}ms`, '--ready-file', readyFile,
+    ...(opts.httpOnly ? ['--no-tcp'] : []), ...(opts.newConnectionPerRequest ? ['--new-connection-per-request'] : []),
   ];
   // The lab's environment (CLOUDLET_LAB_DIR...) tells the client which lab's namespace to enter.
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
@@ -158,6 +159,7 @@ export async function startLabClient(
   return { pid: child.pid, ready, stop };
 }
 
+// No strategy in the request: the service's declared handoff (its labels) decides (issue 9).
 async function migrate(lab: LabState, from: string, to: string, container: string): Promise<MigrationReport> {
   return api(lab, from).post<MigrationReport>('/v1/migrations?wait=1', { container, to });
 }
@@ -391,12 +393,12 @@ export async function runMobility(
           if (d.move) {
             const from = current;
             decidedAt ??= performance.now() - pathStart;
-            log(`policy: migrate ${from} -> ${d.to} (${d.reason})`);
+            log(`policy: hand off ${from} -> ${d.to} (${d.reason})`);
             pending = migrate(lab, from, d.to, name).then(
               (m) => {
                 migrations.push(m);
                 if (m.state === 'done') current = d.to;
-                log(`migration ${from} -> ${d.to} ${m.state}: total ${m.totalMs} ms, downtime ${m.downtimeMs} ms`);
+                log(`${m.strategy ?? 'migrate'} ${from} -> ${d.to} ${m.state}: total ${m.totalMs} ms, downtime ${m.downtimeMs} ms`);
                 pending = null;
               },
               (err: unknown) => {
@@ -450,6 +452,100 @@ export async function runMobility(
   };
 }
 
+// ---------------------------------------------------------------- strategies (issue 9)
+
+export interface StrategyRun {
+  strategy: 'migrate' | 'recreate';
+  container: string;
+  report: MigrationReport;
+  routedTo: string | null;
+  /** No container of the service's name left at the source. */
+  oldInstanceGone: boolean;
+  /** The HTTP session (a new connection per request). */
+  sent: number;
+  answered: number;
+  /** Requests that failed (connection refused or reset, HTTP error) or were never answered. */
+  failed: number;
+  errors: number;
+  connections: number;
+  largestGapMs: number | null;
+  /** Instances that answered (recreate: the old, then the new one). */
+  instances: number;
+  client: ClientReport;
+}
+
+export interface StrategiesResult {
+  scenario: 'strategies';
+  /** The image was put on the destination beforehand (cached base + overlay): neither run ships it. */
+  imagePreloaded: boolean;
+  health: string;
+  runs: StrategyRun[];
+}
+
+/**
+ * A stateless HTTP service (the handoff service, declared stateless with its /healthz) handed
+ * off from -> to once by live migration and once by re-creation, each time a fresh service with
+ * the strategy declared at provisioning; the client makes a new connection per request (a
+ * stream of short-lived clients) and runs through the handoff. The image is on the destination
+ * beforehand in both runs, so that they compare handoffs, not image shipping.
+ */
+export async function runStrategiesHandoff(
+  lab: LabState,
+  opts: { from: string; to: string; intervalMs: number; progress: (m: string) => void },
+): Promise<StrategiesResult> {
+  const health = { http: { port: 8080, path: '/healthz' } };
+  const runs: StrategyRun[] = [];
+  let imagePreloaded = false;
+  for (const strategy of ['migrate', 'recreate'] as const) {
+    const name = `${strategy}-svc`;
+    const svc = await provisionHandoffService(lab, opts.from, name, { progress: opts.progress, handoff: { handoff: strategy, stateless: true, health } });
+    const src = new DockerEngine(cloudlet(lab, opts.from).engine.socket, { timeoutMs: 120_000 });
+    const dst = new DockerEngine(cloudlet(lab, opts.to).engine.socket, { timeoutMs: 120_000 });
+    const imageId = svc.reply.imageId;
+    if (!(await dst.imageExists(imageId))) {
+      await dst.loadImage(await src.saveImage(imageId));
+      opts.progress(`image ${imageId.slice(7, 19)} put on ${opts.to} beforehand`);
+    }
+    imagePreloaded = true;
+    const client = await startLabClient(svc.address, { durationMs: 120_000, intervalMs: opts.intervalMs, httpOnly: true, newConnectionPerRequest: true });
+    let report: MigrationReport | null = null;
+    let clientReport: ClientReport;
+    try {
+      await client.ready;
+      opts.progress(`${strategy}: client making a new HTTP connection per request to ${svc.address}:8080, one every ${opts.intervalMs} ms`);
+      await sleep(2000);
+      report = await migrate(lab, opts.from, opts.to, name);
+      opts.progress(`${strategy}: ${report.state} (${report.strategyReason ?? '-'}): total ${report.totalMs} ms, downtime ${report.downtimeMs} ms`);
+      await sleep(2000);
+    } finally {
+      clientReport = await client.stop();
+    }
+    const oldInstanceGone = !(await src.containerExists(name));
+    const routed = await routedTo(lab, svc.address);
+    await removeService(lab, name).catch((err: unknown) => opts.progress(`could not remove ${name}: ${errorMessage(err)}`));
+    if (report.state !== 'done') {
+      throw new CloudletError('handoff_failed', `${strategy} ${opts.from} -> ${opts.to} ended ${report.state}: ${report.error?.message ?? ''}`);
+    }
+    const h = clientReport.sessions.http!;
+    runs.push({
+      strategy,
+      container: name,
+      report,
+      routedTo: routed,
+      oldInstanceGone,
+      sent: h.sent,
+      answered: h.answered,
+      failed: h.sent - h.answered,
+      errors: h.errors.length,
+      connections: h.connections.length,
+      largestGapMs: h.largestGap?.ms ?? null,
+      instances: h.instances.length,
+      client: clientReport,
+    });
+  }
+  return { scenario: 'strategies', imagePreloaded, health: 'http:8080/healthz', runs };
+}
+
 export interface HandoffBenchResult {
   bench: 'handoff';
   date: string;
@@ -457,6 +553,7 @@ export interface HandoffBenchResult {
   links: Record<string, string>;
   direct: DirectHandoffResult | null;
   mobility: MobilityResult | null;
+  strategies?: StrategiesResult | null;
   /** Issue 5's headline fields, from the direct handoff (or the mobility run alone). */
   tcpConnectionSurvived: boolean;
   httpKeepAliveSurvived: boolean;
@@ -466,7 +563,7 @@ export interface HandoffBenchResult {
 }
 
 export async function runHandoffBench(opts: {
-  scenarios: ('direct' | 'mobility')[];
+  scenarios: ('direct' | 'mobility' | 'strategies')[];
   intervalMs: number;
   policy?: HandoffPolicyOptions;
   progress: (m: string) => void;
@@ -487,7 +584,10 @@ export async function runHandoffBench(opts: {
         progress: opts.progress,
       })
     : null;
-  const head = (direct ?? mobility)!.summary;
+  const strategies = opts.scenarios.includes('strategies')
+    ? await runStrategiesHandoff(readLabState(labDir()) ?? lab, { from: a.name, to: b.name, intervalMs: opts.intervalMs, progress: opts.progress })
+    : null;
+  const head = (direct ?? mobility)?.summary;
   return {
     bench: 'handoff',
     date: new Date().toISOString(),
@@ -495,10 +595,11 @@ export async function runHandoffBench(opts: {
     links,
     direct,
     mobility,
-    tcpConnectionSurvived: head.tcpConnectionSurvived,
-    httpKeepAliveSurvived: head.httpKeepAliveSurvived,
-    clientGapMs: head.clientGapMs,
-    downtimeMs: head.downtimeMs,
-    messagesLost: head.messagesLost,
+    strategies,
+    tcpConnectionSurvived: head?.tcpConnectionSurvived ?? false,
+    httpKeepAliveSurvived: head?.httpKeepAliveSurvived ?? false,
+    clientGapMs: head?.clientGapMs ?? null,
+    downtimeMs: head?.downtimeMs ?? null,
+    messagesLost: head?.messagesLost ?? 0,
   };
 }

@@ -17,7 +17,13 @@ program
   .version('0.1.0')
   .showHelpAfterError()
   .option('--url <url>', 'cloudletd API URL (default: the lab node named by --node)')
-  .option('--token <token>', 'bearer token (default: $CLOUDLET_TOKEN or the lab token)');
+  .option('--token <token>', 'bearer token (default: $CLOUDLET_TOKEN or the lab token)')
+  .option('--ca <file>', "PEM file of the deployment's CA, for https URLs (default: $CLOUDLET_CA)")
+  // Every client of cloudletd reads the CA from $CLOUDLET_CA (daemon/tls.ts): --ca sets it.
+  .hook('preAction', (cmd) => {
+    const { ca } = cmd.opts<{ ca?: string }>();
+    if (ca) process.env.CLOUDLET_CA = ca;
+  });
 
 registerLabCommands(program);
 registerNodeCommands(program);

@@ -2,17 +2,26 @@
 // so every request rides the same TCP connection. A new connection is seen as a `socket`
 // event with a socket we have not seen before; without --reconnect it ends the session
 // instead of letting the agent reconnect silently.
+// With newConnectionPerRequest every request opens (and closes) a connection of its own
+// instead: what a stream of short-lived clients sees, e.g. through a handoff by re-creation.
 import http from 'node:http';
 import type net from 'node:net';
 import { Session, errorCode, type SessionParams } from './session.js';
+
+export interface HttpSessionParams extends SessionParams {
+  /** A new connection per request (`Connection: close`, no agent): see ClientOptions. */
+  newConnectionPerRequest?: boolean;
+}
 
 export class HttpSession extends Session {
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   private socket: net.Socket | null = null;
   private inFlight: http.ClientRequest | null = null;
+  private readonly perRequest: boolean;
 
-  constructor(p: SessionParams) {
+  constructor(p: HttpSessionParams) {
     super(p);
+    this.perRequest = p.newConnectionPerRequest ?? false;
   }
 
   start(): void {
@@ -23,10 +32,12 @@ export class HttpSession extends Session {
   tick(): void {
     if (this.state === 'ended' || this.state === 'reconnecting' || this.inFlight || this.nextN > this.p.limit) return;
     const n = this.nextN++;
-    const req = http.request({ host: this.p.host, port: this.p.port, path: `/req?n=${n}`, method: 'GET', agent: this.agent });
+    const req = this.perRequest
+      ? http.request({ host: this.p.host, port: this.p.port, path: `/req?n=${n}`, method: 'GET', agent: false, headers: { connection: 'close' } })
+      : http.request({ host: this.p.host, port: this.p.port, path: `/req?n=${n}`, method: 'GET', agent: this.agent });
     this.inFlight = req;
     this.recorder.sent(n);
-    req.on('socket', (s) => this.onSocket(s, req));
+    req.on('socket', (s) => (this.perRequest ? this.onFreshSocket(s, req) : this.onSocket(s, req)));
     req.on('response', (res) => {
       let body = '';
       res.setEncoding('utf8');
@@ -107,6 +118,31 @@ export class HttpSession extends Session {
       this.connectionLost(() => {
         this.state = 'connecting';
       });
+    });
+  }
+
+  /**
+   * A connection of its own for one request: every one is expected to be new. A failure is
+   * recorded (the request is given up by its 'error' handler) and the next tick tries again:
+   * the session never ends on it, so that what a stream of new clients sees is measured.
+   */
+  private onFreshSocket(s: net.Socket, req: http.ClientRequest): void {
+    this.connErrorSeen = false;
+    const connected = () => {
+      clearTimeout(connectTimer);
+      this.state = 'open';
+      this.connectionUp();
+      this.recorder.connectionOpened(s.localPort ?? null, false);
+      this.p.onChange();
+    };
+    const connectTimer = setTimeout(() => {
+      req.destroy(Object.assign(new Error(`no connection to ${this.p.host}:${this.p.port} after ${this.p.connectTimeoutMs} ms`), { code: 'connect_timeout' }));
+    }, this.p.connectTimeoutMs);
+    if (s.connecting) s.once('connect', connected);
+    else connected();
+    s.on('close', () => {
+      clearTimeout(connectTimer);
+      this.recorder.connectionClosed(s.localPort ?? null);
     });
   }
 

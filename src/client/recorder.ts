@@ -39,6 +39,8 @@ export class SessionRecorder {
     readonly target: string,
     readonly port: number,
     private readonly clock: RunClock,
+    /** A new connection per request (HTTP without keep-alive): many connections are expected. */
+    private readonly connectionPerRequest = false,
   ) {}
 
   get sentCount(): number {
@@ -99,8 +101,16 @@ export class SessionRecorder {
     if (reconnect) this.reconnects++;
   }
 
-  connectionClosed(): void {
-    const c = this.connections[this.connections.length - 1];
+  connectionClosed(localPort?: number | null): void {
+    // With a connection per request, the next one may open before the last one's close is seen.
+    let c: ConnectionRecord | undefined = this.connections[this.connections.length - 1];
+    if (localPort !== undefined) {
+      c = undefined;
+      for (let i = this.connections.length - 1; i >= 0 && !c; i--) {
+        const x = this.connections[i]!;
+        if (x.localPort === localPort && x.closedAtMs === null) c = x;
+      }
+    }
     if (c && c.closedAtMs === null) c.closedAtMs = this.clock.now();
   }
 
@@ -159,7 +169,7 @@ export class SessionRecorder {
       instances: [...this.instances],
       sequence,
       survived:
-        this.connections.length === 1 &&
+        (this.connectionPerRequest || this.connections.length === 1) &&
         this.errors.length === 0 &&
         this.reconnects === 0 &&
         lost === 0 &&

@@ -78,7 +78,8 @@ export function startClient(opts: ClientOptions): ClientHandle {
   }
   if (opts.http !== false) {
     const port = opts.httpPort ?? CLIENT_DEFAULTS.httpPort;
-    sessions.http = new HttpSession({ ...common, port, recorder: new SessionRecorder('http', opts.target, port, clock) });
+    const perRequest = opts.newConnectionPerRequest ?? false;
+    sessions.http = new HttpSession({ ...common, port, recorder: new SessionRecorder('http', opts.target, port, clock, perRequest), newConnectionPerRequest: perRequest });
   }
   const all = Object.values(sessions);
 

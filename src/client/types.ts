@@ -23,6 +23,12 @@ export interface ClientOptions {
   window?: number;
   /** Padding bytes of each TCP request's payload (default 16). */
   payloadBytes?: number;
+  /**
+   * HTTP: a new TCP connection for every request (no keep-alive), as many short-lived clients
+   * would; a failed request is counted and the next one tried. `survived` then means: every
+   * request answered, no error. Default false (one kept-alive connection).
+   */
+  newConnectionPerRequest?: boolean;
   /** Reconnect after a closed or reset connection, counting it (default false: the session ends). */
   reconnect?: boolean;
   /** At stop, how long in-flight requests may still be answered before they count as lost (default 1000). */

@@ -109,6 +109,34 @@ export function openApiPaths(): Record<string, Record<string, Op>> {
       }),
     },
 
+    // ---------------------------------------------------------------- recreate (routes-recreate.ts)
+    '/v1/recreate': {
+      post: op('peers', 'prepare a handoff by re-creation: image here, name free, named volumes created', { ...ok('prepared', { type: 'object', additionalProperties: true }), ...errors('400', '409') }, {
+        requestBody: { required: true, content: json({ type: 'object', additionalProperties: true }) },
+      }),
+    },
+    '/v1/recreate/{id}/volumes': {
+      put: op('peers', "the named volumes' rsync batches (framed stream)", { ...ok('applied', { type: 'object', additionalProperties: true }), ...errors('400', '404') }, {
+        parameters: [migrationId],
+        requestBody: binaryBody('application/octet-stream', 'framed stream of fs/vol/NAME artifacts'),
+      }),
+    },
+    '/v1/recreate/{id}/start': {
+      post: op('peers', 'create and start the new instance, wait until its health check passes', { ...ok('healthy', { type: 'object', additionalProperties: true }), ...errors('404', '409', '502', '504') }, {
+        parameters: [migrationId],
+      }),
+    },
+    '/v1/recreate/{id}/switch': {
+      post: op('peers', 'route the service address here: the new instance serves', { ...ok('switched', { type: 'object', additionalProperties: true }), ...errors('404', '409') }, {
+        parameters: [migrationId],
+      }),
+    },
+    '/v1/recreate/{id}': {
+      delete: op('peers', 'abort: remove the new instance and the volumes made here', { ...ok('aborted', { type: 'object', additionalProperties: true }), ...errors('404') }, {
+        parameters: [migrationId],
+      }),
+    },
+
     // ---------------------------------------------------------------- overlays (routes-overlays.ts)
     '/v1/overlays': {
       put: op('overlays', 'upload an overlay file (verified whole before it is kept)', { ...ok('kept', ref('Overlay'), '201'), ...errors('400', '409', '413') }, {

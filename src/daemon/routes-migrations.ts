@@ -11,7 +11,7 @@ import { MigrationDestination, type PrepareRequest } from '../migration/destinat
 import { MigrationSource } from '../migration/source.js';
 import { receiveRound } from '../migration/round-transport.js';
 import type { Policy } from '../migration/decision.js';
-import { FAULT_POINTS, type FaultPoint, type MigrationRequest } from '../migration/types.js';
+import { FAULT_POINTS, HANDOFF_STRATEGIES, type FaultPoint, type MigrationRequest } from '../migration/types.js';
 import type { DaemonContext } from './server.js';
 
 const startSchema = z
@@ -31,6 +31,10 @@ const startSchema = z
     codec: z.enum(['none', 'lz4', 'zstd', 'gzip', 'auto']).default('auto'),
     precopy: z.enum(['scan', 'dump']).default('scan'),
     inject: z.enum(FAULT_POINTS).optional(),
+    /** Handoff strategy override (issue 9); default: the container's cloudlet.handoff label, else migrate. */
+    strategy: z.enum(HANDOFF_STRATEGIES).optional(),
+    /** Give up a silent call to the destination after this long (a cut link); default 120 s. */
+    peerTimeoutMs: z.number().int().min(1000).max(600_000).optional(),
   })
   .strict();
 
@@ -89,7 +93,8 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
 
   // What a previous run of this daemon left in flight is settled before requests are served.
   app.addHook('onReady', async () => {
-    const notes = [...source.recoverAfterRestart(), ...(await destination.recoverAfterRestart())];
+    // The destination side first: a source's recovery asks its peers about their twins.
+    const notes = [...(await destination.recoverAfterRestart()), ...(await source.recoverAfterRestart())];
     for (const n of notes) app.log.warn({ recovery: n }, 'recovered after restart');
   });
 
@@ -99,7 +104,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
   app.post<{ Querystring: { wait?: string } }>('/v1/migrations', async (req, reply) => {
     const o = parseBody(startSchema, req.body, 'migration request');
     if (o.inject && !config.allowFaultInjection) throw new UsageError('fault injection is not enabled on this cloudlet');
-    const request: MigrationRequest = { container: o.container, to: o.to, policy: policyFromOptions(o), codec: o.codec, precopy: o.precopy, ...(o.inject ? { inject: o.inject } : {}) };
+    const request: MigrationRequest = { container: o.container, to: o.to, policy: policyFromOptions(o), codec: o.codec, precopy: o.precopy, ...(o.inject ? { inject: o.inject } : {}), ...(o.peerTimeoutMs ? { peerTimeoutMs: o.peerTimeoutMs } : {}), ...(o.strategy ? { strategy: o.strategy } : {}) };
     const started = await source.start(request);
     if (req.query.wait === '1' || req.query.wait === 'true') return reply.status(200).send(await source.wait(started.id));
     return reply.status(202).send(started);
@@ -114,6 +119,8 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
   });
 
   app.post('/v1/incoming', async (req) => destination.prepare(req.body as PrepareRequest));
+
+  app.get<{ Params: { id: string } }>('/v1/incoming/:id', async (req) => destination.status(req.params.id));
 
   app.put<{ Params: { id: string; k: string }; Querystring: { final?: string; inject?: string } }>('/v1/incoming/:id/rounds/:k', async (req) => {
     const k = Number(req.params.k);

@@ -25,6 +25,8 @@ import { validateHeader, type OverlayHeader } from '../images/overlay.js';
 import { DEFAULT_LIMITS, receiveOverlay, type ReceiveLimits } from '../images/overlay-verify.js';
 import { requireBase, synthesize, type SynthesisResult } from '../images/overlay-synthesize.js';
 import { findLayers } from '../migration/image-ship.js';
+import { handoffLabels, healthSchema } from '../migration/recreate.js';
+import { HANDOFF_STRATEGIES } from '../migration/types.js';
 import type { OverlayRow } from './db.js';
 import type { DaemonContext } from './server.js';
 
@@ -48,6 +50,12 @@ const serviceSchema = z
     cmd: z.array(z.string()).max(256).optional(),
     /** Attach to the cloudlet's service network (address kept across handoffs) when it has one. */
     serviceNetwork: z.boolean().default(true),
+    /** How the service is handed off (issue 9); stored as labels, so they travel with the container. */
+    handoff: z.enum(HANDOFF_STRATEGIES).default('migrate'),
+    /** Declared to keep no state in memory (auto then recreates instead of migrating). */
+    stateless: z.boolean().default(false),
+    /** The service's own health check: a recreated instance serves once it passes. */
+    health: healthSchema.optional(),
   })
   .strict();
 
@@ -191,6 +199,7 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
     const o = parsed.data;
     const started = performance.now();
     const row = overlayOr404(o.overlay);
+    const labels = handoffLabels(o); // refuses recreate without a health check, before any work
     const name = o.name ?? `ovl-${row.id}-${Math.random().toString(16).slice(2, 8)}`;
     if (await engine.containerExists(name)) throw new ConflictError(`a container named '${name}' already exists on ${config.node}`, { hint: 'choose another --name' });
     const s = await synth(row);
@@ -207,7 +216,7 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
         ...(portKey ? { PortBindings: { [portKey]: [{ HostPort: '' }] } } : {}),
         ...(svcNet ? { NetworkMode: svcNet.name } : {}),
       },
-      Labels: { 'cloudlet.overlay': row.id },
+      Labels: { 'cloudlet.overlay': row.id, ...labels },
     });
     const t2 = performance.now();
     try {

@@ -18,6 +18,7 @@ import { createMetrics, type DaemonMetrics } from './metrics.js';
 import { checkPeer, type PeerHealth } from './peers.js';
 import { registerMigrationRoutes } from './routes-migrations.js';
 import { registerOverlayRoutes } from './routes-overlays.js';
+import { registerRecreateRoutes } from './routes-recreate.js';
 import { registerDashboardRoutes } from './routes-dashboard.js';
 import { registerOpenApiRoute } from './openapi.js';
 import { readPem, serverTlsOptions, trustOrigins } from './tls.js';
@@ -189,6 +190,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   const migrations = registerMigrationRoutes(app, ctx);
   registerOverlayRoutes(app, ctx);
+  registerRecreateRoutes(app, ctx);
   registerDashboardRoutes(app, ctx, migrations.source);
 
   return app;

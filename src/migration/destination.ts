@@ -26,7 +26,7 @@ import { applyDeltaInPlace, decodeDelta, rebuildImageDir, type Delta } from '../
 import { applyBatch } from '../fssync/index.js';
 import type { DaemonDb } from '../daemon/db.js';
 import type { ReceivedArtifact } from './round-transport.js';
-import type { FaultPoint } from './types.js';
+import { FAULT_STALL_MS, type FaultPoint } from './types.js';
 
 export interface PrepareRequest {
   id: string;
@@ -47,6 +47,15 @@ export interface PrepareRequest {
 
 export interface PrepareResponse {
   twinId: string;
+}
+
+/** GET /v1/incoming/:id: what a restarted source asks before it commits or rolls back. */
+export interface IncomingStatus {
+  id: string;
+  /** The destination's journal state (prepared, precopy, final, restoring, done, aborted). */
+  state: string;
+  twinId: string | null;
+  twinRunning: boolean;
 }
 
 export interface RoundResponse {
@@ -351,6 +360,8 @@ export class MigrationDestination {
     if (inject === 'before-restore') {
       throw new CloudletError('injected_fault', 'injected fault: the destination fails before the restore', { httpStatus: 500 });
     }
+    // Fault injection (lab only): a window in which a test kills this cloudlet's engine.
+    if (inject === 'stall-before-restore') await new Promise((r) => setTimeout(r, FAULT_STALL_MS));
     const t1 = performance.now();
     // The service address is routed here while the engine restores (the source's copy is
     // gone since its final dump): packets that arrive before the restore ends are dropped,
@@ -368,6 +379,15 @@ export class MigrationDestination {
       });
     }
     return { rebuildMs, restoreMs: performance.now() - t1, announceMs: announceMs.value };
+  }
+
+  /** Where a migration stands here, from the journal and the engine (also after a restart). */
+  async status(id: string): Promise<IncomingStatus> {
+    const row = this.deps.db.migration(id, 'destination');
+    if (!row) throw new NotFoundError('incoming migration', id);
+    const twinId = (row.report as { twinId?: string } | null)?.twinId ?? null;
+    const twinRunning = twinId !== null && (await this.deps.engine.containerExists(twinId)) && (await this.deps.engine.inspectContainer(twinId)).running;
+    return { id, state: row.state, twinId, twinRunning };
   }
 
   /** The source removed its copy: the twin is now the service. Drop staging data. */

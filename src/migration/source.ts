@@ -26,9 +26,10 @@ import { decide, decideInitial, describePolicy, validatePolicy, DEFAULT_COSTS, t
 import { anonymousMemoryBytes, freezeCgroup } from '../engine/cgroups.js';
 import { PeerClient } from './peer-client.js';
 import { sendRound, pickCodec, type OutgoingArtifact } from './round-transport.js';
-import type { MigrationReport, MigrationRequest, RoundReport } from './types.js';
+import { FAULT_STALL_MS, type MigrationReport, type MigrationRequest, type RoundReport } from './types.js';
 import { shipImageIfMissing } from './image-ship.js';
-import type { PrepareRequest, PrepareResponse, RoundResponse } from './destination.js';
+import { chooseStrategy, startRecreate } from './recreate.js';
+import type { IncomingStatus, PrepareRequest, PrepareResponse, RoundResponse } from './destination.js';
 import { migrationEvents } from '../daemon/events.js';
 
 export interface SourceDeps {
@@ -54,6 +55,42 @@ interface Running {
 
 /** Link speed the first decision assumes, before a round has measured the real one. */
 const ASSUMED_LINK_BPS = 100e6;
+
+/**
+ * The destination's clean-up in a rollback is retried: after a cut link or a restarted
+ * destination daemon, the first attempts fail, and the source must not restore its copy
+ * while the destination's twin may run (see rollback). Bounded: ~2 min at most.
+ */
+const ABORT_ATTEMPTS = 8;
+const ABORT_RETRY_MS = 3000;
+const ABORT_TIMEOUT_MS = 12_000;
+/** A restarted daemon asks the destination where the service runs; it must not wait long. */
+const RECOVERY_PEER_TIMEOUT_MS = 10_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A daemon killed between its freeze and the dump leaves the cgroup frozen: freezing it
+ * again (a no-op when frozen) gives the handle that thaws it.
+ */
+async function thawIfFrozen(pid: number): Promise<void> {
+  const f = await freezeCgroup(pid);
+  await f.thaw();
+}
+
+/** Highest round-N directory of a migration's staging that holds a CRIU dump (the final one). */
+async function lastDumpDir(stage: string): Promise<string | null> {
+  const rounds = (await readdir(stage).catch(() => [] as string[]))
+    .map((n) => /^round-(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((x, y) => y - x);
+  for (const k of rounds) {
+    const dir = dumpDirOf(stage, k);
+    if ((await readdir(dir).catch(() => [] as string[])).includes('inventory.img')) return dir;
+  }
+  return null;
+}
 
 function dumpDirOf(stage: string, round: number): string {
   return join(stage, `round-${round}`, 'img');
@@ -84,6 +121,14 @@ export class MigrationSource {
         throw new ConflictError(`container '${details.name}' is already being migrated (${r.report.id})`);
       }
     }
+    // Handoff strategy (issue 9): the request's, else the container's labels; recreate runs apart.
+    const choice = chooseStrategy(req.strategy, details.createOptions.Labels);
+    if (choice.strategy === 'recreate') {
+      const r = startRecreate(this.deps, req, details, choice, new PeerClient(peer.url, this.deps.token, req.peerTimeoutMs));
+      this.running.set(r.report.id, r);
+      void r.done.then(() => this.running.delete(r.report.id));
+      return { ...r.report };
+    }
     const id = newMigrationId();
     const report: MigrationReport = {
       id,
@@ -110,6 +155,8 @@ export class MigrationSource {
       startedAt: new Date().toISOString(),
       finishedAt: null,
       error: null,
+      strategy: 'migrate',
+      strategyReason: choice.reason,
     };
     this.deps.db.insertMigration({
       id,
@@ -124,7 +171,7 @@ export class MigrationSource {
     this.running.set(id, entry);
     // run() handles its own failures; anything escaping it is a bug, but must not take the
     // daemon down with an unhandled rejection.
-    entry.done = this.run(entry, req, details, new PeerClient(peer.url, this.deps.token)).catch((err: unknown) => {
+    entry.done = this.run(entry, req, details, new PeerClient(peer.url, this.deps.token, req.peerTimeoutMs)).catch((err: unknown) => {
       report.state = 'failed';
       report.error = { code: 'internal', message: errorMessage(err) };
       report.finishedAt = new Date().toISOString();
@@ -160,16 +207,63 @@ export class MigrationSource {
 
   /**
    * Migrations this daemon was running when it stopped cannot go on (their state lived in
-   * the process): they are marked failed, so that nobody waits for them.
+   * the process); they are settled so that the service runs in exactly one place:
+   *  - before the freeze (preparing, precopy) the service still runs here: the destination
+   *    drops its twin, the migration is rolled back;
+   *  - after it, the destination is asked whether its twin runs: if it does, the handoff is
+   *    committed (the stopped copy here is removed); if it does not, its twin is dropped and
+   *    the service restored here from the final dump the staging directory still holds;
+   *  - a destination that cannot be reached leaves the migration failed, the final dump kept:
+   *    restoring here could run the service twice.
+   * (Before: every such migration was only marked failed, leaving a frozen service stopped.)
    */
-  recoverAfterRestart(): string[] {
+  async recoverAfterRestart(): Promise<string[]> {
     const notes: string[] = [];
     for (const m of this.deps.db.activeMigrations('source')) {
-      this.deps.db.updateMigration(m.id, 'source', {
-        state: 'failed',
-        error: `cloudletd restarted during the migration (state '${m.state}'); check where ${m.container} runs`,
-      });
-      notes.push(`migration ${m.id} of ${m.container} marked failed`);
+      const report = (m.report as unknown as MigrationReport | null) ?? null;
+      const what = `cloudletd restarted during the migration (state '${m.state}')`;
+      const peer = this.deps.peers.find((p) => p.name === m.toNode);
+      if (!report || !peer) {
+        this.deps.db.updateMigration(m.id, 'source', { state: 'failed', error: `${what}; check where ${m.container} runs` });
+        notes.push(`migration ${m.id} of ${m.container} marked failed`);
+        continue;
+      }
+      const entry: Running = { report, done: Promise.resolve(report) };
+      const client = new PeerClient(peer.url, this.deps.token, RECOVERY_PEER_TIMEOUT_MS);
+      const stage = join(this.deps.scratchDir, 'migrations', m.id);
+      let keepStage = false;
+      try {
+        const frozen = !['preparing', 'precopy'].includes(m.state);
+        const twin = frozen ? await client.get<IncomingStatus>(`/v1/incoming/${m.id}`).catch((err: unknown) => err as Error) : null;
+        const details = await this.deps.engine.inspectContainer(m.container).catch(() => null);
+        if (twin instanceof Error) {
+          keepStage = true;
+          report.state = 'failed';
+          report.error = { code: 'recovery_failed', message: `${what}; the destination could not be asked whether it runs the service (${twin.message}): check where ${m.container} runs; its final dump is kept in ${stage}` };
+        } else if (twin?.twinRunning) {
+          if (details) await this.commit(report, details, client);
+          else report.warnings.push(`source container ${m.container} was already gone`);
+          report.warnings.push(`${what}: the destination runs the service, the handoff was committed by the restarted daemon`);
+          report.state = 'done';
+        } else {
+          if (details?.running) await thawIfFrozen(details.pid);
+          const dump = frozen ? await lastDumpDir(stage) : null;
+          const rb = details
+            ? await this.rollback(report, details, true, frozen && dump !== null && !details.running, dump ?? '', client, false)
+            : [`FAILED to find the source container ${m.container}`];
+          report.error = { code: 'daemon_restarted', message: `${what}; rolled back (${rb.join('; ')})` };
+          report.state = rb.some((n) => n.startsWith('FAILED')) ? 'failed' : 'rolled-back';
+          keepStage = report.state === 'failed';
+        }
+      } catch (err) {
+        keepStage = true;
+        report.state = 'failed';
+        report.error = { code: 'recovery_failed', message: `${what}; recovery failed: ${errorMessage(err)}; check where ${m.container} runs` };
+      }
+      if (!keepStage) await rm(stage, { recursive: true, force: true });
+      report.finishedAt = new Date().toISOString();
+      this.journal(entry);
+      notes.push(`migration ${m.id} of ${m.container}: ${report.state}${report.error ? ` (${report.error.message})` : ''}`);
     }
     return notes;
   }
@@ -192,6 +286,7 @@ export class MigrationSource {
     const fsSources: { name: string; source: FsSyncSource }[] = [];
     let prepared: PrepareResponse | null = null;
     let frozen = false;
+    let finalSent = false;
     let restartPolicy: RestartPolicy | null = null;
     let index = 0;
     try {
@@ -279,7 +374,7 @@ export class MigrationSource {
       index++;
       const freezeAt = performance.now();
       frozen = true;
-      const fin = await this.round(report, index, true, details, stage, prevIndex, fsSources, peer, req);
+      const fin = await this.round(report, index, true, details, stage, prevIndex, fsSources, peer, req, () => (finalSent = true));
       const downtimeMs = performance.now() - freezeAt;
       report.downtimeMs = Math.round(downtimeMs);
       report.restoreMs = fin.response.restoreMs === null ? null : Math.round(fin.response.restoreMs);
@@ -302,7 +397,7 @@ export class MigrationSource {
       report.error = { code: err instanceof CloudletError ? err.code : 'internal', message: errorMessage(err) };
       report.state = 'rolling-back';
       this.journal(entry);
-      const notes = await this.rollback(report, details, prepared !== null, frozen, dumpDirOf(stage, index), peer);
+      const notes = await this.rollback(report, details, prepared !== null, frozen, dumpDirOf(stage, index), peer, finalSent);
       if (restartPolicy) {
         await engine.setRestartPolicy(details.id, restartPolicy).then(
           () => undefined,
@@ -336,6 +431,7 @@ export class MigrationSource {
     fsSources: { name: string; source: FsSyncSource }[],
     peer: PeerClient,
     req: MigrationRequest,
+    onFinalSend?: () => void,
   ): Promise<{ round: RoundReport; index: PageIndex; response: RoundResponse }> {
     const roundDir = join(stage, `round-${index}`);
     const dumpDir = dumpDirOf(stage, index);
@@ -384,6 +480,8 @@ export class MigrationSource {
           },
         });
         const dump = await streamed.dumped;
+        // Fault injection (lab only): a window in which the service is frozen and nothing is sent.
+        if (final && req.inject === 'stall-after-final-dump') await sleep(FAULT_STALL_MS);
         dumpMs = dump.wallMs + (frozen?.ms ?? 0);
         stallMs = (dump.stats?.frozenTimeUs ?? dump.wallMs * 1000) / 1000 + (frozen?.ms ?? 0);
         deltaWork = streamed.result.then((r) => r.delta);
@@ -429,7 +527,10 @@ export class MigrationSource {
     }
     const codec = await pickCodec(req.codec, delta, report.rounds, final);
     const inject = final && req.inject ? `&inject=${req.inject}` : '';
-    const sent = await sendRound(peer, `/v1/incoming/${report.id}/rounds/${index}?final=${final ? 1 : 0}${inject}`, artifacts, codec);
+    if (final) onFinalSend?.();
+    // Fault injection (lab only): one byte of the final round damaged on its way.
+    const corrupt = final && req.inject === 'corrupt-frame' ? { corruptByteAt: 4096 } : {};
+    const sent = await sendRound(peer, `/v1/incoming/${report.id}/rounds/${index}?final=${final ? 1 : 0}${inject}`, artifacts, codec, corrupt);
     const response = sent.response as RoundResponse;
     const round: RoundReport = {
       index,
@@ -478,6 +579,20 @@ export class MigrationSource {
     }
   }
 
+  /** DELETE /v1/incoming/:id, retried a bounded number of times (see ABORT_ATTEMPTS). */
+  private async abortDestination(id: string, peer: PeerClient): Promise<void> {
+    const client = new PeerClient(peer.baseUrl, this.deps.token, ABORT_TIMEOUT_MS);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await client.delete(`/v1/incoming/${id}`);
+        return;
+      } catch (err) {
+        if (attempt >= ABORT_ATTEMPTS) throw new CloudletError('abort_failed', `the destination did not confirm the clean-up after ${attempt} attempts: ${errorMessage(err)}`, { cause: err });
+        await sleep(ABORT_RETRY_MS);
+      }
+    }
+  }
+
   /**
    * Puts everything back as it was: the destination drops its twin; a source container
    * already stopped by the final dump is restored from that dump on this engine.
@@ -489,15 +604,25 @@ export class MigrationSource {
     frozen: boolean,
     finalDumpDir: string,
     peer: PeerClient,
+    finalSent: boolean,
   ): Promise<string[]> {
     const notes: string[] = [];
+    let destinationClean = !destinationPrepared;
     if (destinationPrepared) {
       try {
-        await peer.delete(`/v1/incoming/${report.id}`);
+        await this.abortDestination(report.id, peer);
+        destinationClean = true;
         notes.push('destination cleaned up');
       } catch (err) {
         notes.push(`FAILED to clean up the destination: ${errorMessage(err)}`);
       }
+    }
+    // Once the final round may have reached the destination, its twin may be running there
+    // (e.g. the link was cut after the restore, before the answer): restoring here as well
+    // would run the service twice. Before this check, the source was restored regardless.
+    if (frozen && finalSent && !destinationClean) {
+      notes.push(`FAILED: the source container is not restored here, the destination may run it: check ${report.to}; the final dump is in ${finalDumpDir}`);
+      return notes;
     }
     if (frozen) {
       try {

@@ -23,6 +23,32 @@ export interface MigrationRequest {
    * 120 s). A cut link is only noticed by this timeout: the fault tests shorten it.
    */
   peerTimeoutMs?: number;
+  /** Handoff strategy override (issue 9); without it the container's cloudlet.handoff label decides. */
+  strategy?: HandoffStrategy;
+}
+
+/**
+ * How a service is handed off (issue 9): `migrate` (live migration), `recreate` (a fresh
+ * instance at the destination, switched to once healthy; see recreate.ts), `auto` (recreate
+ * when the service is declared stateless, migrate otherwise).
+ */
+export const HANDOFF_STRATEGIES = ['migrate', 'recreate', 'auto'] as const;
+export type HandoffStrategy = (typeof HANDOFF_STRATEGIES)[number];
+
+/** The phases of a handoff by re-creation (ms), in MigrationReport.recreate. */
+export interface RecreatePhases {
+  /** Named volumes synced to the destination before the new instance starts. */
+  volumes: string[];
+  volumeSyncMs: number;
+  volumeBytes: number;
+  createMs: number;
+  startMs: number;
+  /** From the start to the first passing health check (run at the destination). */
+  healthyMs: number;
+  healthChecks: number;
+  health: string;
+  /** Stopping and removing the old instance at the source, after the switch. */
+  removeOldMs: number | null;
 }
 
 /**
@@ -123,5 +149,10 @@ export interface MigrationReport {
   startedAt: string;
   finishedAt: string | null;
   error: { code: string; message: string } | null;
+  /** Which handoff ran (issue 9) and why (request, label, or auto's reasoning). Absent in older reports. */
+  strategy?: 'migrate' | 'recreate';
+  strategyReason?: string;
+  /** Recreate only: its phases (no memory rounds). */
+  recreate?: RecreatePhases | null;
 }
 

@@ -57,6 +57,7 @@ const paths: { method: 'GET' | 'POST' | 'DELETE' | 'PUT'; url: (id: string) => s
   { method: 'POST', url: (id) => `/v1/overlays/${id}/synthesize`, id: '0123456789ab' },
   { method: 'POST', url: (id) => `/v1/incoming/${id}/commit`, id: 'm20261128-0a1b2c3d' },
   { method: 'DELETE', url: (id) => `/v1/incoming/${id}`, id: 'm20261128-0a1b2c3d' },
+  { method: 'GET', url: (id) => `/v1/incoming/${id}`, id: 'm20261128-0a1b2c3d' },
   { method: 'PUT', url: (id) => `/v1/incoming/${id}/rounds/1?final=0`, id: 'm20261128-0a1b2c3d' },
   { method: 'GET', url: (id) => `/v1/containers?all=${id}`, id: 'true' },
   { method: 'GET', url: (id) => `/v1/cloudlets/${id}/containers`, id: 'alpha' },
@@ -159,4 +160,31 @@ test(`daemon requests: ${FUZZ_CASES} generated and mutated requests -> JSON answ
   // The health check still answers: nothing above broke the app.
   assert.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
   assert.ok((statuses['400 usage'] ?? 0) > FUZZ_CASES / 10, JSON.stringify(statuses));
+});
+
+test('ids and names from requests are validated before use (cases the fuzz found or the audit named)', async (t) => {
+  const fx = makeFixture({ peers: [{ name: 'beta', url: 'http://127.0.0.1:1' }] });
+  const app = buildServer({ config: fx.config, logger: false });
+  t.after(async () => {
+    await app.close();
+    fx.cleanup();
+  });
+  const post = (url: string, body: unknown) =>
+    app.inject({ method: 'POST', url, headers: { authorization: `Bearer ${fx.config.token}`, 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+  // A prepare without its container was a TypeError (500 'internal') before it was validated.
+  const cases: [string, unknown, RegExp][] = [
+    ['/v1/incoming', { id: 'm20261128-0a1b2c3d', from: 'beta' }, /container: Required/],
+    ['/v1/incoming', [], /\(body\)/],
+    ['/v1/incoming', { ...prepare[0], id: '../../x' }, /id: a migration id/],
+    ['/v1/incoming', { ...prepare[0], container: { ...prepare[0]!.container, name: 'web/../kill?signal=9' } }, /container\.name: a container name/],
+    ['/v1/incoming', { ...prepare[0], container: { ...prepare[0]!.container, volumes: ['ok', '../etc'] } }, /container\.volumes\.1: a volume name/],
+    // dockerode puts the container into API paths unescaped: '/' and '?' must not pass.
+    ['/v1/migrations', { container: '../images/x?force=1', to: 'beta' }, /container: a container name or id/],
+  ];
+  for (const [url, body, re] of cases) {
+    const res = await post(url, body);
+    assert.equal(res.statusCode, 400, `${url} ${JSON.stringify(body)}: ${res.body}`);
+    assert.equal(res.json().error, 'usage');
+    assert.match(res.json().message, re);
+  }
 });

@@ -8,7 +8,7 @@ import { DaemonDb } from '../../src/daemon/db.js';
 import { DockerEngine } from '../../src/engine/docker.js';
 import { MigrationSource } from '../../src/migration/source.js';
 
-test('in-flight source migrations are marked failed; finished ones are left alone', () => {
+test('in-flight source migrations are marked failed; finished ones are left alone', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cloudlet-recovery-'));
   const db = DaemonDb.open(dir);
   try {
@@ -27,12 +27,12 @@ test('in-flight source migrations are marked failed; finished ones are left alon
       token: 'x'.repeat(16),
       serviceNetwork: null,
     });
-    const notes = source.recoverAfterRestart();
+    const notes = await source.recoverAfterRestart();
     assert.equal(notes.length, 1);
     assert.equal(db.migration('m-running', 'source')?.state, 'failed');
     assert.match(db.migration('m-running', 'source')?.error ?? '', /restarted during the migration \(state 'precopy'\)/);
     assert.equal(db.migration('m-done', 'source')?.state, 'done');
-    assert.deepEqual(source.recoverAfterRestart(), [], 'nothing left after the first recovery');
+    assert.deepEqual(await source.recoverAfterRestart(), [], 'nothing left after the first recovery');
   } finally {
     db.close();
     rmSync(dir, { recursive: true, force: true });

@@ -16,7 +16,7 @@ export function distinct<T>(xs: readonly T[]): T[] {
 }
 
 export function shortWorkload(w: string): string {
-  return w.startsWith('busybox') ? 'counter' : w.startsWith('activity') ? 'activity' : w.startsWith('random') ? 'random-state' : w;
+  return w.startsWith('busybox') ? 'counter' : w.startsWith('activity') ? 'activity' : w.startsWith('random') ? 'random' : w;
 }
 
 export function overlayChart(r: BenchAllResult): Chart {
@@ -40,11 +40,11 @@ export function compressionChart(r: BenchAllResult): Chart {
   const workloads = distinct(r.compression.map((c) => c.workload));
   const codecs = distinct(r.compression.map((c) => c.codec));
   const mbits = r.plan.compression.mbits.map(String);
-  const groups = workloads.flatMap((w) => mbits.map((m) => ({ w, m, label: `${shortWorkload(w)} @${m}` })));
+  const groups = workloads.flatMap((w) => mbits.map((m) => ({ w, m, label: `${shortWorkload(w)}\n${m}` })));
   return {
     kind: 'bars',
     title: 'Scenario 2: memory transfer time per codec, relative to none',
-    xLabel: 'workload @ link (Mbit/s)',
+    xLabel: 'workload, link bandwidth (Mbit/s)',
     yLabel: 'transfer time (% of uncompressed)',
     groups: groups.map((g) => g.label),
     series: codecs.map((codec) => ({

@@ -112,8 +112,9 @@ function bars(c: BarChart): string[] {
   out.push('</g>');
   out.push('<g class="axis x-axis" font-size="12" text-anchor="middle">');
   out.push(`<line x1="${M.left}" y1="${M.top + PH}" x2="${M.left + PW}" y2="${M.top + PH}" stroke="#000"/>`);
-  c.groups.forEach((g, gi) => out.push(text(M.left + gi * gw + gw / 2, M.top + PH + 18, g)));
-  out.push(text(M.left + PW / 2, H - 22, c.xLabel, 'font-size="13"'));
+  // A group label may have two lines ('\n'): long labels stay apart.
+  c.groups.forEach((g, gi) => g.split('\n').forEach((line, li) => out.push(text(M.left + gi * gw + gw / 2, M.top + PH + 18 + li * 14, line))));
+  out.push(text(M.left + PW / 2, H - 12, c.xLabel, 'font-size="13"'));
   out.push('</g>');
   out.push(...legend(c.series.map((s, i) => ({ name: s.name, color: COLORS[i % COLORS.length]! }))));
   return out;

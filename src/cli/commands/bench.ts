@@ -1,5 +1,7 @@
 // `cloudlet bench ...`: benchmarks on the lab, printing measured figures and the ratios
 // against baselines measured in the same run.
+import { copyFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from '../../util/errors.js';
 import { runMigrateBench } from '../../bench/migrate.js';
@@ -8,6 +10,8 @@ import { runOverlayBench } from '../../bench/overlay.js';
 import { runHandoffBench } from '../../bench/handoff.js';
 import { handoffReportText } from '../../bench/handoff-report.js';
 import { runBenchAll } from '../../bench/all/run.js';
+import { runFaultMatrix, SCENARIOS as FAULT_SCENARIOS } from '../../bench/faults.js';
+import { labDir } from '../../lab/state.js';
 import { comparisons, fmt, readResults, writeReport } from '../../bench/all/report.js';
 import { parseCodec } from '../../transfer/codecs.js';
 import { action, printJson, printTable, progress, requireRoot } from '../output.js';
@@ -45,6 +49,11 @@ export function registerBenchCommands(program: Command): void {
     .action(
       action(async (opts: { from: string; out: string }) => {
         const written = await writeReport(await readResults(opts.from), opts.out);
+        // The report links results.json: keep the data beside it.
+        if (resolve(opts.from) !== resolve(opts.out, 'results.json')) {
+          await copyFile(opts.from, join(opts.out, 'results.json'));
+          written.push('results.json');
+        }
         process.stdout.write(written.map((f) => `${opts.out}/${f}`).join('\n') + '\n');
         return 0;
       }),
@@ -93,7 +102,7 @@ export function registerBenchCommands(program: Command): void {
   bench
     .command('handoff')
     .description('network handoff as the user sees it: a client keeps TCP and HTTP keep-alive sessions through a live migration, and through a walk from cell a to cell b')
-    .option('--scenario <name>', 'direct, mobility or all', 'all')
+    .option('--scenario <name>', 'direct, mobility, all (= direct + mobility) or strategies (migrate vs recreate of a stateless HTTP service)', 'all')
     .option('--interval <ms>', 'a client request every (per session)', '20')
     .option('--json', 'print JSON')
     .action(
@@ -101,14 +110,44 @@ export function registerBenchCommands(program: Command): void {
         requireRoot('benchmarks on the lab');
         const scenarios = opts.scenario === 'all' ? (['direct', 'mobility'] as const) : [opts.scenario];
         for (const s of scenarios) {
-          if (s !== 'direct' && s !== 'mobility') throw new UsageError(`--scenario must be direct, mobility or all (got ${opts.scenario})`);
+          if (s !== 'direct' && s !== 'mobility' && s !== 'strategies') throw new UsageError(`--scenario must be direct, mobility, all or strategies (got ${opts.scenario})`);
         }
         const intervalMs = Number(opts.interval);
         if (!(Number.isInteger(intervalMs) && intervalMs >= 5 && intervalMs <= 10_000)) throw new UsageError(`--interval must be 5..10000 ms (got ${opts.interval})`);
-        const r = await runHandoffBench({ scenarios: scenarios as ('direct' | 'mobility')[], intervalMs, progress });
+        const r = await runHandoffBench({ scenarios: scenarios as ('direct' | 'mobility' | 'strategies')[], intervalMs, progress });
         if (opts.json) printJson(r);
         else process.stdout.write(handoffReportText(r));
         return r.tcpConnectionSurvived && r.httpKeepAliveSurvived && r.messagesLost === 0 ? 0 : 1;
+      }),
+    );
+
+  bench
+    .command('faults')
+    .description('fault matrix on the lab: per scenario, is the service running exactly once, its state intact, anything left behind, the error reported')
+    .option('--only <list>', `comma-separated scenarios (${FAULT_SCENARIOS.map((s) => s.name).join(', ')})`)
+    .option('--json', 'print JSON')
+    .action(
+      action(async (opts: { only?: string; json?: boolean }) => {
+        requireRoot('fault injection on the lab');
+        const only = opts.only ? opts.only.split(',').map((x) => x.trim()).filter(Boolean) : undefined;
+        const r = await runFaultMatrix(labDir(), { ...(only ? { only } : {}), progress });
+        if (opts.json) printJson(r);
+        else {
+          printTable(
+            r.scenarios.map((s) => ({
+              scenario: s.name,
+              outcome: s.outcome ?? '-',
+              exactly_once: s.serviceRunningExactlyOnce ? 'yes' : 'NO',
+              state_intact: s.stateIntact ? 'yes' : 'NO',
+              leftovers: s.leftovers.length,
+              s: (s.ms / 1000).toFixed(1),
+              pass: s.passed ? 'yes' : 'NO',
+              error: (s.error ?? '-').slice(0, 90),
+            })),
+            ['scenario', 'outcome', 'exactly_once', 'state_intact', 'leftovers', 's', 'pass', 'error'],
+          );
+        }
+        return r.failed === 0 ? 0 : 1;
       }),
     );
 

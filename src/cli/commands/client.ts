@@ -24,6 +24,7 @@ interface ClientCliOptions {
   window: string;
   grace: string;
   reconnect?: boolean;
+  newConnectionPerRequest?: boolean;
   json?: boolean;
   timeline?: boolean;
   readyFile?: string;
@@ -53,6 +54,7 @@ export function clientOptions(o: ClientCliOptions): ClientOptions {
     window: intOption(o.window, '--window', 1),
     graceMs: parseDuration(o.grace, '--grace'),
     reconnect: Boolean(o.reconnect),
+    ...(o.newConnectionPerRequest ? { newConnectionPerRequest: true } : {}),
     samples: Boolean(o.timeline),
   };
 }
@@ -72,6 +74,7 @@ export function registerClientCommand(program: Command): void {
     .option('--window <n>', 'TCP requests in flight at most', String(CLIENT_DEFAULTS.window))
     .option('--grace <time>', 'at stop, time left for in-flight requests before they count as lost', `${CLIENT_DEFAULTS.graceMs}ms`)
     .option('--reconnect', 'reconnect after a reset or closed connection (counted); default: the session ends')
+    .option('--new-connection-per-request', 'HTTP: a new connection for every request (no keep-alive); failures are counted, the next request goes on')
     .option('--json', 'print the report as JSON')
     .option('--timeline', 'print an ASCII timeline of replies and gaps (with --json: per-request samples)')
     .option('--ready-file <path>', 'write this file once every session is connected and answered once')

@@ -2,7 +2,7 @@
 // cloudlet and follows it (progress on stderr), then prints the report (a table, or --json).
 import { Option, type Command } from 'commander';
 import { UsageError } from '../../util/errors.js';
-import type { MigrationReport } from '../../migration/types.js';
+import { HANDOFF_STRATEGIES, type HandoffStrategy, type MigrationReport } from '../../migration/types.js';
 import type { StartMigrationBody } from '../../daemon/routes-migrations.js';
 import { action, printJson, printTable, progress } from '../output.js';
 import { resolveNode, type GlobalOptions } from '../nodes.js';
@@ -19,6 +19,7 @@ interface MigrateOptions extends GlobalOptions {
   codec?: string;
   inject?: string;
   precopy?: string;
+  strategy?: string;
   json?: boolean;
 }
 
@@ -46,6 +47,10 @@ export function migrationBody(container: string, o: MigrateOptions): StartMigrat
   if (o.codec !== undefined) body.codec = o.codec as StartMigrationBody['codec'];
   if (o.precopy !== undefined) body.precopy = o.precopy as StartMigrationBody['precopy'];
   if (o.inject !== undefined) body.inject = o.inject as StartMigrationBody['inject'];
+  if (o.strategy !== undefined) {
+    if (!(HANDOFF_STRATEGIES as readonly string[]).includes(o.strategy)) throw new UsageError(`--strategy must be one of ${HANDOFF_STRATEGIES.join(', ')} (got '${o.strategy}')`);
+    body.strategy = o.strategy as HandoffStrategy;
+  }
   return body;
 }
 
@@ -73,6 +78,14 @@ export function printReport(r: MigrationReport): void {
       `${mb(r.bytesSent)} MB sent, ${r.precopyRounds} pre-copy round(s), stopped by: ${r.stopReason ?? '-'}\n` +
       `policy: ${r.policy}\n`,
   );
+  if (r.strategy) process.stdout.write(`strategy: ${r.strategyReason ?? r.strategy}\n`);
+  if (r.recreate) {
+    const x = r.recreate;
+    process.stdout.write(
+      `recreate: volumes ${x.volumes.join(', ') || '-'} synced in ${x.volumeSyncMs} ms (${mb(x.volumeBytes)} MB); create ${x.createMs} ms, start ${x.startMs} ms, ` +
+        `healthy after ${x.healthyMs} ms (${x.healthChecks} checks of ${x.health}); route switch ${r.announceMs ?? '-'} ms; old instance removed in ${x.removeOldMs ?? '-'} ms\n`,
+    );
+  }
   if (r.imageShipped) {
     process.stdout.write(`image shipped: ${mb(r.imageShipped.bytes)} MB, ${r.imageShipped.layers} layer(s), ${r.imageShipped.ms} ms (in the total)\n`);
   }
@@ -94,6 +107,7 @@ export function registerMigrateCommand(program: Command): void {
     .option('--max-time <duration>', 'upper bound on the pre-copy phase', '5m')
     .option('--codec <codec>', 'lz4, zstd, gzip, none or auto (per round, from link and data)', 'auto')
     .option('--precopy <how>', 'pre-copy capture: scan (read /proc, no freeze) or dump (CRIU --leave-running)', 'scan')
+    .option('--strategy <name>', "migrate, recreate or auto (default: the service's declared handoff)")
     .option('--json', 'print the report as JSON')
     .addOption(new Option('--inject <point>', 'test hook: make the destination fail (lab only)').hideHelp())
     .action(

@@ -14,6 +14,8 @@ import { uploadFile, uploadFileInNamespace, type UploadResult } from '../../imag
 import type { ServiceReply, ServiceRequest } from '../../daemon/routes-overlays.js';
 import { OVERLAY_CONTENT_TYPE } from '../../daemon/routes-overlays.js';
 import { CloudletClient } from '../client.js';
+import { parseHealth } from '../../migration/recreate.js';
+import { HANDOFF_STRATEGIES, type HandoffStrategy } from '../../migration/types.js';
 import { action, printJson, printTable, progress } from '../output.js';
 import { resolveNode, resolveToken, type GlobalOptions } from '../nodes.js';
 
@@ -41,6 +43,17 @@ export function parseEnv(list: readonly string[]): string[] {
     if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(e)) throw new UsageError(`-e ${e}: expected K=V`);
   }
   return [...list];
+}
+
+/** `cloudlet run`'s --handoff, --stateless, --health as the API's fields (issue 9). */
+export function handoffOptions(o: { handoff: string; stateless?: boolean; health?: string }): Pick<ServiceRequest, 'handoff' | 'stateless' | 'health'> {
+  if (!(HANDOFF_STRATEGIES as readonly string[]).includes(o.handoff)) {
+    throw new UsageError(`--handoff must be one of ${HANDOFF_STRATEGIES.join(', ')} (got '${o.handoff}')`);
+  }
+  const health = o.health === undefined ? undefined : parseHealth(o.health);
+  // Checked here too, so that the mistake is named after the CLI's flags.
+  if (o.handoff === 'recreate' && !health) throw new UsageError('--handoff recreate needs --health http:PORT/PATH or tcp:PORT');
+  return { handoff: o.handoff as HandoffStrategy, stateless: Boolean(o.stateless), ...(health ? { health } : {}) };
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -153,11 +166,14 @@ export function registerOverlayCommands(program: Command): void {
     .option('--name <name>', 'container name')
     .option('-e, --env <K=V>', 'environment variable (repeatable)', collect, [])
     .option('--port <port>', 'container TCP port to publish on the cloudlet')
+    .option('--handoff <strategy>', 'how the service follows its user: migrate (live), recreate (fresh instance, switched to when healthy) or auto', 'migrate')
+    .option('--stateless', 'the service keeps no state in memory (auto then recreates it)')
+    .option('--health <check>', "the service's health check: http:PORT/PATH or tcp:PORT (needed by recreate)")
     .option('--json', 'print JSON')
     .action(
       action(async (_opts: unknown, cmd: Command) => {
-        const o = cmd.optsWithGlobals<GlobalOptions & { node: string; overlay: string; name?: string; env: string[]; port?: string; json?: boolean }>();
-        const body: ServiceRequest = { overlay: o.overlay, env: parseEnv(o.env) };
+        const o = cmd.optsWithGlobals<GlobalOptions & { node: string; overlay: string; name?: string; env: string[]; port?: string; handoff: string; stateless?: boolean; health?: string; json?: boolean }>();
+        const body: ServiceRequest = { overlay: o.overlay, env: parseEnv(o.env), ...handoffOptions(o) };
         if (o.name) body.name = o.name;
         if (o.port !== undefined) {
           const p = Number(o.port);

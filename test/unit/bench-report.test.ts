@@ -1,0 +1,148 @@
+// The `bench all` report generator, on a recorded results.json (the real output of a
+// `cloudlet bench all --quick` run on the lab, committed under test/fixtures/bench-all/):
+// the report, CSVs and charts are rendered from it, the comparison table matches the raw
+// figures, and every chart is well-formed SVG with axes, text and data.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { comparisons, readResults, reportMarkdown, writeReport } from '../../src/bench/all/report.js';
+import { renderSvg, niceScale, escapeXml } from '../../src/bench/all/svg.js';
+import { summarize } from '../../src/bench/all/stats.js';
+import { parseBenchCodecs } from '../../src/bench/all/scenario-compression.js';
+import { CHARTS } from '../../src/bench/all/charts.js';
+
+// dist/test/unit -> repository root
+const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
+const FIXTURE = join(ROOT, 'test', 'fixtures', 'bench-all', 'results.json');
+
+type Node = Record<string, unknown>;
+
+/** Every element of a parsed document (preserveOrder form), with its name and attributes. */
+function elements(doc: unknown[]): { name: string; attrs: Record<string, string>; children: unknown[] }[] {
+  const out: { name: string; attrs: Record<string, string>; children: unknown[] }[] = [];
+  const walk = (nodes: unknown[]) => {
+    for (const n of nodes as Node[]) {
+      for (const [k, v] of Object.entries(n)) {
+        if (k === ':@' || k === '#text' || !Array.isArray(v)) continue;
+        out.push({ name: k, attrs: (n[':@'] ?? {}) as Record<string, string>, children: v });
+        walk(v);
+      }
+    }
+  };
+  walk(doc);
+  return out;
+}
+
+function checkSvg(file: string, xml: string): void {
+  const valid = XMLValidator.validate(xml);
+  assert.equal(valid, true, `${file}: ${JSON.stringify(valid)}`);
+  const doc = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '', preserveOrder: true }).parse(xml) as unknown[];
+  const els = elements(doc);
+  const root = els.find((e) => e.name === 'svg');
+  assert.ok(root, `${file}: no <svg> root`);
+  assert.equal(root.attrs.xmlns, 'http://www.w3.org/2000/svg', `${file}: svg namespace`);
+  const group = (cls: string) => els.find((e) => e.name === 'g' && (e.attrs.class ?? '').split(' ').includes(cls));
+  for (const cls of ['x-axis', 'y-axis', 'legend', 'data']) assert.ok(group(cls), `${file}: no <g class="${cls}">`);
+  const data = elements(group('data')!.children);
+  assert.ok(data.some((e) => e.name === 'rect' || e.name === 'circle'), `${file}: no data marks`);
+  const texts = els.filter((e) => e.name === 'text');
+  assert.ok(texts.length >= 5, `${file}: too few text elements (${texts.length})`);
+  // The y axis says its unit: "(s)", "(%...)" and so on.
+  assert.match(JSON.stringify(elements(group('y-axis')!.children).filter((e) => e.name === 'text')), /\(.+\)/, `${file}: the y label has no unit`);
+}
+
+test('the recorded run re-renders: REPORT.md, one CSV and one valid SVG chart per scenario', async () => {
+  const r = await readResults(FIXTURE);
+  assert.equal(r.plan.quick, true, 'the fixture is a --quick run');
+  const dir = await mkdtemp(join(os.tmpdir(), 'bench-report-'));
+  try {
+    const written = await writeReport(r, dir);
+    const charts = (await readdir(join(dir, 'charts'))).sort();
+    assert.deepEqual(charts, CHARTS.map((c) => c.file).sort());
+    for (const c of charts) checkSvg(c, await readFile(join(dir, 'charts', c), 'utf8'));
+
+    const md = await readFile(join(dir, 'REPORT.md'), 'utf8');
+    assert.ok(md.includes(r.command), 'the command');
+    assert.ok(md.includes(r.startedAt), 'the date');
+    assert.ok(md.includes(`kernel ${r.machine.kernel}`), 'the machine');
+    assert.match(md, /\| figure \| ours \| published \| ratio \|/);
+    for (const c of charts) assert.ok(md.includes(`(charts/${c})`), `REPORT.md links ${c}`);
+    for (const h of ['## 1. Overlay', '## 2. Compression', '## 3. Pre-copy rounds', '## 4. Alpha', '## 5. Bandwidth', '## 6. Decision']) assert.ok(md.includes(h), h);
+    for (const d of r.plan.quickDrops) assert.ok(md.includes(d), `the quick drop "${d}" is listed`);
+
+    // One CSV per scenario, one line per raw row (+ header).
+    for (const k of ['overlay', 'compression', 'rounds', 'alpha', 'bandwidth', 'decision'] as const) {
+      assert.ok(written.includes(`${k}.csv`));
+      const lines = (await readFile(join(dir, `${k}.csv`), 'utf8')).trimEnd().split('\r\n');
+      assert.equal(lines.length, r[k].length + 1, `${k}.csv rows`);
+      assert.ok(r[k].length > 0, `the recorded run has ${k} rows`);
+    }
+    // Rendering is a pure function of the results.
+    assert.equal(reportMarkdown(r), md);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('the comparison table has a row for every published figure the run measured, with ours / published', async () => {
+  const r = await readResults(FIXTURE);
+  const cmp = comparisons(r);
+  const md = reportMarkdown(r);
+  const what = cmp.map((c) => c.what);
+  for (const w of new Set(r.overlay.map((o) => o.workload))) {
+    assert.ok(what.some((x) => x.startsWith(`overlay size, ${w}`)));
+    assert.ok(what.some((x) => x.startsWith(`overlay synthesis, ${w}`)));
+  }
+  const mbits = new Set(r.bandwidth.map((x) => Number(x.params.mbit)));
+  for (const m of mbits) {
+    assert.ok(what.includes(`busybox total at ${m} Mbit/s`));
+    assert.ok(what.includes(`busybox downtime at ${m} Mbit/s`));
+  }
+  for (const m of [5, 100]) assert.equal(what.some((x) => x.startsWith(`large-memory total at ${m} Mbit/s`)), mbits.has(m));
+  // The large overlay row: ours is the median of the raw overlay sizes, the ratio ours / 69.
+  const large = cmp.find((c) => c.what.startsWith('overlay size, large'))!;
+  const sizes = summarize(r.overlay.filter((o) => o.workload === 'large').map((o) => o.overlayBytes / 1e6))!;
+  assert.equal(large.ours!.median, sizes.median);
+  assert.equal(large.publishedValue, 69);
+  assert.ok(md.includes(`| ${large.what} |`));
+  assert.ok(md.includes(`| ${(sizes.median / 69).toFixed(2)} |`));
+});
+
+test('summaries: median of odd and even counts, NaN left out, nothing -> null', () => {
+  assert.deepEqual(summarize([3, 1, 2]), { n: 3, median: 2, min: 1, max: 3 });
+  assert.deepEqual(summarize([4, 1, 3, 2]), { n: 4, median: 2.5, min: 1, max: 4 });
+  assert.deepEqual(summarize([Number.NaN, 5]), { n: 1, median: 5, min: 5, max: 5 });
+  assert.equal(summarize([]), null);
+});
+
+test('charts: round axis scales, escaped text, valid SVG even without data', () => {
+  assert.deepEqual(niceScale(7.3), { max: 8, step: 2 });
+  assert.deepEqual(niceScale(0), { max: 1, step: 0.2 });
+  assert.equal(escapeXml('a<b & "c">'), 'a&lt;b &amp; &quot;c&quot;&gt;');
+  const svg = renderSvg({ kind: 'bars', title: 'x < y & z', xLabel: 'k', yLabel: 'time (s)', groups: ['a'], series: [{ name: 's', values: [{ n: 1, median: 1, min: 1, max: 1 }] }] });
+  checkSvg('inline', svg);
+  const empty = renderSvg({ kind: 'lines', title: 'empty', xLabel: 'x', yLabel: 'y (s)', series: [] });
+  assert.equal(XMLValidator.validate(empty), true);
+});
+
+test('bench-codecs output is parsed: sample size, zero pages, one row per codec; garbage is refused', () => {
+  const text = [
+    'sample: memory of pid 42, 16.0 MiB, 3.5% zero pages',
+    'codec              ratio  comp MB/s   dec MB/s',
+    'none             1.000          -          -',
+    'lz4              0.113        576        485',
+    '(zstd level 3)   0.070        300        900',
+  ].join('\n');
+  const s = parseBenchCodecs(text);
+  assert.equal(s.sampleBytes, 16 * 2 ** 20);
+  assert.equal(s.zeroPagesPercent, 3.5);
+  assert.deepEqual(s.codecs, [
+    { codec: 'none', ratio: 1, compressMBps: null, decompressMBps: null },
+    { codec: 'lz4', ratio: 0.113, compressMBps: 576, decompressMBps: 485 },
+  ]);
+  assert.throws(() => parseBenchCodecs('nothing'), /no sample line/);
+});
