@@ -100,14 +100,17 @@ test('cloudlet client --count --json: a report with both sessions, exit 0, the r
 
 test('SIGINT stops the run and the report is still printed; a dead target exits 1; bad options exit 2', { timeout: 30_000 }, async () => {
   const svc = await startService();
-  const child = spawn(process.execPath, [CLI, 'client', '--target', '127.0.0.1', '--tcp-port', String(svc.tcpPort), '--http-port', String(svc.httpPort), '--duration', '20s', '--timeline'], {
+  const readyFile = join(mkdtempSync(join(tmpdir(), 'client-cli-')), 'ready');
+  const child = spawn(process.execPath, [CLI, 'client', '--target', '127.0.0.1', '--tcp-port', String(svc.tcpPort), '--http-port', String(svc.httpPort), '--duration', '20s', '--timeline', '--ready-file', readyFile], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  await sleep(1500);
+  // Ready (both sessions answered) before the signal, however slow the machine is today.
+  for (let i = 0; i < 150 && !existsSync(readyFile); i++) await sleep(100);
+  await sleep(500);
   child.kill('SIGINT');
   const [code] = (await once(child, 'exit')) as [number | null];
   svc.child.kill('SIGKILL');
