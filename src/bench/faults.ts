@@ -265,6 +265,22 @@ export const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
+    name: 'source-daemon-restarted-after-restore',
+    fault: `cloudletd of ${SRC} killed (SIGKILL) after the twin runs on ${DST}, before the commit, and started again`,
+    service: { kind: 'node', stateMb: 16 },
+    expected: ['done'],
+    // A handoff the restarted daemon commits has no error: its warning must say what happened.
+    errorPattern: /restarted/i,
+    async act(ctx, container) {
+      const m = await startMigration(ctx, { container, to: DST, rounds: 1, inject: 'stall-before-commit' });
+      await waitMigration(ctx, m.id, (r) => r.state === 'committing' || r.finishedAt !== null, 180_000);
+      await killDaemon(ctx.state(), SRC);
+      await restartDaemon(ctx.dir, SRC);
+      const r = await waitMigration(ctx, m.id, finished, 60_000);
+      return { outcome: r.state, error: r.error?.message ?? (r.warnings.join('; ') || null), notes: ['killed in state committing (twin running, source copy stopped)'] };
+    },
+  },
+  {
     name: 'dest-disk-full',
     fault: `scratch tmpfs of ${DST} (staging, checkpoint images) left with 4 MiB free`,
     service: { kind: 'node', stateMb: 32 },

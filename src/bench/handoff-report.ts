@@ -69,7 +69,8 @@ export function strategiesText(s: StrategiesResult): string {
     out += `    ${x.report.strategyReason ?? ''}\n`;
     if (x.report.recreate) {
       const p = x.report.recreate;
-      out += `    create ${p.createMs} ms, start ${p.startMs} ms, healthy after ${p.healthyMs} ms (${p.healthChecks} checks), route switch ${x.report.announceMs ?? '-'} ms, old instance removed in ${p.removeOldMs ?? '-'} ms\n`;
+      out += `    create ${p.createMs} ms, start ${p.startMs} ms, healthy after ${p.healthyMs} ms (${p.healthChecks} checks), route switch ${x.report.announceMs ?? '-'} ms, ` +
+        `${p.drainedConnections ?? '-'} connection(s) of the old instance drained to it for ${p.drainMs ?? '-'} ms, old instance removed in ${p.removeOldMs ?? '-'} ms\n`;
     }
   }
   return out;

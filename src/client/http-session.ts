@@ -11,17 +11,24 @@ import { Session, errorCode, type SessionParams } from './session.js';
 export interface HttpSessionParams extends SessionParams {
   /** A new connection per request (`Connection: close`, no agent): see ClientOptions. */
   newConnectionPerRequest?: boolean;
+  /** Per-request mode: a request silent this long fails (the next one goes on). */
+  requestTimeoutMs?: number;
 }
+
+/** Per-request mode's default for a request that gets no byte (a client gives up, tries again). */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 3000;
 
 export class HttpSession extends Session {
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   private socket: net.Socket | null = null;
   private inFlight: http.ClientRequest | null = null;
   private readonly perRequest: boolean;
+  private readonly requestTimeoutMs: number;
 
   constructor(p: HttpSessionParams) {
     super(p);
     this.perRequest = p.newConnectionPerRequest ?? false;
+    this.requestTimeoutMs = p.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   }
 
   start(): void {
@@ -38,6 +45,13 @@ export class HttpSession extends Session {
     this.inFlight = req;
     this.recorder.sent(n);
     req.on('socket', (s) => (this.perRequest ? this.onFreshSocket(s, req) : this.onSocket(s, req)));
+    // A stream of short-lived clients does not wait forever on one of them: a silent request
+    // fails (recorded) and frees the session for the next one.
+    if (this.perRequest) {
+      req.setTimeout(this.requestTimeoutMs, () =>
+        req.destroy(Object.assign(new Error(`no answer to GET /req?n=${n} within ${this.requestTimeoutMs} ms`), { code: 'request_timeout' })),
+      );
+    }
     req.on('response', (res) => {
       let body = '';
       res.setEncoding('utf8');

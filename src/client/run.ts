@@ -79,7 +79,7 @@ export function startClient(opts: ClientOptions): ClientHandle {
   if (opts.http !== false) {
     const port = opts.httpPort ?? CLIENT_DEFAULTS.httpPort;
     const perRequest = opts.newConnectionPerRequest ?? false;
-    sessions.http = new HttpSession({ ...common, port, recorder: new SessionRecorder('http', opts.target, port, clock, perRequest), newConnectionPerRequest: perRequest });
+    sessions.http = new HttpSession({ ...common, port, recorder: new SessionRecorder('http', opts.target, port, clock, perRequest), newConnectionPerRequest: perRequest, ...(opts.requestTimeoutMs ? { requestTimeoutMs: opts.requestTimeoutMs } : {}) });
   }
   const all = Object.values(sessions);
 

@@ -29,6 +29,8 @@ export interface ClientOptions {
    * request answered, no error. Default false (one kept-alive connection).
    */
   newConnectionPerRequest?: boolean;
+  /** With newConnectionPerRequest: a request with no byte of answer for this long fails (default 3000). */
+  requestTimeoutMs?: number;
   /** Reconnect after a closed or reset connection, counting it (default false: the session ends). */
   reconnect?: boolean;
   /** At stop, how long in-flight requests may still be answered before they count as lost (default 1000). */

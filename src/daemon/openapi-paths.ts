@@ -127,7 +127,12 @@ export function openApiPaths(): Record<string, Record<string, Op>> {
       }),
     },
     '/v1/recreate/{id}/switch': {
-      post: op('peers', 'route the service address here: the new instance serves', { ...ok('switched', { type: 'object', additionalProperties: true }), ...errors('404', '409') }, {
+      post: op('peers', "drain the old instance's connections back to the source, route the service address here: the new instance serves", { ...ok('switched', { type: 'object', additionalProperties: true }), ...errors('404', '409') }, {
+        parameters: [migrationId],
+      }),
+    },
+    '/v1/recreate/{id}/drained': {
+      post: op('peers', "the old instance is done: remove the drain of its connections", { ...ok('removed', ref('Ok')), ...errors('404') }, {
         parameters: [migrationId],
       }),
     },

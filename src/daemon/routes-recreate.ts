@@ -3,7 +3,10 @@
 //   PUT    /v1/recreate/:id/volumes   the volumes' rsync batches (a framed stream, as a round)
 //   POST   /v1/recreate/:id/start     create + start the new instance (same name, config, labels,
 //                                    pinned service address), wait for its own health check
-//   POST   /v1/recreate/:id/switch    announce the service address here: the new instance serves
+//   POST   /v1/recreate/:id/switch    drain (connections opened at the source go back there, see
+//                                    recreate-drain.ts), then announce the service address here:
+//                                    the new instance serves
+//   POST   /v1/recreate/:id/drained   the old instance is done: remove the drain
 //   DELETE /v1/recreate/:id           abort: remove the new instance and the volumes made here
 // The health check runs from this cloudletd, which lives in the cloudlet's network namespace
 // and reaches the service network's bridge directly - before the address is routed here.
@@ -25,6 +28,7 @@ import {
   type RecreateStartResponse,
   type RecreateSwitchResponse,
 } from '../migration/recreate.js';
+import { openDestinationDrain, type Drain } from '../migration/recreate-drain.js';
 import type { DaemonContext } from './server.js';
 
 const DOCKER_NAME = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
@@ -58,6 +62,8 @@ interface Recreating {
 
 const PROBE_TIMEOUT_MS = 1000;
 const PROBE_INTERVAL_MS = 100;
+/** A drain the source never ends (it died) is removed after this long. */
+const DRAIN_LIMIT_MS = 60_000;
 
 /** One health probe: an HTTP 2xx answer, or a TCP connect. Resolves with why it failed, or null. */
 export function probeOnce(address: string, h: HealthCheck, timeoutMs = PROBE_TIMEOUT_MS): Promise<string | null> {
@@ -119,6 +125,23 @@ export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext)
   const { config, engine, db } = ctx;
   const scratch = join(config.scratchDir ?? join(config.dataDir, 'scratch'), 'recreate-in');
   const held = new Map<string, Recreating>();
+  const drains = new Map<string, { drain: Drain; timer: NodeJS.Timeout }>();
+  const endDrain = async (id: string): Promise<string[]> => {
+    const d = drains.get(id);
+    if (!d) return [];
+    drains.delete(id);
+    clearTimeout(d.timer);
+    return d.drain.close();
+  };
+
+  /** The new instance is the service now: what was made here stays. */
+  const finishSwitch = async (id: string, r: Recreating, announceMs: number, drained: boolean): Promise<RecreateSwitchResponse> => {
+    await rm(r.stageDir, { recursive: true, force: true });
+    held.delete(id);
+    db.updateMigration(id, 'destination', { state: 'done' });
+    db.recordEvent('service.recreated', { container: r.req.container.name, from: r.req.from, address: r.req.container.serviceAddress, containerId: r.containerId });
+    return { announceMs, drained };
+  };
 
   const get = (id: string): Recreating => {
     const r = held.get(id);
@@ -219,15 +242,35 @@ export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext)
     step(req.params.id, async (r) => {
       if (!r.containerId) throw new ConflictError(`recreate ${req.params.id}: no new instance started yet`);
       const address = r.req.container.serviceAddress;
-      const announceMs = address && ctx.serviceNetwork ? await ctx.serviceNetwork.announce(address) : 0;
-      // The new instance is the service now: what was made here stays.
-      await rm(r.stageDir, { recursive: true, force: true });
-      held.delete(req.params.id);
-      db.updateMigration(req.params.id, 'destination', { state: 'done' });
-      db.recordEvent('service.recreated', { container: r.req.container.name, from: r.req.from, address, containerId: r.containerId });
-      return { announceMs };
+      if (!address || !ctx.serviceNetwork) return finishSwitch(req.params.id, r, 0, false);
+      const peer = config.peers.find((p) => p.name === r.req.from);
+      if (!peer) throw new ConflictError(`${r.req.from} is not a peer of ${config.node}: no drain link to it`);
+      const drain = await openDestinationDrain(req.params.id, address, new URL(peer.url).hostname);
+      let announceMs: number;
+      try {
+        announceMs = await ctx.serviceNetwork.announce(address);
+      } catch (err) {
+        const failed = await drain.close();
+        if (failed.length) req.log.warn({ failed }, 'drain clean-up after a failed announce');
+        throw err;
+      }
+      const timer = setTimeout(() => {
+        void endDrain(req.params.id).then((failed) => failed.length && app.log.warn({ failed }, 'drain clean-up'));
+      }, DRAIN_LIMIT_MS);
+      timer.unref();
+      drains.set(req.params.id, { drain, timer });
+      return finishSwitch(req.params.id, r, announceMs, true);
     }),
   );
+
+  app.post<{ Params: { id: string } }>('/v1/recreate/:id/drained', async (req) => {
+    const d = drains.get(req.params.id);
+    if (!d) throw new NotFoundError('drain', req.params.id);
+    const connections = await d.drain.connections();
+    const failed = await endDrain(req.params.id);
+    if (failed.length) throw new CloudletError('drain_cleanup_failed', `removing the drain failed: ${failed.join('; ')}`);
+    return { ok: true, connections };
+  });
 
   app.delete<{ Params: { id: string } }>('/v1/recreate/:id', async (req) => ({ removed: await abort(req.params.id, 'aborted by the source') }));
 }

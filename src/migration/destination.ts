@@ -93,6 +93,28 @@ interface Incoming {
 
 const ID_RE = /^[a-z0-9][a-z0-9-]{7,63}$/;
 
+/**
+ * Restores from a checkpoint running on this daemon's engine. containerd's unpacked copy of a
+ * checkpoint ($XDG_RUNTIME_DIR/ctrd-checkpoint*) is read by CRIU until its restore ends:
+ * pruning the copies while another restore runs made that restore fail ("criu failed: type
+ * RESTORE"; two migrations into one cloudlet at once, found by the load test). So restores
+ * are counted, and the copies are pruned only when none is in flight (the last one prunes).
+ */
+let restoresInFlight = 0;
+
+export async function duringRestore<T>(fn: () => Promise<T>): Promise<T> {
+  restoresInFlight++;
+  try {
+    return await fn();
+  } finally {
+    restoresInFlight--;
+  }
+}
+
+export async function pruneCheckpointCopiesIfIdle(xdgRuntimeDir: string): Promise<void> {
+  if (restoresInFlight === 0) await pruneContainerdCheckpointCopies(xdgRuntimeDir);
+}
+
 export interface DestinationDeps {
   engine: DockerEngine;
   db: DaemonDb;
@@ -369,7 +391,7 @@ export class MigrationDestination {
     // the dump succeeded (this is the final round), so a failed dump never strands traffic.
     const svc = this.deps.serviceNetwork;
     const announced = inc.serviceAddress !== null && svc ? svc.announce(inc.serviceAddress) : Promise.resolve(null);
-    const [restored, announceMs] = await Promise.allSettled([engine.startFromCheckpoint(inc.twinId, name), announced]);
+    const [restored, announceMs] = await Promise.allSettled([duringRestore(() => engine.startFromCheckpoint(inc.twinId, name)), announced]);
     if (restored.status === 'rejected') throw restored.reason;
     if (announceMs.status === 'rejected') throw announceMs.reason;
     const after = await engine.inspectContainer(inc.twinId);
@@ -426,7 +448,7 @@ export class MigrationDestination {
       await removeInstalledCheckpoint({ dataRoot, containerId: inc.twinId, name: this.checkpointName(inc.id), xdgRuntimeDir });
     }
     await rm(inc.stageDir, { recursive: true, force: true });
-    if (xdgRuntimeDir !== null) await pruneContainerdCheckpointCopies(xdgRuntimeDir);
+    if (xdgRuntimeDir !== null) await pruneCheckpointCopiesIfIdle(xdgRuntimeDir);
   }
 
   /** Migrations held when the daemon stopped: their twins were never started; remove them. */

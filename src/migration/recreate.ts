@@ -11,8 +11,12 @@
 //                                                           config, labels and pinned service
 //                                                           address; start; poll its own health
 //                                                           check until it passes
-//   POST /v1/recreate/ID/switch ──────────────────────────> announce the address here (route switch)
-//   stop + remove the old instance (after the switch: it served until then)
+//   open the drain link's end here (recreate-drain.ts)
+//   POST /v1/recreate/ID/switch ──────────────────────────> drain: packets of connections opened at A
+//                                                           go back to A; announce the address here
+//                                                           (route switch)
+//   DRAIN_MS: the old instance finishes the connections it had
+//   stop + remove the old instance; POST /v1/recreate/ID/drained; drain link removed here
 //   any failure before the switch: DELETE /v1/recreate/ID (new instance and volumes removed),
 //   the old instance never stopped serving.
 //
@@ -31,6 +35,7 @@ import { FsSyncSource } from '../fssync/index.js';
 import { shipImageIfMissing } from './image-ship.js';
 import type { PeerClient } from './peer-client.js';
 import { sendRound, type OutgoingArtifact } from './round-transport.js';
+import { DRAIN_MS, openSourceDrain, type Drain } from './recreate-drain.js';
 import { HANDOFF_STRATEGIES, type HandoffStrategy, type MigrationReport, type MigrationRequest } from './types.js';
 
 // ---------------------------------------------------------------- what a service declares
@@ -144,6 +149,8 @@ export interface RecreateStartResponse {
 
 export interface RecreateSwitchResponse {
   announceMs: number;
+  /** The destination drains the old instance's connections back to the source until told otherwise. */
+  drained: boolean;
 }
 
 export const RECREATE_HEALTH_TIMEOUT_MS = 60_000;
@@ -242,6 +249,12 @@ async function runRecreate(
   const sources: { name: string; source: FsSyncSource }[] = [];
   let prepared = false;
   let switching = false;
+  let drain: Drain | null = null;
+  const closeDrain = async () => {
+    const d = drain;
+    drain = null;
+    for (const f of (await d?.close()) ?? []) report.warnings.push(`drain clean-up here: ${f}`);
+  };
   try {
     await mkdir(stage, { recursive: true });
     report.imageShipped = await shipImageIfMissing({
@@ -303,11 +316,15 @@ async function runRecreate(
       healthyMs: Math.round(started.healthyMs),
       healthChecks: started.healthChecks,
       health: formatHealth(health),
+      drainMs: null,
+      drainedConnections: null,
       removeOldMs: null,
     };
     journal();
 
-    // The switch: from here new connections reach the new instance. The old one never stopped.
+    // The switch: from here new connections reach the new instance. The old one never stopped,
+    // and the connections it has are drained back to it (recreate-drain.ts).
+    if (report.serviceAddress) drain = await openSourceDrain(report.id, new URL(peer.baseUrl).hostname);
     switching = true;
     const sw = await peer.post<RecreateSwitchResponse>(`/v1/recreate/${report.id}/switch`, {});
     switching = false;
@@ -315,9 +332,21 @@ async function runRecreate(
     report.downtimeMs = 0; // nothing was frozen: the old instance served until the route switch
     report.totalMs = Math.round(performance.now() - t0);
 
-    // Now, and only now, the old instance goes. Nothing rolls back from here.
+    // Now, and only now, the old instance goes (once its connections are drained). Nothing
+    // rolls back from here.
     report.state = 'committing';
     journal();
+    const tCommit = performance.now();
+    if (sw.drained) {
+      await new Promise((r) => setTimeout(r, DRAIN_MS));
+      report.recreate.drainMs = DRAIN_MS;
+      const ended = await peer.post<{ connections: number | null }>(`/v1/recreate/${report.id}/drained`, {}).catch((e: unknown) => {
+        report.warnings.push(`the destination could not remove its drain: ${errorMessage(e)}`);
+        return null;
+      });
+      report.recreate.drainedConnections = ended?.connections ?? null;
+      await closeDrain();
+    }
     const tOld = performance.now();
     try {
       await deps.engine.stopContainer(details.id, { timeoutS: 2 });
@@ -326,7 +355,7 @@ async function runRecreate(
       report.warnings.push(`the old instance ${details.name} could not be removed here: ${errorMessage(err)}`);
     }
     report.recreate.removeOldMs = Math.round(performance.now() - tOld);
-    report.commitMs = report.recreate.removeOldMs;
+    report.commitMs = Math.round(performance.now() - tCommit);
     report.state = 'done';
   } catch (err) {
     report.error = { code: err instanceof CloudletError ? err.code : 'internal', message: errorMessage(err) };
@@ -355,6 +384,7 @@ async function runRecreate(
     report.state = notes.some((n) => n.startsWith('FAILED')) ? 'failed' : 'rolled-back';
     report.totalMs = Math.round(performance.now() - t0);
   } finally {
+    await closeDrain();
     for (const s of sources) {
       await s.source.dispose().catch((e: unknown) => report.warnings.push(`volume sync clean-up (${s.name}): ${errorMessage(e)}`));
     }

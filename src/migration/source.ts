@@ -15,7 +15,7 @@ import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage }
 import type { DockerEngine, ContainerDetails, RestartPolicy } from '../engine/docker.js';
 import { runcCheckpoint } from '../engine/runc.js';
 import type { ServiceNetwork } from '../network/service-network.js';
-import { installCheckpoint, pruneContainerdCheckpointCopies, removeInstalledCheckpoint } from '../engine/checkpoint-install.js';
+import { installCheckpoint, removeInstalledCheckpoint } from '../engine/checkpoint-install.js';
 import { encodeDeltaChunks, type Delta } from '../checkpoint/delta.js';
 import { startDumpAndDelta } from '../checkpoint/stream-delta.js';
 import type { PageIndex } from '../checkpoint/page-index.js';
@@ -29,7 +29,7 @@ import { sendRound, pickCodec, type OutgoingArtifact } from './round-transport.j
 import { FAULT_STALL_MS, type MigrationReport, type MigrationRequest, type RoundReport } from './types.js';
 import { shipImageIfMissing } from './image-ship.js';
 import { chooseStrategy, startRecreate } from './recreate.js';
-import type { IncomingStatus, PrepareRequest, PrepareResponse, RoundResponse } from './destination.js';
+import { duringRestore, pruneCheckpointCopiesIfIdle, type IncomingStatus, type PrepareRequest, type PrepareResponse, type RoundResponse } from './destination.js';
 import { migrationEvents } from '../daemon/events.js';
 
 export interface SourceDeps {
@@ -287,6 +287,7 @@ export class MigrationSource {
     let prepared: PrepareResponse | null = null;
     let frozen = false;
     let finalSent = false;
+    let keepStage = false;
     let restartPolicy: RestartPolicy | null = null;
     let index = 0;
     try {
@@ -389,6 +390,8 @@ export class MigrationSource {
       report.state = 'committing';
       this.journal(entry);
       frozen = false;
+      // Fault injection (lab only): the twin runs, the stopped copy is still here.
+      if (req.inject === 'stall-before-commit') await sleep(FAULT_STALL_MS);
       await this.commit(report, details, peer);
       report.commitMs = Math.round(performance.now() - tCommit);
       report.state = 'done';
@@ -404,6 +407,10 @@ export class MigrationSource {
           (e: unknown) => notes.push(`FAILED to restore the restart policy: ${errorMessage(e)}`),
         );
       }
+      // A frozen service that could not be restored here keeps its final dump (the only copy
+      // of its state; it was deleted with the staging before).
+      keepStage = frozen && notes.some((n) => n.startsWith('FAILED') && n.includes('source container'));
+      if (keepStage) notes.push(`the final dump is kept in ${dumpDirOf(stage, index)}`);
       report.error.message += notes.length ? ` (rollback: ${notes.join('; ')})` : '';
       report.state = notes.some((n) => n.startsWith('FAILED')) ? 'failed' : 'rolled-back';
       report.totalMs = Math.round(performance.now() - t0);
@@ -411,7 +418,7 @@ export class MigrationSource {
       for (const f of fsSources) {
         await f.source.dispose().catch((e: unknown) => report.warnings.push(`fs sync clean-up: ${errorMessage(e)}`));
       }
-      await rm(stage, { recursive: true, force: true });
+      if (!keepStage) await rm(stage, { recursive: true, force: true });
       report.bytesSent = report.rounds.reduce((s, r) => s + r.sentBytes, 0);
       report.finishedAt = new Date().toISOString();
       this.journal(entry);
@@ -639,9 +646,9 @@ export class MigrationSource {
             imageDir: finalDumpDir,
             xdgRuntimeDir: this.deps.xdgRuntimeDir,
           });
-          await this.deps.engine.startFromCheckpoint(details.id, name);
+          await duringRestore(() => this.deps.engine.startFromCheckpoint(details.id, name));
           await removeInstalledCheckpoint({ dataRoot: this.deps.dataRoot, containerId: details.id, name, xdgRuntimeDir: this.deps.xdgRuntimeDir });
-          if (this.deps.xdgRuntimeDir) await pruneContainerdCheckpointCopies(this.deps.xdgRuntimeDir);
+          if (this.deps.xdgRuntimeDir) await pruneCheckpointCopiesIfIdle(this.deps.xdgRuntimeDir);
           notes.push('source container restored from its final dump');
         }
       } catch (err) {

@@ -47,7 +47,11 @@ export interface RecreatePhases {
   healthyMs: number;
   healthChecks: number;
   health: string;
-  /** Stopping and removing the old instance at the source, after the switch. */
+  /** After the switch, how long the old instance finished its connections (drained to it) before it was stopped. */
+  drainMs: number | null;
+  /** Connections the old instance had at the switch, whose packets the destination sent back to it. */
+  drainedConnections: number | null;
+  /** Stopping and removing the old instance at the source, after the switch and the drain. */
   removeOldMs: number | null;
 }
 
@@ -58,9 +62,11 @@ export interface RecreatePhases {
  *                          kills its engine meanwhile);
  *   stall-after-final-dump the source waits FAULT_STALL_MS between its final dump and the
  *                          send (a test kills the source's daemon while the service is frozen);
+ *   stall-before-commit    the source waits FAULT_STALL_MS after the twin runs, before it
+ *                          removes its copy (a test kills the source's daemon meanwhile);
  *   corrupt-frame          the source flips one byte of the final round's stream in transit.
  */
-export const FAULT_POINTS = ['before-restore', 'stall-before-restore', 'stall-after-final-dump', 'corrupt-frame'] as const;
+export const FAULT_POINTS = ['before-restore', 'stall-before-restore', 'stall-after-final-dump', 'stall-before-commit', 'corrupt-frame'] as const;
 export type FaultPoint = (typeof FAULT_POINTS)[number];
 /** How long the stall-* fault points wait: a window for a test to act in, on a slow machine. */
 export const FAULT_STALL_MS = 12_000;

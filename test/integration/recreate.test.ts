@@ -11,10 +11,19 @@ import { CloudletClient } from '../../src/cli/client.js';
 import type { MigrationReport } from '../../src/migration/types.js';
 import type { ClientReport } from '../../src/client/types.js';
 import type { ServiceReply } from '../../src/daemon/routes-overlays.js';
+import { nsRun } from '../../src/lab/netns.js';
+import { DRAIN_MS } from '../../src/migration/recreate-drain.js';
 
 const isRoot = process.getuid?.() === 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const HEALTH = { http: { port: 8080, path: '/healthz' } };
+
+/** Drain links (cldr*) and their mangle chains left in a cloudlet's namespace. */
+async function drainLeftovers(namespace: string): Promise<string[]> {
+  const links = (await nsRun(namespace, 'ip', ['-o', 'link', 'show'])).stdout.split('\n').filter((l) => /: cldr[0-9a-f]{8}[@:]/.test(l));
+  const chains = (await nsRun(namespace, 'iptables', ['-w', '-t', 'mangle', '-S'])).stdout.split('\n').filter((l) => l.includes('CLDRAIN-'));
+  return [...links, ...chains];
+}
 
 describe('handoff by re-creation on the lab', { skip: !isRoot && 'needs root' }, () => {
   const lab = useLab('recr');
@@ -23,6 +32,7 @@ describe('handoff by re-creation on the lab', { skip: !isRoot && 'needs root' },
   test('recreate: a client making new connections through the handoff gets every request answered; the old instance is gone', async (t) => {
     const state = lab.state();
     const svc = await provisionHandoffService(state, 'a', 'recr-svc', { handoff: { handoff: 'recreate', stateless: true, health: HEALTH } });
+    t.after(() => removeService(state, 'recr-svc'));
     const labelsAtA = (await lab.docker('a').getContainer('recr-svc').inspect()).Config.Labels;
     assert.equal(labelsAtA['cloudlet.handoff'], 'recreate');
     assert.equal(labelsAtA['cloudlet.health'], 'http:8080/healthz');
@@ -48,6 +58,8 @@ describe('handoff by re-creation on the lab', { skip: !isRoot && 'needs root' },
     assert.equal(report.downtimeMs, 0);
     assert.equal(report.serviceAddress, svc.address);
     assert.ok(report.recreate && report.recreate.healthChecks >= 1, 'the new instance was health-checked');
+    assert.equal(report.recreate.drainMs, DRAIN_MS, "the old instance's connections were drained to it");
+    for (const cl of state.cloudlets) assert.deepEqual(await drainLeftovers(cl.namespace), [], `no drain left on ${cl.name}`);
 
     assert.ok(h.sent > 50, `enough requests (${h.sent})`);
     assert.equal(h.connections.length, h.answered, 'a new connection per request');
@@ -62,11 +74,14 @@ describe('handoff by re-creation on the lab', { skip: !isRoot && 'needs root' },
     assert.equal(atB.Id, report.destinationContainerId);
     assert.equal(atB.Config.Labels['cloudlet.handoff'], 'recreate', 'labels travel with the service');
     assert.equal(Object.values(atB.NetworkSettings.Networks)[0]!.IPAddress, svc.address, 'same service address');
-    await removeService(state, 'recr-svc');
   });
 
   test('auto: a stateful service is migrated, a stateless one recreated; each report says why', async (t) => {
     const state = lab.state();
+    t.after(async () => {
+      await removeService(state, 'auto-stateful');
+      await removeService(state, 'auto-stateless');
+    });
     const first = await provisionHandoffService(state, 'a', 'auto-stateful', { handoff: { handoff: 'auto', stateless: false, health: HEALTH } });
     // The second from the same overlay while the first runs at a: both have their own address
     // (an address freed at a by a move would be handed out again and clash at b).
@@ -91,12 +106,11 @@ describe('handoff by re-creation on the lab', { skip: !isRoot && 'needs root' },
     assert.equal(back.state, 'done', back.error?.message);
     assert.equal(back.strategy, 'recreate');
     assert.match(back.strategyReason!, /request/);
-    await removeService(state, 'auto-stateful');
-    await removeService(state, 'auto-stateless');
   });
 
-  test('a new instance that never passes its health check is removed; the old one kept serving at a', async () => {
+  test('a new instance that never passes its health check is removed; the old one kept serving at a', async (t) => {
     const state = lab.state();
+    t.after(() => removeService(state, 'sick-svc'));
     const svc = await provisionHandoffService(state, 'a', 'sick-svc', { handoff: { handoff: 'recreate', stateless: true, health: { http: { port: 8080, path: '/not-here' } } } });
     const report = await apiA().post<MigrationReport>('/v1/migrations?wait=1', { container: 'sick-svc', to: 'b' });
     assert.equal(report.state, 'rolled-back');
@@ -106,6 +120,5 @@ describe('handoff by re-creation on the lab', { skip: !isRoot && 'needs root' },
     assert.equal((await lab.docker('a').getContainer('sick-svc').inspect()).State.Running, true, 'still running at a');
     await assert.rejects(lab.docker('b').getContainer('sick-svc').inspect(), 'nothing left at b');
     assert.equal(await routedTo(state, svc.address), 'a', 'the address was never moved');
-    await removeService(state, 'sick-svc');
   });
 });

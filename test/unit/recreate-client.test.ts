@@ -109,6 +109,28 @@ test('new connection per request through a restart of the service: failures coun
   }
 });
 
+test('new connection per request: a silent request times out (recorded) and the next one goes on', { timeout: 30_000 }, async () => {
+  const svc = await startService();
+  const client = startClient({ target: '127.0.0.1', tcp: false, httpPort: svc.httpPort, intervalMs: 20, durationMs: 20_000, newConnectionPerRequest: true, requestTimeoutMs: 400 });
+  try {
+    assert.equal(await client.ready, true);
+    svc.child.kill('SIGSTOP'); // the kernel still accepts connections; nobody answers
+    await sleep(1000);
+    svc.child.kill('SIGCONT');
+    await sleep(800);
+  } finally {
+    client.stop();
+  }
+  const r = await client.done;
+  await kill(svc.child);
+  const h = r.sessions.http!;
+  const timeouts = h.errors.filter((e) => e.code === 'request_timeout');
+  assert.ok(timeouts.length >= 1 && timeouts.length <= 3, `request timeouts: ${h.errors.map((e) => e.code).join(',')}`);
+  const lastTimeout = timeouts[timeouts.length - 1]!.atMs;
+  assert.ok(h.connections.some((c) => c.openedAtMs > lastTimeout + 100), 'requests went on after the pause');
+  assert.ok(h.answered >= 20, `answered ${h.answered}`);
+});
+
 test('cloudlet client --new-connection-per-request maps to the option', () => {
   const base = { target: 'x', tcpPort: '7000', httpPort: '8080', interval: '20ms', tcp: true, http: true, window: '1', grace: '1s' };
   assert.equal(clientOptions({ ...base, newConnectionPerRequest: true }).newConnectionPerRequest, true);

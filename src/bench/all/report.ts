@@ -181,7 +181,7 @@ export function reportMarkdown(r: BenchAllResult): string {
   o.push('', '![overlay](charts/overlay.svg)', '', 'Data: [overlay.csv](overlay.csv)');
 
   o.push('', '## 2. Compression: codecs on the workloads\' memory', '');
-  o.push(`The codec micro-benchmark (\`src/transfer/bench-codecs.ts\`) on each running workload's private writable memory (read through /proc/PID/mem, up to ${r.plan.compression.maxMiB} MiB), in 1 MiB blocks as migrations send them; ratio = wire / raw bytes, speeds in raw MB/s on one core. Transfer time = the codec-choice model's prediction (compress, send and decompress pipelined, \`src/transfer/codec-choice.ts\`) for the sample at each link rate, from the rates measured here; it is computed, not timed on the link.`, '');
+  o.push(`The codec micro-benchmark (\`src/transfer/bench-codecs.ts\`) on each running workload's private writable memory (read through /proc/PID/mem, up to ${r.plan.compression.maxMiB} MiB), in 1 MiB blocks as migrations send them (zero pages included: a migration skips them, so ratios of samples with many zero pages flatter the codecs); ratio = wire / raw bytes, speeds in raw MB/s on one core. Transfer time = the codec-choice model's prediction (compress, send and decompress pipelined, \`src/transfer/codec-choice.ts\`) for the sample at each link rate, from the rates measured here; it is computed, not timed on the link.`, '');
   const cw = distinct(r.compression.map((x) => x.workload));
   const mbits = r.plan.compression.mbits.map(String);
   const crow: string[][] = [];
@@ -189,7 +189,7 @@ export function reportMarkdown(r: BenchAllResult): string {
     for (const c of distinct(r.compression.filter((x) => x.workload === w).map((x) => x.codec))) {
       const xs = r.compression.filter((x) => x.workload === w && x.codec === c);
       crow.push([
-        w, num(xs[0]!.sampleBytes / 2 ** 20, 1), c, String(xs.length),
+        w, num(xs[0]!.sampleBytes / 2 ** 20, 1), fmt(summarize(xs.map((x) => x.zeroPagesPercent)), 1), c, String(xs.length),
         fmt(summarize(xs.map((x) => x.ratio)), 3),
         c === 'none' ? '-' : fmt(summarize(xs.map((x) => x.compressMBps ?? Number.NaN)), 0),
         c === 'none' ? '-' : fmt(summarize(xs.map((x) => x.decompressMBps ?? Number.NaN)), 0),
@@ -197,7 +197,7 @@ export function reportMarkdown(r: BenchAllResult): string {
       ]);
     }
   }
-  o.push(table(['workload', 'sample MiB', 'codec', 'reps', 'ratio', 'compress MB/s', 'decompress MB/s', ...mbits.map((mb) => `transfer s @${mb} Mbit/s`)], crow));
+  o.push(table(['workload', 'sample MiB', 'zero pages %', 'codec', 'reps', 'ratio', 'compress MB/s', 'decompress MB/s', ...mbits.map((mb) => `transfer s @${mb} Mbit/s`)], crow));
   o.push('', '![compression](charts/compression.svg)', '', 'Data: [compression.csv](compression.csv)');
 
   const a = r.plan.activity;

@@ -83,7 +83,8 @@ export function printReport(r: MigrationReport): void {
     const x = r.recreate;
     process.stdout.write(
       `recreate: volumes ${x.volumes.join(', ') || '-'} synced in ${x.volumeSyncMs} ms (${mb(x.volumeBytes)} MB); create ${x.createMs} ms, start ${x.startMs} ms, ` +
-        `healthy after ${x.healthyMs} ms (${x.healthChecks} checks of ${x.health}); route switch ${r.announceMs ?? '-'} ms; old instance removed in ${x.removeOldMs ?? '-'} ms\n`,
+        `healthy after ${x.healthyMs} ms (${x.healthChecks} checks of ${x.health}); route switch ${r.announceMs ?? '-'} ms; ` +
+        `${x.drainedConnections ?? '-'} connection(s) drained to the old instance for ${x.drainMs ?? '-'} ms, then it was removed in ${x.removeOldMs ?? '-'} ms\n`,
     );
   }
   if (r.imageShipped) {
