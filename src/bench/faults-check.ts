@@ -72,7 +72,14 @@ export async function readState(engine: DockerEngine, name: string, spec: Servic
     const j = JSON.parse(await execOk(engine, name, ['wget', '-qO-', 'http://127.0.0.1:8080/checksum'])) as { counter: number; checksum: string };
     return { memory: j.checksum, file, counter: j.counter };
   }
-  return { memory: null, file, counter: Number((await execOk(engine, name, ['cat', '/tmp/counter'])).trim()) };
+  // The counter loop rewrites the file (`echo $i > /tmp/counter`): a read between its
+  // truncation and its write sees it empty, which is not a counter of 0.
+  for (let i = 0; ; i++) {
+    const text = (await execOk(engine, name, ['cat', '/tmp/counter'])).trim();
+    if (/^\d+$/.test(text)) return { memory: null, file, counter: Number(text) };
+    if (i >= 20) throw new CloudletError('bad_counter', `/tmp/counter of ${name} reads '${text}'`);
+    await sleep(50);
+  }
 }
 
 /** Everything a cloudlet holds that a migration could leave behind. */

@@ -516,7 +516,9 @@ export async function runStrategiesHandoff(
       await sleep(2000);
       report = await migrate(lab, opts.from, opts.to, name);
       opts.progress(`${strategy}: ${report.state} (${report.strategyReason ?? '-'}): total ${report.totalMs} ms, downtime ${report.downtimeMs} ms`);
-      await sleep(2000);
+      // Longer than the client's request timeout (3 s): a request left hanging by the handoff
+      // fails within the run, and the replies after it close the gap it made.
+      await sleep(4000);
     } finally {
       clientReport = await client.stop();
     }

@@ -104,6 +104,12 @@ export function openApiPaths(): Record<string, Record<string, Op>> {
       post: op('peers', 'the source removed its copy: drop the staging data', { ...ok('committed', ref('Ok')), ...errors('404') }, { parameters: [migrationId] }),
     },
     '/v1/incoming/{id}': {
+      get: op(
+        'peers',
+        "where an incoming migration stands here (journal state, twin running): a restarted source asks before it commits or rolls back",
+        { ...ok('status', { type: 'object', required: ['id', 'state', 'twinId', 'twinRunning'], properties: { id: { type: 'string' }, state: { type: 'string' }, twinId: { type: 'string', nullable: true }, twinRunning: { type: 'boolean' } } }), ...errors('404') },
+        { parameters: [migrationId] },
+      ),
       delete: op('peers', 'abort: remove the twin, its volumes and the staging data', { ...ok('aborted', { type: 'object', additionalProperties: true }), ...errors('404') }, {
         parameters: [migrationId],
       }),

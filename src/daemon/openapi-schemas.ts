@@ -2,6 +2,7 @@
 // server.ts (NodeInfo, PeerStatus), the engine's container summary and the overlay routes.
 // A field added to those types and not here is simply undocumented (additionalProperties is
 // left open); a field removed there should be removed here.
+import { FAULT_POINTS } from '../migration/types.js';
 
 type Schema = Record<string, unknown>;
 
@@ -96,7 +97,8 @@ export function openApiSchemas(): Record<string, Schema> {
         maxTimeMs: { ...num, default: 300000 },
         codec: { type: 'string', enum: CODECS, default: 'auto' },
         precopy: { type: 'string', enum: ['scan', 'dump'], default: 'scan' },
-        inject: { type: 'string', enum: ['before-restore'], description: 'test hook; daemons with allowFaultInjection only' },
+        inject: { type: 'string', enum: [...FAULT_POINTS], description: 'test hook; daemons with allowFaultInjection only' },
+        peerTimeoutMs: { ...int, minimum: 1000, maximum: 600000, description: 'give up a silent call to the destination after this long (default 120000)' },
       },
     },
     RoundReport: {

@@ -125,6 +125,9 @@ export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext)
   const { config, engine, db } = ctx;
   const scratch = join(config.scratchDir ?? join(config.dataDir, 'scratch'), 'recreate-in');
   const held = new Map<string, Recreating>();
+  // Switched handoffs stay known for a while: a source that never got the switch's answer
+  // routes the address back to itself and aborts, and the new instance must go then.
+  const switched = new Map<string, Recreating>();
   const drains = new Map<string, { drain: Drain; timer: NodeJS.Timeout }>();
   const endDrain = async (id: string): Promise<string[]> => {
     const d = drains.get(id);
@@ -138,6 +141,8 @@ export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext)
   const finishSwitch = async (id: string, r: Recreating, announceMs: number, drained: boolean): Promise<RecreateSwitchResponse> => {
     await rm(r.stageDir, { recursive: true, force: true });
     held.delete(id);
+    switched.set(id, r);
+    setTimeout(() => switched.delete(id), DRAIN_LIMIT_MS).unref();
     db.updateMigration(id, 'destination', { state: 'done' });
     db.recordEvent('service.recreated', { container: r.req.container.name, from: r.req.from, address: r.req.container.serviceAddress, containerId: r.containerId });
     return { announceMs, drained };
@@ -161,9 +166,14 @@ export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext)
   };
 
   const abort = async (id: string, reason: string): Promise<string[]> => {
-    const r = held.get(id);
+    const r = held.get(id) ?? switched.get(id);
     if (!r) return [];
     const removed: string[] = [];
+    if (switched.delete(id)) {
+      const failed = await endDrain(id);
+      if (failed.length) removed.push(`drain (partly: ${failed.join('; ')})`);
+      else removed.push('drain');
+    }
     if (r.containerId && (await engine.removeContainer(r.containerId, { force: true }))) removed.push(`container ${r.containerId.slice(0, 12)}`);
     for (const v of r.createdVolumes) if (await engine.removeVolume(v)) removed.push(`volume ${v}`);
     await rm(r.stageDir, { recursive: true, force: true });
@@ -267,6 +277,7 @@ export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext)
     const d = drains.get(req.params.id);
     if (!d) throw new NotFoundError('drain', req.params.id);
     const connections = await d.drain.connections();
+    switched.delete(req.params.id); // committed: an abort can no longer take the service away
     const failed = await endDrain(req.params.id);
     if (failed.length) throw new CloudletError('drain_cleanup_failed', `removing the drain failed: ${failed.join('; ')}`);
     return { ok: true, connections };

@@ -66,6 +66,7 @@ const ABORT_RETRY_MS = 3000;
 const ABORT_TIMEOUT_MS = 12_000;
 /** A restarted daemon asks the destination where the service runs; it must not wait long. */
 const RECOVERY_PEER_TIMEOUT_MS = 10_000;
+const RECOVERY_ABORT_ATTEMPTS = 2;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -235,7 +236,7 @@ export class MigrationSource {
       try {
         const frozen = !['preparing', 'precopy'].includes(m.state);
         const twin = frozen ? await client.get<IncomingStatus>(`/v1/incoming/${m.id}`).catch((err: unknown) => err as Error) : null;
-        const details = await this.deps.engine.inspectContainer(m.container).catch(() => null);
+        const details = (await this.deps.engine.containerExists(m.container)) ? await this.deps.engine.inspectContainer(m.container) : null;
         if (twin instanceof Error) {
           keepStage = true;
           report.state = 'failed';
@@ -246,11 +247,15 @@ export class MigrationSource {
           report.warnings.push(`${what}: the destination runs the service, the handoff was committed by the restarted daemon`);
           report.state = 'done';
         } else {
-          if (details?.running) await thawIfFrozen(details.pid);
+          // Killed between its freeze and the dump: the service is 'running' but frozen.
+          if (frozen && details?.running) await thawIfFrozen(details.pid);
           const dump = frozen ? await lastDumpDir(stage) : null;
+          // Two attempts only at the destination: the daemon serves no request until its
+          // recovery is over.
           const rb = details
-            ? await this.rollback(report, details, true, frozen && dump !== null && !details.running, dump ?? '', client, false)
+            ? await this.rollback(report, details, true, frozen && dump !== null && !details.running, dump ?? '', client, false, RECOVERY_ABORT_ATTEMPTS)
             : [`FAILED to find the source container ${m.container}`];
+          if (details && !details.running && frozen && dump === null) rb.push(`FAILED: ${m.container} is stopped and no final dump is in ${stage}`);
           report.error = { code: 'daemon_restarted', message: `${what}; rolled back (${rb.join('; ')})` };
           report.state = rb.some((n) => n.startsWith('FAILED')) ? 'failed' : 'rolled-back';
           keepStage = report.state === 'failed';
@@ -587,14 +592,14 @@ export class MigrationSource {
   }
 
   /** DELETE /v1/incoming/:id, retried a bounded number of times (see ABORT_ATTEMPTS). */
-  private async abortDestination(id: string, peer: PeerClient): Promise<void> {
+  private async abortDestination(id: string, peer: PeerClient, attempts: number): Promise<void> {
     const client = new PeerClient(peer.baseUrl, this.deps.token, ABORT_TIMEOUT_MS);
     for (let attempt = 1; ; attempt++) {
       try {
         await client.delete(`/v1/incoming/${id}`);
         return;
       } catch (err) {
-        if (attempt >= ABORT_ATTEMPTS) throw new CloudletError('abort_failed', `the destination did not confirm the clean-up after ${attempt} attempts: ${errorMessage(err)}`, { cause: err });
+        if (attempt >= attempts) throw new CloudletError('abort_failed', `the destination did not confirm the clean-up after ${attempt} attempts: ${errorMessage(err)}`, { cause: err });
         await sleep(ABORT_RETRY_MS);
       }
     }
@@ -612,12 +617,13 @@ export class MigrationSource {
     finalDumpDir: string,
     peer: PeerClient,
     finalSent: boolean,
+    abortAttempts = ABORT_ATTEMPTS,
   ): Promise<string[]> {
     const notes: string[] = [];
     let destinationClean = !destinationPrepared;
     if (destinationPrepared) {
       try {
-        await this.abortDestination(report.id, peer);
+        await this.abortDestination(report.id, peer, abortAttempts);
         destinationClean = true;
         notes.push('destination cleaned up');
       } catch (err) {

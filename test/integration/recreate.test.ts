@@ -5,7 +5,8 @@
 // stateless one. A new instance that never gets healthy is removed; the old one kept serving.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { useLab } from '../helpers/lab.js';
+import { execIn, useLab } from '../helpers/lab.js';
+import { LAB_SERVICE_NETWORK } from '../../src/lab/lab.js';
 import { provisionHandoffService, removeService, routedTo, startLabClient } from '../../src/bench/handoff.js';
 import { CloudletClient } from '../../src/cli/client.js';
 import type { MigrationReport } from '../../src/migration/types.js';
@@ -120,5 +121,35 @@ describe('handoff by re-creation on the lab', { skip: !isRoot && 'needs root' },
     assert.equal((await lab.docker('a').getContainer('sick-svc').inspect()).State.Running, true, 'still running at a');
     await assert.rejects(lab.docker('b').getContainer('sick-svc').inspect(), 'nothing left at b');
     assert.equal(await routedTo(state, svc.address), 'a', 'the address was never moved');
+  });
+
+  test('recreate carries named volumes: synced before the new instance starts', async (t) => {
+    const state = lab.state();
+    t.after(async () => {
+      await removeService(state, 'vol-base');
+      await removeService(state, 'vol-svc');
+      for (const node of ['a', 'b']) await lab.docker(node).getVolume('recr-data').remove().catch(() => undefined);
+    });
+    // The image from a provisioned service; the container made directly, with a named volume.
+    const base = await provisionHandoffService(state, 'a', 'vol-base');
+    const c = await lab.docker('a').createContainer({
+      name: 'vol-svc',
+      Image: base.reply.imageId,
+      Env: ['HOST=0.0.0.0'],
+      Labels: { 'cloudlet.handoff': 'recreate', 'cloudlet.stateless': 'true', 'cloudlet.health': 'http:8080/healthz' },
+      HostConfig: { NetworkMode: LAB_SERVICE_NETWORK.name, Binds: ['recr-data:/data'] },
+    });
+    await c.start();
+    const write = "require('fs').mkdirSync('/data/sub',{recursive:true}); require('fs').writeFileSync('/data/sub/hello','kept '+process.pid)";
+    await execIn(lab.docker('a'), 'vol-svc', ['node', '-e', write]);
+    const before = await execIn(lab.docker('a'), 'vol-svc', ['node', '-e', "process.stdout.write(require('fs').readFileSync('/data/sub/hello','utf8'))"]);
+    const report = await apiA().post<MigrationReport>('/v1/migrations?wait=1', { container: 'vol-svc', to: 'b' });
+    assert.equal(report.state, 'done', report.error?.message);
+    assert.equal(report.strategy, 'recreate');
+    assert.deepEqual(report.recreate!.volumes, ['recr-data']);
+    assert.ok(report.recreate!.volumeBytes > 0 && report.bytesSent === report.recreate!.volumeBytes);
+    const after = await execIn(lab.docker('b'), 'vol-svc', ['node', '-e', "process.stdout.write(require('fs').readFileSync('/data/sub/hello','utf8'))"]);
+    assert.equal(after, before, 'the volume content arrived before the new instance started');
+    await assert.rejects(lab.docker('a').getContainer('vol-svc').inspect(), 'old instance gone');
   });
 });

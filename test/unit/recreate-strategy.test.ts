@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chooseStrategy, formatHealth, handoffLabels, parseHealth, HANDOFF_LABELS } from '../../src/migration/recreate.js';
 import { handoffOptions } from '../../src/cli/commands/overlay.js';
+import { migrationBody } from '../../src/cli/commands/migrate.js';
 import { UsageError } from '../../src/util/errors.js';
 
 test('health checks: the label/CLI form parses and formats back; bad forms are usage errors', () => {
@@ -71,4 +72,11 @@ test('cloudlet run flags: --handoff, --stateless, --health as API fields', () =>
   });
   assert.throws(() => handoffOptions({ handoff: 'recreate' }), /--health/);
   assert.throws(() => handoffOptions({ handoff: 'sometimes' }), /--handoff must be/);
+});
+
+test('cloudlet migrate --strategy: passed to the API, checked first', () => {
+  const base = { from: 'a', to: 'b' };
+  assert.equal(migrationBody('svc', { ...base, strategy: 'recreate' }).strategy, 'recreate');
+  assert.equal(migrationBody('svc', base).strategy, undefined, 'no flag: the service label decides');
+  assert.throws(() => migrationBody('svc', { ...base, strategy: 'teleport' }), /--strategy must be/);
 });
