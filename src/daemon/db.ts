@@ -57,6 +57,14 @@ export const MIGRATIONS: readonly string[] = [
      received      TEXT NOT NULL,
      synthesized   TEXT
    );`,
+  // Service addresses this cloudlet handed out whose services moved to another cloudlet:
+  // the engine's IPAM sees them free, but the address still belongs to the moved service.
+  `CREATE TABLE moved_addresses (
+     address   TEXT PRIMARY KEY,
+     container TEXT NOT NULL,
+     moved_to  TEXT NOT NULL,
+     ts        TEXT NOT NULL
+   );`,
 ];
 
 export type MigrationRole = 'source' | 'destination';
@@ -117,6 +125,22 @@ export class DaemonDb {
       migrate(db, path);
     }
     return new DaemonDb(path, db);
+  }
+
+  /** The service at `address` moved away: the address is not handed out here again. */
+  markAddressMoved(address: string, container: string, movedTo: string): void {
+    this.db
+      .prepare('INSERT OR REPLACE INTO moved_addresses (address, container, moved_to, ts) VALUES (?, ?, ?, ?)')
+      .run(address, container, movedTo, new Date().toISOString());
+  }
+
+  /** A service with this address runs here (again): it is no longer someone else's. */
+  clearMovedAddress(address: string): void {
+    this.db.prepare('DELETE FROM moved_addresses WHERE address = ?').run(address);
+  }
+
+  movedAddresses(): Set<string> {
+    return new Set((this.db.prepare('SELECT address FROM moved_addresses').all() as { address: string }[]).map((r) => r.address));
   }
 
   schemaVersion(): number {

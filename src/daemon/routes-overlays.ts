@@ -206,24 +206,33 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
     const t1 = performance.now();
     const portKey = o.port !== undefined ? `${o.port}/tcp` : null;
     const svcNet = o.serviceNetwork ? ctx.serviceNetwork : null;
-    const id = await engine.createContainer({
-      name,
-      Image: row.appImageId,
-      Env: o.env,
-      ...(o.cmd ? { Cmd: o.cmd } : {}),
-      ...(portKey ? { ExposedPorts: { [portKey]: {} } } : {}),
-      HostConfig: {
-        ...(portKey ? { PortBindings: { [portKey]: [{ HostPort: '' }] } } : {}),
-        ...(svcNet ? { NetworkMode: svcNet.name } : {}),
-      },
-      Labels: { 'cloudlet.overlay': row.id, ...labels },
-    });
-    const t2 = performance.now();
+    // Chosen by us, not the engine's IPAM: see ServiceNetwork.allocate.
+    const address = svcNet ? await svcNet.allocate(db.movedAddresses()) : null;
+    let id: string;
+    let t2: number;
     try {
-      await engine.startContainer(id);
-    } catch (err) {
-      await engine.removeContainer(id, { force: true }).catch(() => undefined);
-      throw err;
+      id = await engine.createContainer({
+        name,
+        Image: row.appImageId,
+        Env: o.env,
+        ...(o.cmd ? { Cmd: o.cmd } : {}),
+        ...(portKey ? { ExposedPorts: { [portKey]: {} } } : {}),
+        HostConfig: {
+          ...(portKey ? { PortBindings: { [portKey]: [{ HostPort: '' }] } } : {}),
+          ...(svcNet ? { NetworkMode: svcNet.name } : {}),
+        },
+        ...(svcNet && address ? { NetworkingConfig: { EndpointsConfig: { [svcNet.name]: { IPAMConfig: { IPv4Address: address } } } } } : {}),
+        Labels: { 'cloudlet.overlay': row.id, ...labels },
+      });
+      t2 = performance.now();
+      try {
+        await engine.startContainer(id);
+      } catch (err) {
+        await engine.removeContainer(id, { force: true }).catch((e: unknown) => req.log.warn({ err: e, container: name }, 'removing the container that did not start failed'));
+        throw err;
+      }
+    } finally {
+      if (svcNet && address) svcNet.release(address);
     }
     const t3 = performance.now();
     const net = await engine.containerNetwork(id, svcNet?.name);

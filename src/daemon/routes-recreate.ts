@@ -144,6 +144,7 @@ export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext)
     switched.set(id, r);
     setTimeout(() => switched.delete(id), DRAIN_LIMIT_MS).unref();
     db.updateMigration(id, 'destination', { state: 'done' });
+    if (r.req.container.serviceAddress) db.clearMovedAddress(r.req.container.serviceAddress);
     db.recordEvent('service.recreated', { container: r.req.container.name, from: r.req.from, address: r.req.container.serviceAddress, containerId: r.containerId });
     return { announceMs, drained };
   };

@@ -416,6 +416,15 @@ export class DockerEngine {
     return { ip: ip || null, ports };
   }
 
+  /** IPv4 addresses of the endpoints on a network (containers attached to it here). */
+  async networkAddresses(name: string): Promise<string[]> {
+    const n = await this.call(`inspect network ${name}`, () => this.docker.getNetwork(name).inspect());
+    const containers = (n.Containers ?? {}) as Record<string, { IPv4Address?: string }>;
+    return Object.values(containers)
+      .map((c) => (c.IPv4Address ?? '').split('/')[0]!)
+      .filter((a) => a !== '');
+  }
+
   /**
    * Creates a bridge network unless one of that name exists; an existing one must have the
    * same subnet (a service address means the same thing on every cloudlet).

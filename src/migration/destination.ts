@@ -415,6 +415,8 @@ export class MigrationDestination {
   /** The source removed its copy: the twin is now the service. Drop staging data. */
   async commit(id: string): Promise<void> {
     const inc = this.get(id);
+    // The service holds its address here now (it may have left from here once before).
+    if (inc.serviceAddress) this.deps.db.clearMovedAddress(inc.serviceAddress);
     await this.cleanupStaging(inc);
     this.incoming.delete(id);
     this.deps.db.updateMigration(id, 'destination', { state: 'done' });

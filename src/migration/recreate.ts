@@ -348,6 +348,8 @@ async function runRecreate(
       await closeDrain();
     }
     const tOld = performance.now();
+    // The address went with the service: this cloudlet must not hand it to a new one.
+    if (report.serviceAddress) deps.db.markAddressMoved(report.serviceAddress, details.name, report.to);
     try {
       await deps.engine.stopContainer(details.id, { timeoutS: 2 });
       await deps.engine.removeContainer(details.id, { force: true });

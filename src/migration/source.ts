@@ -579,6 +579,8 @@ export class MigrationSource {
 
   /** After the handoff: remove the source copy, let the destination drop its staging data. */
   private async commit(report: MigrationReport, details: ContainerDetails, peer: PeerClient): Promise<void> {
+    // The address went with the service: this cloudlet must not hand it to a new one.
+    if (report.serviceAddress) this.deps.db.markAddressMoved(report.serviceAddress, details.name, report.to);
     try {
       await this.deps.engine.removeContainer(details.id, { force: true });
     } catch (err) {

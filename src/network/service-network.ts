@@ -10,7 +10,7 @@
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import type { ContainerDetails, DockerEngine } from '../engine/docker.js';
-import { CloudletError, UsageError } from '../util/errors.js';
+import { CloudletError, ConflictError, UsageError } from '../util/errors.js';
 import { run, tryRun } from '../util/exec.js';
 
 const CIDR4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
@@ -52,7 +52,23 @@ export function announceArgv(template: readonly string[], address: string): stri
   return template.map((arg) => arg.replaceAll('{address}', address));
 }
 
+/** The usable host addresses of an IPv4 CIDR (not its first and last address), in order. */
+export function hostAddresses(cidr: string): string[] {
+  const [ip, bits] = cidr.split('/') as [string, string];
+  const prefix = Number(bits);
+  const base = ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+  const size = 2 ** (32 - prefix);
+  const start = base - (base % size);
+  const out: string[] = [];
+  for (let n = start + 1; n < start + size - 1 && out.length < 65_536; n++) {
+    out.push([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.'));
+  }
+  return out;
+}
+
 export class ServiceNetwork {
+  private readonly pending = new Set<string>();
+
   constructor(
     private readonly engine: DockerEngine,
     readonly config: ServiceNetworkConfig,
@@ -85,6 +101,37 @@ export class ServiceNetwork {
     if (live) return live;
     const pinned = details.createOptions.NetworkingConfig?.EndpointsConfig?.[this.name]?.IPAMConfig?.IPv4Address;
     return pinned || null;
+  }
+
+  /**
+   * An address for a new service: the first of this cloudlet's range that no container here
+   * uses and that no service which moved away from here still holds (`movedAway`). The
+   * engine's own IPAM would reuse a moved service's address as soon as it left, and then two
+   * services would claim one route. Null without an ipRange (the engine then chooses).
+   */
+  async allocate(movedAway: ReadonlySet<string>): Promise<string | null> {
+    if (!this.config.ipRange) return null;
+    const inUse = await this.engine.networkAddresses(this.name);
+    const used = new Set([...inUse, this.config.gateway, ...movedAway, ...this.pending]);
+    for (const a of hostAddresses(this.config.ipRange)) {
+      if (!used.has(a)) {
+        this.pending.add(a);
+        return a;
+      }
+    }
+    throw new ConflictError(`no free service address left in ${this.config.ipRange} on this cloudlet`, {
+      context: { ipRange: this.config.ipRange, inUse: used.size },
+      hint: 'remove services that are gone, or give this cloudlet a larger serviceNetwork.ipRange',
+    });
+  }
+
+  /**
+   * The allocated address is now held by a started container (or was not used): the engine
+   * knows it from here on. Until then it is pending, so concurrent provisionings never get
+   * the same address (the engine reserves it only when the container starts).
+   */
+  release(address: string): void {
+    this.pending.delete(address);
   }
 
   /** Routes `address` to this cloudlet; resolves with the time it took (0 when nothing is configured). */

@@ -58,6 +58,26 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
     assert.ok(m.rttNearEndMs! <= m.rttNearStartMs! + 5, `RTT back to the near value (${m.rttNearEndMs} vs ${m.rttNearStartMs} ms)`);
   });
 
+  test("a moved service keeps its address: the cloudlet it left never hands that address to a new service", async () => {
+    const state = lab.state();
+    const api = (node: string) => new CloudletClient(state.cloudlets.find((c) => c.name === node)!.daemon.apiUrl, state.token, { timeoutMs: 300_000 });
+    const first = await provisionHandoffService(state, 'a', 'addr-one');
+    const moved = await api('a').post<MigrationReport>('/v1/migrations?wait=1', { container: 'addr-one', to: 'b' });
+    assert.equal(moved.state, 'done', moved.error?.message);
+    assert.equal(moved.serviceAddress, first.address);
+    // A second service on a: the engine would reuse the freed address; cloudletd must not.
+    const second = await provisionHandoffService(state, 'a', 'addr-two');
+    assert.notEqual(second.address, first.address, 'a new service on a does not take the address of the one that moved to b');
+    assert.equal(await routedTo(state, first.address), 'b', 'the moved service keeps its route');
+    assert.equal(await routedTo(state, second.address), 'a');
+    // And the moved one can come home.
+    const back = await api('b').post<MigrationReport>('/v1/migrations?wait=1', { container: 'addr-one', to: 'a' });
+    assert.equal(back.state, 'done', back.error?.message);
+    assert.equal(await routedTo(state, first.address), 'a');
+    await removeService(state, 'addr-one');
+    await removeService(state, 'addr-two');
+  });
+
   test('a handoff that fails at the destination leaves the service and its connections at a', async (t) => {
     const state = lab.state();
     const svc = await provisionHandoffService(state, 'a', 'rollback-svc');

@@ -44,3 +44,17 @@ test('peer checks keep last_seen across later failures', (t) => {
   db.recordPeerCheck('beta', 'http://127.0.0.1:2', { ok: false, error: 'boom' });
   assert.deepEqual(db.peer('beta'), { name: 'beta', url: 'http://127.0.0.1:2', lastSeen: seen, lastError: 'boom' });
 });
+
+test('addresses of services that moved away are kept until one comes back', (t) => {
+  const fx = makeFixture();
+  t.after(() => fx.cleanup());
+  const db = DaemonDb.open(fx.config.dataDir);
+  t.after(() => db.close());
+  assert.deepEqual([...db.movedAddresses()], []);
+  db.markAddressMoved('10.240.1.1', 'web', 'b');
+  db.markAddressMoved('10.240.1.2', 'api', 'c');
+  db.markAddressMoved('10.240.1.1', 'web', 'c');
+  assert.deepEqual([...db.movedAddresses()].sort(), ['10.240.1.1', '10.240.1.2']);
+  db.clearMovedAddress('10.240.1.1');
+  assert.deepEqual([...db.movedAddresses()], ['10.240.1.2']);
+});
