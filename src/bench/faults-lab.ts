@@ -2,19 +2,15 @@
 // link, kill and restart a cloudlet's daemon or engine, shrink a cloudlet's scratch tmpfs.
 // Every process is signalled by the PID in the lab's state file, after its command line was
 // checked (isOurProcess): a PID reused by someone else is never touched.
-import { closeSync, openSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
-import { request } from 'node:http';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname } from 'node:path';
 import { CloudletError } from '../util/errors.js';
-import { run, spawnDetached } from '../util/exec.js';
+import { run } from '../util/exec.js';
 import { startEngine } from '../lab/engines.js';
-import { nsenterArgs } from '../lab/netns.js';
+import { spawnDaemon, waitForDaemon } from '../lab/lab.js';
 import { isOurProcess } from '../lab/processes.js';
 import { readLabState, writeLabState, type LabCloudlet, type LabHost, type LabState } from '../lab/state.js';
 
-const DAEMON_MAIN = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'daemon', 'main.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The lab's state as it is on disk now (a restart below changes PIDs in it). */
@@ -67,45 +63,19 @@ export async function killDaemon(state: LabState, node: string): Promise<void> {
   await waitGone(cl.daemon.pid, cl.daemon.configPath, `cloudletd of ${node}`);
 }
 
-function healthz(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request({ socketPath: socket, path: '/healthz', timeout: 1000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.on('error', () => resolve(false));
-    req.on('timeout', () => req.destroy());
-    req.end();
-  });
-}
-
 /**
- * Starts cloudletd again with its existing config (as `lab up` started it, see lab.ts
- * startDaemon, which is not exported) and records the new PID in the lab's state file.
- * Its start-up runs the journal recovery, which may talk to peers: up to timeoutMs.
+ * Starts cloudletd again with its existing config (as `lab up` started it) and records the
+ * new PID in the lab's state file. Its start-up runs the journal recovery, which may talk to
+ * peers: up to timeoutMs.
  */
 export async function restartDaemon(dir: string, node: string, timeoutMs = 180_000): Promise<number> {
   const state = freshState(dir);
   const cl = cloudletOf(state, node);
   if (isOurProcess(cl.daemon.pid, cl.daemon.configPath)) throw new CloudletError('still_running', `cloudletd of ${node} is still running`);
-  const fd = openSync(cl.daemon.log, 'a');
-  let pid: number;
-  try {
-    pid = spawnDetached('nsenter', nsenterArgs(cl.namespace, process.execPath, [DAEMON_MAIN, '--config', cl.daemon.configPath]), {
-      logFd: fd,
-      env: { ...process.env, PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
-    });
-  } finally {
-    closeSync(fd);
-  }
+  const pid = spawnDaemon(cl);
   cl.daemon.pid = pid;
   writeLabState(state, dir);
-  const deadline = Date.now() + timeoutMs;
-  while (!(await healthz(cl.daemon.socket))) {
-    if (!isOurProcess(pid, cl.daemon.configPath)) throw new CloudletError('daemon_start_failed', `restarted cloudletd of ${node} exited`, { context: { log: cl.daemon.log } });
-    if (Date.now() > deadline) throw new CloudletError('daemon_start_failed', `restarted cloudletd of ${node} not healthy within ${timeoutMs} ms`, { context: { log: cl.daemon.log } });
-    await sleep(200);
-  }
+  await waitForDaemon(cl, timeoutMs);
   return pid;
 }
 

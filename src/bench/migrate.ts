@@ -9,8 +9,8 @@ import { CloudletError } from '../util/errors.js';
 import { DockerEngine } from '../engine/docker.js';
 import { CloudletClient } from '../cli/client.js';
 import { parseBandwidth } from '../lab/link-shaping.js';
-import { readLabState, type LabState } from '../lab/state.js';
-import { labUp, labDown } from '../lab/lab.js';
+import type { LabState } from '../lab/state.js';
+import { onLab } from './lab-session.js';
 import { BUSYBOX_COUNTER_SCRIPT, STATEFUL_SERVICE_SCRIPT } from '../workloads/stateful-service.js';
 import type { MigrationReport } from '../migration/types.js';
 import type { StartMigrationBody } from '../daemon/routes-migrations.js';
@@ -87,20 +87,7 @@ export async function waitForService(engine: DockerEngine, name: string): Promis
 }
 
 export async function runMigrateBench(opts: MigrateBenchOptions): Promise<MigrateBenchResult> {
-  let lab = readLabState();
-  const ownLab = lab === null;
-  if (!lab) {
-    opts.progress('no lab is up: bringing one up (2 cloudlets, 100mbit, 5ms)');
-    lab = await labUp({ cloudlets: 2, link: { bandwidth: '100mbit', latency: '5ms' } }, opts.progress);
-  }
-  try {
-    return await runOnLab(lab, opts);
-  } finally {
-    if (ownLab) {
-      opts.progress('taking the lab down');
-      await labDown(() => undefined);
-    }
-  }
+  return onLab(opts.progress, (lab) => runOnLab(lab, opts));
 }
 
 async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<MigrateBenchResult> {

@@ -16,9 +16,10 @@ import { CloudletError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { DockerEngine } from '../engine/docker.js';
 import { CloudletClient } from '../cli/client.js';
-import { labDown, labUp, IMAGE_CACHE_DIR } from '../lab/lab.js';
+import { IMAGE_CACHE_DIR } from '../lab/lab.js';
+import { onLab } from './lab-session.js';
 import { netnsPath } from '../lab/netns.js';
-import { readLabState, type LabCloudlet, type LabState } from '../lab/state.js';
+import type { LabCloudlet, LabState } from '../lab/state.js';
 import type { CodecName } from '../transfer/codecs.js';
 import { FrameReader } from '../transfer/frames.js';
 import { loadImageArchive, NODE_IMAGE } from '../images/base-images.js';
@@ -103,23 +104,15 @@ const SPECS: Record<'large' | 'small', AppSpec> = { large: LARGE_APP, small: SMA
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function runOverlayBench(opts: OverlayBenchOptions): Promise<OverlayBenchResult> {
-  let lab = readLabState();
-  const ownLab = lab === null;
-  if (!lab) {
-    opts.progress('no lab is up: bringing one up (2 cloudlets, 100mbit, 5ms)');
-    lab = await labUp({ cloudlets: 2, link: { bandwidth: '100mbit', latency: '5ms' } }, opts.progress);
-  }
-  const work = join(os.tmpdir(), `cloudlet-bench-overlay-${process.pid}`);
-  try {
-    await mkdir(work, { recursive: true });
-    return await runOnLab(lab, work, opts);
-  } finally {
-    await rm(work, { recursive: true, force: true });
-    if (ownLab) {
-      opts.progress('taking the lab down');
-      await labDown(() => undefined);
+  return onLab(opts.progress, async (lab) => {
+    const work = join(os.tmpdir(), `cloudlet-bench-overlay-${process.pid}`);
+    try {
+      await mkdir(work, { recursive: true });
+      return await runOnLab(lab, work, opts);
+    } finally {
+      await rm(work, { recursive: true, force: true });
     }
-  }
+  });
 }
 
 function engineOf(cl: LabCloudlet): DockerEngine {

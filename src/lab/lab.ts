@@ -239,6 +239,11 @@ function daemonConfig(cl: LabCloudlet, state: LabState): DaemonConfigInput {
 
 function startDaemon(cl: LabCloudlet, state: LabState): number {
   writeFileSync(cl.daemon.configPath, JSON.stringify(daemonConfig(cl, state), null, 2) + '\n', { mode: 0o600 });
+  return spawnDaemon(cl);
+}
+
+/** Runs cloudletd in the cloudlet's namespace with its config file as written; returns its PID. */
+export function spawnDaemon(cl: LabCloudlet): number {
   const fd = openSync(cl.daemon.log, 'a');
   try {
     return spawnDetached('nsenter', nsenterArgs(cl.namespace, process.execPath, [DAEMON_MAIN, '--config', cl.daemon.configPath]), {
@@ -263,8 +268,9 @@ function healthz(socket: string): Promise<boolean> {
   });
 }
 
-async function waitForDaemon(cl: LabCloudlet): Promise<void> {
-  const deadline = Date.now() + 30_000;
+/** Waits until the cloudlet's daemon answers /healthz; fails (with its log's tail) if it exits or takes longer than timeoutMs. */
+export async function waitForDaemon(cl: LabCloudlet, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   while (!(await healthz(cl.daemon.socket))) {
     if (!isAlive(cl.daemon.pid) || Date.now() > deadline) {
       const tail = existsSync(cl.daemon.log) ? readFileSync(cl.daemon.log, 'utf8').split('\n').slice(-8).join('\n') : '';

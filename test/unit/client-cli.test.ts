@@ -8,12 +8,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { HANDOFF_SERVICE_SCRIPT } from '../../src/workloads/handoff-service.js';
 import { clientOptions } from '../../src/cli/commands/client.js';
 import { clientNamespace } from '../../src/client/lab-netns.js';
 import { NotFoundError, UsageError } from '../../src/util/errors.js';
 import type { ClientReport } from '../../src/client/types.js';
 import { CLI, runCli } from '../helpers/cli.js';
+import { startLocalService } from '../helpers/handoff-service.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cloudlet-client-cli-'));
 const env = { CLOUDLET_LAB_DIR: join(tmp, 'no-lab') };
@@ -24,29 +24,6 @@ after(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-async function startService(): Promise<{ child: ChildProcess; tcpPort: number; httpPort: number }> {
-  const child = spawn(process.execPath, ['-e', HANDOFF_SERVICE_SCRIPT], {
-    env: { ...process.env, HOST: '127.0.0.1', TCP_PORT: '0', HTTP_PORT: '0' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(child);
-  let out = '';
-  child.stdout!.setEncoding('utf8');
-  const ports = await new Promise<{ tcp: number; http: number }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`service did not listen within 5 s: ${out}`)), 5000);
-    child.once('exit', (code) => reject(new Error(`service exited (${code}): ${out}`)));
-    child.stdout!.on('data', (c: string) => {
-      out += c;
-      const t = /tcp listening on [^:]+:(\d+)/.exec(out);
-      const h = /http listening on [^:]+:(\d+)/.exec(out);
-      if (t && h) {
-        clearTimeout(timer);
-        resolve({ tcp: Number(t[1]), http: Number(h[1]) });
-      }
-    });
-  });
-  return { child, tcpPort: ports.tcp, httpPort: ports.http };
-}
 
 test('options: durations, the time bound with only --count, and bad input refused by name', () => {
   const base = { target: '10.0.0.9', tcpPort: '7000', httpPort: '8080', interval: '20ms', tcp: true, http: true, window: '1', grace: '1s' };
@@ -80,7 +57,7 @@ test('namespace choice: loopback or no lab stays here; --in-lab without a lab is
 });
 
 test('cloudlet client --count --json: a report with both sessions, exit 0, the ready file written', { timeout: 30_000 }, async () => {
-  const svc = await startService();
+  const svc = await startLocalService();
   const readyFile = join(tmp, 'ready.json');
   const r = await runCli(
     ['client', '--target', '127.0.0.1', '--tcp-port', String(svc.tcpPort), '--http-port', String(svc.httpPort), '--count', '20', '--interval', '10ms', '--json', '--ready-file', readyFile],
@@ -99,7 +76,7 @@ test('cloudlet client --count --json: a report with both sessions, exit 0, the r
 });
 
 test('SIGINT stops the run and the report is still printed; a dead target exits 1; bad options exit 2', { timeout: 30_000 }, async () => {
-  const svc = await startService();
+  const svc = await startLocalService();
   const readyFile = join(mkdtempSync(join(tmpdir(), 'client-cli-')), 'ready');
   const child = spawn(process.execPath, [CLI, 'client', '--target', '127.0.0.1', '--tcp-port', String(svc.tcpPort), '--http-port', String(svc.httpPort), '--duration', '20s', '--timeline', '--ready-file', readyFile], {
     env: { ...process.env, ...env },

@@ -1,53 +1,19 @@
 // The measuring client against the real handoff service: the service script runs with node as
 // a child process on 127.0.0.1 (free ports), the client uses real sockets. The server is
 // killed or paused by PID to make the failures the client must see.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import http from 'node:http';
 import net from 'node:net';
-import { HANDOFF_SERVICE_SCRIPT } from '../../src/workloads/handoff-service.js';
+import { startLocalService, type LocalService } from '../helpers/handoff-service.js';
 import { runClient, startClient, formatSummary, formatTimeline } from '../../src/client/index.js';
 import type { SessionReport } from '../../src/client/types.js';
 
-interface Service {
-  child: ChildProcess;
-  tcpPort: number;
-  httpPort: number;
-}
+type Service = LocalService;
 
-const started: ChildProcess[] = [];
 
-after(() => {
-  for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
-
-/** Starts the service script; ports 0 = free ports, read back from its "listening" lines. */
-async function startService(tcpPort = 0, httpPort = 0): Promise<Service> {
-  const child = spawn(process.execPath, ['-e', HANDOFF_SERVICE_SCRIPT], {
-    env: { ...process.env, HOST: '127.0.0.1', TCP_PORT: String(tcpPort), HTTP_PORT: String(httpPort), INSTANCE_ID: `test-${Date.now()}` },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  started.push(child);
-  let out = '';
-  child.stdout!.setEncoding('utf8');
-  const ports = await new Promise<{ tcp: number; http: number }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`service did not listen within 5 s: ${out}`)), 5000);
-    child.once('exit', (code) => reject(new Error(`service exited (${code}): ${out}`)));
-    child.stdout!.on('data', (c: string) => {
-      out += c;
-      const t = /tcp listening on [^:]+:(\d+)/.exec(out);
-      const h = /http listening on [^:]+:(\d+)/.exec(out);
-      if (t && h) {
-        clearTimeout(timer);
-        resolve({ tcp: Number(t[1]), http: Number(h[1]) });
-      }
-    });
-  });
-  return { child, tcpPort: ports.tcp, httpPort: ports.http };
-}
 
 async function killService(s: Service): Promise<void> {
   if (s.child.exitCode !== null || s.child.signalCode !== null) return;
@@ -69,7 +35,7 @@ function assertClean(r: SessionReport): void {
 }
 
 test('a 2 s run against the service: every request answered, one connection each, served continuous', { timeout: 20_000 }, async () => {
-  const svc = await startService();
+  const svc = await startLocalService();
   try {
     let readyCalls = 0;
     const r = await runClient({ target: '127.0.0.1', tcpPort: svc.tcpPort, httpPort: svc.httpPort, intervalMs: 20, durationMs: 2000, onReady: () => readyCalls++ });
@@ -93,7 +59,7 @@ test('a 2 s run against the service: every request answered, one connection each
 });
 
 test('--count bounds each session; a window of 4 keeps several TCP requests in flight without loss', { timeout: 20_000 }, async () => {
-  const svc = await startService();
+  const svc = await startLocalService();
   try {
     const r = await runClient({ target: '127.0.0.1', tcpPort: svc.tcpPort, httpPort: svc.httpPort, intervalMs: 2, count: 40, window: 4, durationMs: 10_000 });
     assert.equal(r.stoppedBy, 'count');
@@ -107,7 +73,7 @@ test('--count bounds each session; a window of 4 keeps several TCP requests in f
 });
 
 test('the service killed mid-run: errors and lost requests are reported, no reconnect without --reconnect', { timeout: 20_000 }, async () => {
-  const svc = await startService();
+  const svc = await startLocalService();
   const handle = startClient({ target: '127.0.0.1', tcpPort: svc.tcpPort, httpPort: svc.httpPort, intervalMs: 20, durationMs: 8000 });
   assert.equal(await handle.ready, true);
   await sleep(300);
@@ -116,7 +82,7 @@ test('the service killed mid-run: errors and lost requests are reported, no reco
   await sleep(150);
   await killService(svc);
   // A service back on the same ports must not be reconnected to silently.
-  const again = await startService(svc.tcpPort, svc.httpPort);
+  const again = await startLocalService({ tcpPort: svc.tcpPort, httpPort: svc.httpPort });
   const r = await handle.done;
   await killService(again);
   assert.equal(r.stoppedBy, 'sessions-ended', 'both sessions end on their own, long before the 8 s');
@@ -135,12 +101,12 @@ test('the service killed mid-run: errors and lost requests are reported, no reco
 });
 
 test('with reconnect, a restarted service is reconnected to and counted; served restarts and is reported', { timeout: 20_000 }, async () => {
-  const svc = await startService();
+  const svc = await startLocalService();
   const handle = startClient({ target: '127.0.0.1', tcpPort: svc.tcpPort, httpPort: svc.httpPort, intervalMs: 20, durationMs: 2500, reconnect: true });
   assert.equal(await handle.ready, true);
   await sleep(300);
   await killService(svc);
-  const again = await startService(svc.tcpPort, svc.httpPort);
+  const again = await startLocalService({ tcpPort: svc.tcpPort, httpPort: svc.httpPort });
   try {
     const r = await handle.done;
     assert.equal(r.stoppedBy, 'duration');
@@ -160,7 +126,7 @@ test('with reconnect, a restarted service is reconnected to and counted; served 
 });
 
 test('the service paused 500 ms (SIGSTOP/SIGCONT): one gap >= 450 ms, no loss, no error, no reconnect', { timeout: 20_000 }, async () => {
-  const svc = await startService();
+  const svc = await startLocalService();
   try {
     const handle = startClient({ target: '127.0.0.1', tcpPort: svc.tcpPort, httpPort: svc.httpPort, intervalMs: 20, durationMs: 2000, samples: true });
     assert.equal(await handle.ready, true);
@@ -185,7 +151,7 @@ test('the service paused 500 ms (SIGSTOP/SIGCONT): one gap >= 450 ms, no loss, n
 });
 
 test('stop() and an abort signal end the run early with a report; a refused connection is an error, not a hang', { timeout: 20_000 }, async () => {
-  const svc = await startService();
+  const svc = await startLocalService();
   try {
     const ac = new AbortController();
     const handle = startClient({ target: '127.0.0.1', tcpPort: svc.tcpPort, httpPort: svc.httpPort, durationMs: 10_000, signal: ac.signal });
@@ -214,7 +180,7 @@ test('stop() and an abort signal end the run early with a report; a refused conn
 });
 
 test('the service answers HTTP on a kept-alive connection and its healthz', { timeout: 10_000 }, async () => {
-  const svc = await startService();
+  const svc = await startLocalService();
   try {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const get = (path: string) =>
@@ -241,7 +207,7 @@ test('the service answers HTTP on a kept-alive connection and its healthz', { ti
 });
 
 test('a TCP port that does not speak the protocol (the HTTP port): one bad_reply error, the session ends', { timeout: 10_000 }, async () => {
-  const svc = await startService();
+  const svc = await startLocalService();
   try {
     const r = await runClient({ target: '127.0.0.1', tcpPort: svc.httpPort, http: false, durationMs: 3000 });
     const s = r.sessions.tcp!;

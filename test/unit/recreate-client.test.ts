@@ -1,46 +1,19 @@
 // The measuring client's new-connection-per-request HTTP mode (what a stream of short-lived
 // clients sees through a handoff by re-creation), against the real handoff service run with
 // node on 127.0.0.1; and the health probe a destination uses on a recreated instance.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import http from 'node:http';
 import net from 'node:net';
-import { HANDOFF_SERVICE_SCRIPT } from '../../src/workloads/handoff-service.js';
+import { startLocalService } from '../helpers/handoff-service.js';
 import { runClient, startClient } from '../../src/client/index.js';
 import { clientOptions } from '../../src/cli/commands/client.js';
 import { probeOnce } from '../../src/daemon/routes-recreate.js';
 
-const started: ChildProcess[] = [];
-after(() => {
-  for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
 
-/** The service script on 127.0.0.1; httpPort 0 = a free port, read back from its output. */
-async function startService(httpPort = 0): Promise<{ child: ChildProcess; httpPort: number }> {
-  const child = spawn(process.execPath, ['-e', HANDOFF_SERVICE_SCRIPT], {
-    env: { ...process.env, HOST: '127.0.0.1', TCP_PORT: '0', HTTP_PORT: String(httpPort), INSTANCE_ID: `t-${Date.now()}-${Math.random()}` },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  started.push(child);
-  let out = '';
-  child.stdout!.setEncoding('utf8');
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`service did not listen within 5 s: ${out}`)), 5000);
-    child.once('exit', (code) => reject(new Error(`service exited (${code}): ${out}`)));
-    child.stdout!.on('data', (c: string) => {
-      out += c;
-      const h = /http listening on [^:]+:(\d+)/.exec(out);
-      if (h) {
-        clearTimeout(timer);
-        resolve(Number(h[1]));
-      }
-    });
-  });
-  return { child, httpPort: port };
-}
 
 async function kill(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
@@ -49,7 +22,7 @@ async function kill(child: ChildProcess): Promise<void> {
 }
 
 test('new connection per request: every request answered on a connection of its own; survived', { timeout: 20_000 }, async () => {
-  const svc = await startService();
+  const svc = await startLocalService();
   try {
     const r = await runClient({ target: '127.0.0.1', tcp: false, httpPort: svc.httpPort, intervalMs: 20, durationMs: 1500, newConnectionPerRequest: true });
     const h = r.sessions.http!;
@@ -70,7 +43,7 @@ test('new connection per request: every request answered on a connection of its 
 });
 
 test('the keep-alive mode (default) still uses one connection for the whole run', { timeout: 20_000 }, async () => {
-  const svc = await startService();
+  const svc = await startLocalService();
   try {
     const r = await runClient({ target: '127.0.0.1', tcp: false, httpPort: svc.httpPort, intervalMs: 20, durationMs: 800 });
     assert.equal(r.sessions.http!.connections.length, 1);
@@ -81,14 +54,14 @@ test('the keep-alive mode (default) still uses one connection for the whole run'
 });
 
 test('new connection per request through a restart of the service: failures counted, the session goes on, the new instance answers', { timeout: 30_000 }, async () => {
-  const svc = await startService();
+  const svc = await startLocalService();
   const client = startClient({ target: '127.0.0.1', tcp: false, httpPort: svc.httpPort, intervalMs: 20, durationMs: 20_000, newConnectionPerRequest: true, connectTimeoutMs: 1000 });
   try {
     assert.equal(await client.ready, true);
     await sleep(400);
     await kill(svc.child);
     await sleep(300); // refused connections meanwhile
-    const again = await startService(svc.httpPort);
+    const again = await startLocalService({ httpPort: svc.httpPort });
     try {
       await sleep(600);
     } finally {
@@ -110,7 +83,7 @@ test('new connection per request through a restart of the service: failures coun
 });
 
 test('new connection per request: a silent request times out (recorded) and the next one goes on', { timeout: 30_000 }, async () => {
-  const svc = await startService();
+  const svc = await startLocalService();
   const client = startClient({ target: '127.0.0.1', tcp: false, httpPort: svc.httpPort, intervalMs: 20, durationMs: 20_000, newConnectionPerRequest: true, requestTimeoutMs: 400 });
   try {
     assert.equal(await client.ready, true);

@@ -5,8 +5,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { CloudletError } from '../../util/errors.js';
-import { labDown, labUp } from '../../lab/lab.js';
-import { readLabState, type LabState } from '../../lab/state.js';
+import type { LabState } from '../../lab/state.js';
+import { onLab } from '../lab-session.js';
 import { benchPlan } from './plan.js';
 import { linksOf, restoreLinks } from './lab-ops.js';
 import { runOverlayScenario } from './scenario-overlay.js';
@@ -39,20 +39,7 @@ function machine(): Machine {
 }
 
 export async function runBenchAll(opts: BenchAllOptions): Promise<BenchAllResult> {
-  let lab = readLabState();
-  const ownLab = lab === null;
-  if (!lab) {
-    opts.progress('no lab is up: bringing one up (2 cloudlets, 100mbit, 5ms)');
-    lab = await labUp({ cloudlets: 2, link: { bandwidth: '100mbit', latency: '5ms' } }, opts.progress);
-  }
-  try {
-    return await runOnLab(lab, opts);
-  } finally {
-    if (ownLab) {
-      opts.progress('taking the lab down');
-      await labDown(() => undefined);
-    }
-  }
+  return onLab(opts.progress, (lab) => runOnLab(lab, opts));
 }
 
 async function runOnLab(lab: LabState, opts: BenchAllOptions): Promise<BenchAllResult> {
