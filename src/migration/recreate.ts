@@ -36,7 +36,7 @@ import { shipImageIfMissing } from './image-ship.js';
 import type { PeerClient } from './peer-client.js';
 import { sendRound, type OutgoingArtifact } from './round-transport.js';
 import { DRAIN_MS, openSourceDrain, type Drain } from './recreate-drain.js';
-import { HANDOFF_STRATEGIES, type HandoffStrategy, type MigrationReport, type MigrationRequest } from './types.js';
+import { HANDOFF_STRATEGIES, newReport, type HandoffStrategy, type MigrationReport, type MigrationRequest } from './types.js';
 
 // ---------------------------------------------------------------- what a service declares
 
@@ -182,32 +182,17 @@ function newRecreateId(): string {
 export function startRecreate(deps: RecreateDeps, req: MigrationRequest, details: ContainerDetails, choice: StrategyChoice, peer: PeerClient): RecreateRun {
   const id = newRecreateId();
   const report: MigrationReport = {
-    id,
-    container: details.name,
-    from: deps.node,
-    to: req.to,
-    state: 'preparing',
-    policy: 'recreate (no memory rounds)',
-    decision: null,
-    codec: req.codec,
-    rounds: [],
-    precopyRounds: 0,
-    stopReason: null,
-    totalMs: null,
-    commitMs: null,
-    downtimeMs: null,
-    restoreMs: null,
-    serviceAddress: deps.serviceNetwork?.addressOf(details) ?? null,
-    announceMs: null,
-    imageShipped: null,
-    bytesSent: 0,
-    destinationContainerId: null,
-    warnings: [],
-    startedAt: new Date().toISOString(),
-    finishedAt: null,
-    error: null,
-    strategy: 'recreate',
-    strategyReason: choice.reason,
+    ...newReport({
+      id,
+      container: details.name,
+      from: deps.node,
+      to: req.to,
+      policy: 'recreate (no memory rounds)',
+      codec: req.codec,
+      serviceAddress: deps.serviceNetwork?.addressOf(details) ?? null,
+      strategy: 'recreate',
+      strategyReason: choice.reason,
+    }),
     recreate: null,
   };
   deps.db.insertMigration({

@@ -26,7 +26,7 @@ import { decide, decideInitial, describePolicy, validatePolicy, DEFAULT_COSTS, t
 import { anonymousMemoryBytes, freezeCgroup } from '../engine/cgroups.js';
 import { PeerClient } from './peer-client.js';
 import { sendRound, pickCodec, type OutgoingArtifact } from './round-transport.js';
-import { FAULT_STALL_MS, type MigrationReport, type MigrationRequest, type RoundReport } from './types.js';
+import { FAULT_STALL_MS, newReport, type MigrationReport, type MigrationRequest, type RoundReport } from './types.js';
 import { shipImageIfMissing } from './image-ship.js';
 import { chooseStrategy, startRecreate } from './recreate.js';
 import { duringRestore, pruneCheckpointCopiesIfIdle, type IncomingStatus, type PrepareRequest, type PrepareResponse, type RoundResponse } from './destination.js';
@@ -131,34 +131,17 @@ export class MigrationSource {
       return { ...r.report };
     }
     const id = newMigrationId();
-    const report: MigrationReport = {
+    const report = newReport({
       id,
       container: details.name,
       from: this.deps.node,
       to: req.to,
-      state: 'preparing',
       policy: describePolicy(req.policy),
-      decision: null,
       codec: req.codec,
-      rounds: [],
-      precopyRounds: 0,
-      stopReason: null,
-      totalMs: null,
-      commitMs: null,
-      downtimeMs: null,
-      imageShipped: null,
-      restoreMs: null,
       serviceAddress: this.deps.serviceNetwork?.addressOf(details) ?? null,
-      announceMs: null,
-      bytesSent: 0,
-      destinationContainerId: null,
-      warnings: [],
-      startedAt: new Date().toISOString(),
-      finishedAt: null,
-      error: null,
       strategy: 'migrate',
       strategyReason: choice.reason,
-    };
+    });
     this.deps.db.insertMigration({
       id,
       role: 'source',

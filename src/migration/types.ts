@@ -162,3 +162,36 @@ export interface MigrationReport {
   recreate?: RecreatePhases | null;
 }
 
+/** A handoff's report as it starts (both strategies): nothing measured yet. */
+export function newReport(init: {
+  id: string;
+  container: string;
+  from: string;
+  to: string;
+  policy: string;
+  codec: CodecChoice;
+  serviceAddress: string | null;
+  strategy: 'migrate' | 'recreate';
+  strategyReason: string;
+}): MigrationReport {
+  return {
+    ...init,
+    state: 'preparing',
+    decision: null,
+    rounds: [],
+    precopyRounds: 0,
+    stopReason: null,
+    totalMs: null,
+    commitMs: null,
+    downtimeMs: null,
+    restoreMs: null,
+    announceMs: null,
+    imageShipped: null,
+    bytesSent: 0,
+    destinationContainerId: null,
+    warnings: [],
+    startedAt: new Date().toISOString(),
+    finishedAt: null,
+    error: null,
+  };
+}
