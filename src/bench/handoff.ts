@@ -123,6 +123,9 @@ export async function startLabClient(
   const args = [
     CLI_MAIN, 'client', '--target', target, '--in-lab', '--json', '--timeline',
     '--duration', `${opts.durationMs}ms`, '--interval', `${opts.intervalMs}ms`, '--ready-file', readyFile,
+    // The request in flight when we stop the client is not lost by the handoff: on a busy
+    // machine its answer may take more than the default 1 s grace.
+    '--grace', '3000ms',
     ...(opts.httpOnly ? ['--no-tcp'] : []), ...(opts.newConnectionPerRequest ? ['--new-connection-per-request'] : []),
   ];
   // The lab's environment (CLOUDLET_LAB_DIR...) tells the client which lab's namespace to enter.

@@ -39,16 +39,26 @@ export class CloudletClient {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
-    let res: Response;
-    try {
-      res = await fetch(url, {
+    const signal = AbortSignal.timeout(timeoutMs);
+    const send = () =>
+      fetch(url, {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(timeoutMs),
+        signal,
         // https: the certificate is verified against the CA (--ca / $CLOUDLET_CA), never skipped.
         dispatcher: dispatcherFor(url, this.ca),
       });
+    let res: Response;
+    try {
+      try {
+        res = await send();
+      } catch (err) {
+        // A kept-alive connection the server (or the lab's forwarder) closed just as we reused
+        // it: a GET changes nothing, so it is sent once more on a fresh connection.
+        if (method !== 'GET' || !isStaleConnection(err)) throw err;
+        res = await send();
+      }
     } catch (err) {
       throw transportError(url, this.baseUrl, err, timeoutMs);
     }
@@ -72,6 +82,11 @@ export class CloudletClient {
     }
     return parsed as T;
   }
+}
+
+function isStaleConnection(err: unknown): boolean {
+  const code = (err as { cause?: { code?: unknown } }).cause?.code;
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET';
 }
 
 function transportError(url: string, baseUrl: string, err: unknown, timeoutMs: number): ApiError {

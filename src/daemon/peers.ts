@@ -31,7 +31,7 @@ export async function checkPeer(peer: Peer, token: string, timeoutMs = PEER_TIME
     const res = await fetch(url, {
       headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
       signal: AbortSignal.timeout(timeoutMs),
-      // https peers: verified against the deployment's CA (tls.ts); undefined keeps the default.
+      // https peers: verified against the deployment's CA (tls.ts).
       dispatcher: dispatcherFor(url),
     });
     const body = (await res.json().catch(() => null)) as Record<string, unknown> | null;

@@ -69,17 +69,21 @@ export function httpsOptionsFor(url: string, ca?: Buffer): { ca?: Buffer; reject
   return { ...(c ? { ca: c } : {}), rejectUnauthorized: true };
 }
 
-// One connection pool per CA (keyed by its PEM text), reused across requests.
+// One connection pool per CA (keyed by its PEM text; '' = the default CAs), reused across requests.
 const dispatchers = new Map<string, Agent>();
 
-/** An undici dispatcher for fetch() to `url` trusting its CA (undefined: the default one). */
-export function dispatcherFor(url: string, ca?: Buffer): Agent | undefined {
+/**
+ * An undici dispatcher for fetch() to `url`, trusting its CA. undici's own header and body
+ * timeouts (300 s by default) are off: every caller bounds its whole request with its own
+ * AbortSignal, and a `POST /v1/migrations?wait=1` of a large service on a slow link answers
+ * only when the handoff is over - after many minutes.
+ */
+export function dispatcherFor(url: string, ca?: Buffer): Agent {
   const c = ca ?? caFor(url);
-  if (!c) return undefined;
-  const key = c.toString('latin1');
+  const key = c ? c.toString('latin1') : '';
   let d = dispatchers.get(key);
   if (!d) {
-    d = new Agent({ connect: { ca: c, rejectUnauthorized: true } });
+    d = new Agent({ headersTimeout: 0, bodyTimeout: 0, ...(c ? { connect: { ca: c, rejectUnauthorized: true } } : {}) });
     dispatchers.set(key, d);
   }
   return d;

@@ -45,6 +45,9 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
 
     const m = r.mobility!;
     t.diagnostic(`mobility: ${m.events.map((e) => `${e.atMs} ${e.what}`).join(' | ')}`);
+    for (const [kind, s] of Object.entries(m.client.sessions)) {
+      t.diagnostic(`mobility ${kind}: ${JSON.stringify({ sent: s.sent, answered: s.answered, lost: s.lostNumbers, errors: s.errors, reconnects: s.reconnects, gap: s.largestGap, grace: s.answeredInGrace, stoppedBy: m.client.stoppedBy })}`);
+    }
     t.diagnostic(`mobility RTT: near a ${m.rttNearStartMs} ms, before the move ${m.rttBeforeMoveMs} ms, near b ${m.rttNearEndMs} ms`);
     assert.equal(m.migrations.length, 1, 'exactly one move (none while the user is between the cells, none back)');
     assert.equal(m.migrations[0]!.to, 'b');
