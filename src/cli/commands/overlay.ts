@@ -187,7 +187,7 @@ export function registerOverlayCommands(program: Command): void {
         if (o.json) return printJson(r);
         const t = r.timings;
         process.stdout.write(
-          `${r.container} running on ${node.name}${r.endpoint ? ` at ${r.endpoint}` : ''} (image ${r.imageId.slice(7, 19)}, ${r.synthesized ? 'synthesized now' : 'already synthesized'}${r.imageIdMatches ? '' : ', IMAGE ID MISMATCH'})\n` +
+          `${r.container} running on ${node.name}${r.address ? `, address ${r.address}` : ''}${r.endpoint ? `, endpoint ${r.endpoint}` : ''} (image ${r.imageId.slice(7, 19)}, ${r.synthesized ? 'synthesized now' : 'already synthesized'}${r.imageIdMatches ? '' : ', IMAGE ID MISMATCH'})\n` +
             `  transfer ${t.transferMs} ms, decompress ${t.decompressMs} ms, load ${t.loadMs} ms, create ${t.createMs} ms, start ${t.startMs} ms; request ${t.totalMs} ms\n`,
         );
         return r.imageIdMatches ? 0 : 1;
