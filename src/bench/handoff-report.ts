@@ -21,7 +21,7 @@ function migration(m: MigrationReport): string {
     .join('\n');
   return (
     `  ${m.container} ${m.from} -> ${m.to}: ${m.state}; total ${m.totalMs} ms, downtime ${m.downtimeMs} ms ` +
-    `(restore ${m.restoreMs} ms, route switch ${m.announceMs ?? '-'} ms alongside), ${mb(m.bytesSent)} MB sent, ` +
+    `(restore ${m.restoreMs} ms, then route switch ${m.announceMs ?? '-'} ms), ${mb(m.bytesSent)} MB sent, ` +
     `${m.precopyRounds} pre-copy round(s), stopped by ${m.stopReason}; address ${m.serviceAddress ?? '-'} kept\n${rounds}\n`
   );
 }

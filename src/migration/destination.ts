@@ -64,7 +64,7 @@ export interface RoundResponse {
   fsMs: number;
   /** Final round only: engine start from the checkpoint, and the container's state after it. */
   restoreMs: number | null;
-  /** Routing the service address here, run alongside the restore (null: no service address). */
+  /** Routing the service address here, right after the restore (null: no service address). */
   announceMs: number | null;
   running: boolean | null;
   /** Milestones from the round's first byte: everything received, filesystem applied, base ready. */
@@ -318,7 +318,7 @@ export class MigrationDestination {
         baseReadyMs = performance.now() - t0;
         const r = await this.finalRestore(inc, delta, smallDir, inject);
         // Waiting for the last base update counts as rebuilding: both are on the downtime path.
-        rebuildMs = r.rebuildMs + (performance.now() - tWait - r.rebuildMs - r.restoreMs);
+        rebuildMs = r.rebuildMs + (performance.now() - tWait - r.rebuildMs - r.restoreMs - (r.announceMs ?? 0));
         restoreMs = r.restoreMs;
         announceMs = r.announceMs;
         running = true;
@@ -385,22 +385,23 @@ export class MigrationDestination {
     // Fault injection (lab only): a window in which a test kills this cloudlet's engine.
     if (inject === 'stall-before-restore') await new Promise((r) => setTimeout(r, FAULT_STALL_MS));
     const t1 = performance.now();
-    // The service address is routed here while the engine restores (the source's copy is
-    // gone since its final dump): packets that arrive before the restore ends are dropped,
-    // never answered with a reset, and the client retransmits them. Announced only after
-    // the dump succeeded (this is the final round), so a failed dump never strands traffic.
-    const svc = this.deps.serviceNetwork;
-    const announced = inc.serviceAddress !== null && svc ? svc.announce(inc.serviceAddress) : Promise.resolve(null);
-    const [restored, announceMs] = await Promise.allSettled([duringRestore(() => engine.startFromCheckpoint(inc.twinId, name)), announced]);
-    if (restored.status === 'rejected') throw restored.reason;
-    if (announceMs.status === 'rejected') throw announceMs.reason;
+    await duringRestore(() => engine.startFromCheckpoint(inc.twinId, name));
     const after = await engine.inspectContainer(inc.twinId);
     if (!after.running) {
       throw new CloudletError('restore_failed', `the restored container ${inc.name} is not running after the start`, {
         context: { twinId: inc.twinId },
       });
     }
-    return { rebuildMs, restoreMs: performance.now() - t1, announceMs: announceMs.value };
+    const restoreMs = performance.now() - t1;
+    // The service address is routed here only now that its sockets are restored. Routed
+    // earlier (alongside the restore), a client's retransmission could reach the twin's
+    // network namespace after Docker gave it the address but before CRIU restored (or
+    // locked) the connection, and the kernel answered it with a reset (seen in the lab).
+    // Until the switch, packets go to the source, where the dump left nothing to answer
+    // them: they are lost, and the client retransmits.
+    const svc = this.deps.serviceNetwork;
+    const announceMs = inc.serviceAddress !== null && svc ? await svc.announce(inc.serviceAddress) : null;
+    return { rebuildMs, restoreMs, announceMs };
   }
 
   /** Where a migration stands here, from the journal and the engine (also after a restart). */

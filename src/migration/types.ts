@@ -140,7 +140,7 @@ export interface MigrationReport {
   restoreMs: number | null;
   /** The container's address on the service network (kept by the handoff), or null. */
   serviceAddress: string | null;
-  /** Routing the service address to the destination (alongside its restore). */
+  /** Routing the service address to the destination (right after its restore; part of the downtime). */
   announceMs: number | null;
   /**
    * The container's image, when the destination lacked it: only the layers it was missing
