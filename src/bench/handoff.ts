@@ -50,7 +50,7 @@ function api(lab: LabState, name: string, timeoutMs = 10 * 60_000): CloudletClie
   return new CloudletClient(cloudlet(lab, name).daemon.apiUrl, lab.token, { timeoutMs });
 }
 
-export function labOrThrow(): LabState {
+function labOrThrow(): LabState {
   const lab = readLabState(labDir());
   if (!lab) throw new UsageError('the lab is not up', { hint: 'run `cloudlet lab up` first' });
   return lab;

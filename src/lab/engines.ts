@@ -32,7 +32,7 @@ const ENGINE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
  * work-dir: CRIU needs one it can mount its cgroup yard in from the wrapper's mount namespace;
  * restore.log lands there too (and stays, unlike containerd's copy).
  */
-export function engineCriuConfig(workDir: string): string {
+function engineCriuConfig(workDir: string): string {
   return `tcp-established\nwork-dir ${workDir}\n`;
 }
 
@@ -44,7 +44,7 @@ export function engineCriuConfig(workDir: string): string {
  * own directory over /etc/criu in a private mount namespace (slave propagation, so mounts
  * made by the host still reach it) and runs the real CRIU there. Returns the wrapper's dir.
  */
-export function installCriuWrapper(home: string, workDir: string): string {
+function installCriuWrapper(home: string, workDir: string): string {
   const etc = join(home, 'criu-etc');
   if (/['\\\n]/.test(etc + workDir)) throw new UsageError(`lab paths must not contain quotes or backslashes: ${etc}`);
   const bin = join(home, 'criu-bin');
