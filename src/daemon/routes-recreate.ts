@@ -20,6 +20,7 @@ import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage }
 import type { ContainerCreateOptions, DockerEngine } from '../engine/docker.js';
 import { applyBatch } from '../fssync/index.js';
 import { receiveRound } from '../migration/round-transport.js';
+import { handoffIdentityFields, incomingContainerSchema } from '../migration/destination.js';
 import {
   formatHealth,
   healthSchema,
@@ -31,20 +32,11 @@ import {
 import { openDestinationDrain, type Drain } from '../migration/recreate-drain.js';
 import type { DaemonContext } from './server.js';
 
-const DOCKER_NAME = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 const prepareSchema = z
   .object({
-    id: z.string().regex(/^[a-z0-9][a-z0-9-]{7,63}$/, 'a handoff id'),
-    from: z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, 'a node name'),
-    container: z
-      .object({
-        name: z.string().regex(DOCKER_NAME, 'a container name'),
-        imageId: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'a sha256 digest'),
-        imageName: z.string().min(1).max(512),
-        createOptions: z.record(z.unknown()),
-        volumes: z.array(z.string().regex(DOCKER_NAME, 'a volume name')).max(256),
-        serviceAddress: z.string().refine((a) => isIPv4(a), 'an IPv4 address').nullable(),
-      })
+    ...handoffIdentityFields,
+    container: incomingContainerSchema
+      .extend({ serviceAddress: z.string().refine((a) => isIPv4(a), 'an IPv4 address').nullable() })
       .strict(),
     health: healthSchema,
     healthTimeoutMs: z.number().int().min(100).max(600_000),

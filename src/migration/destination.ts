@@ -25,6 +25,7 @@ import {
 import { applyDeltaInPlace, decodeDelta, rebuildImageDir, type Delta } from '../checkpoint/delta.js';
 import { applyBatch } from '../fssync/index.js';
 import type { DaemonDb } from '../daemon/db.js';
+import { NODE_NAME } from '../daemon/config.js';
 import type { ReceivedArtifact } from './round-transport.js';
 import { FAULT_STALL_MS, type FaultPoint } from './types.js';
 
@@ -128,22 +129,20 @@ export interface DestinationDeps {
 // What a peer may ask for: names as Docker and our own id scheme allow them, a digest for
 // the image. createOptions is the source container's own configuration (an authenticated
 // peer's, passed to the engine's API as data, never to a shell).
+// Shared by both handoff strategies' prepare requests (routes-recreate.ts too).
 const DOCKER_NAME = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
-const prepareSchema = z
-  .object({
-    id: z.string().regex(ID_RE, 'a migration id: lower-case letters, digits and dashes, 8..64'),
-    from: z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, 'a node name'),
-    container: z
-      .object({
-        name: z.string().regex(DOCKER_NAME, 'a container name'),
-        imageId: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'a sha256 digest'),
-        imageName: z.string().min(1).max(512),
-        createOptions: z.record(z.unknown()),
-        volumes: z.array(z.string().regex(DOCKER_NAME, 'a volume name')).max(256),
-      })
-      .passthrough(),
-  })
-  .passthrough();
+export const handoffIdentityFields = {
+  id: z.string().regex(ID_RE, 'a migration id: lower-case letters, digits and dashes, 8..64'),
+  from: z.string().regex(NODE_NAME, 'a node name'),
+};
+export const incomingContainerSchema = z.object({
+  name: z.string().regex(DOCKER_NAME, 'a container name'),
+  imageId: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'a sha256 digest'),
+  imageName: z.string().min(1).max(512),
+  createOptions: z.record(z.unknown()),
+  volumes: z.array(z.string().regex(DOCKER_NAME, 'a volume name')).max(256),
+});
+const prepareSchema = z.object({ ...handoffIdentityFields, container: incomingContainerSchema.passthrough() }).passthrough();
 
 function parsePrepare(body: unknown): PrepareRequest {
   const r = prepareSchema.safeParse(body);
