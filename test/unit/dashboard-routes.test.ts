@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { buildServer } from '../../src/daemon/server.js';
 import { migrationEvents } from '../../src/daemon/events.js';
 import { redactUrlToken } from '../../src/daemon/auth.js';
-import type { MigrationReport } from '../../src/migration/types.js';
+import { newReport, type MigrationReport } from '../../src/migration/types.js';
 import { makeFixture } from './daemon-fixtures.js';
 
 function setup(t: { after(fn: () => unknown): void }) {
@@ -21,32 +21,8 @@ function setup(t: { after(fn: () => unknown): void }) {
 }
 
 function report(id: string, patch: Partial<MigrationReport> = {}): MigrationReport {
-  return {
-    id,
-    container: 'web',
-    from: 'alpha',
-    to: 'beta',
-    state: 'precopy',
-    policy: 'model',
-    codec: 'auto',
-    rounds: [],
-    precopyRounds: 0,
-    stopReason: null,
-    decision: null,
-    totalMs: null,
-    commitMs: null,
-    downtimeMs: null,
-    restoreMs: null,
-    imageShipped: null,
-    bytesSent: 0,
-    destinationContainerId: null,
-    warnings: [],
-    startedAt: new Date().toISOString(),
-    finishedAt: null,
-    error: null,
-    ...patch,
-    // Fields other modules add to the report do not matter to these routes.
-  } as MigrationReport;
+  const base = newReport({ id, container: 'web', from: 'alpha', to: 'beta', policy: 'model', codec: 'auto', serviceAddress: null, strategy: 'migrate', strategyReason: 'test' });
+  return { ...base, state: 'precopy', ...patch };
 }
 
 test('the page and its scripts are public, with a strict content security policy', async (t) => {
