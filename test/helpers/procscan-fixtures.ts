@@ -1,8 +1,9 @@
 // Fixtures for the /proc memory scan tests: processes holding known memory, and a
 // page-by-page comparison of a scan directory with a real CRIU dump of the same processes.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { indexDump, type PageIndex } from '../../src/checkpoint/page-index.js';
+import { parseMaps } from '../../src/checkpoint/proc-scan.js';
 
 /** 16-byte header of marker page i: "CLDSCAN!" + u32 LE index + u32 LE ~index. */
 export function markerPage(i: number): Buffer {
@@ -148,12 +149,43 @@ export async function stopProcess(child: ChildProcess): Promise<void> {
   await done;
 }
 
-/** Waits until /proc/PID/maps no longer lists a mapping that starts at `start`. */
-export async function waitUnmapped(pid: number, start: number, timeoutMs = 5000): Promise<boolean> {
+/**
+ * Address of marker page 0 in a marker process, found by reading its anonymous writable
+ * mappings. The buffer's own mmap may be merged by the kernel with a neighbouring anonymous
+ * mapping, so its address is looked up by content, not guessed from the mapping sizes.
+ */
+export async function findMarkerBuffer(pid: number): Promise<number | null> {
+  const header = markerPage(0).subarray(0, 16);
+  const second = markerPage(1).subarray(0, 16);
+  const vmas = parseMaps(await readFile(`/proc/${pid}/maps`, 'utf8')).filter((v) => v.inode === 0 && v.perms === 'rw-p');
+  const mem = await open(`/proc/${pid}/mem`, 'r');
+  try {
+    const chunk = Buffer.alloc(4 << 20);
+    for (const v of vmas) {
+      for (let at = v.start; at < v.end; at += chunk.length) {
+        const len = Math.min(chunk.length, v.end - at);
+        // A range the process unmaps meanwhile reads as EIO: nothing to find there.
+        const { bytesRead } = await mem.read(chunk, 0, len, at).catch(() => ({ bytesRead: 0 }));
+        // The temporary copy of page 0 may still lie elsewhere: the buffer is where page 1 follows.
+        for (let k = chunk.subarray(0, bytesRead).indexOf(header); k >= 0; k = chunk.subarray(0, bytesRead).indexOf(header, k + 1)) {
+          const next = Buffer.alloc(16);
+          await mem.read(next, 0, 16, at + k + 4096).catch(() => ({ bytesRead: 0 }));
+          if (next.equals(second)) return at + k;
+        }
+      }
+    }
+    return null;
+  } finally {
+    await mem.close();
+  }
+}
+
+/** Waits until no mapping in /proc/PID/maps covers the address `addr`. */
+export async function waitUnmapped(pid: number, addr: number, timeoutMs = 5000): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const maps = await readFile(`/proc/${pid}/maps`, 'utf8').catch(() => '');
-    if (!maps.split('\n').some((l) => l.startsWith(`${start.toString(16)}-`))) return true;
+    if (!parseMaps(maps).some((v) => v.start <= addr && addr < v.end)) return true;
     await new Promise((r) => setTimeout(r, 20));
   }
   return false;
