@@ -63,6 +63,7 @@ import {
   isPageImageName,
   listPagemapIds,
   PAGE_SIZE,
+  PE_LAZY,
   PE_PARENT,
   PE_PRESENT,
   pagemapPath,
@@ -527,6 +528,16 @@ export interface RebuildOptions {
    * to the delta, not to the memory size.
    */
   parent?: ParentImage;
+  /**
+   * Parent mode only: also prepare a lazy (post-copy) restore. CRIU's lazy-pages daemon
+   * cannot serve pages from parent images (it reads them but never completes the fault), so
+   * it gets a directory of its own, `lazyView` (created, empty): for each pagemap, one in the
+   * BASE's layout whose pages file is the base's (linked, and updated in place with the
+   * pages that changed), with PE_LAZY on exactly the pages outDir leaves to the daemon.
+   * outDir keeps PE_LAZY (as CRIU's dump set it) only on pages the base holds; the others
+   * (new in this dump) are restored eagerly from outDir. The small images are not linked.
+   */
+  lazyView?: string;
   /** Write BASE_INDEX_FILE into outDir (default: when smallImagesDir is null, i.e. a base). */
   writeIndex?: boolean;
 }
@@ -783,8 +794,12 @@ export async function rebuildImageDir(opts: RebuildOptions): Promise<RebuildStat
   if (parent) {
     const baseIndex = await readBaseIndex(parent.dir);
     const extras = await readExtras(parent.dir);
+    if (opts.lazyView !== undefined) {
+      await mkdir(opts.lazyView, { recursive: true });
+      if ((await readdir(opts.lazyView)).length > 0) throw new UsageError(`rebuildImageDir: ${opts.lazyView} is not empty`);
+    }
     for (const pp of delta.index.values()) {
-      await writeParentPagemap(pp, parent.dir, baseIndex, fromDelta.get(pp.id), extras.get(pp.id), outDir, verify, stats);
+      await writeParentPagemap(pp, parent.dir, baseIndex, fromDelta.get(pp.id), extras.get(pp.id), outDir, verify, stats, opts.lazyView ?? null);
     }
     await symlink(parent.link, join(outDir, 'parent'));
   } else {
@@ -820,6 +835,7 @@ async function writeParentPagemap(
   outDir: string,
   verify: boolean,
   stats: RebuildStats,
+  lazyView: string | null,
 ): Promise<void> {
   const basePm = await readPagemapIfAny(parentDir, pp.id);
   const known = basePm ? trustedIndex(baseIndex, basePm) : undefined;
@@ -836,6 +852,21 @@ async function writeParentPagemap(
     if (last && last.flags === flags && last.vaddr + last.nrPages * PAGE_SIZE === vaddr) last.nrPages++;
     else entries.push({ vaddr, nrPages: 1, flags });
   };
+  // Lazy view (see RebuildOptions.lazyView): which base pages the daemon serves, and the
+  // changed pages it serves from the base pages file, written there in place.
+  const lazy = lazyView !== null && basePm !== null;
+  const lazyMark = new Uint8Array(lazy ? baseVaddrs.length : 0);
+  const inPlace: Array<[number, Buffer]> = [];
+  // In the lazy case a page stays PE_LAZY in outDir only when the daemon can serve it.
+  const flagsFor = (eflags: number, inBase: boolean, atBase: number, write: Buffer | null): number => {
+    if (lazyView === null) return eflags;
+    if (!lazy || !inBase || !(eflags & PE_LAZY)) return eflags & ~PE_LAZY;
+    lazyMark[atBase] = 1;
+    if (write) inPlace.push([atBase, write]);
+    return eflags;
+  };
+  // A page left in the parent: PE_LAZY too when the daemon serves it (eager restores: none).
+  const parentFlags = (eflags: number, atBase: number): number => (lazyView === null ? PE_PARENT : PE_PARENT | (flagsFor(eflags, true, atBase, null) & PE_LAZY));
   for (const e of pp.entries) {
     if (!(e.flags & PE_PRESENT)) {
       entries.push({ ...e });
@@ -849,15 +880,15 @@ async function writeParentPagemap(
       if (d) {
         data.push(d);
         stats.fromDelta++;
-        push(vaddr, e.flags);
+        push(vaddr, flagsFor(e.flags, inBase, j, d));
       } else if (pp.zero[i]) {
         if (inBase && known && known.zero[j]) {
           stats.inParent++;
-          push(vaddr, PE_PARENT);
+          push(vaddr, parentFlags(e.flags, j));
         } else {
           data.push(ZERO_PAGE);
           stats.zeroFilled++;
-          push(vaddr, e.flags);
+          push(vaddr, flagsFor(e.flags, inBase, j, ZERO_PAGE));
         }
       } else {
         if (!inBase) {
@@ -869,7 +900,7 @@ async function writeParentPagemap(
           }
           data.push(x.data);
           stats.fromExtra++;
-          push(vaddr, e.flags);
+          push(vaddr, flagsFor(e.flags, false, j, null));
           continue;
         }
         if (known) {
@@ -882,11 +913,12 @@ async function writeParentPagemap(
           }
         } else if (verify) checks.push([j, pp.hashes[i]!, vaddr]);
         stats.inParent++;
-        push(vaddr, PE_PARENT);
+        push(vaddr, parentFlags(e.flags, j));
       }
     }
   }
   if (checks.length > 0) await verifyBasePages(pagesPath(parentDir, basePm!.pagesId), checks, pp.id);
+  if (lazyView !== null) await writeLazyView(lazyView, pp.id, basePm, parentDir, lazyMark, inPlace);
   await writePagemap(outDir, { id: pp.id, pagesId: pp.pagesId, entries });
   const fh = await open(pagesPath(outDir, pp.pagesId), 'w');
   try {
@@ -895,6 +927,56 @@ async function writeParentPagemap(
     await fh.close();
   }
   stats.pages += pp.vaddrs.length;
+}
+
+/**
+ * The lazy-pages daemon's pagemap for one process (RebuildOptions.lazyView): the base's
+ * layout, PE_LAZY where `lazyMark` says the restore left the page to the daemon, its pages
+ * file the base's own (linked), after the changed pages are written into it at their
+ * offsets. Pages the base has but the dump does not stay PRESENT without LAZY: never copied.
+ * A process the base does not know gets an empty pagemap (the restore loads it eagerly).
+ */
+async function writeLazyView(
+  viewDir: string,
+  id: string,
+  basePm: Pagemap | null,
+  parentDir: string,
+  lazyMark: Uint8Array,
+  inPlace: Array<[number, Buffer]>,
+): Promise<void> {
+  if (basePm === null) {
+    await writePagemap(viewDir, { id, pagesId: lazyViewEmptyPagesId(id), entries: [] });
+    await writeFile(pagesPath(viewDir, lazyViewEmptyPagesId(id)), Buffer.alloc(0));
+    return;
+  }
+  const basePages = resolve(pagesPath(parentDir, basePm.pagesId));
+  if (inPlace.length > 0) {
+    const fh = await open(basePages, 'r+');
+    try {
+      for (const [at, page] of inPlace) await writeAllAt(fh, [page], at * PAGE_SIZE);
+    } finally {
+      await fh.close();
+    }
+  }
+  const entries: PagemapEntry[] = [];
+  let k = 0;
+  for (const e of basePm.entries) {
+    if (!(e.flags & PE_PRESENT)) continue;
+    for (let p = 0; p < e.nrPages; p++, k++) {
+      const vaddr = e.vaddr + p * PAGE_SIZE;
+      const flags = PE_PRESENT | (lazyMark[k] ? PE_LAZY : 0);
+      const last = entries[entries.length - 1];
+      if (last && last.flags === flags && last.vaddr + last.nrPages * PAGE_SIZE === vaddr) last.nrPages++;
+      else entries.push({ vaddr, nrPages: 1, flags });
+    }
+  }
+  await writePagemap(viewDir, { id, pagesId: basePm.pagesId, entries });
+  await symlink(basePages, pagesPath(viewDir, basePm.pagesId));
+}
+
+/** pages ids of empty lazy-view pagemaps: far above CRIU's (which count from 1). */
+function lazyViewEmptyPagesId(id: string): number {
+  return 1_000_000 + (Number(id) || 0);
 }
 
 // ---------------------------------------------------------------- receiver: update the base in place

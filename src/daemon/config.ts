@@ -32,6 +32,18 @@ export const daemonConfigSchema = z
      * makes restores copy everything (slower, always works).
      */
     dockerXdgRuntimeDir: z.string().min(1).nullable().default(null),
+    /**
+     * Restore with CRIU's local lazy pages: the migrated service runs before its memory is
+     * all in, and `criu lazy-pages` fills it from this machine (src/engine/lazy-pages.ts).
+     * Needs the engine's own CRIU configuration file (the one its runc passes to CRIU; the
+     * lab gives each engine one), the `work-dir` that file sets, and the CRIU to run the
+     * daemon with. Null: eager restores (every page copied before the service runs).
+     */
+    lazyRestore: z
+      .object({ criuConfigFile: z.string().min(1), workDir: z.string().min(1), criu: z.string().min(1).default('criu') })
+      .strict()
+      .nullable()
+      .default(null),
     /** Directory for cloudletd's own state (SQLite database). */
     dataDir: z.string().min(1),
     /**

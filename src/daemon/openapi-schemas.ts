@@ -154,6 +154,7 @@ export function openApiSchemas(): Record<string, Schema> {
         imageShipped: { type: 'object', nullable: true, properties: { bytes: int, layers: int, ms: num } },
         serviceAddress: { ...strOrNull, description: "the container's address on the service network (kept by the handoff)" },
         announceMs: { ...num, nullable: true, description: 'routing the service address to the destination' },
+        postCopyMs: { ...num, nullable: true, description: 'lazy restore: from the service answering at the destination to its last page copied in (not downtime)' },
         bytesSent: int,
         destinationContainerId: strOrNull,
         warnings: { type: 'array', items: str },

@@ -81,6 +81,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     peers: config.peers,
     token: config.token,
     serviceNetwork: ctx.serviceNetwork,
+    lazyRestore: config.lazyRestore,
   });
   const destination = new MigrationDestination({
     engine: ctx.engine,
@@ -89,6 +90,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     xdgRuntimeDir: config.dockerXdgRuntimeDir,
     scratchDir: config.scratchDir ?? join(config.dataDir, 'scratch'),
     serviceNetwork: ctx.serviceNetwork,
+    lazyRestore: config.lazyRestore,
   });
 
   // What a previous run of this daemon left in flight is settled before requests are served.

@@ -1,7 +1,7 @@
 // One Docker engine per cloudlet, each in its cloudlet's network namespace with its own
 // data-root, exec-root, socket, pidfile and cgroup parent, so engines never share state.
 import { mkdirSync, openSync, closeSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { CloudletError, UsageError } from '../util/errors.js';
 import { spawnDetached } from '../util/exec.js';
 import { DockerEngine } from '../engine/docker.js';
@@ -45,7 +45,7 @@ function engineCriuConfig(workDir: string): string {
  * made by the host still reach it) and runs the real CRIU there. Returns the wrapper's dir.
  */
 function installCriuWrapper(home: string, workDir: string): string {
-  const etc = join(home, 'criu-etc');
+  const etc = dirname(engineCriu(home, workDir).criuConfigFile);
   if (/['\\\n]/.test(etc + workDir)) throw new UsageError(`lab paths must not contain quotes or backslashes: ${etc}`);
   const bin = join(home, 'criu-bin');
   mkdirSync(etc, { recursive: true });
@@ -71,6 +71,19 @@ function installCriuWrapper(home: string, workDir: string): string {
 /** The CRIU >= 4.2 that set-up installs (a wrapper around its private prefix). */
 const REAL_CRIU = '/usr/local/sbin/criu';
 
+function criuWorkDir(layout: Pick<EngineInfo, 'xdgRuntimeDir'>): string {
+  return join(layout.xdgRuntimeDir, '..', 'criu-work');
+}
+
+function engineCriu(home: string, workDir: string): { criuConfigFile: string; workDir: string; criu: string } {
+  return { criuConfigFile: join(home, 'criu-etc', 'runc.conf'), workDir, criu: REAL_CRIU };
+}
+
+/** The engine's own CRIU configuration, as cloudletd's `lazyRestore` needs it. */
+export function engineLazyRestoreConfig(layout: Pick<EngineInfo, 'dataRoot' | 'xdgRuntimeDir'>): { criuConfigFile: string; workDir: string; criu: string } {
+  return engineCriu(join(layout.dataRoot, '..'), criuWorkDir(layout));
+}
+
 export async function startEngine(name: string, ns: string, layout: Omit<EngineInfo, 'pid'>): Promise<EngineInfo> {
   const home = join(layout.dataRoot, '..');
   mkdirSync(layout.dataRoot, { recursive: true });
@@ -78,7 +91,7 @@ export async function startEngine(name: string, ns: string, layout: Omit<EngineI
   // An empty config file of our own, so that a host-wide /etc/docker/daemon.json never applies.
   const configFile = join(home, 'daemon.json');
   writeFileSync(configFile, '{}\n');
-  const criuBin = installCriuWrapper(home, join(layout.xdgRuntimeDir, '..', 'criu-work'));
+  const criuBin = installCriuWrapper(home, criuWorkDir(layout));
   // containerd unpacks checkpoints into $XDG_RUNTIME_DIR and never deletes them: the lab
   // gives it a dir on its scratch tmpfs, which `lab down` removes.
   const xdg = layout.xdgRuntimeDir;

@@ -19,12 +19,12 @@ import { run, spawnDetached } from '../util/exec.js';
 import type { DaemonConfigInput } from '../daemon/config.js';
 import type { ServiceNetworkConfigInput } from '../network/service-network.js';
 import { buildBaseImageArchives, loadImageArchive } from '../images/base-images.js';
-import { engineLayout, startEngine, stopEngine } from './engines.js';
+import { engineLayout, engineLazyRestoreConfig, startEngine, stopEngine } from './engines.js';
 import { shapeRate, validateLink, writeDelayFile } from './link-shaping.js';
 import { mountsUnder, unmountAllUnder } from './mounts.js';
 import { addNetns, addTap, deleteNetns, listNetns, netnsPath, nsenterArgs, setDefaultRoute, sysctl } from './netns.js';
 import { isAlive, isOurProcess, processesMentioning, terminate } from './processes.js';
-import { labDir, labRunDir, readLabState, statePath, writeLabState, type LabCloudlet, type LabHost, type LabState, type LinkSpec } from './state.js';
+import { labDir, labRunDir, readLabState, statePath, writeLabState, type LabCloudlet, type LabHost, type LabState, type LinkSpec, type RestoreMode } from './state.js';
 
 /** Namespace (and cgroup) name prefix; CLOUDLET_LAB_PREFIX lets tests run a lab of their own. */
 export const LAB_PREFIX = process.env.CLOUDLET_LAB_PREFIX ?? 'cllab-';
@@ -38,6 +38,8 @@ export interface LabUpOptions {
   link: LinkSpec;
   /** Per-node overrides, e.g. the client's link. */
   links?: Record<string, LinkSpec>;
+  /** How migrated containers are restored (default lazy). */
+  restore?: RestoreMode;
 }
 
 export type Progress = (message: string) => void;
@@ -98,6 +100,7 @@ export async function labUp(opts: LabUpOptions, progress: Progress): Promise<Lab
     router: { namespace: `${LAB_PREFIX}router` },
     client: hostOnLink('client', 0, linkOf('client'), dir),
     cloudlets: [],
+    restore: opts.restore ?? 'lazy',
     forwarder: null,
   };
   // Written before anything exists, so that `lab down` can clean up after a failed `up`.
@@ -229,6 +232,7 @@ function daemonConfig(cl: LabCloudlet, state: LabState): DaemonConfigInput {
     dockerExecRoot: cl.engine.execRoot,
     dockerDataRoot: cl.engine.dataRoot,
     dockerXdgRuntimeDir: cl.engine.xdgRuntimeDir,
+    lazyRestore: state.restore === 'eager' ? null : engineLazyRestoreConfig(cl.engine),
     scratchDir: join(scratchOf(cl.name), 'cloudletd'),
     dataDir: join(state.dir, cl.name, 'cloudletd'),
     peers: state.cloudlets.filter((p) => p.name !== cl.name).map((p) => ({ name: p.name, url: p.daemon.peerUrl })),

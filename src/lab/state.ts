@@ -71,7 +71,12 @@ export interface LabState {
   client: LabHost;
   cloudlets: LabCloudlet[];
   forwarder: { pid: number; log: string } | null;
+  /** How the cloudlets restore migrated containers (cloudletd's lazyRestore); absent: lazy. */
+  restore?: RestoreMode;
 }
+
+/** lazy: CRIU's local lazy pages (post-copy from the received images); eager: every page first. */
+export type RestoreMode = 'lazy' | 'eager';
 
 export function statePath(dir = labDir()): string {
   return join(dir, LAB_STATE_FILE);

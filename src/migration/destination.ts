@@ -22,6 +22,15 @@ import {
   installCheckpoint,
   STAGE_DIR,
 } from '../engine/checkpoint-install.js';
+import {
+  LazyPagesError,
+  linkImagesForDaemon,
+  serializedWithLazyRestores,
+  startLazyPagesDaemon,
+  withLazyPagesOption,
+  type LazyPagesDaemon,
+  type LazyRestoreConfig,
+} from '../engine/lazy-pages.js';
 import { applyDeltaInPlace, decodeDelta, rebuildImageDir, type Delta } from '../checkpoint/delta.js';
 import { applyBatch } from '../fssync/index.js';
 import type { DaemonDb } from '../daemon/db.js';
@@ -67,6 +76,12 @@ export interface RoundResponse {
   restoreMs: number | null;
   /** Routing the service address here, right after the restore (null: no service address). */
   announceMs: number | null;
+  /**
+   * Lazy restore only: from the service's address being routed here (the service runs and
+   * answers) to the last page copied in by CRIU's lazy-pages daemon. The round is answered
+   * after it; it is not downtime. Null for an eager restore.
+   */
+  postCopyMs: number | null;
   running: boolean | null;
   /** Milestones from the round's first byte: everything received, filesystem applied, base ready. */
   receivedMs: number;
@@ -90,6 +105,9 @@ interface Incoming {
   busy: boolean;
   /** Base update of the last pre-copy round, still running in the background (or done). */
   baseUpdate: Promise<void>;
+  /** Lazy restore: the daemon's view of the final images, and the daemon while it copies. */
+  lazyImagesDir?: string;
+  lazyDaemon?: LazyPagesDaemon;
 }
 
 const ID_RE = /^[a-z0-9][a-z0-9-]{7,63}$/;
@@ -124,6 +142,28 @@ export interface DestinationDeps {
   /** Scratch space for staging (see DaemonConfig.scratchDir). */
   scratchDir: string;
   serviceNetwork: ServiceNetwork | null;
+  /** Restore with CRIU's local lazy pages (post-copy from this machine's images); null: eager. */
+  lazyRestore: LazyRestoreConfig | null;
+}
+
+/** Directly in $XDG_RUNTIME_DIR like containerd's copies, so that the images' relative links resolve. */
+const LAZY_IMAGES_PREFIX = 'cloudlet-lazy-';
+/** Post-copy of 256 MiB on this machine takes ~0.2 s; a daemon still busy after this has hung. */
+const POST_COPY_TIMEOUT_MS = 60_000;
+
+async function waitPostCopy(lazy: LazyPagesDaemon, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new LazyPagesError(`CRIU's lazy-pages daemon (pid ${lazy.pid}) did not finish within ${timeoutMs / 1000} s`, { pid: lazy.pid })), timeoutMs);
+  });
+  try {
+    await Promise.race([lazy.done, timeout]);
+  } catch (err) {
+    await lazy.stop();
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 // What a peer may ask for: names as Docker and our own id scheme allow them, a digest for
@@ -301,6 +341,7 @@ export class MigrationDestination {
 
       let restoreMs: number | null = null;
       let announceMs: number | null = null;
+      let postCopyMs: number | null = null;
       let running: boolean | null = null;
       let rebuildMs = 0;
       if (!final) {
@@ -317,14 +358,15 @@ export class MigrationDestination {
         baseReadyMs = performance.now() - t0;
         const r = await this.finalRestore(inc, delta, smallDir, inject);
         // Waiting for the last base update counts as rebuilding: both are on the downtime path.
-        rebuildMs = r.rebuildMs + (performance.now() - tWait - r.rebuildMs - r.restoreMs - (r.announceMs ?? 0));
+        rebuildMs = r.rebuildMs + (performance.now() - tWait - r.rebuildMs - r.restoreMs - (r.announceMs ?? 0) - (r.postCopyMs ?? 0));
         restoreMs = r.restoreMs;
         announceMs = r.announceMs;
+        postCopyMs = r.postCopyMs;
         running = true;
       }
       await rm(roundDir, { recursive: true, force: true });
       inc.lastRound = index;
-      return { applyMs: performance.now() - t0, rebuildMs, fsMs, restoreMs, announceMs, running, receivedMs, fsDoneMs, baseReadyMs };
+      return { applyMs: performance.now() - t0, rebuildMs, fsMs, restoreMs, announceMs, postCopyMs, running, receivedMs, fsDoneMs, baseReadyMs };
     } finally {
       inc.busy = false;
     }
@@ -361,14 +403,29 @@ export class MigrationDestination {
     delta: Delta,
     smallDir: string,
     inject?: FaultPoint,
-  ): Promise<{ rebuildMs: number; restoreMs: number; announceMs: number | null }> {
+  ): Promise<{ rebuildMs: number; restoreMs: number; announceMs: number | null; postCopyMs: number | null }> {
     const { engine, dataRoot, xdgRuntimeDir } = this.deps;
     const name = this.checkpointName(inc.id);
     const t0 = performance.now();
+    const { checkpointDir } = checkpointPaths({ dataRoot, containerId: inc.twinId, name, xdgRuntimeDir });
+    const lazyCfg = xdgRuntimeDir !== null ? this.deps.lazyRestore : null;
+    // Lazy restore: CRIU's lazy-pages daemon reads the images from a view of its own, beside
+    // containerd's copy (see linkImagesForDaemon and RebuildOptions.lazyView).
+    const lazyDir = lazyCfg && xdgRuntimeDir !== null ? join(xdgRuntimeDir, `${LAZY_IMAGES_PREFIX}${inc.twinId}-${name}`) : null;
+    if (lazyDir !== null) {
+      await rm(lazyDir, { recursive: true, force: true });
+      inc.lazyImagesDir = lazyDir;
+    }
     if (inc.baseDir !== null && xdgRuntimeDir !== null) {
-      const { checkpointDir } = checkpointPaths({ dataRoot, containerId: inc.twinId, name, xdgRuntimeDir });
       const link = `../${STAGE_DIR}/${inc.twinId}-${name}/base`;
-      await rebuildImageDir({ baseDir: inc.baseDir, delta, smallImagesDir: smallDir, outDir: checkpointDir, parent: { dir: inc.baseDir, link } });
+      await rebuildImageDir({
+        baseDir: inc.baseDir,
+        delta,
+        smallImagesDir: smallDir,
+        outDir: checkpointDir,
+        parent: { dir: inc.baseDir, link },
+        ...(lazyDir !== null ? { lazyView: lazyDir } : {}),
+      });
     } else {
       const full = join(inc.stageDir, 'final');
       await rm(full, { recursive: true, force: true });
@@ -384,7 +441,15 @@ export class MigrationDestination {
     // Fault injection (lab only): a window in which a test kills this cloudlet's engine.
     if (inject === 'stall-before-restore') await new Promise((r) => setTimeout(r, FAULT_STALL_MS));
     const t1 = performance.now();
-    await duringRestore(() => engine.startFromCheckpoint(inc.twinId, name));
+    if (lazyCfg && lazyDir !== null) {
+      await linkImagesForDaemon(checkpointDir, lazyDir);
+      await withLazyPagesOption(lazyCfg.criuConfigFile, async () => {
+        inc.lazyDaemon = await startLazyPagesDaemon({ criu: lazyCfg.criu, imagesDir: lazyDir, workDir: lazyCfg.workDir, logFile: join(inc.stageDir, 'lazy-pages.log') });
+        await duringRestore(() => engine.startFromCheckpoint(inc.twinId, name));
+      });
+    } else {
+      await serializedWithLazyRestores(this.deps.lazyRestore, () => duringRestore(() => engine.startFromCheckpoint(inc.twinId, name)));
+    }
     const after = await engine.inspectContainer(inc.twinId);
     if (!after.running) {
       throw new CloudletError('restore_failed', `the restored container ${inc.name} is not running after the start`, {
@@ -400,7 +465,15 @@ export class MigrationDestination {
     // them: they are lost, and the client retransmits.
     const svc = this.deps.serviceNetwork;
     const announceMs = inc.serviceAddress !== null && svc ? await svc.announce(inc.serviceAddress) : null;
-    return { rebuildMs, restoreMs, announceMs };
+    // Lazy restore: the service runs and answers; the round is answered (and the source may
+    // remove its copy) only once every page is in. A daemon failure fails the handoff.
+    let postCopyMs: number | null = null;
+    if (inc.lazyDaemon) {
+      const t2 = performance.now();
+      await waitPostCopy(inc.lazyDaemon, POST_COPY_TIMEOUT_MS);
+      postCopyMs = performance.now() - t2;
+    }
+    return { rebuildMs, restoreMs, announceMs, postCopyMs };
   }
 
   /** Where a migration stands here, from the journal and the engine (also after a restart). */
@@ -446,6 +519,8 @@ export class MigrationDestination {
 
   private async cleanupStaging(inc: Incoming): Promise<void> {
     const { dataRoot, xdgRuntimeDir } = this.deps;
+    await inc.lazyDaemon?.stop();
+    if (inc.lazyImagesDir) await rm(inc.lazyImagesDir, { recursive: true, force: true });
     if (inc.twinId) {
       await removeInstalledCheckpoint({ dataRoot, containerId: inc.twinId, name: this.checkpointName(inc.id), xdgRuntimeDir });
     }

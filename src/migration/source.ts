@@ -16,6 +16,7 @@ import type { DockerEngine, ContainerDetails, RestartPolicy } from '../engine/do
 import { runcCheckpoint } from '../engine/runc.js';
 import type { ServiceNetwork } from '../network/service-network.js';
 import { installCheckpoint, removeInstalledCheckpoint } from '../engine/checkpoint-install.js';
+import { serializedWithLazyRestores, type LazyRestoreConfig } from '../engine/lazy-pages.js';
 import { encodeDeltaChunks, type Delta } from '../checkpoint/delta.js';
 import { startDumpAndDelta } from '../checkpoint/stream-delta.js';
 import type { PageIndex } from '../checkpoint/page-index.js';
@@ -46,6 +47,8 @@ export interface SourceDeps {
   token: string;
   /** Containers on it keep their address and established TCP connections (see ServiceNetwork). */
   serviceNetwork: ServiceNetwork | null;
+  /** Set when the engine also restores lazily: then this engine's restores take turns. */
+  lazyRestore: LazyRestoreConfig | null;
 }
 
 interface Running {
@@ -364,10 +367,14 @@ export class MigrationSource {
       const freezeAt = performance.now();
       frozen = true;
       const fin = await this.round(report, index, true, details, stage, prevIndex, fsSources, peer, req, () => (finalSent = true));
-      const downtimeMs = performance.now() - freezeAt;
+      // With a lazy restore the destination answers once every page is in; its service ran
+      // and answered (address routed to it) postCopyMs before that: downtime ends there.
+      const postCopyMs = fin.response.postCopyMs ?? null;
+      const downtimeMs = performance.now() - freezeAt - (postCopyMs ?? 0);
       report.downtimeMs = Math.round(downtimeMs);
       report.restoreMs = fin.response.restoreMs === null ? null : Math.round(fin.response.restoreMs);
       report.announceMs = fin.response.announceMs === null ? null : Math.round(fin.response.announceMs);
+      report.postCopyMs = postCopyMs === null ? null : Math.round(postCopyMs);
       // The handoff is complete when the twin runs: the total stops here; removing the
       // source copy and the staging data (commit) is reported apart.
       report.totalMs = Math.round(performance.now() - t0);
@@ -637,7 +644,8 @@ export class MigrationSource {
             imageDir: finalDumpDir,
             xdgRuntimeDir: this.deps.xdgRuntimeDir,
           });
-          await duringRestore(() => this.deps.engine.startFromCheckpoint(details.id, name));
+          // A rollback restores eagerly: every page in before the service runs here again.
+          await serializedWithLazyRestores(this.deps.lazyRestore, () => duringRestore(() => this.deps.engine.startFromCheckpoint(details.id, name)));
           await removeInstalledCheckpoint({ dataRoot: this.deps.dataRoot, containerId: details.id, name, xdgRuntimeDir: this.deps.xdgRuntimeDir });
           if (this.deps.xdgRuntimeDir) await pruneCheckpointCopiesIfIdle(this.deps.xdgRuntimeDir);
           notes.push('source container restored from its final dump');

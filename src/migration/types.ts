@@ -142,6 +142,8 @@ export interface MigrationReport {
   serviceAddress: string | null;
   /** Routing the service address to the destination (right after its restore; part of the downtime). */
   announceMs: number | null;
+  /** Lazy restore: from the service answering at the destination to its last page copied in (not downtime). */
+  postCopyMs: number | null;
   /**
    * The container's image, when the destination lacked it: only the layers it was missing
    * (an overlay on its best base; the whole image when it had none), its time part of totalMs.
@@ -186,6 +188,7 @@ export function newReport(init: {
     downtimeMs: null,
     restoreMs: null,
     announceMs: null,
+    postCopyMs: null,
     imageShipped: null,
     bytesSent: 0,
     destinationContainerId: null,

@@ -146,11 +146,11 @@ export class CriuLab {
   /**
    * `criu restore` WITHOUT --restore-detached: criu stays the restored task's parent and
    * reaps it when we kill it (PID 1 here does not reap orphans promptly). Ready when the
-   * log says "Restore finished successfully".
+   * log says "Restore finished successfully". `extraArgs`, e.g. --lazy-pages.
    */
-  async restore(dir: string, pid: number, statusFile: string): Promise<Workload> {
+  async restore(dir: string, pid: number, statusFile: string, extraArgs: readonly string[] = []): Promise<Workload> {
     const log = join(this.workDir, `restore-${Date.now()}.log`);
-    const child = spawn('criu', ['restore', '-D', dir, '-o', log, '-v4'], { stdio: 'ignore' });
+    const child = spawn('criu', ['restore', '-D', dir, '-o', log, '-v4', ...extraArgs], { stdio: 'ignore' });
     this.children.add(child);
     this.pids.add(pid);
     let exited: number | null | undefined;

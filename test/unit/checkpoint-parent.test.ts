@@ -5,7 +5,7 @@
 // mapping) takes the rewrite path, and CRIU really needs the parent to cover PE_PARENT pages.
 // Skipped (with the reason) when not root or criu is missing.
 import assert from 'node:assert/strict';
-import { cp, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, readlink, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -25,7 +25,8 @@ import {
   type RebuildStats,
 } from '../../src/checkpoint/delta.js';
 import { findPage, hashPage, presentVaddrs, type PageIndex } from '../../src/checkpoint/page-index.js';
-import { encodePagemap, PAGE_SIZE, PE_PARENT, PE_PRESENT, pagemapPath, pagesPath, readPagemap } from '../../src/checkpoint/pagemap.js';
+import { encodePagemap, PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT, pagemapPath, pagesPath, readPagemap } from '../../src/checkpoint/pagemap.js';
+import { linkImagesForDaemon, startLazyPagesDaemon } from '../../src/engine/lazy-pages.js';
 import { CriuLab, criuSkipReason, type Workload, type WorkloadStatus } from '../helpers/criu-fixtures.js';
 
 const skip = criuSkipReason();
@@ -130,8 +131,8 @@ async function precopy(
   return { tmp, lab, w, base, out, apply2, final, delta3, before3 };
 }
 
-async function restoreAndCheck(p: Precopy, dir: string): Promise<void> {
-  const restored = await p.lab.restore(dir, p.w.pid, p.w.statusFile);
+async function restoreAndCheck(p: Precopy, dir: string, extraArgs: readonly string[] = []): Promise<void> {
+  const restored = await p.lab.restore(dir, p.w.pid, p.w.statusFile, extraArgs);
   const s = await restored.status();
   assert.equal(s.pid, p.w.pid);
   assert.equal(s.gen, p.before3.gen);
@@ -180,6 +181,38 @@ describe('CRIU parent images from an in-place base', { skip: skip ?? false, time
 
   it('criu restore from the parent-mode dir: memory intact, process continues', async () => {
     await restoreAndCheck(p, p.out);
+  });
+
+  it('lazy restore: CRIU leaves the PE_LAZY pages to the lazy-pages daemon, which serves them from its view of the base', async (t) => {
+    // Another final dir from the same base, now with a view for the daemon (the base's
+    // pages file gets the changed pages in place: the eager dir above stays valid).
+    const out = join(p.tmp, 'stage', 'final-lazy');
+    const view = join(p.tmp, 'stage', 'lazy-view');
+    const small = join(p.tmp, 'small3');
+    const st = await rebuildImageDir({ baseDir: p.base, delta: p.delta3, smallImagesDir: small, outDir: out, parent: { dir: p.base, link: '../base' }, lazyView: view });
+    const main = String(p.w.pid);
+    const restorePm = await readPagemap(out, main);
+    const viewPm = await readPagemap(view, main, { checkPagesFile: false });
+    const lazyIn = (entries: { flags: number; nrPages: number }[]): number => entries.filter((e) => e.flags & PE_LAZY).reduce((n, e) => n + e.nrPages, 0);
+    t.diagnostic(`final: ${JSON.stringify(st)}; lazy pages: restore dir ${lazyIn(restorePm.entries)}, daemon view ${lazyIn(viewPm.entries)}`);
+    assert.ok(restorePm.entries.some((e) => e.flags === (PE_PARENT | PE_LAZY)), 'pages left in the parent are lazy');
+    assert.equal(lazyIn(viewPm.entries), lazyIn(restorePm.entries), 'the daemon serves exactly the pages the restore leaves to it');
+    assert.ok(lazyIn(viewPm.entries) > st.pages * 0.8, 'most pages are served lazily');
+    assert.equal(await realpath(pagesPath(view, viewPm.pagesId)), await realpath(pagesPath(p.base, viewPm.pagesId)));
+
+    await linkImagesForDaemon(out, view);
+    const work = join(p.tmp, 'lazy-work');
+    await mkdir(work, { recursive: true });
+    const daemon = await startLazyPagesDaemon({ criu: 'criu', imagesDir: view, workDir: work, logFile: join(p.tmp, 'lazy-pages.log') });
+    // The same images were restored above, whose process wrote statuses past the ones this
+    // restored copy will write: start its status file afresh.
+    await rm(p.w.statusFile, { force: true });
+    try {
+      await restoreAndCheck(p, out, ['--lazy-pages', '-W', work]);
+      await daemon.done; // exit 0: every lazy page was copied in
+    } finally {
+      await daemon.stop();
+    }
   });
 
   it('CRIU needs the parent pagemap to cover the PE_PARENT pages', async () => {

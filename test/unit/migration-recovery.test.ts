@@ -26,6 +26,7 @@ test('in-flight source migrations are marked failed; finished ones are left alon
       peers: [],
       token: 'x'.repeat(16),
       serviceNetwork: null,
+      lazyRestore: null,
     });
     const notes = await source.recoverAfterRestart();
     assert.equal(notes.length, 1);

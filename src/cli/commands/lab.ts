@@ -1,10 +1,10 @@
 // `cloudlet lab ...`: the multi-cloudlet lab on this machine (see src/lab/lab.ts).
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { spawnSync } from 'node:child_process';
 import { UsageError } from '../../util/errors.js';
 import { labDown, labHealth, labUp, setLink } from '../../lab/lab.js';
 import { nsenterArgs } from '../../lab/netns.js';
-import { labDir, readLabState, type LabState } from '../../lab/state.js';
+import { labDir, readLabState, type LabState, type RestoreMode } from '../../lab/state.js';
 import { labHost, measureThroughput } from '../../lab/throughput.js';
 import { action, printJson, printTable, progress, requireRoot } from '../output.js';
 
@@ -74,13 +74,14 @@ export function registerLabCommands(program: Command): void {
     .option('--cloudlets <n>', 'number of cloudlets', '2')
     .option('--bandwidth <rate>', 'bandwidth of every link (tc rate)', '100mbit')
     .option('--latency <delay>', 'one-way delay added in each direction of every link', '5ms')
+    .addOption(new Option('--restore <mode>', 'how migrated containers are restored: lazy (post-copy from the received images) or eager').choices(['lazy', 'eager']).default('lazy'))
     .option('--json', 'print the lab as JSON')
     .action(
-      action(async (opts: { cloudlets: string; bandwidth: string; latency: string; json?: boolean }) => {
+      action(async (opts: { cloudlets: string; bandwidth: string; latency: string; restore: RestoreMode; json?: boolean }) => {
         requireRoot('the lab (network namespaces, Docker engines)');
         const t0 = Date.now();
         const state = await labUp(
-          { cloudlets: Number(opts.cloudlets), link: { bandwidth: opts.bandwidth, latency: opts.latency } },
+          { cloudlets: Number(opts.cloudlets), link: { bandwidth: opts.bandwidth, latency: opts.latency }, restore: opts.restore },
           progress,
         );
         if (opts.json) printJson(publicView(state));
