@@ -22,6 +22,13 @@ export function migrateBenchMarkdown(r: MigrateBenchResult, command: string): st
   for (const s of r.scenarios) {
     out.push(`| ${s.name} | ${s.totalMs} | ${s.downtimeMs} | ${mb(s.bytesSent)} | ${s.precopyRounds} | ${s.stopReason} |`);
     if (s.baseline) out.push(`| ${s.name}: ${s.baseline.name} (baseline, same run) | ${s.baseline.totalMs} | ${s.baseline.downtimeMs} | ${mb(s.baseline.bytesSent)} | 0 | - |`);
+    const e = s.eagerRestore;
+    if (e) out.push(`| ${s.name}: eager restore (same run) | ${e.totalMs} | ${e.downtimeMs} | ${mb(e.report.bytesSent)} | ${e.report.precopyRounds} | ${e.report.stopReason} |`);
+  }
+  out.push('', '| restore at the destination | restore ms | post-copy ms (service already up) |', '|---|---|---|');
+  for (const s of r.scenarios) {
+    out.push(`| ${s.name}${(s.report.postCopyMs ?? null) !== null ? ' (lazy)' : ''} | ${s.report.restoreMs} | ${s.report.postCopyMs ?? '-'} |`);
+    if (s.eagerRestore) out.push(`| ${s.name} (eager, same run) | ${s.eagerRestore.restoreMs} | - |`);
   }
   out.push('', '| target (issue 4) | measured | met |', '|---|---|---|');
   for (const s of r.scenarios) for (const t of s.targets) out.push(`| ${s.name}: ${t.name} | ${Math.round(t.value)} | ${t.ok ? 'yes' : 'no'} |`);

@@ -96,6 +96,7 @@ export function openApiPaths(): Record<string, Record<string, Op>> {
           pathParam('k', 'round number, from 1'),
           queryParam('final', '1: the final round (restore the twin)'),
           queryParam('inject', 'test hook (allowFaultInjection only)'),
+          queryParam('restore', 'eager: no lazy restore for this final round'),
         ],
         requestBody: binaryBody('application/octet-stream', 'framed stream (src/transfer/frames.ts)'),
       }),

@@ -31,6 +31,8 @@ const startSchema = z
     codec: z.enum(['none', 'lz4', 'zstd', 'gzip', 'auto']).default('auto'),
     precopy: z.enum(['scan', 'dump']).default('scan'),
     inject: z.enum(FAULT_POINTS).optional(),
+    /** eager: the destination restores every page before the service runs, even where it could restore lazily. */
+    restore: z.enum(['lazy', 'eager']).optional(),
     /** Handoff strategy override (issue 9); default: the container's cloudlet.handoff label, else migrate. */
     strategy: z.enum(HANDOFF_STRATEGIES).optional(),
     /** Give up a silent call to the destination after this long (a cut link); default 120 s. */
@@ -106,7 +108,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
   app.post<{ Querystring: { wait?: string } }>('/v1/migrations', async (req, reply) => {
     const o = parseBody(startSchema, req.body, 'migration request');
     if (o.inject && !config.allowFaultInjection) throw new UsageError('fault injection is not enabled on this cloudlet');
-    const request: MigrationRequest = { container: o.container, to: o.to, policy: policyFromOptions(o), codec: o.codec, precopy: o.precopy, ...(o.inject ? { inject: o.inject } : {}), ...(o.peerTimeoutMs ? { peerTimeoutMs: o.peerTimeoutMs } : {}), ...(o.strategy ? { strategy: o.strategy } : {}) };
+    const request: MigrationRequest = { container: o.container, to: o.to, policy: policyFromOptions(o), codec: o.codec, precopy: o.precopy, ...(o.inject ? { inject: o.inject } : {}), ...(o.peerTimeoutMs ? { peerTimeoutMs: o.peerTimeoutMs } : {}), ...(o.strategy ? { strategy: o.strategy } : {}), ...(o.restore ? { restore: o.restore } : {}) };
     const started = await source.start(request);
     if (req.query.wait === '1' || req.query.wait === 'true') return reply.status(200).send(await source.wait(started.id));
     return reply.status(202).send(started);
@@ -124,15 +126,18 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
 
   app.get<{ Params: { id: string } }>('/v1/incoming/:id', async (req) => destination.status(req.params.id));
 
-  app.put<{ Params: { id: string; k: string }; Querystring: { final?: string; inject?: string } }>('/v1/incoming/:id/rounds/:k', async (req) => {
+  app.put<{ Params: { id: string; k: string }; Querystring: { final?: string; inject?: string; restore?: string } }>('/v1/incoming/:id/rounds/:k', async (req) => {
     const k = Number(req.params.k);
     if (!Number.isInteger(k) || k < 1) throw new UsageError(`invalid round number '${req.params.k}'`);
     const inject = req.query.inject as FaultPoint | undefined;
     if (inject !== undefined && (!config.allowFaultInjection || !FAULT_POINTS.includes(inject))) {
       throw new UsageError(`fault injection '${inject}' is not enabled on this cloudlet`);
     }
+    if (req.query.restore !== undefined && req.query.restore !== 'eager' && req.query.restore !== 'lazy') {
+      throw new UsageError(`invalid restore mode '${req.query.restore}' (lazy or eager)`);
+    }
     const body = req.body as NodeJS.ReadableStream;
-    return destination.round(req.params.id, k, req.query.final === '1', receiveRound(body, config.limits), inject);
+    return destination.round(req.params.id, k, req.query.final === '1', receiveRound(body, config.limits), inject, req.query.restore === 'eager');
   });
 
   app.post<{ Params: { id: string } }>('/v1/incoming/:id/commit', async (req) => {

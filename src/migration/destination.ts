@@ -291,6 +291,8 @@ export class MigrationDestination {
     final: boolean,
     artifacts: AsyncIterable<ReceivedArtifact>,
     inject?: FaultPoint,
+    /** The source asks for an eager restore even where this cloudlet restores lazily. */
+    eagerRestore = false,
   ): Promise<RoundResponse> {
     const inc = this.get(id);
     if (inc.busy) throw new ConflictError(`migration ${id} is already applying a round`);
@@ -356,7 +358,7 @@ export class MigrationDestination {
         const tWait = performance.now();
         await inc.baseUpdate;
         baseReadyMs = performance.now() - t0;
-        const r = await this.finalRestore(inc, delta, smallDir, inject);
+        const r = await this.finalRestore(inc, delta, smallDir, inject, eagerRestore);
         // Waiting for the last base update counts as rebuilding: both are on the downtime path.
         rebuildMs = r.rebuildMs + (performance.now() - tWait - r.rebuildMs - r.restoreMs - (r.announceMs ?? 0) - (r.postCopyMs ?? 0));
         restoreMs = r.restoreMs;
@@ -402,13 +404,14 @@ export class MigrationDestination {
     inc: Incoming,
     delta: Delta,
     smallDir: string,
-    inject?: FaultPoint,
+    inject: FaultPoint | undefined,
+    eagerRestore: boolean,
   ): Promise<{ rebuildMs: number; restoreMs: number; announceMs: number | null; postCopyMs: number | null }> {
     const { engine, dataRoot, xdgRuntimeDir } = this.deps;
     const name = this.checkpointName(inc.id);
     const t0 = performance.now();
     const { checkpointDir } = checkpointPaths({ dataRoot, containerId: inc.twinId, name, xdgRuntimeDir });
-    const lazyCfg = xdgRuntimeDir !== null ? this.deps.lazyRestore : null;
+    const lazyCfg = xdgRuntimeDir !== null && !eagerRestore ? this.deps.lazyRestore : null;
     // Lazy restore: CRIU's lazy-pages daemon reads the images from a view of its own, beside
     // containerd's copy (see linkImagesForDaemon and RebuildOptions.lazyView).
     const lazyDir = lazyCfg && xdgRuntimeDir !== null ? join(xdgRuntimeDir, `${LAZY_IMAGES_PREFIX}${inc.twinId}-${name}`) : null;

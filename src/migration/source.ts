@@ -528,7 +528,7 @@ export class MigrationSource {
       }
     }
     const codec = await pickCodec(req.codec, delta, report.rounds, final);
-    const inject = final && req.inject ? `&inject=${req.inject}` : '';
+    const inject = (final && req.inject ? `&inject=${req.inject}` : '') + (final && req.restore === 'eager' ? '&restore=eager' : '');
     if (final) onFinalSend?.();
     // Fault injection (lab only): one byte of the final round damaged on its way.
     const corrupt = final && req.inject === 'corrupt-frame' ? { corruptByteAt: 4096 } : {};

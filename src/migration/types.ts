@@ -25,6 +25,8 @@ export interface MigrationRequest {
   peerTimeoutMs?: number;
   /** Handoff strategy override (issue 9); without it the container's cloudlet.handoff label decides. */
   strategy?: HandoffStrategy;
+  /** eager: no lazy restore at the destination even where it is configured (baselines, experiments). */
+  restore?: 'lazy' | 'eager';
 }
 
 /**

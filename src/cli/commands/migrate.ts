@@ -20,6 +20,7 @@ interface MigrateOptions extends GlobalOptions {
   inject?: string;
   precopy?: string;
   strategy?: string;
+  restore?: string;
   json?: boolean;
 }
 
@@ -51,6 +52,10 @@ export function migrationBody(container: string, o: MigrateOptions): StartMigrat
     if (!(HANDOFF_STRATEGIES as readonly string[]).includes(o.strategy)) throw new UsageError(`--strategy must be one of ${HANDOFF_STRATEGIES.join(', ')} (got '${o.strategy}')`);
     body.strategy = o.strategy as HandoffStrategy;
   }
+  if (o.restore !== undefined) {
+    if (o.restore !== 'lazy' && o.restore !== 'eager') throw new UsageError(`--restore must be lazy or eager (got '${o.restore}')`);
+    body.restore = o.restore;
+  }
   return body;
 }
 
@@ -74,7 +79,7 @@ export function printReport(r: MigrationReport): void {
   );
   process.stdout.write(
     `\n${r.container}: ${r.from} -> ${r.to}  ${r.state}\n` +
-      `total ${r.totalMs} ms, downtime ${r.downtimeMs ?? '-'} ms (restore ${r.restoreMs ?? '-'} ms), ` +
+      `total ${r.totalMs} ms, downtime ${r.downtimeMs ?? '-'} ms (restore ${r.restoreMs ?? '-'} ms${(r.postCopyMs ?? null) !== null ? `, lazy: last page in ${r.postCopyMs} ms after` : ''}), ` +
       `${mb(r.bytesSent)} MB sent, ${r.precopyRounds} pre-copy round(s), stopped by: ${r.stopReason ?? '-'}\n` +
       `policy: ${r.policy}\n`,
   );
@@ -109,6 +114,7 @@ export function registerMigrateCommand(program: Command): void {
     .option('--codec <codec>', 'lz4, zstd, gzip, none or auto (per round, from link and data)', 'auto')
     .option('--precopy <how>', 'pre-copy capture: scan (read /proc, no freeze) or dump (CRIU --leave-running)', 'scan')
     .option('--strategy <name>', "migrate, recreate or auto (default: the service's declared handoff)")
+    .option('--restore <mode>', 'eager: every page restored before the service runs, even where the destination restores lazily (default: as the destination is configured)')
     .option('--json', 'print the report as JSON')
     .addOption(new Option('--inject <point>', 'test hook: make the destination fail (lab only)').hideHelp())
     .action(
