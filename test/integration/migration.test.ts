@@ -58,7 +58,7 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     await b.getContainer('counter').remove();
   });
 
-  test('256 MiB Node.js service arrives with an identical checksum and a continuing counter (pre-copy, then stop-and-copy back)', async (t) => {
+  test('256 MiB Node.js service arrives with an identical checksum and a continuing counter (pre-copy with a lazy restore, then stop-and-copy back with an eager one)', async (t) => {
     const a = lab.docker('a');
     const b = lab.docker('b');
     // No timer dirtying: the state changes only on requests, so checksums must match exactly.
@@ -85,17 +85,19 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     const onA = await get(a, '/checksum');
     assert.equal(onA.counter, 2);
     const pre = await lab.cliJson(['migrate', 'svc', '--from', 'a', '--to', 'b'], 600_000);
-    t.diagnostic(`256 MiB pre-copy: total ${pre.totalMs} ms, downtime ${pre.downtimeMs} ms, rounds ${pre.precopyRounds} (${pre.stopReason}), ${pre.bytesSent} B`);
+    t.diagnostic(`256 MiB pre-copy: total ${pre.totalMs} ms, downtime ${pre.downtimeMs} ms, restore ${pre.restoreMs} ms, post-copy ${pre.postCopyMs} ms, rounds ${pre.precopyRounds} (${pre.stopReason}), ${pre.bytesSent} B`);
     assert.equal(pre.state, 'done', JSON.stringify(pre.error));
     assert.ok(pre.precopyRounds >= 1);
+    assert.ok(typeof pre.postCopyMs === 'number', 'the lab restores lazily: the last pages arrived after the service ran');
     assert.deepEqual(await get(b, '/checksum'), onA, 'identical state on b');
     assert.equal((await get(b, '/')).counter, 3, 'counter continues on b');
 
     const onB = await get(b, '/checksum');
-    const sc = await lab.cliJson(['migrate', 'svc', '--from', 'b', '--to', 'a', '--rounds', '0'], 600_000);
-    t.diagnostic(`256 MiB stop-and-copy: total ${sc.totalMs} ms, downtime ${sc.downtimeMs} ms, ${sc.bytesSent} B`);
+    const sc = await lab.cliJson(['migrate', 'svc', '--from', 'b', '--to', 'a', '--rounds', '0', '--restore', 'eager'], 600_000);
+    t.diagnostic(`256 MiB stop-and-copy: total ${sc.totalMs} ms, downtime ${sc.downtimeMs} ms, restore ${sc.restoreMs} ms (eager), ${sc.bytesSent} B`);
     assert.equal(sc.state, 'done', JSON.stringify(sc.error));
     assert.equal(sc.precopyRounds, 0);
+    assert.equal(sc.postCopyMs, null, 'an eager restore when the handoff asks for one');
     assert.deepEqual(await get(a, '/checksum'), onB, 'identical state back on a');
     await a.getContainer('svc').remove({ force: true });
   });
