@@ -158,6 +158,23 @@ export function serializedWithLazyRestores<T>(cfg: LazyRestoreConfig | null, fn:
   return cfg ? serializedOnConfig(cfg.criuConfigFile, fn) : fn();
 }
 
+const LAZY_OPTION = 'lazy-pages';
+
+/**
+ * Takes out a `lazy-pages` line a killed cloudletd left in the engine's CRIU configuration
+ * (withLazyPagesOption puts the file back in a finally, which a SIGKILL skips): with it,
+ * every later restore of the engine would wait for a daemon that is not there. Returns
+ * whether it had to.
+ */
+export async function clearLeftLazyPagesOption(configFile: string): Promise<boolean> {
+  const text = await readFile(configFile, 'utf8');
+  const lines = text.split('\n');
+  const kept = lines.filter((l) => l.trim() !== LAZY_OPTION);
+  if (kept.length === lines.length) return false;
+  await writeFile(configFile, kept.join('\n'));
+  return true;
+}
+
 /**
  * Runs `fn` (the engine's restore) with `lazy-pages` added to the engine's CRIU
  * configuration, one restore per configuration file at a time; the file is put back as it
@@ -167,7 +184,7 @@ export function withLazyPagesOption<T>(configFile: string, fn: () => Promise<T>)
   return serializedOnConfig(configFile, async () => {
     const original = await readFile(configFile, 'utf8');
     const lines = original.split('\n').filter((l) => l.trim() !== '');
-    await writeFile(configFile, [...lines, 'lazy-pages', ''].join('\n'));
+    await writeFile(configFile, [...lines, LAZY_OPTION, ''].join('\n'));
     try {
       return await fn();
     } finally {

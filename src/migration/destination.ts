@@ -23,6 +23,7 @@ import {
   STAGE_DIR,
 } from '../engine/checkpoint-install.js';
 import {
+  clearLeftLazyPagesOption,
   LazyPagesError,
   linkImagesForDaemon,
   serializedWithLazyRestores,
@@ -534,6 +535,10 @@ export class MigrationDestination {
   /** Migrations held when the daemon stopped: their twins were never started; remove them. */
   async recoverAfterRestart(): Promise<string[]> {
     const notes: string[] = [];
+    const lazy = this.deps.lazyRestore;
+    if (lazy && (await clearLeftLazyPagesOption(lazy.criuConfigFile))) {
+      notes.push(`took the lazy-pages option left by an interrupted restore out of ${lazy.criuConfigFile}`);
+    }
     for (const m of this.deps.db.activeMigrations('destination')) {
       const twinId = (m.report as { twinId?: string } | null)?.twinId;
       if (twinId && (await this.deps.engine.containerExists(twinId))) {

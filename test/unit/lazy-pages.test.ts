@@ -1,0 +1,69 @@
+// The engine's CRIU configuration during lazy restores (src/engine/lazy-pages.ts): the
+// `lazy-pages` option is there for exactly one restore at a time, put back after a failure,
+// and taken out at start-up if a killed daemon left it. The restore itself is tested with
+// the real CRIU in checkpoint-parent.test.ts and on the lab in migration.test.ts.
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { clearLeftLazyPagesOption, serializedWithLazyRestores, withLazyPagesOption } from '../../src/engine/lazy-pages.js';
+
+const ORIGINAL = 'tcp-established\nwork-dir /run/x/criu-work\n';
+
+describe('lazy-pages option in the engine CRIU configuration', () => {
+  let dir: string;
+  let conf: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cloudlet-lazy-'));
+    conf = join(dir, 'runc.conf');
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is present during the restore only, and the file is put back byte for byte, also after a failure', async () => {
+    await writeFile(conf, ORIGINAL);
+    const during = await withLazyPagesOption(conf, () => readFile(conf, 'utf8'));
+    assert.equal(during, 'tcp-established\nwork-dir /run/x/criu-work\nlazy-pages\n');
+    assert.equal(await readFile(conf, 'utf8'), ORIGINAL);
+    await assert.rejects(withLazyPagesOption(conf, async () => Promise.reject(new Error('restore failed'))), /restore failed/);
+    assert.equal(await readFile(conf, 'utf8'), ORIGINAL);
+  });
+
+  it('serializes restores through one file: an eager restore never sees the option of a lazy one', async () => {
+    await writeFile(conf, ORIGINAL);
+    const seen: string[] = [];
+    const order: string[] = [];
+    const cfg = { criuConfigFile: conf, workDir: dir, criu: 'criu' };
+    const lazy = withLazyPagesOption(conf, async () => {
+      order.push('lazy start');
+      await new Promise((r) => setTimeout(r, 50));
+      order.push('lazy end');
+    });
+    const eager = serializedWithLazyRestores(cfg, async () => {
+      order.push('eager');
+      seen.push(await readFile(conf, 'utf8'));
+    });
+    const lazy2 = withLazyPagesOption(conf, async () => {
+      order.push('lazy2');
+      seen.push(await readFile(conf, 'utf8'));
+    });
+    await Promise.all([lazy, eager, lazy2]);
+    assert.deepEqual(order, ['lazy start', 'lazy end', 'eager', 'lazy2']);
+    assert.equal(seen[0], ORIGINAL);
+    assert.match(seen[1]!, /\nlazy-pages\n$/);
+    assert.equal(await readFile(conf, 'utf8'), ORIGINAL);
+    // no configuration: nothing to serialize on, the restore just runs
+    assert.equal(await serializedWithLazyRestores(null, async () => 7), 7);
+  });
+
+  it('takes out a left-over option (a daemon killed mid-restore) and nothing else', async () => {
+    await writeFile(conf, ORIGINAL + 'lazy-pages\n');
+    assert.equal(await clearLeftLazyPagesOption(conf), true);
+    assert.equal(await readFile(conf, 'utf8'), ORIGINAL);
+    assert.equal(await clearLeftLazyPagesOption(conf), false);
+    assert.equal(await readFile(conf, 'utf8'), ORIGINAL);
+  });
+});
