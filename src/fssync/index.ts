@@ -81,6 +81,8 @@ const TRAILER_VERSION = 1;
 const DEFAULT_TIMEOUT_MS = 30 * 60_000;
 /** rsync exit codes: 23 partial transfer (some files/attrs not transferred), 24 files vanished. */
 const RSYNC_PARTIAL = 23;
+/** Writes of a pre-copy batch that rsync reports partial before the round skips the filesystem. */
+const PARTIAL_RETRIES = 4;
 const RSYNC_VANISHED = 24;
 
 export interface BatchStats {
@@ -92,6 +94,10 @@ export interface BatchStats {
   ms: number;
   /** True when the batch changes nothing: the caller may skip sending it. */
   empty: boolean;
+  /** Pre-copy: times the batch was written again because a file changed while rsync read it. */
+  rewrites: number;
+  /** Pre-copy: the tree kept changing under rsync, so this round carries none of its changes. */
+  deferred: boolean;
 }
 
 export interface FsSyncSourceOptions {
@@ -290,7 +296,9 @@ async function applyInternal(
   await runChecked(
     step,
     'rsync',
-    [...RSYNC_COMMON, '--read-batch=-', targetDir.replace(/\/*$/, '/')],
+    // --timeout: a safety net. rsync waits forever for a resend when a batch's file fails
+    // its verification (see nextBatch); an I/O pause of minutes is never a normal apply.
+    [...RSYNC_COMMON, '--timeout=300', '--read-batch=-', targetDir.replace(/\/*$/, '/')],
     { timeoutMs, stdinFile: { path: batchFile, end: trailer.rsyncBytes }, okCodes: ok },
     { batchFile, targetDir, round: trailer.round, writerExit: trailer.writerExit },
   );
@@ -400,14 +408,39 @@ export class FsSyncSource {
       await rm(out + '.sh', { force: true });
 
       const okCodes = final ? [0, RSYNC_VANISHED] : [0, RSYNC_VANISHED, RSYNC_PARTIAL];
-      const w = await runChecked(
-        'write-batch',
-        'rsync',
-        [...RSYNC_COMMON, '--out-format=%i', `--only-write-batch=${out}`, this.sourceDir + '/', this.shadowDir + '/'],
-        { timeoutMs: this.timeoutMs, okCodes },
-        ctx,
-      );
-      await rm(out + '.sh', { force: true });
+      const writeBatch = async (from: string) => {
+        await rm(out, { force: true });
+        const r = await runChecked(
+          'write-batch',
+          'rsync',
+          [...RSYNC_COMMON, '--out-format=%i', `--only-write-batch=${out}`, from + '/', this.shadowDir + '/'],
+          { timeoutMs: this.timeoutMs, okCodes },
+          ctx,
+        );
+        await rm(out + '.sh', { force: true });
+        return r;
+      };
+      // A pre-copy round reads a live tree. Exit 23 (partial) means rsync saw a file change
+      // under it (e.g. truncated and rewritten while read): the batch then holds data that
+      // fails rsync's whole-file verification, and `--read-batch` does not fail on that, it
+      // waits for a resend that a batch never brings (found by the evaluation run: the
+      // busybox counter rewrites its file every 0.1 s). So such a batch is never applied:
+      // the round is written again, and if the tree keeps changing under it, the round
+      // carries no filesystem changes (a batch of the shadow against itself) and the next
+      // round (at the latest the final one, on a frozen container) carries them.
+      let w = await writeBatch(this.sourceDir);
+      let rewrites = 0;
+      let deferred = false;
+      while (!final && w.code === RSYNC_PARTIAL) {
+        if (rewrites === PARTIAL_RETRIES) {
+          w = await writeBatch(this.shadowDir);
+          deferred = true;
+          break;
+        }
+        rewrites++;
+        await new Promise((r) => setTimeout(r, 20 * rewrites));
+        w = await writeBatch(this.sourceDir);
+      }
       const files = w.stdout.toString('utf8').split('\n').filter((l) => l.trim() !== '').length;
 
       const caps = await runChecked(
@@ -446,7 +479,7 @@ export class FsSyncSource {
       }
       this.round++;
       const bytes = (await stat(out)).size;
-      return { bytes, files, ms: performance.now() - t0, empty: files === 0 };
+      return { bytes, files, ms: performance.now() - t0, empty: files === 0, rewrites, deferred };
     } finally {
       this.busy = false;
     }

@@ -23,6 +23,7 @@ import {
   symlink,
   writeFile,
 } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyBatch, FsSyncSource } from '../../src/fssync/index.js';
@@ -190,6 +191,16 @@ async function syncRound(
   if (opts.compare !== false) assertSameTree(await snapshot(src.sourceDir), await snapshot(target), `round ${n}`);
   return { n, bytes: st.bytes, files: st.files, writeMs: Math.round(st.ms), applyMs: Math.round(ap.ms), empty: st.empty };
 }
+
+// Rewrites (truncate, write) 1-2 MiB files in DIR without pause, for at most 20 s / 20,000 writes.
+const REWRITER = String.raw`
+const fs = require('fs'), path = require('path'), crypto = require('crypto');
+const dir = process.argv[1];
+const end = Date.now() + 20000;
+for (let i = 0; i < 20000 && Date.now() < end; i++) {
+  fs.writeFileSync(path.join(dir, 'f' + (i % 3)), crypto.randomBytes((1 + (i % 2)) * 1024 * 1024));
+}
+`;
 
 // ------------------------------------------------------------------ tests
 
@@ -384,6 +395,44 @@ describe('fssync rounds on real directories', { skip: isRoot ? false : 'needs ro
       await src.dispose();
       await umountIfMounted(tgtMerged);
       await umountIfMounted(srcMerged);
+    }
+  });
+
+  it('pre-copy rounds of a file rewritten while rsync reads it never hang; the final round brings it', async (t) => {
+    // The evaluation run once hung a migration for good: the busybox counter rewrote its
+    // file while rsync read it, rsync's writer exited 23 and applying that batch waited
+    // for a resend. A child process here rewrites 1-2 MiB files without pause (bounded).
+    const up = join(work, 'w-upper');
+    const tgt = join(work, 'w-target');
+    const bd = join(work, 'w-batches');
+    await mkdir(bd);
+    await mkdir(up);
+    const writer = spawn(process.execPath, ['-e', REWRITER, up], { stdio: 'ignore' });
+    const src = new FsSyncSource({ sourceDir: up, stateDir: join(work, 'w-state'), timeoutMs: 60_000 });
+    let rewrites = 0;
+    let deferred = 0;
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      for (let n = 1; n <= 8; n++) {
+        const batch = join(bd, `batch-${n}`);
+        const st = await src.nextBatch(batch);
+        rewrites += st.rewrites;
+        if (st.deferred) deferred++;
+        await applyBatch(batch, tgt, { timeoutMs: 60_000 });
+        await rm(batch, { force: true });
+      }
+    } finally {
+      if (writer.exitCode === null) {
+        const gone = new Promise((r) => writer.once('exit', r));
+        writer.kill('SIGKILL');
+        await gone;
+      }
+    }
+    try {
+      t.diagnostic(`8 live rounds: ${rewrites} batch rewrite(s) after a partial read, ${deferred} round(s) deferred`);
+      await syncRound(src, tgt, bd, 9, { final: true });
+    } finally {
+      await src.dispose();
     }
   });
 
