@@ -153,14 +153,15 @@ export async function pruneContainerdCheckpointCopies(xdgRuntimeDir: string, opt
 }
 
 /**
- * CRIU's stats-restore of the last restore of a container, from containerd's task bundle
- * (DATA_ROOT/containerd/daemon/io.containerd.runtime.v2.task/moby/ID/; CRIU's restore work
- * dir). Read it right after the start: the bundle goes when the container stops.
+ * CRIU's stats-restore of the last restore of a container: in CRIU's restore work dir, which
+ * is containerd's task bundle (DATA_ROOT/containerd/daemon/io.containerd.runtime.v2.task/moby/ID/;
+ * read it right after the start: the bundle goes when the container stops) unless the
+ * engine's CRIU configuration sets a `work-dir` of its own (`criuWorkDir`; the lab's does).
  */
-export async function readContainerdRestoreStats(dataRoot: string, containerId: string): Promise<RestoreStats | null> {
+export async function readRestoreStats(dataRoot: string, containerId: string, criuWorkDir?: string): Promise<RestoreStats | null> {
   if (!ID_RE.test(containerId)) throw new UsageError(`not a full container id: '${containerId}'`);
-  const p = join(dataRoot, 'containerd', 'daemon', 'io.containerd.runtime.v2.task', 'moby', containerId, 'stats-restore');
-  return (await readCriuStats(p))?.restore ?? null;
+  const dir = criuWorkDir ?? join(dataRoot, 'containerd', 'daemon', 'io.containerd.runtime.v2.task', 'moby', containerId);
+  return (await readCriuStats(join(dir, 'stats-restore')))?.restore ?? null;
 }
 
 async function moveFile(from: string, to: string): Promise<void> {

@@ -79,8 +79,8 @@ function engineCriu(home: string, workDir: string): { criuConfigFile: string; wo
   return { criuConfigFile: join(home, 'criu-etc', 'runc.conf'), workDir, criu: REAL_CRIU };
 }
 
-/** The engine's own CRIU configuration, as cloudletd's `lazyRestore` needs it. */
-export function engineLazyRestoreConfig(layout: Pick<EngineInfo, 'dataRoot' | 'xdgRuntimeDir'>): { criuConfigFile: string; workDir: string; criu: string } {
+/** The engine's own CRIU settings: its configuration file, the work-dir that sets, the CRIU it runs (cloudletd's `lazyRestore`). */
+export function engineCriuSettings(layout: Pick<EngineInfo, 'dataRoot' | 'xdgRuntimeDir'>): { criuConfigFile: string; workDir: string; criu: string } {
   return engineCriu(join(layout.dataRoot, '..'), criuWorkDir(layout));
 }
 

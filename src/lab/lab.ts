@@ -19,7 +19,7 @@ import { run, spawnDetached } from '../util/exec.js';
 import type { DaemonConfigInput } from '../daemon/config.js';
 import type { ServiceNetworkConfigInput } from '../network/service-network.js';
 import { buildBaseImageArchives, loadImageArchive } from '../images/base-images.js';
-import { engineLayout, engineLazyRestoreConfig, startEngine, stopEngine } from './engines.js';
+import { engineLayout, engineCriuSettings, startEngine, stopEngine } from './engines.js';
 import { shapeRate, validateLink, writeDelayFile } from './link-shaping.js';
 import { mountsUnder, unmountAllUnder } from './mounts.js';
 import { addNetns, addTap, deleteNetns, listNetns, netnsPath, nsenterArgs, setDefaultRoute, sysctl } from './netns.js';
@@ -232,7 +232,7 @@ function daemonConfig(cl: LabCloudlet, state: LabState): DaemonConfigInput {
     dockerExecRoot: cl.engine.execRoot,
     dockerDataRoot: cl.engine.dataRoot,
     dockerXdgRuntimeDir: cl.engine.xdgRuntimeDir,
-    lazyRestore: state.restore === 'eager' ? null : engineLazyRestoreConfig(cl.engine),
+    lazyRestore: state.restore === 'eager' ? null : engineCriuSettings(cl.engine),
     scratchDir: join(scratchOf(cl.name), 'cloudletd'),
     dataDir: join(state.dir, cl.name, 'cloudletd'),
     peers: state.cloudlets.filter((p) => p.name !== cl.name).map((p) => ({ name: p.name, url: p.daemon.peerUrl })),

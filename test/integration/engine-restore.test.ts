@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 import { runCli } from '../helpers/cli.js';
 import { readLabState, type LabState, type LabCloudlet } from '../../src/lab/state.js';
+import { engineCriuSettings } from '../../src/lab/engines.js';
 import { DockerEngine } from '../../src/engine/docker.js';
 import { runcCheckpoint, CheckpointFailedError } from '../../src/engine/runc.js';
 import { readCriuStats } from '../../src/engine/criu-stats.js';
@@ -16,7 +17,7 @@ import {
   installCheckpoint,
   pruneContainerdCheckpointCopies,
   removeInstalledCheckpoint,
-  readContainerdRestoreStats,
+  readRestoreStats,
   STAGE_DIR,
 } from '../../src/engine/checkpoint-install.js';
 import { run } from '../../src/util/exec.js';
@@ -243,7 +244,7 @@ test('engine: runc checkpoint on a, restore of a twin on b', { skip: !isRoot && 
     const t0 = performance.now();
     await engB.startFromCheckpoint(twinId, 'final');
     const withLinks = performance.now() - t0;
-    const rsLinks = await readContainerdRestoreStats(nodeB.engine.dataRoot, twinId);
+    const rsLinks = await readRestoreStats(nodeB.engine.dataRoot, twinId, engineCriuSettings(nodeB.engine).workDir);
     const copies = readdirSync(xdgOf(nodeB)).filter((n) => n.startsWith('ctrd-checkpoint'));
     assert.equal(copies.length, 1, `containerd left its copy: ${copies.join(', ')}`);
     assert.deepEqual(await pruneContainerdCheckpointCopies(xdgOf(nodeB)), copies);
@@ -261,7 +262,7 @@ test('engine: runc checkpoint on a, restore of a twin on b', { skip: !isRoot && 
     const t1 = performance.now();
     await engB.startFromCheckpoint(fullId, 'lr');
     const fullCopy = performance.now() - t1;
-    const rsFull = await readContainerdRestoreStats(nodeB.engine.dataRoot, fullId);
+    const rsFull = await readRestoreStats(nodeB.engine.dataRoot, fullId, engineCriuSettings(nodeB.engine).workDir);
     assert.equal(await verify(engB, fullId), s0.sum);
     const pruned = await pruneContainerdCheckpointCopies(xdgOf(nodeB));
     assert.equal(pruned.length, 1);
