@@ -38,7 +38,7 @@ export interface LabUpOptions {
   link: LinkSpec;
   /** Per-node overrides, e.g. the client's link. */
   links?: Record<string, LinkSpec>;
-  /** How migrated containers are restored (default lazy). */
+  /** How migrated containers are restored (default eager; lazy measured no faster, docs/results/migration.md). */
   restore?: RestoreMode;
 }
 
@@ -100,7 +100,7 @@ export async function labUp(opts: LabUpOptions, progress: Progress): Promise<Lab
     router: { namespace: `${LAB_PREFIX}router` },
     client: hostOnLink('client', 0, linkOf('client'), dir),
     cloudlets: [],
-    restore: opts.restore ?? 'lazy',
+    restore: opts.restore ?? 'eager',
     forwarder: null,
   };
   // Written before anything exists, so that `lab down` can clean up after a failed `up`.
@@ -232,7 +232,7 @@ function daemonConfig(cl: LabCloudlet, state: LabState): DaemonConfigInput {
     dockerExecRoot: cl.engine.execRoot,
     dockerDataRoot: cl.engine.dataRoot,
     dockerXdgRuntimeDir: cl.engine.xdgRuntimeDir,
-    lazyRestore: state.restore === 'eager' ? null : engineCriuSettings(cl.engine),
+    lazyRestore: state.restore === 'lazy' ? engineCriuSettings(cl.engine) : null,
     scratchDir: join(scratchOf(cl.name), 'cloudletd'),
     dataDir: join(state.dir, cl.name, 'cloudletd'),
     peers: state.cloudlets.filter((p) => p.name !== cl.name).map((p) => ({ name: p.name, url: p.daemon.peerUrl })),

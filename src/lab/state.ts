@@ -71,7 +71,7 @@ export interface LabState {
   client: LabHost;
   cloudlets: LabCloudlet[];
   forwarder: { pid: number; log: string } | null;
-  /** How the cloudlets restore migrated containers (cloudletd's lazyRestore); absent: lazy. */
+  /** How the cloudlets restore migrated containers (cloudletd's lazyRestore); absent: eager. */
   restore?: RestoreMode;
 }
 

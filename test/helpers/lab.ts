@@ -15,7 +15,7 @@ export interface TestLab {
 }
 
 /** Registers before/after hooks that bring a lab up and down; `name` keeps labs apart. */
-export function useLab(name: string, opts: { cloudlets?: number; bandwidth?: string; latency?: string } = {}): TestLab {
+export function useLab(name: string, opts: { cloudlets?: number; bandwidth?: string; latency?: string; restore?: 'lazy' | 'eager' } = {}): TestLab {
   const env = {
     CLOUDLET_LAB_DIR: `/var/lib/cloudlet/test-${name}`,
     CLOUDLET_LAB_RUN_DIR: `/run/cltest-${name}`,
@@ -39,7 +39,7 @@ export function useLab(name: string, opts: { cloudlets?: number; bandwidth?: str
   before(async () => {
     await runCli(['lab', 'down'], { env });
     await cliJson(
-      ['lab', 'up', '--cloudlets', String(opts.cloudlets ?? 2), '--bandwidth', opts.bandwidth ?? '100mbit', '--latency', opts.latency ?? '5ms'],
+      ['lab', 'up', '--cloudlets', String(opts.cloudlets ?? 2), '--bandwidth', opts.bandwidth ?? '100mbit', '--latency', opts.latency ?? '5ms', '--restore', opts.restore ?? 'eager'],
       { env, timeoutMs: 600_000 },
     );
     state = readLabState(env.CLOUDLET_LAB_DIR);

@@ -9,7 +9,8 @@ const isRoot = process.getuid?.() === 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
-  const lab = useLab('mig');
+  // Lazy restores, so that both kinds run here: the 256 MiB test asks for an eager one too.
+  const lab = useLab('mig', { restore: 'lazy' });
 
   test('busybox counter with R/W layer changes, a deleted base file and a named volume; pre-copy a -> b', async (t) => {
     const a = lab.docker('a');

@@ -74,7 +74,7 @@ export function registerLabCommands(program: Command): void {
     .option('--cloudlets <n>', 'number of cloudlets', '2')
     .option('--bandwidth <rate>', 'bandwidth of every link (tc rate)', '100mbit')
     .option('--latency <delay>', 'one-way delay added in each direction of every link', '5ms')
-    .addOption(new Option('--restore <mode>', 'how migrated containers are restored: lazy (post-copy from the received images) or eager').choices(['lazy', 'eager']).default('lazy'))
+    .addOption(new Option('--restore <mode>', 'how migrated containers are restored: eager, or lazy (post-copy from the received images)').choices(['eager', 'lazy']).default('eager'))
     .option('--json', 'print the lab as JSON')
     .action(
       action(async (opts: { cloudlets: string; bandwidth: string; latency: string; restore: RestoreMode; json?: boolean }) => {
