@@ -528,11 +528,12 @@ export class MigrationSource {
       }
     }
     const codec = await pickCodec(req.codec, delta, report.rounds, final);
-    const inject = (final && req.inject ? `&inject=${req.inject}` : '') + (final && req.restore === 'eager' ? '&restore=eager' : '');
+    // Final-round options for the destination: a fault to inject (lab), an eager restore.
+    const finalOptions = (final && req.inject ? `&inject=${req.inject}` : '') + (final && req.restore === 'eager' ? '&restore=eager' : '');
     if (final) onFinalSend?.();
     // Fault injection (lab only): one byte of the final round damaged on its way.
     const corrupt = final && req.inject === 'corrupt-frame' ? { corruptByteAt: 4096 } : {};
-    const sent = await sendRound(peer, `/v1/incoming/${report.id}/rounds/${index}?final=${final ? 1 : 0}${inject}`, artifacts, codec, corrupt);
+    const sent = await sendRound(peer, `/v1/incoming/${report.id}/rounds/${index}?final=${final ? 1 : 0}${finalOptions}`, artifacts, codec, corrupt);
     const response = sent.response as RoundResponse;
     const round: RoundReport = {
       index,
