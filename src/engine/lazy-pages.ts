@@ -136,7 +136,7 @@ export async function startLazyPagesDaemon(opts: { criu: string; imagesDir: stri
 const configLocks = new Map<string, Promise<void>>();
 
 /** Runs `fn` when no other restore through the same CRIU configuration file runs. */
-export async function serializedOnConfig<T>(configFile: string, fn: () => Promise<T>): Promise<T> {
+async function serializedOnConfig<T>(configFile: string, fn: () => Promise<T>): Promise<T> {
   const prev = configLocks.get(configFile) ?? Promise.resolve();
   let release!: () => void;
   const chained = prev.then(() => new Promise<void>((r) => (release = r)));

@@ -288,11 +288,18 @@ async function applyInternal(
       },
     );
   }
+  // A partial batch (a file changed while rsync read it) would make rsync wait forever for a
+  // resend; nextBatch never writes one, so one arriving is refused rather than applied.
+  if (trailer.writerExit === RSYNC_PARTIAL) {
+    throw new FsSyncError('fssync_partial_batch', `batch round ${trailer.round} was written while files changed under rsync (exit 23): it cannot be applied`, {
+      context: { step, batchFile, targetDir, round: trailer.round },
+    });
+  }
   await mkdir(targetDir, { recursive: true });
   const ok = [0];
-  // A pre-copy round in which files vanished or could not be read replays with the same code
-  // (rsync then also skips deletions, on both sides alike).
-  if (trailer.writerExit === RSYNC_VANISHED || trailer.writerExit === RSYNC_PARTIAL) ok.push(trailer.writerExit);
+  // A pre-copy round in which files vanished replays with the same code (rsync then also
+  // skips deletions, on both sides alike).
+  if (trailer.writerExit === RSYNC_VANISHED) ok.push(trailer.writerExit);
   await runChecked(
     step,
     'rsync',

@@ -415,7 +415,7 @@ export class MigrationDestination {
     const lazyCfg = xdgRuntimeDir !== null && !eagerRestore ? this.deps.lazyRestore : null;
     // Lazy restore: CRIU's lazy-pages daemon reads the images from a view of its own, beside
     // containerd's copy (see linkImagesForDaemon and RebuildOptions.lazyView).
-    const lazyDir = lazyCfg && xdgRuntimeDir !== null ? join(xdgRuntimeDir, `${LAZY_IMAGES_PREFIX}${inc.twinId}-${name}`) : null;
+    const lazyDir = lazyCfg ? join(xdgRuntimeDir!, `${LAZY_IMAGES_PREFIX}${inc.twinId}-${name}`) : null;
     if (lazyDir !== null) {
       await rm(lazyDir, { recursive: true, force: true });
       inc.lazyImagesDir = lazyDir;
