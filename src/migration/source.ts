@@ -645,8 +645,18 @@ export class MigrationSource {
             imageDir: finalDumpDir,
             xdgRuntimeDir: this.deps.xdgRuntimeDir,
           });
-          // A rollback restores eagerly: every page in before the service runs here again.
-          await serializedWithLazyRestores(this.deps.lazyRestore, () => duringRestore(() => this.deps.engine.startFromCheckpoint(details.id, name)));
+          // The address is routed here all along: hold its packets until the sockets are back
+          // (see ServiceNetwork.hold).
+          const svc = this.deps.serviceNetwork;
+          const release = report.serviceAddress && svc ? await svc.hold(report.serviceAddress) : null;
+          try {
+            // A rollback restores eagerly: every page in before the service runs here again.
+            await serializedWithLazyRestores(this.deps.lazyRestore, () => duringRestore(() => this.deps.engine.startFromCheckpoint(details.id, name)));
+          } finally {
+            await release?.().catch((err: unknown) =>
+              notes.push(`FAILED to lift the hold on ${report.serviceAddress} (iptables DOCKER-USER): ${errorMessage(err)}`),
+            );
+          }
           await removeInstalledCheckpoint({ dataRoot: this.deps.dataRoot, containerId: details.id, name, xdgRuntimeDir: this.deps.xdgRuntimeDir });
           if (this.deps.xdgRuntimeDir) await pruneCheckpointCopiesIfIdle(this.deps.xdgRuntimeDir);
           notes.push('source container restored from its final dump');

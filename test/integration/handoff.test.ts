@@ -10,8 +10,24 @@ import { provisionHandoffService, removeService, routedTo, startLabClient, summa
 import { CloudletClient } from '../../src/cli/client.js';
 import type { HandoffBenchResult } from '../../src/bench/handoff.js';
 import type { MigrationReport } from '../../src/migration/types.js';
+import type { ClientReport } from '../../src/client/types.js';
 
 const isRoot = process.getuid?.() === 0;
+
+/** Per session: counts, lost requests with their send time, errors, connections, grace. */
+function sessionDetail(client: ClientReport, migration: MigrationReport | null): string {
+  const start = Date.parse(client.startedAt);
+  const at = (ms: number | null) => (ms === null ? null : new Date(start + ms).toISOString().slice(11, 23));
+  const parts = Object.entries(client.sessions).map(([kind, r]) => {
+    const lost = r.lostNumbers.map((n) => {
+      const sample = r.samples?.find((x) => x.n === n);
+      return { n, sentAt: sample ? at(sample.sentAtMs) : null };
+    });
+    return `${kind} ${JSON.stringify({ sent: r.sent, answered: r.answered, lost, errors: r.errors, connections: r.connections.map((c) => ({ opened: at(c.openedAtMs), closed: at(c.closedAtMs) })), grace: r.answeredInGrace, gap: r.largestGap })}`;
+  });
+  const m = migration ? `migration ${migration.startedAt.slice(11, 23)}-${migration.finishedAt?.slice(11, 23)} ${migration.state}` : 'no migration report';
+  return `${parts.join('; ')}; ${m}; client stopped by ${client.stoppedBy} at ${client.endedAt.slice(11, 23)}`;
+}
 
 describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => {
   const lab = useLab('hoff');
@@ -85,7 +101,7 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
     const state = lab.state();
     const svc = await provisionHandoffService(state, 'a', 'rollback-svc');
     const client = await startLabClient(svc.address, { durationMs: 60_000, intervalMs: 20, env: lab.env });
-    let report: MigrationReport;
+    let report: MigrationReport | undefined;
     try {
       await client.ready;
       await new Promise((r) => setTimeout(r, 1000));
@@ -95,11 +111,15 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
     } finally {
       const clientReport = await client.stop();
       const s = summarize(clientReport, []);
-      t.diagnostic(`rollback: client gap ${s.clientGapMs} ms, tcp ${JSON.stringify(s.tcp)}`);
-      assert.equal(s.messagesLost, 0, 'nothing lost');
-      assert.equal(s.tcpConnectionSurvived, true, 'TCP session survived the rollback (restored at a from its final dump)');
-      assert.equal(s.httpKeepAliveSurvived, true, 'HTTP keep-alive session survived the rollback');
+      // Everything a failure here needs to be understood: which requests went unanswered,
+      // when they were sent (wall clock) against the migration's start and end, and errors.
+      const detail = sessionDetail(clientReport, report ?? null);
+      t.diagnostic(`rollback: client gap ${s.clientGapMs} ms; ${detail}`);
+      assert.equal(s.messagesLost, 0, `nothing lost: ${detail}`);
+      assert.equal(s.tcpConnectionSurvived, true, `TCP session survived the rollback (restored at a from its final dump): ${detail}`);
+      assert.equal(s.httpKeepAliveSurvived, true, `HTTP keep-alive session survived the rollback: ${detail}`);
     }
+    assert.ok(report);
     assert.equal(report.state, 'rolled-back', report.error?.message);
     assert.match(report.error!.message, /routed back here/);
     assert.equal(await routedTo(state, svc.address), 'a');
