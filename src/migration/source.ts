@@ -490,7 +490,9 @@ export class MigrationSource {
       } else {
         // Pre-copy: the memory is read from /proc while the service runs - no freeze at all.
         // A page torn by a concurrent write has a hash the final dump will not match, so it
-        // is sent again then. Pages are hashed while the scan writes them.
+        // is sent again then. Pages are hashed while the scan writes them, and the filesystem
+        // batches are written meanwhile (the service runs anyway: no reason to wait).
+        fsWork = writeBatches();
         const streamed = startDumpAndDelta({
           dir: dumpDir,
           prev: prevIndex,
@@ -514,7 +516,14 @@ export class MigrationSource {
       await fsWork.catch(() => undefined);
     }
     const hashMs = performance.now() - tHash;
-    const fsBatches = await fsWork;
+    // The codec is measured on this round's pages while the last filesystem batch is written.
+    const codecChoice = pickCodec(req.codec, delta, report.rounds, final);
+    let fsBatches: Awaited<typeof fsWork>;
+    try {
+      fsBatches = await fsWork;
+    } finally {
+      await codecChoice.catch(() => undefined);
+    }
 
     // Filesystem batches first: the destination applies them while the pages arrive.
     const artifacts: OutgoingArtifact[] = fsBatches.map((b) => ({ name: b.name, chunks: () => [b.data] }));
@@ -527,7 +536,7 @@ export class MigrationSource {
         artifacts.push({ name: `img/${f}`, chunks: () => [data] });
       }
     }
-    const codec = await pickCodec(req.codec, delta, report.rounds, final);
+    const codec = await codecChoice;
     // Final-round options for the destination: a fault to inject (lab), an eager restore.
     const finalOptions = (final && req.inject ? `&inject=${req.inject}` : '') + (final && req.restore === 'eager' ? '&restore=eager' : '');
     if (final) onFinalSend?.();
