@@ -30,6 +30,16 @@ export function migrateBenchMarkdown(r: MigrateBenchResult, command: string): st
     out.push(`| ${s.name}${(s.report.postCopyMs ?? null) !== null ? ' (lazy)' : ''} | ${s.report.restoreMs} | ${s.report.postCopyMs ?? '-'} |`);
     if (s.eagerRestore) out.push(`| ${s.name} (eager, same run) | ${s.eagerRestore.restoreMs} | - |`);
   }
+  out.push(
+    '',
+    '| engine floor (same container, checkpoint + restore in place on one cloudlet, same run) | checkpoint ms | restore ms | floor ms | handoff downtime ms | added by the handoff ms |',
+    '|---|---|---|---|---|---|',
+  );
+  for (const s of r.scenarios) {
+    const f = s.engineFloor;
+    const added = s.downtimeMs === null ? '-' : String(s.downtimeMs - f.floorMs);
+    out.push(`| ${s.name} (on ${f.node}) | ${f.checkpointMs} | ${f.restoreMs} | ${f.floorMs} | ${s.downtimeMs ?? '-'} | ${added} |`);
+  }
   out.push('', '| target (issue 4) | measured | met |', '|---|---|---|');
   for (const s of r.scenarios) for (const t of s.targets) out.push(`| ${s.name}: ${t.name} | ${Math.round(t.value)} | ${t.ok ? 'yes' : 'no'} |`);
   for (const s of r.scenarios) {

@@ -11,6 +11,7 @@ import { CloudletClient } from '../cli/client.js';
 import { parseBandwidth } from '../lab/link-shaping.js';
 import type { LabState } from '../lab/state.js';
 import { onLab } from './lab-session.js';
+import { measureEngineFloor, type EngineFloor } from './engine-floor.js';
 import { BUSYBOX_COUNTER_SCRIPT, STATEFUL_SERVICE_SCRIPT } from '../workloads/stateful-service.js';
 import type { MigrationReport } from '../migration/types.js';
 import type { StartMigrationBody } from '../daemon/routes-migrations.js';
@@ -36,6 +37,11 @@ export interface ScenarioResult {
    * the lab restores lazily: what the lazy restore saves, measured in the same run.
    */
   eagerRestore?: { totalMs: number | null; downtimeMs: number | null; restoreMs: number | null; report: MigrationReport };
+  /**
+   * The same container checkpointed and restored in place on the destination, same run
+   * (engine-floor.ts): the part of the downtime that the engine, runc and CRIU cost.
+   */
+  engineFloor: EngineFloor;
   targets: Target[];
 }
 
@@ -112,6 +118,8 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
   await ea.startContainer('bench-counter');
   await sleep(1000);
   const bb = await migrate(lab, a, { container: 'bench-counter', to: b });
+  opts.progress('busybox counter: checkpoint and restore in place on b (the engine floor)');
+  const bbFloor = await measureEngineFloor(lab.cloudlets[1]!, 'bench-counter');
   await removeIfPresent(eb, 'bench-counter');
   scenarios.push({
     name: 'busybox counter',
@@ -121,6 +129,7 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
     precopyRounds: bb.precopyRounds,
     stopReason: bb.stopReason,
     report: bb,
+    engineFloor: bbFloor,
     targets: [target('totalMs <= 1000', bb.totalMs, 1000), target('downtimeMs <= 800', bb.downtimeMs, 800)],
   });
 
@@ -144,13 +153,17 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
   const sc = await migrate(lab, b, { container: svc, to: a, rounds: 0 });
   await waitForService(ea, svc);
   let eager: MigrationReport | null = null;
+  let home = lab.cloudlets[0]!;
   if (pre.postCopyMs !== null) {
     opts.progress('same service: a -> b again, eager restore (what the lazy restore saves)');
     eager = await migrate(lab, a, { container: svc, to: b, restore: 'eager' });
     await waitForService(eb, svc);
-    await removeIfPresent(eb, svc);
+    home = lab.cloudlets[1]!;
   }
+  opts.progress(`${opts.stateMb} MiB service: checkpoint and restore in place on ${home.name} (the engine floor)`);
+  const svcFloor = await measureEngineFloor(home, svc);
   await removeIfPresent(ea, svc);
+  await removeIfPresent(eb, svc);
   const transferBound = 1.25 * ((pre.bytesSent * 8) / bps) * 1000 + 2000;
   scenarios.push({
     name: `${opts.stateMb} MiB service`,
@@ -162,6 +175,7 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
     report: pre,
     baseline: { name: 'stop-and-copy', totalMs: sc.totalMs, downtimeMs: sc.downtimeMs, bytesSent: sc.bytesSent, report: sc },
     ...(eager ? { eagerRestore: { totalMs: eager.totalMs, downtimeMs: eager.downtimeMs, restoreMs: eager.restoreMs, report: eager } } : {}),
+    engineFloor: svcFloor,
     targets: [
       target('downtimeMs <= 1500', pre.downtimeMs, 1500),
       target(`totalMs <= 1.25 x bytesSent/bandwidth + 2000 (= ${Math.round(transferBound)})`, pre.totalMs, transferBound),

@@ -4,6 +4,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useLab, execIn } from '../helpers/lab.js';
 import { BUSYBOX_COUNTER_SCRIPT, STATEFUL_SERVICE_SCRIPT } from '../../src/workloads/stateful-service.js';
+import { measureEngineFloor } from '../../src/bench/engine-floor.js';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 
 const isRoot = process.getuid?.() === 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -52,6 +55,17 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     assert.equal((await execIn(b, 'counter', ['readlink', '/data/link'])).trim(), '/data/hello');
     assert.equal((await execIn(b, 'counter', ['sh', '-c', 'test -e /bin/vi && echo present || echo absent'])).trim(), 'absent');
     assert.equal((await execIn(b, 'counter', ['cat', '/vol/file'])).trim(), 'persisted');
+
+    // The engine floor of `bench migrate`: checkpointed and restored in place on b, the
+    // counter carries on from where it was and no checkpoint is left behind.
+    const floor = await measureEngineFloor(lab.state().cloudlets.find((c) => c.name === 'b')!, 'counter');
+    t.diagnostic(`engine floor on b: ${JSON.stringify(floor)}`);
+    assert.ok(floor.checkpointMs > 0 && floor.restoreMs > 0 && floor.floorMs === floor.checkpointMs + floor.restoreMs);
+    assert.equal((await b.getContainer('counter').inspect()).State.Running, true, 'running again after the floor measurement');
+    const after3 = Number((await execIn(b, 'counter', ['cat', '/tmp/counter'])).trim());
+    assert.ok(after3 >= after2, `counter continued across the in-place restore: ${after2} -> ${after3}`);
+    const info2 = await b.getContainer('counter').inspect();
+    assert.deepEqual(await readdir(join(lab.state().cloudlets.find((c) => c.name === 'b')!.engine.dataRoot, 'containers', info2.Id, 'checkpoints')).catch(() => []), [], 'no checkpoint left');
 
     // Managed by b's engine: logs, stop work there.
     await b.getContainer('counter').logs({ stdout: true, stderr: true });

@@ -90,6 +90,18 @@ export function registerBenchCommands(program: Command): void {
             ]),
             ['scenario', 'total_ms', 'downtime_ms', 'mb_sent', 'rounds', 'stopped_by'],
           );
+          process.stdout.write('\nengine floor (the same container checkpointed and restored in place, same run):\n');
+          printTable(
+            r.scenarios.map((s) => ({
+              scenario: s.name,
+              node: s.engineFloor.node,
+              checkpoint_ms: s.engineFloor.checkpointMs,
+              restore_ms: s.engineFloor.restoreMs,
+              floor_ms: s.engineFloor.floorMs,
+              added_by_handoff_ms: s.downtimeMs === null ? null : s.downtimeMs - s.engineFloor.floorMs,
+            })),
+            ['scenario', 'node', 'checkpoint_ms', 'restore_ms', 'floor_ms', 'added_by_handoff_ms'],
+          );
           process.stdout.write('\n');
           printTable(
             r.scenarios.flatMap((s) => s.targets.map((t) => ({ scenario: s.name, target: t.name, measured: Math.round(t.value), met: t.ok ? 'yes' : 'NO' }))),
