@@ -107,6 +107,11 @@ export interface FsSyncSourceOptions {
   stateDir: string;
   /** Limit per rsync run (default 30 minutes). */
   timeoutMs?: number;
+  /**
+   * Nice value for writing batches (rsync, getfattr); null (default): inherited. A handoff
+   * writes them beside the memory dump on the same cores: niced, they leave CRIU the CPU.
+   */
+  nice?: number | null;
 }
 
 interface Trailer {
@@ -195,12 +200,12 @@ async function runChecked(
   step: string,
   cmd: string,
   args: readonly string[],
-  opts: { cwd?: string; timeoutMs: number; stdinFile?: { path: string; end: number }; okCodes: readonly number[] },
+  opts: { cwd?: string; timeoutMs: number; stdinFile?: { path: string; end: number }; okCodes: readonly number[]; nice?: number | null },
   context: Record<string, unknown>,
 ): Promise<ProcResult> {
   let r: ProcResult;
   try {
-    r = await runProc(cmd, args, opts);
+    r = opts.nice === undefined || opts.nice === null ? await runProc(cmd, args, opts) : await runProc('nice', ['-n', String(opts.nice), cmd, ...args], opts);
   } catch (e) {
     throw new FsSyncError('fssync_exec_failed', `${step}: cannot run ${cmd}: ${(e as Error).message}`, {
       context: { step, command: cmd, args, ...context },
@@ -349,6 +354,7 @@ export class FsSyncSource {
   readonly stateDir: string;
   private readonly shadowDir: string;
   private readonly timeoutMs: number;
+  private readonly nice: number | null;
   private round = 0;
   private busy = false;
   private finished = false;
@@ -362,6 +368,7 @@ export class FsSyncSource {
     this.stateDir = resolve(opts.stateDir);
     this.shadowDir = join(this.stateDir, 'shadow');
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.nice = opts.nice ?? null;
     if (isInside(this.stateDir, this.sourceDir) || isInside(this.sourceDir, this.stateDir)) {
       throw new FsSyncError('fssync_usage', 'stateDir and sourceDir must not contain each other', {
         context: { sourceDir: this.sourceDir, stateDir: this.stateDir },
@@ -421,7 +428,7 @@ export class FsSyncSource {
           'write-batch',
           'rsync',
           [...RSYNC_COMMON, '--out-format=%i', `--only-write-batch=${out}`, from + '/', this.shadowDir + '/'],
-          { timeoutMs: this.timeoutMs, okCodes },
+          { timeoutMs: this.timeoutMs, okCodes, nice: this.nice },
           ctx,
         );
         await rm(out + '.sh', { force: true });
@@ -454,7 +461,7 @@ export class FsSyncSource {
         'caps',
         'getfattr',
         ['-R', '-h', '-P', '-d', '-e', 'hex', '-m', '^security\\.capability$', '.'],
-        { cwd: this.sourceDir, timeoutMs: this.timeoutMs, okCodes: final ? [0] : [0, 1] },
+        { cwd: this.sourceDir, timeoutMs: this.timeoutMs, okCodes: final ? [0] : [0, 1], nice: this.nice },
         ctx,
       );
       const trailer: Trailer = {

