@@ -404,11 +404,24 @@ function removeLabCgroups(prefix: string): string[] {
       continue; // a file (cgroup v2 interface file) or an unreadable controller: nothing of ours
     }
     for (const e of entries.filter((n) => n.startsWith(prefix))) {
-      rmdirSync(join(cdir, e));
+      rmdirCgroupTree(join(cdir, e));
       removed.push(join(controller, e));
     }
   }
   return removed;
+}
+
+/**
+ * Removes a cgroup and the cgroups below it, deepest first. A container's cgroup can outlive
+ * it (an engine stopped before its runc cleaned up: seen once on a dev lab, empty) and would
+ * keep the lab's own from going. The kernel refuses a cgroup that still has processes
+ * (EBUSY), so nothing running is ever taken away.
+ */
+function rmdirCgroupTree(dir: string): void {
+  for (const child of readdirSync(dir, { withFileTypes: true })) {
+    if (child.isDirectory()) rmdirCgroupTree(join(dir, child.name));
+  }
+  rmdirSync(dir);
 }
 
 export interface NodeHealth {
