@@ -33,6 +33,7 @@ import {
   type LazyRestoreConfig,
 } from '../engine/lazy-pages.js';
 import { applyDeltaInPlace, decodeDelta, rebuildImageDir, type Delta } from '../checkpoint/delta.js';
+import type { PageIndex } from '../checkpoint/page-index.js';
 import { applyBatch } from '../fssync/index.js';
 import type { DaemonDb } from '../daemon/db.js';
 import { NODE_NAME } from '../daemon/config.js';
@@ -103,6 +104,8 @@ interface Incoming {
   /** Complete image directory of the pages received so far (null before the first round). */
   baseDir: string | null;
   lastRound: number;
+  /** The page layout of the last round received: the index the source sends deltas against (v2). */
+  lastIndex: PageIndex | null;
   busy: boolean;
   /** Base update of the last pre-copy round, still running in the background (or done). */
   baseUpdate: Promise<void>;
@@ -241,6 +244,7 @@ export class MigrationDestination {
       stageDir: join(this.deps.scratchDir, 'incoming', req.id),
       baseDir: null,
       lastRound: 0,
+      lastIndex: null,
       busy: false,
       baseUpdate: Promise.resolve(),
     };
@@ -314,7 +318,7 @@ export class MigrationDestination {
           if (a.name === 'delta') {
             // The artifact's sha256 was checked by the frame reader; re-hashing every page here
             // would only repeat that check on the path the source waits on.
-            delta = decodeDelta(a.data, `round ${index} delta`, { verify: false });
+            delta = decodeDelta(a.data, `round ${index} delta`, { verify: false, against: inc.lastIndex });
           } else if (a.name.startsWith('img/')) {
             const file = a.name.slice(4);
             if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(file) || /^pages-\d+\.img$/.test(file)) {
@@ -369,6 +373,7 @@ export class MigrationDestination {
       }
       await rm(roundDir, { recursive: true, force: true });
       inc.lastRound = index;
+      inc.lastIndex = delta.index;
       return { applyMs: performance.now() - t0, rebuildMs, fsMs, restoreMs, announceMs, postCopyMs, running, receivedMs, fsDoneMs, baseReadyMs };
     } finally {
       inc.busy = false;

@@ -532,7 +532,9 @@ export class MigrationSource {
     // Filesystem batches first: the destination applies them while the pages arrive.
     const artifacts: OutgoingArtifact[] = fsBatches.map((b) => ({ name: b.name, chunks: () => [b.data] }));
     const fsBytes = fsBatches.reduce((n, b) => n + b.bytes, 0);
-    artifacts.push({ name: 'delta', chunks: () => encodeDeltaChunks(delta) });
+    // Against the previous round's layout, which the destination holds: unchanged pages'
+    // hashes are not sent again (delta wire format v2).
+    artifacts.push({ name: 'delta', chunks: () => encodeDeltaChunks(delta, { against: prevIndex }) });
     if (final) {
       for (const f of await readdir(dumpDir)) {
         if (/^pages-\d+\.img$/.test(f) || /^pagemap-.*\.img$/.test(f)) continue;

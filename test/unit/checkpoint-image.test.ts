@@ -297,6 +297,39 @@ describe('page index, delta and rebuild (synthetic dumps)', () => {
     manyPages.writeUInt32LE(1_000_000, 16);
     assert.throws(() => decodeDelta(manyPages, 'd'), isFormatError(/truncated delta: page table/));
   });
+
+  it('v2: a delta against the index the receiver holds inherits unchanged hashes, decodes to the same delta, and is refused without that index', async () => {
+    const unchanged = Array.from({ length: 64 }, () => randomBytes(P));
+    const d1 = join(tmp, 'syn-v2-1');
+    const d2 = join(tmp, 'syn-v2-2');
+    await makeDump(d1, '7', 1, [{ vaddr: 0x10000, pages: [...unchanged, randomBytes(P)] }]);
+    // round 2: page 64 changed, one page added further up, one zero page
+    await makeDump(d2, '7', 1, [{ vaddr: 0x10000, pages: [...unchanged, randomBytes(P)] }, { vaddr: 0x90000, pages: [randomBytes(P), page(0)] }]);
+    const idx1 = await indexDump(d1);
+    const delta2 = await writeDelta(idx1, d2);
+    const v1 = encodeDelta(delta2);
+    const v2 = encodeDelta(delta2, { against: idx1 });
+    assert.equal(v2.readUInt16LE(4), 2, 'version 2 on the wire');
+    // 64 inherited hashes of 8 bytes each, for a bitmap of 9 bytes (67 pages) and a count of 4
+    assert.equal(v1.length - v2.length, 64 * 8 - 9 - 4);
+    const a = decodeDelta(v1, 'v1');
+    const b = decodeDelta(v2, 'v2', { against: idx1 });
+    assert.deepEqual([...b.index.get('7')!.hashes], [...a.index.get('7')!.hashes]);
+    assert.deepEqual([...b.index.get('7')!.zero], [...a.index.get('7')!.zero]);
+    assert.deepEqual(b.pages.map((p) => [p.vaddr, p.data.equals(a.pages.find((q) => q.vaddr === p.vaddr)!.data)]), a.pages.map((p) => [p.vaddr, true]));
+    assert.deepEqual(b.counts, a.counts);
+    // without the base index, or with one that lacks an inherited page, it is refused
+    assert.throws(() => decodeDelta(v2, 'v2'), isFormatError(/no base index was given/));
+    const other = await indexDump(d2);
+    other.get('7')!.vaddrs = other.get('7')!.vaddrs.map((v) => v + 0x100000);
+    assert.throws(() => decodeDelta(v2, 'v2', { against: other }), isFormatError(/inherits a hash the base index does not have/));
+    // a count of explicit hashes that disagrees with the bitmap
+    const badCount = Buffer.from(v2);
+    const countAt = 40 + 2 + 1 + 12 + 2 * 16 + Math.ceil(67 / 8);
+    assert.equal(badCount.readUInt32LE(countAt), 3, 'the changed page and the two new ones');
+    badCount.writeUInt32LE(2, countAt);
+    assert.throws(() => decodeDelta(badCount, 'v2', { against: idx1 }), isFormatError(/more pages without an inherited hash|announced/));
+  });
 });
 
 describe('parent-image rebuild and in-place base update (synthetic dumps)', () => {
