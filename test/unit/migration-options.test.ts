@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { migrationBody, parseDuration } from '../../src/cli/commands/migrate.js';
 import { policyFromOptions } from '../../src/daemon/routes-migrations.js';
+import { hasherFor } from '../../src/migration/source.js';
 
 const defaults = { container: 'web', to: 'b', maxDowntimeMs: 1000, maxRounds: 8, maxTimeMs: 300_000, codec: 'auto', precopy: 'scan' } as const;
 
@@ -29,4 +30,11 @@ test('one stop rule per migration', () => {
   assert.throws(() => policyFromOptions({ ...defaults, rounds: 1, alpha: 1 }), /--alpha cannot be combined/);
   assert.throws(() => policyFromOptions({ ...defaults, rule: 'lxd', rounds: 2 }), /--rounds cannot be combined/);
   assert.throws(() => policyFromOptions({ ...defaults, rule: 'rounds' }), /needs --rounds/);
+});
+
+test('hasherFor: small containers hash on the main thread, large ones in the worker', () => {
+  assert.equal(hasherFor(200 * 1024), 'main', 'busybox counter');
+  assert.equal(hasherFor(16 * 2 ** 20 - 1), 'main');
+  assert.equal(hasherFor(16 * 2 ** 20), 'worker');
+  assert.equal(hasherFor(256 * 2 ** 20), 'worker', '256 MiB service');
 });
