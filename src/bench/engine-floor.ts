@@ -9,7 +9,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { CloudletError } from '../util/errors.js';
 import { DockerEngine } from '../engine/docker.js';
 import { freezeCgroup } from '../engine/cgroups.js';
-import { runcCheckpoint } from '../engine/runc.js';
+import { engineRuncRoot, runcCheckpoint } from '../engine/runc.js';
 import { installCheckpoint, removeInstalledCheckpoint } from '../engine/checkpoint-install.js';
 import type { LabCloudlet } from '../lab/state.js';
 
@@ -24,6 +24,11 @@ export interface EngineFloor {
   restoreMs: number;
   /** checkpointMs + restoreMs. */
   floorMs: number;
+}
+
+/** What a handoff adds to the floor: its downtime minus the floor (null without a downtime). */
+export function addedByHandoffMs(downtimeMs: number | null, floor: EngineFloor): number | null {
+  return downtimeMs === null ? null : downtimeMs - floor.floorMs;
 }
 
 /**
@@ -47,7 +52,7 @@ export async function measureEngineFloor(cl: LabCloudlet, name: string): Promise
     const frozen = await freezeCgroup(details.pid);
     try {
       await runcCheckpoint({
-        runcRoot: join(cl.engine.execRoot, 'runtime-runc', 'moby'),
+        runcRoot: engineRuncRoot(cl.engine.execRoot),
         containerId: details.id,
         imageDir,
         workDir: join(work, 'work'),

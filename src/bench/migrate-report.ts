@@ -1,6 +1,7 @@
 // Markdown for a `bench migrate` result: what docs/results/migration.md is made of, so the
 // page is regenerated from a run rather than edited by hand.
 import type { MigrateBenchResult } from './migrate.js';
+import { addedByHandoffMs } from './engine-floor.js';
 import type { MigrationReport } from '../migration/types.js';
 
 const mb = (b: number) => (b / 1e6).toFixed(2);
@@ -37,8 +38,7 @@ export function migrateBenchMarkdown(r: MigrateBenchResult, command: string): st
   );
   for (const s of r.scenarios) {
     const f = s.engineFloor;
-    const added = s.downtimeMs === null ? '-' : String(s.downtimeMs - f.floorMs);
-    out.push(`| ${s.name} (on ${f.node}) | ${f.checkpointMs} | ${f.restoreMs} | ${f.floorMs} | ${s.downtimeMs ?? '-'} | ${added} |`);
+    out.push(`| ${s.name} (on ${f.node}) | ${f.checkpointMs} | ${f.restoreMs} | ${f.floorMs} | ${s.downtimeMs ?? '-'} | ${addedByHandoffMs(s.downtimeMs, f) ?? '-'} |`);
   }
   out.push('', '| target (issue 4) | measured | met |', '|---|---|---|');
   for (const s of r.scenarios) for (const t of s.targets) out.push(`| ${s.name}: ${t.name} | ${Math.round(t.value)} | ${t.ok ? 'yes' : 'no'} |`);

@@ -181,11 +181,9 @@ function inheritedHashes(pp: ProcessPages, against: PageIndex): { inherit: Uint8
   if (base) {
     const cur32 = hashView(pp.hashes);
     const base32 = hashView(base.hashes);
-    for (let i = 0, j = 0; i < k; i++) {
-      // Both vaddr lists ascend: one merge pass instead of a search per page.
-      const v = pp.vaddrs[i]!;
-      while (j < base.vaddrs.length && base.vaddrs[j]! < v) j++;
-      if (j < base.vaddrs.length && base.vaddrs[j] === v && sameHash(cur32, i, base32, j)) {
+    for (let i = 0; i < k; i++) {
+      const j = findPage(base.vaddrs, pp.vaddrs[i]!);
+      if (j >= 0 && sameHash(cur32, i, base32, j)) {
         inherit[i] = 1;
         explicit--;
       }
@@ -393,11 +391,10 @@ export function decodeDelta(buf: Buffer, name = 'delta', opts: { verify?: boolea
       need(pos, explicit * 8 + Math.ceil(k / 8), `pagemap '${id}' hashes`);
       const base = against!.get(id);
       let m = 0;
-      for (let i = 0, j = 0; i < k; i++) {
+      for (let i = 0; i < k; i++) {
         if ((buf[bitmap + (i >> 3)]! >> (i & 7)) & 1) {
-          const v = vaddrs[i]!;
-          while (base && j < base.vaddrs.length && base.vaddrs[j]! < v) j++;
-          if (!base || j >= base.vaddrs.length || base.vaddrs[j] !== v) fail(bitmap, `pagemap '${id}': page ${i} inherits a hash the base index does not have`);
+          const j = base ? findPage(base.vaddrs, vaddrs[i]!) : -1;
+          if (j < 0) fail(bitmap, `pagemap '${id}': page ${i} inherits a hash the base index does not have`);
           hashes[i] = base!.hashes[j]!;
         } else {
           if (m === explicit) fail(pos - 4, `pagemap '${id}': more pages without an inherited hash than the ${explicit} announced`);

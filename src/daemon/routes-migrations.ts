@@ -5,6 +5,7 @@
 //              framed stream), POST /v1/incoming/:id/commit, DELETE /v1/incoming/:id (abort).
 import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
+import { engineRuncRoot } from '../engine/runc.js';
 import { z } from 'zod';
 import { UsageError } from '../util/errors.js';
 import { MigrationDestination, type PrepareRequest } from '../migration/destination.js';
@@ -76,7 +77,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     node: config.node,
     engine: ctx.engine,
     db: ctx.db,
-    runcRoot: join(config.dockerExecRoot, 'runtime-runc', 'moby'),
+    runcRoot: engineRuncRoot(config.dockerExecRoot),
     dataRoot: config.dockerDataRoot,
     xdgRuntimeDir: config.dockerXdgRuntimeDir,
     scratchDir: config.scratchDir ?? join(config.dataDir, 'scratch'),

@@ -14,6 +14,11 @@ export type { DumpStats } from './criu-stats.js';
 /** PATH for runc: /usr/local/sbin first, where set-up puts the CRIU >= 4.2 wrapper. */
 const RUNC_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
+/** runc's state root of a Docker engine's containers: EXEC_ROOT/runtime-runc/moby. */
+export function engineRuncRoot(execRoot: string): string {
+  return join(execRoot, 'runtime-runc', 'moby');
+}
+
 export interface RuncCheckpointOptions {
   /** runc state root of the engine: EXEC_ROOT/runtime-runc/moby. */
   runcRoot: string;

@@ -538,13 +538,7 @@ export class MigrationSource {
     }
     const hashMs = performance.now() - tHash;
     // The codec is measured on this round's pages while the last filesystem batch is written.
-    const codecChoice = pickCodec(req.codec, delta, report.rounds, final);
-    let fsBatches: Awaited<typeof fsWork>;
-    try {
-      fsBatches = await fsWork;
-    } finally {
-      await codecChoice.catch(() => undefined);
-    }
+    const [fsBatches, codec] = await Promise.all([fsWork, pickCodec(req.codec, delta, report.rounds, final)]);
 
     // Filesystem batches first: the destination applies them while the pages arrive.
     const artifacts: OutgoingArtifact[] = fsBatches.map((b) => ({ name: b.name, chunks: () => [b.data] }));
@@ -559,7 +553,6 @@ export class MigrationSource {
         artifacts.push({ name: `img/${f}`, chunks: () => [data] });
       }
     }
-    const codec = await codecChoice;
     // Final-round options for the destination: a fault to inject (lab), an eager restore.
     const finalOptions = (final && req.inject ? `&inject=${req.inject}` : '') + (final && req.restore === 'eager' ? '&restore=eager' : '');
     if (final) onFinalSend?.();

@@ -11,7 +11,7 @@ import { runCli } from '../helpers/cli.js';
 import { readLabState, type LabState, type LabCloudlet } from '../../src/lab/state.js';
 import { engineCriuSettings } from '../../src/lab/engines.js';
 import { DockerEngine } from '../../src/engine/docker.js';
-import { runcCheckpoint, CheckpointFailedError } from '../../src/engine/runc.js';
+import { engineRuncRoot, runcCheckpoint, CheckpointFailedError } from '../../src/engine/runc.js';
 import { readCriuStats } from '../../src/engine/criu-stats.js';
 import {
   installCheckpoint,
@@ -36,7 +36,7 @@ let nodeB: LabCloudlet;
 let engA: DockerEngine;
 let engB: DockerEngine;
 
-const runcRoot = (c: LabCloudlet): string => join(c.engine.execRoot, 'runtime-runc', 'moby');
+const runcRoot = (c: LabCloudlet): string => engineRuncRoot(c.engine.execRoot);
 const xdgOf = (c: LabCloudlet): string => c.engine.xdgRuntimeDir;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const ms = (x: number): string => `${x.toFixed(0)} ms`;

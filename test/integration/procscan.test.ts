@@ -10,7 +10,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { scanContainerMemory } from '../../src/checkpoint/proc-scan.js';
-import { runcCheckpoint } from '../../src/engine/runc.js';
+import { engineRuncRoot, runcCheckpoint } from '../../src/engine/runc.js';
 import { useLab } from '../helpers/lab.js';
 import { compareWithDump } from '../helpers/procscan-fixtures.js';
 
@@ -45,7 +45,7 @@ describe('proc scan vs real CRIU', { skip: isRoot ? false : 'needs root (lab, ru
   it('matches the pagemap ids and page contents of runc checkpoint, without a stall', async (t) => {
     const docker = lab.docker('a');
     const node = lab.state().cloudlets.find((c) => c.name === 'a')!;
-    const runcRoot = join(node.engine.execRoot, 'runtime-runc', 'moby');
+    const runcRoot = engineRuncRoot(node.engine.execRoot);
     const work = join(lab.state().dir, 'procscan-test');
     const c = await docker.createContainer({
       Image: 'cloudlet/node:20',

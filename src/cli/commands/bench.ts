@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from '../../util/errors.js';
 import { runMigrateBench } from '../../bench/migrate.js';
+import { addedByHandoffMs } from '../../bench/engine-floor.js';
 import { migrateBenchMarkdown } from '../../bench/migrate-report.js';
 import { runOverlayBench } from '../../bench/overlay.js';
 import { runHandoffBench } from '../../bench/handoff.js';
@@ -98,7 +99,7 @@ export function registerBenchCommands(program: Command): void {
               checkpoint_ms: s.engineFloor.checkpointMs,
               restore_ms: s.engineFloor.restoreMs,
               floor_ms: s.engineFloor.floorMs,
-              added_by_handoff_ms: s.downtimeMs === null ? null : s.downtimeMs - s.engineFloor.floorMs,
+              added_by_handoff_ms: addedByHandoffMs(s.downtimeMs, s.engineFloor),
             })),
             ['scenario', 'node', 'checkpoint_ms', 'restore_ms', 'floor_ms', 'added_by_handoff_ms'],
           );
