@@ -5,6 +5,7 @@
 //   mobility - the user walks from cloudlet a's cell to b's (the lab changes link latencies
 //              along a scripted path), the handoff policy decides when the service follows.
 // Everything reported comes from the client's own report and the daemons' migration reports.
+import { holderNameFor } from '../network/netns-holder.js';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
@@ -65,7 +66,7 @@ export async function provisionHandoffService(
   lab: LabState,
   node: string,
   name: string,
-  opts: { env?: string[]; progress?: (m: string) => void; handoff?: Pick<ServiceRequest, 'handoff' | 'stateless' | 'health'> } = {},
+  opts: { env?: string[]; progress?: (m: string) => void; handoff?: Pick<ServiceRequest, 'handoff' | 'stateless' | 'health'>; netnsHolder?: boolean } = {},
 ): Promise<ProvisionedService> {
   const progress = opts.progress ?? (() => undefined);
   const cl = cloudlet(lab, node);
@@ -89,7 +90,7 @@ export async function provisionHandoffService(
     });
     // The app image was built on this engine: remove it so the first request synthesizes it.
     await engine.removeImage(app.imageId, { force: true });
-    const reply = await api(lab, node).post<ServiceReply>('/v1/services', { overlay: pushed.body.id, name, env: opts.env ?? [], ...opts.handoff });
+    const reply = await api(lab, node).post<ServiceReply>('/v1/services', { overlay: pushed.body.id, name, env: opts.env ?? [], ...opts.handoff, ...(opts.netnsHolder ? { netnsHolder: true } : {}) });
     if (!reply.address) throw new CloudletError('no_service_address', `service ${name} on ${node} got no address on the service network`);
     progress(`service ${name} on ${node} at ${reply.address} (first request ${reply.timings.totalMs} ms: synthesis ${reply.timings.decompressMs + reply.timings.loadMs} ms)`);
     return { node, container: name, address: reply.address, overlay: pushed.body.id, overlayBytes: bytes, reply };
@@ -98,11 +99,13 @@ export async function provisionHandoffService(
   }
 }
 
-/** Removes the service's container from every cloudlet of the lab (it may have moved). */
+/** Removes the service's container and its holder (if any) from every cloudlet of the lab (it may have moved). */
 export async function removeService(lab: LabState, name: string): Promise<void> {
   for (const cl of lab.cloudlets) {
     const engine = new DockerEngine(cl.engine.socket, { timeoutMs: 60_000 });
-    if (await engine.containerExists(name)) await engine.removeContainer(name, { force: true });
+    for (const c of [name, holderNameFor(name)]) {
+      if (await engine.containerExists(c)) await engine.removeContainer(c, { force: true });
+    }
   }
 }
 

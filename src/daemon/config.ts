@@ -84,6 +84,12 @@ export const daemonConfigSchema = z
      * engine's default bridge and a migration cannot keep their connections.
      */
     serviceNetwork: serviceNetworkSchema.nullable().default(null),
+    /**
+     * A started network namespace holder kept ready for incoming handoffs of services that
+     * join one (src/network/netns-holder.ts): \`image\` (it needs a \`sleep\`) and the network
+     * mode it stands for. Null: each such handoff starts its holder itself (~0.3 s more).
+     */
+    netnsSpare: z.object({ image: z.string().min(1), network: z.string().min(1) }).strict().nullable().default(null),
     /** Lets migration requests inject faults (tests, the lab); never on in production. */
     allowFaultInjection: z.boolean().default(false),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),

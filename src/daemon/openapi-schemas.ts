@@ -222,6 +222,10 @@ export function openApiSchemas(): Record<string, Schema> {
         port: { ...int, minimum: 1, maximum: 65535 },
         cmd: { type: 'array', items: str },
         serviceNetwork: bool,
+        handoff: { ...str, enum: ['migrate', 'recreate', 'auto'] },
+        stateless: bool,
+        health: { type: 'object', description: '{ http: { port, path } } or { tcp: { port } }' },
+        netnsHolder: { ...bool, description: 'run in a network namespace holder of its own (needs cloudletd netnsSpare; migrate only)' },
       },
     },
     ServiceReply: {

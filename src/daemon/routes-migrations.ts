@@ -3,6 +3,7 @@
 //              GET /v1/migrations, GET /v1/migrations/:id.
 //   Peers:     POST /v1/incoming (prepare), PUT /v1/incoming/:id/rounds/:k (a round's
 //              framed stream), POST /v1/incoming/:id/commit, DELETE /v1/incoming/:id (abort).
+import { SpareHolder } from '../network/netns-holder.js';
 import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
 import { engineRuncRoot } from '../engine/runc.js';
@@ -86,6 +87,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     serviceNetwork: ctx.serviceNetwork,
     lazyRestore: config.lazyRestore,
   });
+  const spareHolder = config.netnsSpare ? new SpareHolder(ctx.engine, config.netnsSpare) : null;
   const destination = new MigrationDestination({
     engine: ctx.engine,
     db: ctx.db,
@@ -94,6 +96,8 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     scratchDir: config.scratchDir ?? join(config.dataDir, 'scratch'),
     serviceNetwork: ctx.serviceNetwork,
     lazyRestore: config.lazyRestore,
+    spareHolder,
+    log: (msg) => app.log.warn(msg),
   });
 
   // What a previous run of this daemon left in flight is settled before requests are served.
@@ -101,6 +105,8 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     // The destination side first: a source's recovery asks its peers about their twins.
     const notes = [...(await destination.recoverAfterRestart()), ...(await source.recoverAfterRestart())];
     for (const n of notes) app.log.warn({ recovery: n }, 'recovered after restart');
+    // In the background: the API serves meanwhile, and a handoff starts a holder itself without it.
+    spareHolder?.refill((msg) => app.log.warn(msg));
   });
 
   // Round bodies are framed binary streams, consumed by the route itself (not buffered).

@@ -26,7 +26,9 @@ import { DEFAULT_LIMITS, receiveOverlay, type ReceiveLimits } from '../images/ov
 import { requireBase, synthesize, type SynthesisResult } from '../images/overlay-synthesize.js';
 import { findLayers } from '../migration/image-ship.js';
 import { handoffLabels, healthSchema } from '../migration/recreate.js';
-import { HANDOFF_STRATEGIES } from '../migration/types.js';
+import { HANDOFF_STRATEGIES, type HandoffStrategy } from '../migration/types.js';
+import { holderCreateOptions, holderNameFor, joiningHolder } from '../network/netns-holder.js';
+import type { ContainerCreateOptions } from '../engine/docker.js';
 import type { OverlayRow } from './db.js';
 import type { DaemonContext } from './server.js';
 
@@ -56,6 +58,12 @@ const serviceSchema = z
     stateless: z.boolean().default(false),
     /** The service's own health check: a recreated instance serves once it passes. */
     health: healthSchema.optional(),
+    /**
+     * Run the service in a network namespace holder of its own (src/network/netns-holder.ts):
+     * its handoffs restore into a namespace prepared before the freeze. Needs cloudletd's
+     * netnsSpare (the holder image); not with handoff recreate.
+     */
+    netnsHolder: z.boolean().default(false),
   })
   .strict();
 
@@ -101,6 +109,15 @@ function overlayLimits(configured: number): ReceiveLimits {
 }
 
 export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext): void {
+  /** The image of a new service's network namespace holder (the spare's), or a clear refusal. */
+  const holderImageFor = (handoff: HandoffStrategy): string => {
+    if (handoff !== 'migrate') {
+      throw new UsageError(`a service in a network namespace holder is handed off by migration only (handoff '${handoff}' asked)`, { hint: 'drop netnsHolder, or use handoff migrate' });
+    }
+    const image = ctx.config.netnsSpare?.image;
+    if (!image) throw new UsageError('netnsHolder needs the holder image: set netnsSpare in the cloudletd configuration');
+    return image;
+  };
   const { config, engine, db } = ctx;
   const dir = join(config.dataDir, 'overlays');
   const limits = overlayLimits(config.limits.overlayBytes);
@@ -200,6 +217,7 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
     const started = performance.now();
     const row = overlayOr404(o.overlay);
     const labels = handoffLabels(o); // refuses recreate without a health check, before any work
+    const holderImage = o.netnsHolder ? holderImageFor(o.handoff) : null;
     const name = o.name ?? `ovl-${row.id}-${Math.random().toString(16).slice(2, 8)}`;
     if (await engine.containerExists(name)) throw new ConflictError(`a container named '${name}' already exists on ${config.node}`, { hint: 'choose another --name' });
     const s = await synth(row);
@@ -210,38 +228,45 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
     const address = svcNet ? await svcNet.allocate(db.movedAddresses()) : null;
     let id: string;
     let t2: number;
-    try {
-      id = await engine.createContainer({
-        name,
-        Image: row.appImageId,
-        Env: o.env,
-        ...(o.cmd ? { Cmd: o.cmd } : {}),
-        ...(portKey ? { ExposedPorts: { [portKey]: {} } } : {}),
-        HostConfig: {
-          ...(portKey ? { PortBindings: { [portKey]: [{ HostPort: '' }] } } : {}),
-          ...(svcNet ? { NetworkMode: svcNet.name } : {}),
-        },
-        ...(svcNet && address ? { NetworkingConfig: { EndpointsConfig: { [svcNet.name]: { IPAMConfig: { IPv4Address: address } } } } } : {}),
-        Labels: { 'cloudlet.overlay': row.id, ...labels },
-      });
-      t2 = performance.now();
-      try {
-        await engine.startContainer(id);
-      } catch (err) {
-        await engine.removeContainer(id, { force: true }).catch((e: unknown) => req.log.warn({ err: e, container: name }, 'removing the container that did not start failed'));
-        throw err;
+    const ports = portKey ? { ExposedPorts: { [portKey]: {} }, PortBindings: { [portKey]: [{ HostPort: '' }] } } : null;
+    const network = {
+      ...(ports ? { ExposedPorts: ports.ExposedPorts } : {}),
+      HostConfig: { ...(ports ? { PortBindings: ports.PortBindings } : {}), NetworkMode: svcNet?.name ?? 'default' },
+      ...(svcNet && address ? { NetworkingConfig: { EndpointsConfig: { [svcNet.name]: { IPAMConfig: { IPv4Address: address } } } } } : {}),
+    };
+    const app: ContainerCreateOptions = { name, Image: row.appImageId, Env: o.env, ...(o.cmd ? { Cmd: o.cmd } : {}), Labels: { 'cloudlet.overlay': row.id, ...labels } };
+    // In a holder, the network (address, published port) is the holder's and the app joins it.
+    const holderBase = holderImage ? holderCreateOptions({ name: holderNameFor(name), image: holderImage, network: network.HostConfig.NetworkMode }) : null;
+    const holder = holderBase ? { ...holderBase, ...network, HostConfig: { ...holderBase.HostConfig, ...network.HostConfig } } : null;
+    const made: string[] = [];
+    const removeMade = async () => {
+      for (const c of made.splice(0).reverse()) {
+        await engine.removeContainer(c, { force: true }).catch((e: unknown) => req.log.warn({ err: e, container: c }, 'removing a container of a failed provisioning failed'));
       }
+    };
+    try {
+      if (holder) {
+        made.push(await engine.createContainer(holder));
+        await engine.startContainer(made[0]!);
+      }
+      id = await engine.createContainer(holder ? joiningHolder(app, holder.name!) : { ...app, ...network });
+      made.push(id);
+      t2 = performance.now();
+      await engine.startContainer(id);
+    } catch (err) {
+      await removeMade();
+      throw err;
     } finally {
       if (svcNet && address) svcNet.release(address);
     }
     const t3 = performance.now();
-    const net = await engine.containerNetwork(id, svcNet?.name);
+    const net = await engine.containerNetwork(holder ? holder.name! : id, svcNet?.name);
     let announceMs = 0;
     if (svcNet && net.ip) {
       try {
         announceMs = await svcNet.announce(net.ip);
       } catch (err) {
-        await engine.removeContainer(id, { force: true }).catch((e: unknown) => req.log.warn({ err: e }, 'removing the unreachable service failed'));
+        await removeMade();
         throw err;
       }
     }

@@ -255,6 +255,10 @@ export class DockerEngine {
     return c.id;
   }
 
+  async renameContainer(id: string, name: string): Promise<void> {
+    await this.call(`rename ${id.slice(0, 12)} to ${name}`, () => this.docker.getContainer(id).rename({ name }));
+  }
+
   async startContainer(id: string): Promise<void> {
     await this.call(`start ${id}`, () => this.docker.getContainer(id).start());
   }
@@ -576,7 +580,8 @@ export class DockerEngine {
 
 /**
  * Create options for a twin of an inspected container: the same Config (hostname included:
- * the restored processes saw it) and HostConfig, plus the endpoint settings of its networks.
+ * the restored processes saw it; a container in another's network namespace gets that one's)
+ * and HostConfig, plus the endpoint settings of its networks.
  * - Volumes without a name in Binds/Mounts (anonymous volumes) become named binds
  *   `NAME:DEST`, so the twin uses a volume of the same name that the caller creates and fills.
  * - On user-defined networks the address is pinned (IPAMConfig) to the one the container
@@ -589,6 +594,12 @@ export function twinCreateOptions(i: Docker.ContainerInspectInfo): ContainerCrea
   const config = { ...(i.Config as unknown as Record<string, unknown>) } as Docker.ContainerCreateOptions;
   const host = { ...(i.HostConfig as Docker.HostConfig) } as Docker.HostConfig & Record<string, unknown>;
   delete host.ContainerIDFile;
+  // A container joining another's network namespace takes that one's hostname (Docker copies
+  // it at create and refuses one given with the container: mode).
+  if ((host.NetworkMode ?? '').startsWith('container:')) {
+    delete config.Hostname;
+    delete config.Domainname;
+  }
   const binds = [...(host.Binds ?? [])];
   const covered = new Set<string>([
     ...binds.map((b) => b.split(':')[1] ?? ''),

@@ -18,7 +18,7 @@ import { CloudletError, ConflictError, UsageError, errorMessage } from '../util/
 import { run, spawnDetached } from '../util/exec.js';
 import type { DaemonConfigInput } from '../daemon/config.js';
 import type { ServiceNetworkConfigInput } from '../network/service-network.js';
-import { buildBaseImageArchives, loadImageArchive } from '../images/base-images.js';
+import { BUSYBOX_IMAGE, buildBaseImageArchives, loadImageArchive } from '../images/base-images.js';
 import { engineLayout, engineCriuSettings, startEngine, stopEngine } from './engines.js';
 import { shapeRate, validateLink, writeDelayFile } from './link-shaping.js';
 import { mountsUnder, unmountAllUnder } from './mounts.js';
@@ -233,6 +233,8 @@ function daemonConfig(cl: LabCloudlet, state: LabState): DaemonConfigInput {
     dockerDataRoot: cl.engine.dataRoot,
     dockerXdgRuntimeDir: cl.engine.xdgRuntimeDir,
     lazyRestore: state.restore === 'lazy' ? engineCriuSettings(cl.engine) : null,
+    // The lab's workloads need no network: their holders have none (see bench/migrate.ts).
+    netnsSpare: { image: BUSYBOX_IMAGE, network: 'none' },
     scratchDir: join(scratchOf(cl.name), 'cloudletd'),
     dataDir: join(state.dir, cl.name, 'cloudletd'),
     peers: state.cloudlets.filter((p) => p.name !== cl.name).map((p) => ({ name: p.name, url: p.daemon.peerUrl })),

@@ -15,6 +15,7 @@ import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage }
 import type { DockerEngine, ContainerDetails, RestartPolicy } from '../engine/docker.js';
 import { runcCheckpoint } from '../engine/runc.js';
 import type { ServiceNetwork } from '../network/service-network.js';
+import { describeHolder, joiningHolder, type HolderSpec } from '../network/netns-holder.js';
 import { installCheckpoint, removeInstalledCheckpoint } from '../engine/checkpoint-install.js';
 import { serializedWithLazyRestores, type LazyRestoreConfig } from '../engine/lazy-pages.js';
 import { encodeDeltaChunks, type Delta } from '../checkpoint/delta.js';
@@ -141,7 +142,14 @@ export class MigrationSource {
     }
     // Handoff strategy (issue 9): the request's, else the container's labels; recreate runs apart.
     const choice = chooseStrategy(req.strategy, details.createOptions.Labels);
+    // Before anything starts: a shared or stopped holder is refused here.
+    const holder = await describeHolder(this.deps.engine, details);
     if (choice.strategy === 'recreate') {
+      if (holder) {
+        throw new UsageError(`'${details.name}' joins the network namespace holder ${holder.spec.name}: re-creation of such a service is not supported`, {
+          hint: 'migrate it (--strategy migrate)',
+        });
+      }
       const r = startRecreate(this.deps, req, details, choice, new PeerClient(peer.url, this.deps.token, req.peerTimeoutMs));
       this.running.set(r.report.id, r);
       void r.done.then(() => this.running.delete(r.report.id));
@@ -155,10 +163,12 @@ export class MigrationSource {
       to: req.to,
       policy: describePolicy(req.policy),
       codec: req.codec,
-      serviceAddress: this.deps.serviceNetwork?.addressOf(details) ?? null,
+      // A service in a holder has its address there.
+      serviceAddress: this.deps.serviceNetwork?.addressOf(holder?.details ?? details) ?? null,
       strategy: 'migrate',
       strategyReason: choice.reason,
     });
+    report.netnsHolder = holder?.spec.name ?? null;
     this.deps.db.insertMigration({
       id,
       role: 'source',
@@ -172,7 +182,7 @@ export class MigrationSource {
     this.running.set(id, entry);
     // run() handles its own failures; anything escaping it is a bug, but must not take the
     // daemon down with an unhandled rejection.
-    entry.done = this.run(entry, req, details, new PeerClient(peer.url, this.deps.token, req.peerTimeoutMs)).catch((err: unknown) => {
+    entry.done = this.run(entry, req, details, holder?.spec ?? null, new PeerClient(peer.url, this.deps.token, req.peerTimeoutMs)).catch((err: unknown) => {
       report.state = 'failed';
       report.error = { code: 'internal', message: errorMessage(err) };
       report.finishedAt = new Date().toISOString();
@@ -283,7 +293,7 @@ export class MigrationSource {
     migrationEvents.publish(entry.report); // live progress (dashboard's server-sent events)
   }
 
-  private async run(entry: Running, req: MigrationRequest, details: ContainerDetails, peer: PeerClient): Promise<MigrationReport> {
+  private async run(entry: Running, req: MigrationRequest, details: ContainerDetails, holder: HolderSpec | null, peer: PeerClient): Promise<MigrationReport> {
     const report = entry.report;
     const { engine } = this.deps;
     const t0 = performance.now();
@@ -311,9 +321,11 @@ export class MigrationSource {
           name: details.name,
           imageId: details.imageId,
           imageName: details.imageName,
-          createOptions: details.createOptions,
+          // The twin joins the destination's copy of the holder, which has the same name.
+          createOptions: holder ? joiningHolder(details.createOptions, holder.name) : details.createOptions,
           volumes: volumes.map((v) => v.name),
           serviceAddress: report.serviceAddress,
+          netnsHolder: holder,
         },
       };
       // The destination gets the layers of the image it lacks (overlay), before the twin is made.
@@ -326,9 +338,22 @@ export class MigrationSource {
         stageDir: join(stage, 'image'),
         codec: req.codec,
       });
+      if (holder && holder.imageId !== details.imageId) {
+        const shipped = await shipImageIfMissing({
+          engine,
+          peer,
+          token: this.deps.token,
+          imageId: holder.imageId,
+          imageName: holder.imageName,
+          stageDir: join(stage, 'holder-image'),
+          codec: req.codec,
+        });
+        if (shipped) report.warnings.push(`the network namespace holder's image ${holder.imageName} was shipped too (${shipped.bytes} bytes)`);
+      }
       if (report.imageShipped) this.journal(entry);
       prepared = await peer.post<PrepareResponse>('/v1/incoming', prepareReq);
       report.destinationContainerId = prepared.twinId;
+      if (holder) report.netnsHolderFrom = prepared.holder;
 
       let prevIndex: PageIndex | null = null;
       const observations: RoundObservation[] = [];
@@ -601,6 +626,14 @@ export class MigrationSource {
       await this.deps.engine.removeContainer(details.id, { force: true });
     } catch (err) {
       report.warnings.push(`the stopped source container ${details.name} could not be removed: ${errorMessage(err)}`);
+    }
+    // The destination runs its own copy of the holder; this one would only keep the address.
+    if (report.netnsHolder) {
+      try {
+        await this.deps.engine.removeContainer(report.netnsHolder, { force: true });
+      } catch (err) {
+        report.warnings.push(`the source's network namespace holder ${report.netnsHolder} could not be removed: ${errorMessage(err)}`);
+      }
     }
     try {
       await peer.post(`/v1/incoming/${report.id}/commit`, {});

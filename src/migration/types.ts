@@ -142,6 +142,10 @@ export interface MigrationReport {
   restoreMs: number | null;
   /** The container's address on the service network (kept by the handoff), or null. */
   serviceAddress: string | null;
+  /** The network namespace holder the service joins (moved with it; see netns-holder.ts), or null. Absent in older reports. */
+  netnsHolder?: string | null;
+  /** How the destination got its copy of the holder: the spare it kept ready, or one started for this handoff. */
+  netnsHolderFrom?: 'spare' | 'started' | null;
   /** Routing the service address to the destination (right after its restore; part of the downtime). */
   announceMs: number | null;
   /** Lazy restore: from the service answering at the destination to its last page copied in (not downtime). */

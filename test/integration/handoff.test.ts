@@ -97,6 +97,49 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
     await removeService(state, 'addr-two');
   });
 
+  test('a service in a network namespace holder keeps its connections across a handoff and across a failed one', async (t) => {
+    const state = lab.state();
+    const name = 'holder-svc';
+    const svc = await provisionHandoffService(state, 'a', name, { netnsHolder: true });
+    const holder = `${name}-netns`;
+    const mode = (await lab.docker('a').getContainer(name).inspect()).HostConfig.NetworkMode;
+    const holderIdA = (await lab.docker('a').getContainer(holder).inspect()).Id;
+    assert.equal(mode, `container:${holderIdA}`, 'the service joins its holder');
+    const client = await startLabClient(svc.address, { durationMs: 90_000, intervalMs: 20, env: lab.env });
+    const reports: MigrationReport[] = [];
+    try {
+      await client.ready;
+      await new Promise((r) => setTimeout(r, 1000));
+      const apiA = new CloudletClient(state.cloudlets[0]!.daemon.apiUrl, state.token, { timeoutMs: 300_000 });
+      const apiB = new CloudletClient(state.cloudlets[1]!.daemon.apiUrl, state.token, { timeoutMs: 300_000 });
+      reports.push(await apiA.post<MigrationReport>('/v1/migrations?wait=1', { container: name, to: 'b' }));
+      await new Promise((r) => setTimeout(r, 1000));
+      reports.push(await apiB.post<MigrationReport>('/v1/migrations?wait=1', { container: name, to: 'a', inject: 'before-restore' }));
+      await new Promise((r) => setTimeout(r, 2000));
+    } finally {
+      const clientReport = await client.stop();
+      const s = summarize(clientReport, reports);
+      const detail = sessionDetail(clientReport, reports.at(-1) ?? null);
+      t.diagnostic(`holder: downtime ${reports[0]?.downtimeMs} ms (restore ${reports[0]?.restoreMs} ms, holder ${reports[0]?.netnsHolderFrom}); client gap ${s.clientGapMs} ms; ${detail}`);
+      assert.equal(s.messagesLost, 0, `nothing lost: ${detail}`);
+      assert.equal(s.tcpConnectionSurvived, true, `TCP session survived both: ${detail}`);
+      assert.equal(s.httpKeepAliveSurvived, true, `HTTP keep-alive session survived both: ${detail}`);
+    }
+    const [moved, failed] = reports as [MigrationReport, MigrationReport];
+    assert.equal(moved.state, 'done', moved.error?.message);
+    assert.equal(moved.netnsHolder, holder);
+    assert.equal(moved.netnsHolderFrom, 'started', 'a holder on the service network has a pinned address: no spare stands for it');
+    assert.equal(moved.serviceAddress, svc.address, 'the address is the holder\'s, and it moved');
+    await assert.rejects(lab.docker('a').getContainer(holder).inspect(), 'the holder left a with the service');
+    const holderB = await lab.docker('b').getContainer(holder).inspect();
+    assert.equal(holderB.NetworkSettings.Networks['cloudlet-svc']?.IPAddress, svc.address, 'b\'s holder has the address');
+    assert.equal(failed.state, 'rolled-back', failed.error?.message);
+    assert.equal(await routedTo(state, svc.address), 'b');
+    assert.equal((await lab.docker('b').getContainer(name).inspect()).State.Running, true, 'still running at b');
+    await assert.rejects(lab.docker('a').getContainer(holder).inspect(), 'the holder made at a for the failed handoff is gone');
+    await removeService(state, name);
+  });
+
   test('a handoff that fails at the destination leaves the service and its connections at a', async (t) => {
     const state = lab.state();
     const svc = await provisionHandoffService(state, 'a', 'rollback-svc');

@@ -169,11 +169,12 @@ export function registerOverlayCommands(program: Command): void {
     .option('--handoff <strategy>', 'how the service follows its user: migrate (live), recreate (fresh instance, switched to when healthy) or auto', 'migrate')
     .option('--stateless', 'the service keeps no state in memory (auto then recreates it)')
     .option('--health <check>', "the service's health check: http:PORT/PATH or tcp:PORT (needed by recreate)")
+    .option('--netns-holder', 'run it in a network namespace holder of its own: its handoffs restore into a namespace made before the freeze (migrate only)')
     .option('--json', 'print JSON')
     .action(
       action(async (_opts: unknown, cmd: Command) => {
-        const o = cmd.optsWithGlobals<GlobalOptions & { node: string; overlay: string; name?: string; env: string[]; port?: string; handoff: string; stateless?: boolean; health?: string; json?: boolean }>();
-        const body: ServiceRequest = { overlay: o.overlay, env: parseEnv(o.env), ...handoffOptions(o) };
+        const o = cmd.optsWithGlobals<GlobalOptions & { node: string; overlay: string; name?: string; env: string[]; port?: string; handoff: string; stateless?: boolean; health?: string; netnsHolder?: boolean; json?: boolean }>();
+        const body: ServiceRequest = { overlay: o.overlay, env: parseEnv(o.env), ...handoffOptions(o), ...(o.netnsHolder ? { netnsHolder: true } : {}) };
         if (o.name) body.name = o.name;
         if (o.port !== undefined) {
           const p = Number(o.port);
