@@ -1,6 +1,7 @@
 // What the fault matrix checks after each scenario, on the real lab: where the service runs,
 // whether it answers with the state it had, and what was left behind (containers, images,
 // volumes, staging directories, checkpoint directories) compared with before the scenario.
+import { SPARE_HOLDER_NAME } from '../network/netns-holder.js';
 import { readdir } from 'node:fs/promises';
 import Docker from 'dockerode';
 import { join } from 'node:path';
@@ -93,7 +94,8 @@ export async function inventory(lab: LabState): Promise<Map<string, Inventory>> 
   const out = new Map<string, Inventory>();
   for (const cl of lab.cloudlets) {
     const engine = engineOf(cl);
-    const containers = new Map((await engine.listContainers(true)).map((c) => [c.id, c.name] as const));
+    // The spare holder is cloudletd's own (made in the background at its start, replaced after use).
+    const containers = new Map((await engine.listContainers(true)).filter((c) => c.name !== SPARE_HOLDER_NAME).map((c) => [c.id, c.name] as const));
     const images = new Set(await engine.listImageIds());
     const volumes = new Set(await listVolumes(cl));
     out.set(cl.name, { containers, images, volumes });

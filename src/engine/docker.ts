@@ -57,6 +57,8 @@ export interface ContainerSummary {
   status: string;
   /** ISO 8601. */
   created: string;
+  /** HostConfig.NetworkMode (`container:<id>` for a container in another's network namespace). */
+  networkMode: string;
 }
 
 export interface ContainerMount {
@@ -182,6 +184,7 @@ export class DockerEngine {
       state: c.State,
       status: c.Status,
       created: new Date(c.Created * 1000).toISOString(),
+      networkMode: c.HostConfig?.NetworkMode ?? '',
     }));
   }
 

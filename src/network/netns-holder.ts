@@ -54,13 +54,10 @@ export async function describeHolder(engine: DockerEngine, details: ContainerDet
   if (joinedHolderRef(holder) !== null) {
     throw new UsageError(`the network namespace holder ${holder.name} itself joins another container's namespace: not supported`);
   }
-  const sharing: string[] = [];
-  for (const c of await engine.listContainers(true)) {
-    if (c.id === details.id || c.id === holder.id) continue;
-    const other = await engine.inspectContainer(c.id);
-    const r = joinedHolderRef(other);
-    if (r !== null && (r === holder.id || r === holder.name || holder.id.startsWith(r))) sharing.push(other.name);
-  }
+  // Docker records the holder by id in the mode of containers joining it.
+  const sharing = (await engine.listContainers(true))
+    .filter((c) => c.id !== details.id && c.networkMode === `container:${holder.id}`)
+    .map((c) => c.name);
   if (sharing.length > 0) {
     throw new ConflictError(`${details.name} shares the network namespace of ${holder.name} with ${sharing.join(', ')}: moving it would cut them off`, {
       context: { holder: holder.name, sharing },

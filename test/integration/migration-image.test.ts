@@ -12,6 +12,7 @@ import { buildBaseImageArchives, loadImageArchive, BUSYBOX_IMAGE } from '../../s
 import { writeImageArchive, type LayerFile } from '../../src/images/archive.js';
 import { sha256File, sortedTree, writeDeterministicTar } from '../../src/images/det-tar.js';
 import { BUSYBOX_COUNTER_SCRIPT } from '../../src/workloads/stateful-service.js';
+import { SPARE_HOLDER_NAME } from '../../src/network/netns-holder.js';
 
 const isRoot = process.getuid?.() === 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -102,6 +103,8 @@ describe('migration ships the missing image layers', { skip: !isRoot && 'needs r
 
     // b with neither the app image nor its base: the whole image goes (no base to diff against).
     await b.getImage(APP).remove({ force: true });
+    // cloudletd's spare network namespace holder runs the busybox image: it goes first.
+    await b.getContainer(SPARE_HOLDER_NAME).remove({ force: true }).catch(() => undefined);
     await b.getImage(BUSYBOX_IMAGE).remove({ force: true });
     await assert.rejects(b.getImage(app.imageId).inspect());
     const whole = await lab.cliJson(['migrate', 'appctr', '--from', 'a', '--to', 'b', '--rounds', '0'], 300_000);

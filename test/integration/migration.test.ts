@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { useLab, execIn } from '../helpers/lab.js';
 import { BUSYBOX_COUNTER_SCRIPT, STATEFUL_SERVICE_SCRIPT } from '../../src/workloads/stateful-service.js';
 import { measureEngineFloor } from '../../src/bench/engine-floor.js';
+import { holderCreateOptions, joiningHolder, SPARE_HOLDER_NAME } from '../../src/network/netns-holder.js';
+import type Docker from 'dockerode';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -140,5 +142,48 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     assert.ok(after >= before, `counter kept: ${before} -> ${after}`);
     assert.equal((await b.listContainers({ all: true })).some((x) => x.Names.includes('/survivor')), false);
     await a.getContainer('survivor').remove({ force: true });
+  });
+
+  test("a counter in a network namespace holder moves with it: b's spare stands for the holder and is replaced, a's holder goes; a shared holder is refused", async (t) => {
+    const a = lab.docker('a');
+    const b = lab.docker('b');
+    const spareOn = async (d: Docker): Promise<string> => {
+      for (let i = 0; i < 100; i++) {
+        const s = await d.getContainer(SPARE_HOLDER_NAME).inspect().catch(() => null);
+        if (s?.State.Running) return s.Id;
+        await sleep(100);
+      }
+      throw new Error(`no running ${SPARE_HOLDER_NAME}`);
+    };
+    const spareB = await spareOn(b);
+    const holder = holderCreateOptions({ name: 'hcounter-netns', image: 'cloudlet/busybox:1', network: 'none' });
+    await (await a.createContainer(holder)).start();
+    await (await a.createContainer(joiningHolder({ name: 'hcounter', Image: 'cloudlet/busybox:1', Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT] }, 'hcounter-netns'))).start();
+    await sleep(1000);
+    const before = Number((await execIn(a, 'hcounter', ['cat', '/tmp/counter'])).trim());
+
+    const r = await lab.cliJson(['migrate', 'hcounter', '--from', 'a', '--to', 'b', '--rounds', '0'], 300_000);
+    t.diagnostic(`holder: total ${r.totalMs} ms, downtime ${r.downtimeMs} ms, restore ${r.restoreMs} ms, holder ${r.netnsHolderFrom}`);
+    assert.equal(r.state, 'done', JSON.stringify(r.error));
+    assert.equal(r.netnsHolder, 'hcounter-netns');
+    assert.equal(r.netnsHolderFrom, 'spare');
+    const holderB = await b.getContainer('hcounter-netns').inspect();
+    assert.equal(holderB.Id, spareB, "b's spare became the holder");
+    assert.equal((await b.getContainer('hcounter').inspect()).HostConfig.NetworkMode, `container:${spareB}`);
+    const after1 = Number((await execIn(b, 'hcounter', ['cat', '/tmp/counter'])).trim());
+    await sleep(400);
+    const after2 = Number((await execIn(b, 'hcounter', ['cat', '/tmp/counter'])).trim());
+    assert.ok(after1 >= before && after2 > after1, `counter continued on b: ${before} -> ${after1} -> ${after2}`);
+    const left = (await a.listContainers({ all: true })).flatMap((x) => x.Names);
+    assert.ok(!left.includes('/hcounter') && !left.includes('/hcounter-netns'), `nothing of it left on a: ${left.join(' ')}`);
+    assert.notEqual(await spareOn(b), spareB, 'b made a new spare');
+
+    // A second container in the same holder: moving one would cut the other off.
+    await (await b.createContainer(joiningHolder({ name: 'hsharer', Image: 'cloudlet/busybox:1', Cmd: ['sleep', '600'] }, 'hcounter-netns'))).start();
+    const refused = await lab.cli(['migrate', 'hcounter', '--from', 'b', '--to', 'a', '--json'], 60_000);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stdout + refused.stderr, /shares the network namespace of hcounter-netns with hsharer/);
+    assert.equal((await b.getContainer('hcounter').inspect()).State.Running, true, 'still running on b');
+    for (const n of ['hsharer', 'hcounter', 'hcounter-netns']) await b.getContainer(n).remove({ force: true });
   });
 });

@@ -1,6 +1,7 @@
 // Overlays end to end on a real lab: both workloads (large: ~200 MB of app files on the node
 // base; small: ~2 MB) created on cloudlet a with the CLI, pushed to b, synthesized and started
 // on b by the first request, with the original image ids.
+import { SPARE_HOLDER_NAME } from '../../src/network/netns-holder.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -78,6 +79,8 @@ describe('overlays on the lab', { skip: !isRoot && 'needs root' }, () => {
     await loadImageArchive(a.engine.socket, app.archivePath);
     await lab.cliJson(['overlay', 'create', '--node', 'a', '--base', 'cloudlet/busybox:1', '--app', SMALL_APP.name, '-o', file]);
     const b = lab.docker('b');
+    // cloudletd's spare network namespace holder runs the busybox image: it goes first.
+    await b.getContainer(SPARE_HOLDER_NAME).remove({ force: true }).catch(() => undefined);
     await b.getImage('cloudlet/busybox:1').remove();
     const r = await lab.cli(['overlay', 'push', file, '--node', 'b', '--json']);
     assert.notEqual(r.code, 0);

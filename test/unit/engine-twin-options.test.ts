@@ -50,3 +50,10 @@ test('user-defined networks: address pinned, own short-id alias dropped', () => 
   const b = twinCreateOptions(inspect({ HostConfig: { NetworkMode: 'default' }, Networks: { bridge: { IPAddress: '172.17.0.2' } } }));
   assert.equal(b.NetworkingConfig, undefined);
 });
+
+test("a twin in another container's network namespace drops the hostname Docker copied from it (Docker refuses one with container: mode)", () => {
+  const o = twinCreateOptions(inspect({ HostConfig: { NetworkMode: `container:${'f'.repeat(64)}` } }));
+  assert.equal(o.Hostname, undefined);
+  assert.equal(o.HostConfig?.NetworkMode, `container:${'f'.repeat(64)}`);
+  assert.equal(o.NetworkingConfig, undefined);
+});

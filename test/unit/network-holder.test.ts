@@ -1,0 +1,40 @@
+// Network namespace holders: which containers join one, the twin's options, and when the
+// spare holder may stand for a holder (the engine parts run on the lab: migration.test.ts).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { holderCreateOptions, joinedHolderRef, joiningHolder, SpareHolder, type HolderSpec } from '../../src/network/netns-holder.js';
+import { DockerEngine } from '../../src/engine/docker.js';
+
+const ID = 'a'.repeat(64);
+
+test('joinedHolderRef: the holder of a container in container: mode, null for a namespace of its own', () => {
+  assert.equal(joinedHolderRef({ createOptions: { HostConfig: { NetworkMode: `container:${ID}` } } }), ID);
+  for (const mode of ['none', 'bridge', 'cloudlet-svc', 'host', 'container:', undefined]) {
+    assert.equal(joinedHolderRef({ createOptions: { HostConfig: mode === undefined ? {} : { NetworkMode: mode } } }), null, String(mode));
+  }
+});
+
+test('joiningHolder: only the network mode changes, the rest of the options is kept', () => {
+  const o = joiningHolder({ name: 'svc', Image: 'x', Cmd: ['a'], HostConfig: { NetworkMode: `container:${ID}`, Binds: ['v:/v'] } }, 'svc-netns');
+  assert.deepEqual(o, { name: 'svc', Image: 'x', Cmd: ['a'], HostConfig: { NetworkMode: 'container:svc-netns', Binds: ['v:/v'] } });
+});
+
+test('holderCreateOptions pins the address only when given', () => {
+  const none = holderCreateOptions({ name: 'h', image: 'img', network: 'none' });
+  assert.equal(none.HostConfig?.NetworkMode, 'none');
+  assert.equal(none.NetworkingConfig, undefined);
+  const pinned = holderCreateOptions({ name: 'h', image: 'img', network: 'svc', address: '10.240.1.9' });
+  assert.deepEqual(pinned.NetworkingConfig, { EndpointsConfig: { svc: { IPAMConfig: { IPv4Address: '10.240.1.9' } } } });
+});
+
+test('the spare stands only for a holder of its network mode and command, without a pinned address', () => {
+  // fits() looks at the spec only: the engine is never called.
+  const spare = new SpareHolder(new DockerEngine('/nonexistent.sock'), { image: 'cloudlet/busybox:1', network: 'none' });
+  const spec = (o: Parameters<typeof holderCreateOptions>[0]): HolderSpec => ({ name: o.name, imageId: `sha256:${ID}`, imageName: o.image, createOptions: holderCreateOptions(o) });
+  assert.equal(spare.fits(spec({ name: 'h', image: 'cloudlet/busybox:1', network: 'none' })), true);
+  assert.equal(spare.fits(spec({ name: 'h', image: 'cloudlet/busybox:1', network: 'svc' })), false, 'other network');
+  assert.equal(spare.fits(spec({ name: 'h', image: 'cloudlet/busybox:1', network: 'none', address: '10.0.0.2' })), false, 'pinned address');
+  const other = spec({ name: 'h', image: 'cloudlet/busybox:1', network: 'none' });
+  other.createOptions = { ...other.createOptions, Cmd: ['/pause'] };
+  assert.equal(spare.fits(other), false, 'other command');
+});
