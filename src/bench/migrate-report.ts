@@ -19,12 +19,13 @@ export function migrateBenchMarkdown(r: MigrateBenchResult, command: string): st
   const out: string[] = [];
   out.push(`Measured ${r.date} on this project's machine kind (${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, kernel ${r.machine.kernel}), lab link ${r.link.bandwidth} / ${r.link.latency} one way per link, with:`);
   out.push('', '```', command, '```', '');
-  out.push('| scenario | total ms | downtime ms | MB sent | pre-copy rounds | stopped by |', '|---|---|---|---|---|---|');
+  out.push('| scenario | network namespace | total ms | downtime ms | MB sent | pre-copy rounds | stopped by |', '|---|---|---|---|---|---|---|');
+  const ns = (m: MigrationReport) => (m.netnsHolder ? `holder (${m.netnsHolderFrom === 'spare' ? "destination's spare" : 'started for it'})` : 'its own');
   for (const s of r.scenarios) {
-    out.push(`| ${s.name} | ${s.totalMs} | ${s.downtimeMs} | ${mb(s.bytesSent)} | ${s.precopyRounds} | ${s.stopReason} |`);
-    if (s.baseline) out.push(`| ${s.name}: ${s.baseline.name} (baseline, same run) | ${s.baseline.totalMs} | ${s.baseline.downtimeMs} | ${mb(s.baseline.bytesSent)} | 0 | - |`);
+    out.push(`| ${s.name} | ${ns(s.report)} | ${s.totalMs} | ${s.downtimeMs} | ${mb(s.bytesSent)} | ${s.precopyRounds} | ${s.stopReason} |`);
+    if (s.baseline) out.push(`| ${s.name}: ${s.baseline.name} (baseline, same run) | ${ns(s.baseline.report)} | ${s.baseline.totalMs} | ${s.baseline.downtimeMs} | ${mb(s.baseline.bytesSent)} | 0 | - |`);
     const e = s.eagerRestore;
-    if (e) out.push(`| ${s.name}: eager restore (same run) | ${e.totalMs} | ${e.downtimeMs} | ${mb(e.report.bytesSent)} | ${e.report.precopyRounds} | ${e.report.stopReason} |`);
+    if (e) out.push(`| ${s.name}: eager restore (same run) | ${ns(e.report)} | ${e.totalMs} | ${e.downtimeMs} | ${mb(e.report.bytesSent)} | ${e.report.precopyRounds} | ${e.report.stopReason} |`);
   }
   out.push('', '| restore at the destination | restore ms | post-copy ms (service already up) |', '|---|---|---|');
   for (const s of r.scenarios) {

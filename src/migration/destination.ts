@@ -233,25 +233,29 @@ export class MigrationDestination {
     if (this.incoming.has(req.id)) throw new ConflictError(`migration ${req.id} is already prepared here`);
     const { engine, db } = this.deps;
     const c = req.container;
-    if (!(await engine.imageExists(c.imageId))) {
+    // The engine is asked everything at once (each answer is a round trip to dockerd).
+    const names = [c.name, ...(c.netnsHolder ? [c.netnsHolder.name] : [])];
+    const [imageHere, holderImageHere, ...taken] = await Promise.all([
+      engine.imageExists(c.imageId),
+      c.netnsHolder ? engine.imageExists(c.netnsHolder.imageId) : true,
+      ...names.map((n) => engine.containerExists(n)),
+    ]);
+    if (!imageHere) {
       throw new CloudletError('image_missing', `image ${c.imageName} (${c.imageId.slice(0, 19)}) is not on this cloudlet`, {
         httpStatus: 409,
         context: { imageId: c.imageId, imageName: c.imageName },
         hint: 'ship it first as an overlay (`cloudlet overlay push`) or load the image',
       });
     }
-    for (const name of [c.name, ...(c.netnsHolder ? [c.netnsHolder.name] : [])]) {
-      if (await engine.containerExists(name)) {
-        throw new ConflictError(`a container named '${name}' already exists on the destination`, {
-          hint: 'remove or rename it there first',
-        });
-      }
-    }
-    if (c.netnsHolder && !(await engine.imageExists(c.netnsHolder.imageId))) {
-      throw new CloudletError('image_missing', `image ${c.netnsHolder.imageName} of the network namespace holder ${c.netnsHolder.name} is not on this cloudlet`, {
+    if (!holderImageHere) {
+      throw new CloudletError('image_missing', `image ${c.netnsHolder!.imageName} of the network namespace holder ${c.netnsHolder!.name} is not on this cloudlet`, {
         httpStatus: 409,
-        context: { imageId: c.netnsHolder.imageId },
+        context: { imageId: c.netnsHolder!.imageId },
       });
+    }
+    const clash = names.find((_, i) => taken[i]);
+    if (clash) {
+      throw new ConflictError(`a container named '${clash}' already exists on the destination`, { hint: 'remove or rename it there first' });
     }
     const serviceAddress = c.serviceAddress ?? null;
     if (serviceAddress !== null) {

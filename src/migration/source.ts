@@ -11,7 +11,7 @@
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage } from '../util/errors.js';
+import { ApiError, CloudletError, ConflictError, NotFoundError, UsageError, errorMessage } from '../util/errors.js';
 import type { DockerEngine, ContainerDetails, RestartPolicy } from '../engine/docker.js';
 import { runcCheckpoint } from '../engine/runc.js';
 import type { ServiceNetwork } from '../network/service-network.js';
@@ -29,7 +29,7 @@ import { anonymousMemoryBytes, freezeCgroup } from '../engine/cgroups.js';
 import { PeerClient } from './peer-client.js';
 import { sendRound, pickCodec, type OutgoingArtifact } from './round-transport.js';
 import { FAULT_STALL_MS, newReport, type MigrationReport, type MigrationRequest, type RoundReport } from './types.js';
-import { shipImageIfMissing } from './image-ship.js';
+import { shipImageIfMissing, type ImageShipped } from './image-ship.js';
 import { chooseStrategy, startRecreate } from './recreate.js';
 import { duringRestore, pruneCheckpointCopiesIfIdle, type IncomingStatus, type PrepareRequest, type PrepareResponse, type RoundResponse } from './destination.js';
 import { migrationEvents } from '../daemon/events.js';
@@ -126,12 +126,15 @@ export class MigrationSource {
 
   /** Starts a migration in the background; returns its initial report (with the id). */
   async start(req: MigrationRequest): Promise<MigrationReport> {
+    // totalMs counts from here: the checks below (inspect, holder) are part of the handoff.
+    const t0 = performance.now();
     validatePolicy(req.policy);
     const peer = this.deps.peers.find((p) => p.name === req.to);
     if (!peer) {
       throw new NotFoundError('peer', req.to, { hint: `peers of ${this.deps.node}: ${this.deps.peers.map((p) => p.name).join(', ') || 'none'}` });
     }
     if (req.to === this.deps.node) throw new UsageError('source and destination are the same cloudlet');
+    const client = new PeerClient(peer.url, this.deps.token, req.peerTimeoutMs);
     const details = await this.deps.engine.inspectContainer(req.container);
     if (!details.running) throw new UsageError(`container '${details.name}' is not running: nothing to migrate live`);
     if (!details.upperDir) throw new CloudletError('no_upperdir', 'the engine does not use overlay2: cannot sync the R/W layer', { httpStatus: 409 });
@@ -150,7 +153,7 @@ export class MigrationSource {
           hint: 'migrate it (--strategy migrate)',
         });
       }
-      const r = startRecreate(this.deps, req, details, choice, new PeerClient(peer.url, this.deps.token, req.peerTimeoutMs));
+      const r = startRecreate(this.deps, req, details, choice, client);
       this.running.set(r.report.id, r);
       void r.done.then(() => this.running.delete(r.report.id));
       return { ...r.report };
@@ -182,7 +185,7 @@ export class MigrationSource {
     this.running.set(id, entry);
     // run() handles its own failures; anything escaping it is a bug, but must not take the
     // daemon down with an unhandled rejection.
-    entry.done = this.run(entry, req, details, holder?.spec ?? null, new PeerClient(peer.url, this.deps.token, req.peerTimeoutMs)).catch((err: unknown) => {
+    entry.done = this.run(entry, req, details, holder?.spec ?? null, t0, client).catch((err: unknown) => {
       report.state = 'failed';
       report.error = { code: 'internal', message: errorMessage(err) };
       report.finishedAt = new Date().toISOString();
@@ -293,10 +296,9 @@ export class MigrationSource {
     migrationEvents.publish(entry.report); // live progress (dashboard's server-sent events)
   }
 
-  private async run(entry: Running, req: MigrationRequest, details: ContainerDetails, holder: HolderSpec | null, peer: PeerClient): Promise<MigrationReport> {
+  private async run(entry: Running, req: MigrationRequest, details: ContainerDetails, holder: HolderSpec | null, t0: number, peer: PeerClient): Promise<MigrationReport> {
     const report = entry.report;
     const { engine } = this.deps;
-    const t0 = performance.now();
     const stage = join(this.deps.scratchDir, 'migrations', report.id);
     const fsSources: { name: string; source: FsSyncSource }[] = [];
     let prepared: PrepareResponse | null = null;
@@ -328,30 +330,23 @@ export class MigrationSource {
           netnsHolder: holder,
         },
       };
-      // The destination gets the layers of the image it lacks (overlay), before the twin is made.
-      report.imageShipped = await shipImageIfMissing({
-        engine,
-        peer,
-        token: this.deps.token,
-        imageId: details.imageId,
-        imageName: details.imageName,
-        stageDir: join(stage, 'image'),
-        codec: req.codec,
+      // The destination refuses a prepare for an image it lacks: it then gets the image's
+      // missing layers (overlay) and the prepare is asked again. Asked first, the common case
+      // (image there) costs no extra round trip.
+      const prepare = () => peer.post<PrepareResponse>('/v1/incoming', prepareReq);
+      // Memory size (for the decision) read while the destination prepares.
+      const memory = anonymousMemoryBytes(details.pid);
+      memory.catch(() => undefined); // awaited below
+      prepared = await prepare().catch(async (err: unknown) => {
+        if (!(err instanceof ApiError && err.code === 'image_missing')) throw err;
+        report.imageShipped = await this.shipImage(details.imageId, details.imageName, peer, join(stage, 'image'), req.codec);
+        if (holder && holder.imageId !== details.imageId) {
+          const shipped = await this.shipImage(holder.imageId, holder.imageName, peer, join(stage, 'holder-image'), req.codec);
+          if (shipped) report.warnings.push(`the network namespace holder's image ${holder.imageName} was shipped too (${shipped.bytes} bytes)`);
+        }
+        this.journal(entry);
+        return prepare();
       });
-      if (holder && holder.imageId !== details.imageId) {
-        const shipped = await shipImageIfMissing({
-          engine,
-          peer,
-          token: this.deps.token,
-          imageId: holder.imageId,
-          imageName: holder.imageName,
-          stageDir: join(stage, 'holder-image'),
-          codec: req.codec,
-        });
-        if (shipped) report.warnings.push(`the network namespace holder's image ${holder.imageName} was shipped too (${shipped.bytes} bytes)`);
-      }
-      if (report.imageShipped) this.journal(entry);
-      prepared = await peer.post<PrepareResponse>('/v1/incoming', prepareReq);
       report.destinationContainerId = prepared.twinId;
       if (holder) report.netnsHolderFrom = prepared.holder;
 
@@ -359,7 +354,7 @@ export class MigrationSource {
       const observations: RoundObservation[] = [];
       let lastDumpStart: number | null = null;
       // Before any link measurement the model assumes the lab's default link speed.
-      const memoryBytes = await anonymousMemoryBytes(details.pid);
+      const memoryBytes = await memory;
       const initial = decideInitial(req.policy, memoryBytes, ASSUMED_LINK_BPS, DEFAULT_COSTS);
       const hasher = hasherFor(memoryBytes);
       if (!initial.stop) {
@@ -640,6 +635,11 @@ export class MigrationSource {
     } catch (err) {
       report.warnings.push(`the destination could not drop its staging data: ${errorMessage(err)}`);
     }
+  }
+
+  /** The image's layers the destination lacks, as an overlay (or the whole image); null if it had it. */
+  private shipImage(imageId: string, imageName: string, peer: PeerClient, stageDir: string, codec: string): Promise<ImageShipped | null> {
+    return shipImageIfMissing({ engine: this.deps.engine, peer, token: this.deps.token, imageId, imageName, stageDir, codec });
   }
 
   /** DELETE /v1/incoming/:id, retried a bounded number of times (see ABORT_ATTEMPTS). */
