@@ -434,6 +434,18 @@ export class FsSyncSource {
         await rm(out + '.sh', { force: true });
         return r;
       };
+      // Security capabilities (rsync's batch does not carry them). On a frozen tree (final)
+      // the listing runs beside rsync: that round is on the downtime path.
+      const listCaps = () =>
+        runChecked(
+          'caps',
+          'getfattr',
+          ['-R', '-h', '-P', '-d', '-e', 'hex', '-m', '^security\\.capability$', '.'],
+          { cwd: this.sourceDir, timeoutMs: this.timeoutMs, okCodes: final ? [0] : [0, 1], nice: this.nice },
+          ctx,
+        );
+      const finalCaps = final ? listCaps() : null;
+      finalCaps?.catch(() => undefined); // awaited below, after rsync's own errors
       // A pre-copy round reads a live tree. Exit 23 (partial) means rsync saw a file change
       // under it (e.g. truncated and rewritten while read): the batch then holds data that
       // fails rsync's whole-file verification, and `--read-batch` does not fail on that, it
@@ -456,14 +468,7 @@ export class FsSyncSource {
         w = await writeBatch(this.sourceDir);
       }
       const files = w.stdout.toString('utf8').split('\n').filter((l) => l.trim() !== '').length;
-
-      const caps = await runChecked(
-        'caps',
-        'getfattr',
-        ['-R', '-h', '-P', '-d', '-e', 'hex', '-m', '^security\\.capability$', '.'],
-        { cwd: this.sourceDir, timeoutMs: this.timeoutMs, okCodes: final ? [0] : [0, 1], nice: this.nice },
-        ctx,
-      );
+      const caps = await (finalCaps ?? listCaps());
       const trailer: Trailer = {
         v: TRAILER_VERSION,
         rsyncBytes: (await stat(out)).size,

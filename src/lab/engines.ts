@@ -69,7 +69,7 @@ function installCriuWrapper(home: string, workDir: string): string {
 }
 
 /** The CRIU >= 4.2 that set-up installs (a wrapper around its private prefix). */
-const REAL_CRIU = '/usr/local/sbin/criu';
+export const REAL_CRIU = '/usr/local/sbin/criu';
 
 function criuWorkDir(layout: Pick<EngineInfo, 'xdgRuntimeDir'>): string {
   return join(layout.xdgRuntimeDir, '..', 'criu-work');

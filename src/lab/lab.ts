@@ -19,7 +19,8 @@ import { run, spawnDetached } from '../util/exec.js';
 import type { DaemonConfigInput } from '../daemon/config.js';
 import type { ServiceNetworkConfigInput } from '../network/service-network.js';
 import { BUSYBOX_IMAGE, buildBaseImageArchives, loadImageArchive } from '../images/base-images.js';
-import { engineLayout, engineCriuSettings, startEngine, stopEngine } from './engines.js';
+import { engineLayout, engineCriuSettings, startEngine, stopEngine, REAL_CRIU } from './engines.js';
+import { ensureCriuKdatCache, KDAT_CACHE, KDAT_PATH } from '../engine/criu-kdat.js';
 import { shapeRate, validateLink, writeDelayFile } from './link-shaping.js';
 import { mountsUnder, unmountAllUnder } from './mounts.js';
 import { addNetns, addTap, deleteNetns, listNetns, netnsPath, nsenterArgs, setDefaultRoute, sysctl } from './netns.js';
@@ -143,6 +144,9 @@ export async function labUp(opts: LabUpOptions, progress: Progress): Promise<Lab
     writeLabState(state, dir);
 
     for (const cl of state.cloudlets) await mountScratch(cl.name);
+    // Before any CRIU run: without its cache every dump and restore probes the kernel again.
+    const kdat = await ensureCriuKdatCache(REAL_CRIU);
+    if (kdat === 'made') progress(`criu: kernel-data cache made (${KDAT_CACHE}, linked from ${KDAT_PATH}: /run is not tmpfs here)`);
     progress(`engines: starting ${state.cloudlets.length} Docker engines`);
     await Promise.all(
       state.cloudlets.map(async (cl) => {
