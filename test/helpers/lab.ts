@@ -52,6 +52,20 @@ export function useLab(name: string, opts: { cloudlets?: number; bandwidth?: str
 }
 
 /** Runs a command in a container and returns its stdout (fails on a non-zero exit). */
+/**
+ * The busybox counter's value (BUSYBOX_COUNTER_SCRIPT). The loop truncates /tmp/counter and
+ * writes it again every 0.1 s, and a checkpoint can catch the file in between: an empty read
+ * is retried (1 s at most). NaN if it stays empty, so that a comparison fails.
+ */
+export async function readCounter(docker: Docker, container: string): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    const text = (await execIn(docker, container, ['cat', '/tmp/counter'])).trim();
+    if (text !== '') return Number(text);
+    if (attempt === 10) return Number.NaN;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export async function execIn(docker: Docker, container: string, cmd: string[]): Promise<string> {
   const exec = await docker.getContainer(container).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
   const stream = await exec.start({});

@@ -6,7 +6,7 @@ import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { useLab, execIn } from '../helpers/lab.js';
+import { useLab, execIn, readCounter } from '../helpers/lab.js';
 import { IMAGE_CACHE_DIR } from '../../src/lab/lab.js';
 import { buildBaseImageArchives, loadImageArchive, BUSYBOX_IMAGE } from '../../src/images/base-images.js';
 import { writeImageArchive, type LayerFile } from '../../src/images/archive.js';
@@ -68,7 +68,7 @@ describe('migration ships the missing image layers', { skip: !isRoot && 'needs r
     });
     await c.start();
     await sleep(1500);
-    const before = Number((await execIn(a, 'appctr', ['cat', '/tmp/counter'])).trim());
+    const before = await readCounter(a, 'appctr');
     assert.ok(before > 0);
 
     const r = await lab.cliJson(['migrate', 'appctr', '--from', 'a', '--to', 'b', '--rounds', '1'], 300_000);
@@ -87,9 +87,9 @@ describe('migration ships the missing image layers', { skip: !isRoot && 'needs r
     assert.equal((await b.getImage(APP).inspect()).Id, app.imageId);
     assert.equal((await b.getContainer('appctr').inspect()).State.Running, true);
     assert.equal((await a.listContainers({ all: true })).some((x) => x.Names.includes('/appctr')), false);
-    const after1 = Number((await execIn(b, 'appctr', ['cat', '/tmp/counter'])).trim());
+    const after1 = await readCounter(b, 'appctr');
     await sleep(500);
-    const after2 = Number((await execIn(b, 'appctr', ['cat', '/tmp/counter'])).trim());
+    const after2 = await readCounter(b, 'appctr');
     assert.ok(after1 >= before, `counter continued: ${before} -> ${after1}`);
     assert.ok(after2 > after1, 'counter keeps counting on b');
     assert.equal((await execIn(b, 'appctr', ['cat', '/tmp/seen'])).trim(), 'hello from the app layer');

@@ -2,7 +2,7 @@
 // filesystem batches, restore on the other engine, rollback.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { useLab, execIn } from '../helpers/lab.js';
+import { useLab, execIn, readCounter } from '../helpers/lab.js';
 import { BUSYBOX_COUNTER_SCRIPT, STATEFUL_SERVICE_SCRIPT } from '../../src/workloads/stateful-service.js';
 import { measureEngineFloor } from '../../src/bench/engine-floor.js';
 import { holderCreateOptions, joiningHolder, SPARE_HOLDER_NAME } from '../../src/network/netns-holder.js';
@@ -29,7 +29,7 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     });
     await c.start();
     await sleep(1500);
-    const before = Number((await execIn(a, 'counter', ['cat', '/tmp/counter'])).trim());
+    const before = await readCounter(a, 'counter');
     assert.ok(before > 0);
 
     const r = await lab.cliJson(['migrate', 'counter', '--from', 'a', '--to', 'b', '--rounds', '1'], 300_000);
@@ -46,9 +46,9 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     assert.equal((await a.listContainers({ all: true })).some((x) => x.Names.includes('/counter')), false);
     const info = await b.getContainer('counter').inspect();
     assert.equal(info.State.Running, true);
-    const after1 = Number((await execIn(b, 'counter', ['cat', '/tmp/counter'])).trim());
+    const after1 = await readCounter(b, 'counter');
     await sleep(500);
-    const after2 = Number((await execIn(b, 'counter', ['cat', '/tmp/counter'])).trim());
+    const after2 = await readCounter(b, 'counter');
     assert.ok(after1 >= before, `counter continued: ${before} -> ${after1}`);
     assert.ok(after2 > after1, 'counter keeps counting on b');
 
@@ -64,7 +64,7 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     t.diagnostic(`engine floor on b: ${JSON.stringify(floor)}`);
     assert.ok(floor.checkpointMs > 0 && floor.restoreMs > 0 && floor.floorMs === floor.checkpointMs + floor.restoreMs);
     assert.equal((await b.getContainer('counter').inspect()).State.Running, true, 'running again after the floor measurement');
-    const after3 = Number((await execIn(b, 'counter', ['cat', '/tmp/counter'])).trim());
+    const after3 = await readCounter(b, 'counter');
     assert.ok(after3 >= after2, `counter continued across the in-place restore: ${after2} -> ${after3}`);
     const info2 = await b.getContainer('counter').inspect();
     assert.deepEqual(await readdir(join(lab.state().cloudlets.find((c) => c.name === 'b')!.engine.dataRoot, 'containers', info2.Id, 'checkpoints')).catch(() => []), [], 'no checkpoint left');
@@ -130,7 +130,7 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     });
     await c.start();
     await sleep(1000);
-    const before = Number((await execIn(a, 'survivor', ['cat', '/tmp/counter'])).trim());
+    const before = await readCounter(a, 'survivor');
     const r = await lab.cli(['migrate', 'survivor', '--from', 'a', '--to', 'b', '--rounds', '1', '--inject', 'before-restore', '--json'], 300_000);
     assert.notEqual(r.code, 0);
     const report = JSON.parse(r.stdout);
@@ -138,7 +138,7 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     assert.match(report.error.message, /injected fault/);
     // Running on a only, state continuing; nothing left on b.
     assert.equal((await a.getContainer('survivor').inspect()).State.Running, true);
-    const after = Number((await execIn(a, 'survivor', ['cat', '/tmp/counter'])).trim());
+    const after = await readCounter(a, 'survivor');
     assert.ok(after >= before, `counter kept: ${before} -> ${after}`);
     assert.equal((await b.listContainers({ all: true })).some((x) => x.Names.includes('/survivor')), false);
     await a.getContainer('survivor').remove({ force: true });
@@ -160,7 +160,7 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     await (await a.createContainer(holder)).start();
     await (await a.createContainer(joiningHolder({ name: 'hcounter', Image: 'cloudlet/busybox:1', Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT] }, 'hcounter-netns'))).start();
     await sleep(1000);
-    const before = Number((await execIn(a, 'hcounter', ['cat', '/tmp/counter'])).trim());
+    const before = await readCounter(a, 'hcounter');
 
     const r = await lab.cliJson(['migrate', 'hcounter', '--from', 'a', '--to', 'b', '--rounds', '0'], 300_000);
     t.diagnostic(`holder: total ${r.totalMs} ms, downtime ${r.downtimeMs} ms, restore ${r.restoreMs} ms, holder ${r.netnsHolderFrom}`);
@@ -170,9 +170,9 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     const holderB = await b.getContainer('hcounter-netns').inspect();
     assert.equal(holderB.Id, spareB, "b's spare became the holder");
     assert.equal((await b.getContainer('hcounter').inspect()).HostConfig.NetworkMode, `container:${spareB}`);
-    const after1 = Number((await execIn(b, 'hcounter', ['cat', '/tmp/counter'])).trim());
+    const after1 = await readCounter(b, 'hcounter');
     await sleep(400);
-    const after2 = Number((await execIn(b, 'hcounter', ['cat', '/tmp/counter'])).trim());
+    const after2 = await readCounter(b, 'hcounter');
     assert.ok(after1 >= before && after2 > after1, `counter continued on b: ${before} -> ${after1} -> ${after2}`);
     const left = (await a.listContainers({ all: true })).flatMap((x) => x.Names);
     assert.ok(!left.includes('/hcounter') && !left.includes('/hcounter-netns'), `nothing of it left on a: ${left.join(' ')}`);
