@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo, from a fresh machine: set-up (idempotent), a lab of two cloudlets and a mobile
 # user's namespace; an app provisioned on cloudlet a from an overlay (on its first request);
+# the app runs in a network namespace holder of its own (src/network/netns-holder.ts);
 # a client holding a raw TCP session and an HTTP keep-alive session to it; the user walks
 # from a's cell to b's, the handoff policy moves the service to b live (same address, same
 # connections); the report (timings, bytes, the gap the client saw); the lab is removed.
@@ -26,7 +27,7 @@ cloudlet nodes
 
 say "the user moves from cell a to cell b; the service follows (progress, then the report)"
 report=/var/lib/cloudlet/demo-handoff.json
-cloudlet bench handoff --scenario mobility --json > "$report"
+cloudlet bench handoff --scenario mobility --netns-holder --json > "$report"
 node -e '
   import("./dist/src/bench/handoff-report.js").then((m) => {
     const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));

@@ -22,7 +22,8 @@ function migration(m: MigrationReport): string {
   return (
     `  ${m.container} ${m.from} -> ${m.to}: ${m.state}; total ${m.totalMs} ms, downtime ${m.downtimeMs} ms ` +
     `(restore ${m.restoreMs} ms, then route switch ${m.announceMs ?? '-'} ms), ${mb(m.bytesSent)} MB sent, ` +
-    `${m.precopyRounds} pre-copy round(s), stopped by ${m.stopReason}; address ${m.serviceAddress ?? '-'} kept\n${rounds}\n`
+    `${m.precopyRounds} pre-copy round(s), stopped by ${m.stopReason}; address ${m.serviceAddress ?? '-'} kept` +
+    `${m.netnsHolder ? ` (in network namespace holder ${m.netnsHolder}, ${m.to}'s copy ${m.netnsHolderFrom === 'spare' ? 'was its spare' : 'started before the freeze'})` : ''}\n${rounds}\n`
   );
 }
 

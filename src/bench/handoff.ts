@@ -246,10 +246,10 @@ export interface DirectHandoffResult {
 /** One live migration from -> to while the client talks to the service. */
 export async function runDirectHandoff(
   lab: LabState,
-  opts: { from: string; to: string; intervalMs: number; progress: (m: string) => void },
+  opts: { from: string; to: string; intervalMs: number; progress: (m: string) => void; netnsHolder?: boolean },
 ): Promise<DirectHandoffResult> {
   const name = 'handoff-svc';
-  const svc = await provisionHandoffService(lab, opts.from, name, { progress: opts.progress });
+  const svc = await provisionHandoffService(lab, opts.from, name, { progress: opts.progress, netnsHolder: opts.netnsHolder === true });
   const client = await startLabClient(svc.address, { durationMs: 120_000, intervalMs: opts.intervalMs });
   let migration: MigrationReport | null = null;
   let report: ClientReport;
@@ -344,7 +344,7 @@ function median(xs: number[]): number | null {
  */
 export async function runMobility(
   lab: LabState,
-  opts: { path: PathStep[]; policy: HandoffPolicyOptions; intervalMs: number; probeMs: number; progress: (m: string) => void },
+  opts: { path: PathStep[]; policy: HandoffPolicyOptions; intervalMs: number; probeMs: number; progress: (m: string) => void; netnsHolder?: boolean },
 ): Promise<MobilityResult> {
   const [a] = lab.cloudlets;
   if (!a || lab.cloudlets.length < 2) throw new UsageError('the mobility scenario needs a lab of at least two cloudlets');
@@ -366,7 +366,7 @@ export async function runMobility(
   };
 
   await setLatencies(opts.path[0]!.latency);
-  const svc = await provisionHandoffService(lab, a.name, name, { progress: opts.progress });
+  const svc = await provisionHandoffService(lab, a.name, name, { progress: opts.progress, netnsHolder: opts.netnsHolder === true });
   let current = a.name;
   const totalMs = opts.path.reduce((s, p) => s + p.holdMs, 0);
   const client = await startLabClient(svc.address, { durationMs: totalMs + 120_000, intervalMs: opts.intervalMs });
@@ -575,13 +575,15 @@ export async function runHandoffBench(opts: {
   intervalMs: number;
   policy?: HandoffPolicyOptions;
   progress: (m: string) => void;
+  /** Provision the direct and mobility scenarios' service in a network namespace holder. */
+  netnsHolder?: boolean;
 }): Promise<HandoffBenchResult> {
   const lab = labOrThrow();
   const links = Object.fromEntries([lab.client, ...lab.cloudlets].map((h) => [h.name, `${h.link.bandwidth}/${h.link.latency}`]));
   const [a, b] = lab.cloudlets;
   if (!a || !b) throw new UsageError('the handoff bench needs a lab of at least two cloudlets');
   const direct = opts.scenarios.includes('direct')
-    ? await runDirectHandoff(lab, { from: a.name, to: b.name, intervalMs: opts.intervalMs, progress: opts.progress })
+    ? await runDirectHandoff(lab, { from: a.name, to: b.name, intervalMs: opts.intervalMs, progress: opts.progress, netnsHolder: opts.netnsHolder === true })
     : null;
   const mobility = opts.scenarios.includes('mobility')
     ? await runMobility(readLabState(labDir()) ?? lab, {
@@ -590,6 +592,7 @@ export async function runHandoffBench(opts: {
         intervalMs: opts.intervalMs,
         probeMs: 250,
         progress: opts.progress,
+        netnsHolder: opts.netnsHolder === true,
       })
     : null;
   const strategies = opts.scenarios.includes('strategies')

@@ -118,9 +118,10 @@ export function registerBenchCommands(program: Command): void {
     .description('network handoff as the user sees it: a client keeps TCP and HTTP keep-alive sessions through a live migration, and through a walk from cell a to cell b')
     .option('--scenario <name>', 'direct, mobility, all (= direct + mobility) or strategies (migrate vs recreate of a stateless HTTP service)', 'all')
     .option('--interval <ms>', 'a client request every (per session)', '20')
+    .option('--netns-holder', 'direct and mobility: run the service in a network namespace holder (cloudlet run --netns-holder)')
     .option('--json', 'print JSON')
     .action(
-      action(async (opts: { scenario: string; interval: string; json?: boolean }) => {
+      action(async (opts: { scenario: string; interval: string; netnsHolder?: boolean; json?: boolean }) => {
         requireRoot('benchmarks on the lab');
         const scenarios = opts.scenario === 'all' ? (['direct', 'mobility'] as const) : [opts.scenario];
         for (const s of scenarios) {
@@ -128,7 +129,7 @@ export function registerBenchCommands(program: Command): void {
         }
         const intervalMs = Number(opts.interval);
         if (!(Number.isInteger(intervalMs) && intervalMs >= 5 && intervalMs <= 10_000)) throw new UsageError(`--interval must be 5..10000 ms (got ${opts.interval})`);
-        const r = await runHandoffBench({ scenarios: scenarios as ('direct' | 'mobility' | 'strategies')[], intervalMs, progress });
+        const r = await runHandoffBench({ scenarios: scenarios as ('direct' | 'mobility' | 'strategies')[], intervalMs, progress, netnsHolder: opts.netnsHolder === true });
         if (opts.json) printJson(r);
         else process.stdout.write(handoffReportText(r));
         const keptOk = r.direct || r.mobility ? r.tcpConnectionSurvived && r.httpKeepAliveSurvived && r.messagesLost === 0 : true;
