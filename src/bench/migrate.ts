@@ -12,6 +12,7 @@ import { CloudletClient } from '../cli/client.js';
 import { parseBandwidth } from '../lab/link-shaping.js';
 import type { LabState } from '../lab/state.js';
 import { onLab } from './lab-session.js';
+import { removeService } from './handoff.js';
 import { measureEngineFloor, type EngineFloor } from './engine-floor.js';
 import { BUSYBOX_COUNTER_SCRIPT, STATEFUL_SERVICE_SCRIPT } from '../workloads/stateful-service.js';
 import type { MigrationReport } from '../migration/types.js';
@@ -118,14 +119,6 @@ async function spareReady(engine: DockerEngine): Promise<void> {
   }
 }
 
-/** Removes a workload and its holder (if any) from each engine. */
-async function removeWorkload(engines: DockerEngine[], name: string): Promise<void> {
-  for (const e of engines) {
-    await removeIfPresent(e, name);
-    await removeIfPresent(e, holderNameFor(name));
-  }
-}
-
 /** Waits until the service in the container answers (HTTP through busybox wget inside it). */
 export async function waitForService(engine: DockerEngine, name: string): Promise<void> {
   for (let i = 0; i < 150; i++) {
@@ -156,14 +149,14 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
     const name = network === 'holder' ? 'bench-counter' : 'bench-counter-own';
     const label = network === 'holder' ? 'busybox counter' : 'busybox counter, own network namespace';
     opts.progress(`${label}: start on a, migrate a -> b (default decision model)`);
-    await removeWorkload([ea, eb], name);
+    await removeService(lab, name);
     await startWorkload(ea, { name, ...counter }, network);
     await sleep(1000);
     const r = await migrate(lab, a, { container: name, to: b });
     await spareReady(eb);
     opts.progress(`${label}: checkpoint and restore in place on b (the engine floor)`);
     const floor = await measureEngineFloor(lab.cloudlets[1]!, name);
-    await removeWorkload([eb], name);
+    await removeService(lab, name);
     scenarios.push({
       name: label,
       network,
@@ -182,7 +175,7 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
   // --- 256 MiB service, low dirty rate
   const svc = 'bench-svc';
   opts.progress(`${opts.stateMb} MiB service (${opts.dirtyPagesPerSec} pages/s dirtied): migrate a -> b (default model)`);
-  await removeWorkload([ea, eb], svc);
+  await removeService(lab, svc);
   await startWorkload(
     ea,
     {
@@ -212,7 +205,7 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
   }
   opts.progress(`${opts.stateMb} MiB service: checkpoint and restore in place on ${home.name} (the engine floor)`);
   const svcFloor = await measureEngineFloor(home, svc);
-  await removeWorkload([ea, eb], svc);
+  await removeService(lab, svc);
   const transferBound = 1.25 * ((pre.bytesSent * 8) / bps) * 1000 + 2000;
   scenarios.push({
     name: `${opts.stateMb} MiB service`,
