@@ -12,6 +12,7 @@ import { CloudletClient } from '../cli/client.js';
 import { parseBandwidth } from '../lab/link-shaping.js';
 import type { LabState } from '../lab/state.js';
 import { onLab } from './lab-session.js';
+import { BUSYBOX_IMAGE } from '../images/base-images.js';
 import { removeService } from './handoff.js';
 import { measureEngineFloor, type EngineFloor } from './engine-floor.js';
 import { BUSYBOX_COUNTER_SCRIPT, STATEFUL_SERVICE_SCRIPT } from '../workloads/stateful-service.js';
@@ -98,7 +99,7 @@ export async function removeIfPresent(engine: DockerEngine, name: string): Promi
  */
 async function startWorkload(engine: DockerEngine, options: ContainerCreateOptions & { name: string }, network: 'holder' | 'own'): Promise<void> {
   if (network === 'holder') {
-    const holder = holderCreateOptions({ name: holderNameFor(options.name), image: 'cloudlet/busybox:1', network: 'none' });
+    const holder = holderCreateOptions({ name: holderNameFor(options.name), image: BUSYBOX_IMAGE, network: 'none' });
     await engine.createContainer(holder);
     await engine.startContainer(holder.name!);
     await engine.createContainer(joiningHolder(options, holder.name!));
@@ -114,7 +115,7 @@ async function startWorkload(engine: DockerEngine, options: ContainerCreateOptio
  */
 async function spareReady(engine: DockerEngine): Promise<void> {
   for (let i = 0; i < 100; i++) {
-    if ((await engine.containerExists(SPARE_HOLDER_NAME)) && (await engine.inspectContainer(SPARE_HOLDER_NAME)).running) return;
+    if ((await engine.inspectContainerIfAny(SPARE_HOLDER_NAME))?.running) return;
     await sleep(100);
   }
 }
@@ -143,7 +144,7 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
   const scenarios: ScenarioResult[] = [];
 
   // --- busybox counter: in a holder (the targets), and with a namespace of its own (for comparison)
-  const counter = { Image: 'cloudlet/busybox:1', Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT] };
+  const counter = { Image: BUSYBOX_IMAGE, Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT] };
   let bb: MigrationReport | null = null;
   for (const network of ['holder', 'own'] as const) {
     const name = network === 'holder' ? 'bench-counter' : 'bench-counter-own';

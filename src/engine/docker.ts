@@ -462,6 +462,16 @@ export class DockerEngine {
     return 'created';
   }
 
+  /** inspectContainer, or null when there is no such container (one API call, not two). */
+  async inspectContainerIfAny(idOrName: string): Promise<ContainerDetails | null> {
+    try {
+      return await this.inspectContainer(idOrName);
+    } catch (err) {
+      if (err instanceof EngineError && err.engineStatus === 404) return null;
+      throw err;
+    }
+  }
+
   async containerExists(nameOrId: string): Promise<boolean> {
     return this.exists(`inspect ${nameOrId}`, () => this.docker.getContainer(nameOrId).inspect());
   }

@@ -133,9 +133,9 @@ export class SpareHolder {
    */
   take(spec: HolderSpec): Promise<string | null> {
     return this.serialized(async () => {
-      if (!this.fits(spec) || !(await this.engine.containerExists(SPARE_HOLDER_NAME))) return null;
-      const d = await this.engine.inspectContainer(SPARE_HOLDER_NAME);
-      if (!d.running || d.imageId !== spec.imageId) return null;
+      if (!this.fits(spec)) return null;
+      const d = await this.engine.inspectContainerIfAny(SPARE_HOLDER_NAME);
+      if (!d?.running || d.imageId !== spec.imageId) return null;
       await this.engine.renameContainer(d.id, spec.name);
       return d.id;
     });
@@ -144,10 +144,9 @@ export class SpareHolder {
   /** Makes a started spare unless one is there; returns what it did. */
   fill(): Promise<string> {
     return this.serialized(async () => {
-      if (await this.engine.containerExists(SPARE_HOLDER_NAME)) {
-        if ((await this.engine.inspectContainer(SPARE_HOLDER_NAME)).running) return 'spare holder ready';
-        await this.engine.removeContainer(SPARE_HOLDER_NAME, { force: true });
-      }
+      const present = await this.engine.inspectContainerIfAny(SPARE_HOLDER_NAME);
+      if (present?.running) return 'spare holder ready';
+      if (present) await this.engine.removeContainer(SPARE_HOLDER_NAME, { force: true });
       const id = await this.engine.createContainer(holderCreateOptions({ name: SPARE_HOLDER_NAME, ...this.template }));
       await this.engine.startContainer(id);
       return `spare holder started (${this.template.image}, network ${this.template.network})`;
