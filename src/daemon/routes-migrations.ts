@@ -34,7 +34,7 @@ const startSchema = z
     precopy: z.enum(['scan', 'dump']).default('scan'),
     inject: z.enum(FAULT_POINTS).optional(),
     /** eager: the destination restores every page before the service runs, even where it could restore lazily. */
-    restore: z.enum(['lazy', 'eager']).optional(),
+    restore: z.enum(['lazy', 'eager', 'auto']).optional(),
     /** Handoff strategy override (issue 9); default: the container's cloudlet.handoff label, else migrate. */
     strategy: z.enum(HANDOFF_STRATEGIES).optional(),
     /** Give up a silent call to the destination after this long (a cut link); default 120 s. */

@@ -39,7 +39,11 @@ export interface LabUpOptions {
   link: LinkSpec;
   /** Per-node overrides, e.g. the client's link. */
   links?: Record<string, LinkSpec>;
-  /** How migrated containers are restored (default eager; lazy measured no faster, docs/results/migration.md). */
+  /**
+   * Whether the cloudlets may restore migrated containers lazily (default lazy: each handoff
+   * then asks for lazy or eager, by default by the container's memory, see restoreFor in
+   * migration/source.ts; eager: never lazily).
+   */
   restore?: RestoreMode;
 }
 
@@ -101,7 +105,7 @@ export async function labUp(opts: LabUpOptions, progress: Progress): Promise<Lab
     router: { namespace: `${LAB_PREFIX}router` },
     client: hostOnLink('client', 0, linkOf('client'), dir),
     cloudlets: [],
-    restore: opts.restore ?? 'eager',
+    restore: opts.restore ?? 'lazy',
     forwarder: null,
   };
   // Written before anything exists, so that `lab down` can clean up after a failed `up`.

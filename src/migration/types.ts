@@ -25,9 +25,15 @@ export interface MigrationRequest {
   peerTimeoutMs?: number;
   /** Handoff strategy override (issue 9); without it the container's cloudlet.handoff label decides. */
   strategy?: HandoffStrategy;
-  /** eager: no lazy restore at the destination even where it is configured (baselines, experiments). */
-  restore?: 'lazy' | 'eager';
+  /**
+   * The destination's restore: lazy (post-copy from the received images, where the destination
+   * is configured for it), eager (every page in before the service runs: baselines,
+   * experiments), auto (the default: lazy for large memory, see restoreFor in source.ts).
+   */
+  restore?: RestoreChoice;
 }
+
+export type RestoreChoice = 'lazy' | 'eager' | 'auto';
 
 /**
  * How a service is handed off (issue 9): `migrate` (live migration), `recreate` (a fresh
@@ -150,6 +156,8 @@ export interface MigrationReport {
   announceMs: number | null;
   /** Lazy restore: from the service answering at the destination to its last page copied in (not downtime). */
   postCopyMs: number | null;
+  /** How the destination restored: lazy (it answered with a post-copy time) or eager; null before the final round. Absent in older reports. */
+  restoreMode?: 'lazy' | 'eager' | null;
   /**
    * The container's image, when the destination lacked it: only the layers it was missing
    * (an overlay on its best base; the whole image when it had none), its time part of totalMs.
@@ -195,6 +203,7 @@ export function newReport(init: {
     restoreMs: null,
     announceMs: null,
     postCopyMs: null,
+    restoreMode: null,
     imageShipped: null,
     bytesSent: 0,
     destinationContainerId: null,

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { migrationBody, parseDuration } from '../../src/cli/commands/migrate.js';
 import { policyFromOptions } from '../../src/daemon/routes-migrations.js';
-import { hasherFor } from '../../src/migration/source.js';
+import { hasherFor, LAZY_RESTORE_MIN_BYTES, restoreFor } from '../../src/migration/source.js';
 
 const defaults = { container: 'web', to: 'b', maxDowntimeMs: 1000, maxRounds: 8, maxTimeMs: 300_000, codec: 'auto', precopy: 'scan' } as const;
 
@@ -20,6 +20,18 @@ test('CLI options become the API body', () => {
   assert.deepEqual(b, { container: 'web', to: 'b', rounds: 2, codec: 'zstd', maxDowntimeMs: 500 });
   assert.throws(() => migrationBody('web', { from: 'a', to: 'b', rounds: '-1' }), /--rounds must be a non-negative integer/);
   assert.throws(() => migrationBody('web', { from: 'a', to: 'b', maxRounds: 'x' }), /--max-rounds/);
+  assert.equal(migrationBody('web', { from: 'a', to: 'b', restore: 'auto' }).restore, 'auto');
+  assert.throws(() => migrationBody('web', { from: 'a', to: 'b', restore: 'later' }), /--restore must be lazy, eager or auto \(got 'later'\)/);
+});
+
+test('restoreFor: auto restores large memory lazily, small eagerly; an explicit choice wins', () => {
+  assert.equal(LAZY_RESTORE_MIN_BYTES, 128 * 2 ** 20);
+  assert.equal(restoreFor(undefined, 256 * 2 ** 20), 'lazy', '256 MiB service, no choice made');
+  assert.equal(restoreFor('auto', LAZY_RESTORE_MIN_BYTES), 'lazy');
+  assert.equal(restoreFor('auto', LAZY_RESTORE_MIN_BYTES - 1), 'eager');
+  assert.equal(restoreFor(undefined, 200 * 1024), 'eager', 'busybox counter');
+  assert.equal(restoreFor('eager', 256 * 2 ** 20), 'eager');
+  assert.equal(restoreFor('lazy', 200 * 1024), 'lazy');
 });
 
 test('one stop rule per migration', () => {

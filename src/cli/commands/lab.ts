@@ -74,7 +74,11 @@ export function registerLabCommands(program: Command): void {
     .option('--cloudlets <n>', 'number of cloudlets', '2')
     .option('--bandwidth <rate>', 'bandwidth of every link (tc rate)', '100mbit')
     .option('--latency <delay>', 'one-way delay added in each direction of every link', '5ms')
-    .addOption(new Option('--restore <mode>', 'how migrated containers are restored: eager, or lazy (post-copy from the received images)').choices(['eager', 'lazy']).default('eager'))
+    .addOption(
+      new Option('--restore <mode>', 'lazy: handoffs may restore lazily (post-copy from the received images; by default those of 128 MiB of memory or more); eager: never')
+        .choices(['eager', 'lazy'])
+        .default('lazy'),
+    )
     .option('--json', 'print the lab as JSON')
     .action(
       action(async (opts: { cloudlets: string; bandwidth: string; latency: string; restore: RestoreMode; json?: boolean }) => {

@@ -53,7 +53,7 @@ export function migrationBody(container: string, o: MigrateOptions): StartMigrat
     body.strategy = o.strategy as HandoffStrategy;
   }
   if (o.restore !== undefined) {
-    if (o.restore !== 'lazy' && o.restore !== 'eager') throw new UsageError(`--restore must be lazy or eager (got '${o.restore}')`);
+    if (o.restore !== 'lazy' && o.restore !== 'eager' && o.restore !== 'auto') throw new UsageError(`--restore must be lazy, eager or auto (got '${o.restore}')`);
     body.restore = o.restore;
   }
   return body;
@@ -114,7 +114,7 @@ export function registerMigrateCommand(program: Command): void {
     .option('--codec <codec>', 'lz4, zstd, gzip, none or auto (per round, from link and data)', 'auto')
     .option('--precopy <how>', 'pre-copy capture: scan (read /proc, no freeze) or dump (CRIU --leave-running)', 'scan')
     .option('--strategy <name>', "migrate, recreate or auto (default: the service's declared handoff)")
-    .option('--restore <mode>', 'eager: every page restored before the service runs, even where the destination restores lazily (default: as the destination is configured)')
+    .option('--restore <mode>', 'lazy (post-copy, where the destination is configured for it), eager (every page in before the service runs) or auto: lazy from 128 MiB of memory', 'auto')
     .option('--json', 'print the report as JSON')
     .addOption(new Option('--inject <point>', 'test hook: make the destination fail (lab only)').hideHelp())
     .action(
