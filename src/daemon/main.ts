@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { CloudletError, errorMessage } from '../util/errors.js';
 import { loadDaemonConfig } from './config.js';
 import { startDaemon } from './server.js';
+import { startSpawner, stopSpawner } from '../util/spawner.js';
 
 const program = new Command()
   .name('cloudletd')
@@ -16,6 +17,9 @@ async function main(): Promise<void> {
   program.parse(process.argv);
   const { config: configPath } = program.opts<{ config: string }>();
   const config = loadDaemonConfig(configPath);
+  // Before anything grows this process: programs (runc, rsync, CRIU...) are started by a
+  // small spawner process, whose fork stays cheap (see util/spawner.ts).
+  await startSpawner();
   const daemon = await startDaemon({ config });
 
   let stopping = false;
@@ -28,7 +32,10 @@ async function main(): Promise<void> {
     stopping = true;
     daemon.app.log.info({ signal }, 'shutting down');
     daemon.close().then(
-      () => process.exit(0),
+      () => {
+        stopSpawner();
+        process.exit(0);
+      },
       (err: unknown) => {
         daemon.app.log.error({ err }, 'error during shutdown');
         process.exit(1);

@@ -18,10 +18,10 @@
 //
 // Nothing is given up on safety: the daemon's exit status says whether every page arrived;
 // the handoff is committed (the source copy removed) only after that.
-import { spawn } from 'node:child_process';
 import { lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CloudletError } from '../util/errors.js';
+import { startTracked } from '../util/spawner.js';
 
 /** Where an engine's restores read their CRIU options, and the work directory those name. */
 export interface LazyRestoreConfig {
@@ -83,40 +83,31 @@ export async function startLazyPagesDaemon(opts: { criu: string; imagesDir: stri
   // Under `timeout`: a daemon whose restore never comes (cloudletd killed before it) waits
   // for a connection forever; bounded, it cannot outlive a handoff by much. `timeout` passes
   // our SIGTERM on to CRIU.
-  const child = spawn(
-    'timeout',
-    ['-k', '5', String(DAEMON_LIFETIME_S), opts.criu, 'lazy-pages', '--images-dir', opts.imagesDir, '--work-dir', opts.workDir, '-o', opts.logFile, '-v2'],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    if (stderr.length < 4096) stderr += d.toString();
+  const child = startTracked('timeout', ['-k', '5', String(DAEMON_LIFETIME_S), opts.criu, 'lazy-pages', '--images-dir', opts.imagesDir, '--work-dir', opts.workDir, '-o', opts.logFile, '-v2'], {
+    maxStdout: 4096,
   });
   const context = { imagesDir: opts.imagesDir, log: opts.logFile };
-  const exited = new Promise<number | null>((resolve, reject) => {
-    child.once('error', (e) => reject(new LazyPagesError(`cannot run ${opts.criu} lazy-pages: ${e.message}`, context)));
-    child.once('exit', (code, signal) => resolve(signal ? null : code));
-  });
   let running = true;
-  const done = exited.then(
-    async (code) => {
+  const done = child.exited.then(
+    async (x) => {
       running = false;
+      const code = x.signal ? null : x.code;
       if (code !== 0) {
         const tail = (await readFile(opts.logFile, 'utf8').catch(() => '')).split('\n').filter((l) => /Error|Only \d+ of/.test(l)).slice(-3).join(' | ');
-        throw new LazyPagesError(`CRIU's lazy-pages daemon failed (exit ${code ?? 'by signal'}): ${tail || stderr.trim() || 'see its log'}`, context);
+        throw new LazyPagesError(`CRIU's lazy-pages daemon failed (exit ${code ?? 'by signal'}): ${tail || x.stderr.slice(0, 4096).trim() || 'see its log'}`, context);
       }
     },
     (e: unknown) => {
       running = false;
-      throw e;
+      throw new LazyPagesError(`cannot run ${opts.criu} lazy-pages: ${(e as Error).message}`, context);
     },
   );
   // Nobody may be waiting on `done` yet: a failure is still seen by whoever awaits it.
   done.catch(() => undefined);
   const stop = async (): Promise<void> => {
-    if (!running || child.pid === undefined) return;
+    if (!running) return;
     child.kill('SIGTERM');
-    await exited.catch(() => null);
+    await child.exited.catch(() => null);
   };
   for (let waited = 0; ; waited += 5) {
     if ((await stat(socket).catch(() => null))?.isSocket()) break;
@@ -130,7 +121,7 @@ export async function startLazyPagesDaemon(opts: { criu: string; imagesDir: stri
     }
     await sleep(5);
   }
-  return { pid: child.pid!, done, stop };
+  return { pid: await child.pid, done, stop };
 }
 
 const configLocks = new Map<string, Promise<void>>();

@@ -46,12 +46,11 @@
 // Every batch names the treeDigest (tree-digest.ts) of the tree it was written against and
 // applyBatch refuses a destination that differs (a missed, repeated or reordered round):
 // rsync itself would hang on such a destination instead of failing.
-import { spawn } from 'node:child_process';
-import { createReadStream } from 'node:fs';
 import { appendFile, mkdir, open, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { FsSyncError, stderrTail } from './errors.js';
 import { treeDigest } from './tree-digest.js';
+import { startTracked, type ProgramExit } from '../util/spawner.js';
 
 export { FsSyncError } from './errors.js';
 
@@ -130,70 +129,33 @@ interface Trailer {
   caps: string;
 }
 
-interface ProcResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: Buffer;
-  stderr: string;
-}
-
-const MAX_STDERR = 64 * 1024;
+type ProcResult = ProgramExit;
 
 /** Runs a program with an argument array (no shell); optionally feeds a byte range of a file to stdin. */
-function runProc(
+async function runProc(
   cmd: string,
   args: readonly string[],
   opts: { cwd?: string; timeoutMs: number; stdinFile?: { path: string; end: number } },
 ): Promise<ProcResult> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(cmd, args as string[], {
-      cwd: opts.cwd,
-      env: { ...process.env, LC_ALL: 'C' },
-      stdio: [opts.stdinFile ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-      detached: true, // own process group: a timeout ends rsync's forked helpers too
-    });
-    const out: Buffer[] = [];
-    let err = '';
-    let timedOut = false;
-    child.stdout!.on('data', (b: Buffer) => out.push(b));
-    child.stderr!.on('data', (b: Buffer) => {
-      err += b.toString('utf8');
-      if (err.length > MAX_STDERR) err = err.slice(-MAX_STDERR);
-    });
-    const timer = setTimeout(() => {
-      timedOut = true;
-      if (child.pid !== undefined) {
-        try {
-          process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          child.kill('SIGKILL');
-        }
-      }
-    }, opts.timeoutMs);
-    if (opts.stdinFile) {
-      const stdin = child.stdin!;
-      stdin.on('error', () => undefined); // EPIPE when the program exits early: its exit code tells
-      if (opts.stdinFile.end > 0) {
-        const rs = createReadStream(opts.stdinFile.path, { start: 0, end: opts.stdinFile.end - 1 });
-        rs.on('error', (e) => {
-          err += `\nreading ${opts.stdinFile!.path}: ${e.message}`;
-          stdin.destroy();
-        });
-        rs.pipe(stdin);
-      } else {
-        stdin.end();
-      }
-    }
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (timedOut) err += `\ntimed out after ${opts.timeoutMs} ms`;
-      resolvePromise({ code, signal, stdout: Buffer.concat(out), stderr: err });
-    });
+  // Through the daemon's spawner when one runs (see spawner.ts); in a process group of its
+  // own: a timeout ends rsync's forked helpers too.
+  const p = startTracked(cmd, args, {
+    env: { ...process.env, LC_ALL: 'C' },
+    detached: true,
+    ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
+    ...(opts.stdinFile ? { stdinFile: opts.stdinFile } : {}),
   });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    p.kill('SIGKILL', { group: true });
+  }, opts.timeoutMs);
+  try {
+    const x = await p.exited;
+    return { code: x.code, signal: x.signal, stdout: x.stdout, stderr: x.stderr + (timedOut ? `\ntimed out after ${opts.timeoutMs} ms` : '') };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function runChecked(

@@ -1,7 +1,8 @@
 // Running external programs without a shell: arguments are passed as an array, never
 // concatenated into a command line, so names and ids from input cannot inject commands.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { CommandError } from './errors.js';
+import { startTracked, type ProgramExit } from './spawner.js';
 
 export interface RunOptions {
   input?: string | Buffer;
@@ -17,31 +18,32 @@ export interface RunResult {
 }
 
 /** Runs a program to completion; throws CommandError (with stderr) when it fails. */
-export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      cmd,
-      args as string[],
-      {
-        encoding: 'utf8',
-        timeout: opts.timeoutMs ?? 120_000,
-        env: opts.env ?? process.env,
-        cwd: opts.cwd,
-        maxBuffer: opts.maxBuffer ?? 64 * 1024 * 1024,
-      },
-      (err, stdout, stderr) => {
-        if (err) {
-          const code = typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number'
-            ? ((err as unknown as { code: number }).code)
-            : null;
-          reject(new CommandError(cmd, args, code, stderr || err.message, err));
-          return;
-        }
-        resolve({ stdout, stderr });
-      },
-    );
-    if (opts.input !== undefined) child.stdin?.end(opts.input);
+export async function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const timeoutMs = opts.timeoutMs ?? 120_000;
+  // Started through the daemon's spawner when one runs (see spawner.ts).
+  const p = startTracked(cmd, args, {
+    env: opts.env ?? process.env,
+    ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
+    ...(opts.input !== undefined ? { input: opts.input } : {}),
+    maxStdout: opts.maxBuffer ?? 64 * 1024 * 1024,
   });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    p.kill('SIGTERM');
+  }, timeoutMs);
+  let x: ProgramExit;
+  try {
+    x = await p.exited;
+  } catch (e) {
+    throw new CommandError(cmd, args, null, (e as Error).message, e);
+  } finally {
+    clearTimeout(timer);
+  }
+  const stdout = x.stdout.toString('utf8');
+  if (x.code === 0) return { stdout, stderr: x.stderr };
+  const why = timedOut ? `timed out after ${timeoutMs} ms` : x.signal ? `killed by ${x.signal}` : '';
+  throw new CommandError(cmd, args, x.code, why === '' ? x.stderr : `${x.stderr}${x.stderr === '' || x.stderr.endsWith('\n') ? '' : '\n'}${why}`);
 }
 
 /** Like run, but returns the exit code instead of throwing on a non-zero exit. */
