@@ -21,6 +21,7 @@
 import { lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CloudletError } from '../util/errors.js';
+import { tryRun } from '../util/exec.js';
 import { startTracked } from '../util/spawner.js';
 
 /** Where an engine's restores read their CRIU options, and the work directory those name. */
@@ -122,6 +123,13 @@ export async function startLazyPagesDaemon(opts: { criu: string; imagesDir: stri
     await sleep(5);
   }
   return { pid: await child.pid, done, stop };
+}
+
+/** Whether this kernel and CRIU can restore lazily (`criu check --feature uffd-noncoop`); the detail says why not. */
+export async function lazyPagesSupported(criu: string): Promise<{ ok: boolean; detail: string }> {
+  const r = await tryRun(criu, ['check', '--feature', 'uffd-noncoop']);
+  const detail = `${r.stdout}${r.stderr}`.trim().split('\n').slice(-2).join(' | ');
+  return { ok: r.exitCode === 0, detail };
 }
 
 const configLocks = new Map<string, Promise<void>>();

@@ -21,6 +21,7 @@ import type { ServiceNetworkConfigInput } from '../network/service-network.js';
 import { BUSYBOX_IMAGE, buildBaseImageArchives, loadImageArchive } from '../images/base-images.js';
 import { engineLayout, engineCriuSettings, startEngine, stopEngine, REAL_CRIU } from './engines.js';
 import { ensureCriuKdatCache, KDAT_CACHE, KDAT_PATH } from '../engine/criu-kdat.js';
+import { lazyPagesSupported } from '../engine/lazy-pages.js';
 import { shapeRate, validateLink, writeDelayFile } from './link-shaping.js';
 import { mountsUnder, unmountAllUnder } from './mounts.js';
 import { addNetns, addTap, deleteNetns, listNetns, netnsPath, nsenterArgs, setDefaultRoute, sysctl } from './netns.js';
@@ -40,9 +41,9 @@ export interface LabUpOptions {
   /** Per-node overrides, e.g. the client's link. */
   links?: Record<string, LinkSpec>;
   /**
-   * Whether the cloudlets may restore migrated containers lazily (default lazy: each handoff
-   * then asks for lazy or eager, by default by the container's memory, see restoreFor in
-   * migration/source.ts; eager: never lazily).
+   * Whether the cloudlets may restore migrated containers lazily (default: lazy where CRIU
+   * can, see labRestoreMode; each handoff then asks for lazy or eager, by default by the
+   * container's memory, see restoreFor in migration/source.ts; eager: never lazily).
    */
   restore?: RestoreMode;
 }
@@ -72,6 +73,21 @@ function hostOnLink(name: string, k: number, link: LinkSpec, dir: string): LabHo
   };
 }
 
+/**
+ * Lazy restores where this kernel and CRIU allow them (userfaultfd), unless asked otherwise;
+ * asked for where they do not, lab up fails with CRIU's answer.
+ */
+async function labRestoreMode(asked: RestoreMode | undefined, progress: Progress): Promise<RestoreMode> {
+  if (asked === 'eager') return 'eager';
+  const lazy = await lazyPagesSupported(REAL_CRIU);
+  if (lazy.ok) return 'lazy';
+  if (asked === 'lazy') {
+    throw new UsageError(`lazy restores need userfaultfd: \`criu check --feature uffd-noncoop\` failed: ${lazy.detail}`, { hint: 'use --restore eager' });
+  }
+  progress(`criu: no lazy restores here (criu check --feature uffd-noncoop: ${lazy.detail}): handoffs restore eagerly`);
+  return 'eager';
+}
+
 export async function labUp(opts: LabUpOptions, progress: Progress): Promise<LabState> {
   if (!Number.isInteger(opts.cloudlets) || opts.cloudlets < 1 || opts.cloudlets > 8) {
     throw new UsageError(`--cloudlets must be an integer from 1 to 8 (got ${opts.cloudlets})`);
@@ -92,6 +108,7 @@ export async function labUp(opts: LabUpOptions, progress: Progress): Promise<Lab
       hint: 'run `cloudlet lab down` first',
     });
   }
+  const restore = await labRestoreMode(opts.restore, progress);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   mkdirSync(runDir, { recursive: true, mode: 0o700 });
 
@@ -105,7 +122,7 @@ export async function labUp(opts: LabUpOptions, progress: Progress): Promise<Lab
     router: { namespace: `${LAB_PREFIX}router` },
     client: hostOnLink('client', 0, linkOf('client'), dir),
     cloudlets: [],
-    restore: opts.restore ?? 'lazy',
+    restore,
     forwarder: null,
   };
   // Written before anything exists, so that `lab down` can clean up after a failed `up`.

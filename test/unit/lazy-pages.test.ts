@@ -7,7 +7,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { clearLeftLazyPagesOption, serializedWithLazyRestores, withLazyPagesOption } from '../../src/engine/lazy-pages.js';
+import { clearLeftLazyPagesOption, lazyPagesSupported, serializedWithLazyRestores, withLazyPagesOption } from '../../src/engine/lazy-pages.js';
+import { REAL_CRIU } from '../../src/lab/engines.js';
 
 const ORIGINAL = 'tcp-established\nwork-dir /run/x/criu-work\n';
 
@@ -65,5 +66,14 @@ describe('lazy-pages option in the engine CRIU configuration', () => {
     assert.equal(await readFile(conf, 'utf8'), ORIGINAL);
     assert.equal(await clearLeftLazyPagesOption(conf), false);
     assert.equal(await readFile(conf, 'utf8'), ORIGINAL);
+  });
+});
+
+describe('lazyPagesSupported', () => {
+  it("asks CRIU whether it can restore lazily here, and says no with CRIU's answer when it cannot", { skip: process.getuid?.() !== 0 && 'criu check needs root' }, async () => {
+    // PLATFORM.md: uffd-noncoop passes on this machine kind.
+    assert.equal((await lazyPagesSupported(REAL_CRIU)).ok, true);
+    const no = await lazyPagesSupported('false');
+    assert.equal(no.ok, false);
   });
 });

@@ -28,6 +28,8 @@ function publicView(state: LabState) {
   return {
     dir: state.dir,
     createdAt: state.createdAt,
+    /** Whether handoffs to these cloudlets may restore lazily. */
+    restore: state.restore ?? 'eager',
     router: state.router,
     client: state.client,
     cloudlets: state.cloudlets.map((cl) => ({
@@ -75,13 +77,14 @@ export function registerLabCommands(program: Command): void {
     .option('--bandwidth <rate>', 'bandwidth of every link (tc rate)', '100mbit')
     .option('--latency <delay>', 'one-way delay added in each direction of every link', '5ms')
     .addOption(
-      new Option('--restore <mode>', 'lazy: handoffs may restore lazily (post-copy from the received images; by default those of 128 MiB of memory or more); eager: never')
-        .choices(['eager', 'lazy'])
-        .default('lazy'),
+      new Option(
+        '--restore <mode>',
+        'lazy: handoffs may restore lazily (post-copy from the received images; by default those of 128 MiB of memory or more); eager: never (default: lazy where CRIU can)',
+      ).choices(['eager', 'lazy']),
     )
     .option('--json', 'print the lab as JSON')
     .action(
-      action(async (opts: { cloudlets: string; bandwidth: string; latency: string; restore: RestoreMode; json?: boolean }) => {
+      action(async (opts: { cloudlets: string; bandwidth: string; latency: string; restore?: RestoreMode; json?: boolean }) => {
         requireRoot('the lab (network namespaces, Docker engines)');
         const t0 = Date.now();
         const state = await labUp(
