@@ -85,6 +85,10 @@ async function launchSpawner(): Promise<void> {
   const pending = new Map<number, Pending>();
   const s: Spawner = { child, pending };
   child.on('message', (a: SpawnAnswer) => pending.get(a.id)?.onAnswer(a));
+  // No new requests once its channel is gone; the exit below answers the watched ones.
+  child.once('disconnect', () => {
+    if (spawner === s) spawner = null;
+  });
   child.once('exit', (code, signal) => {
     if (spawner === s) spawner = null;
     for (const [id, p] of pending) {
@@ -179,7 +183,12 @@ export function startTracked(cmd: string, args: readonly string[], opts: Program
   if (s) {
     if (s.pending.size === 0) holdFor(s, true);
     s.pending.set(req.id, { onAnswer });
-    s.child.send(req);
+    s.child.send(req, (err) => {
+      if (!err || !s.pending.delete(req.id)) return;
+      // The channel closed under the request (the spawner is going): nothing was started.
+      if (s.pending.size === 0) holdFor(s, false);
+      startProgram(req, onAnswer);
+    });
   } else {
     startProgram(req, onAnswer);
   }
