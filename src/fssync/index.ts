@@ -50,7 +50,7 @@ import { appendFile, mkdir, open, rm, rmdir, stat, writeFile } from 'node:fs/pro
 import { dirname, join, resolve, sep } from 'node:path';
 import { FsSyncError, stderrTail } from './errors.js';
 import { treeDigest } from './tree-digest.js';
-import { startTracked, type ProgramExit } from '../util/spawner.js';
+import { runTracked, type ProgramExit } from '../util/spawner.js';
 
 export { FsSyncError } from './errors.js';
 
@@ -129,33 +129,24 @@ interface Trailer {
   caps: string;
 }
 
-type ProcResult = ProgramExit;
-
 /** Runs a program with an argument array (no shell); optionally feeds a byte range of a file to stdin. */
 async function runProc(
   cmd: string,
   args: readonly string[],
   opts: { cwd?: string; timeoutMs: number; stdinFile?: { path: string; end: number } },
-): Promise<ProcResult> {
+): Promise<ProgramExit> {
   // Through the daemon's spawner when one runs (see spawner.ts); in a process group of its
   // own: a timeout ends rsync's forked helpers too.
-  const p = startTracked(cmd, args, {
+  const x = await runTracked(cmd, args, {
     env: { ...process.env, LC_ALL: 'C' },
     detached: true,
     ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
     ...(opts.stdinFile ? { stdinFile: opts.stdinFile } : {}),
+    timeoutMs: opts.timeoutMs,
+    kill: 'SIGKILL',
+    killGroup: true,
   });
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    p.kill('SIGKILL', { group: true });
-  }, opts.timeoutMs);
-  try {
-    const x = await p.exited;
-    return { code: x.code, signal: x.signal, stdout: x.stdout, stderr: x.stderr + (timedOut ? `\ntimed out after ${opts.timeoutMs} ms` : '') };
-  } finally {
-    clearTimeout(timer);
-  }
+  return { ...x, stderr: x.stderr + (x.timedOut ? `\ntimed out after ${opts.timeoutMs} ms` : '') };
 }
 
 async function runChecked(
@@ -164,8 +155,8 @@ async function runChecked(
   args: readonly string[],
   opts: { cwd?: string; timeoutMs: number; stdinFile?: { path: string; end: number }; okCodes: readonly number[]; nice?: number | null },
   context: Record<string, unknown>,
-): Promise<ProcResult> {
-  let r: ProcResult;
+): Promise<ProgramExit> {
+  let r: ProgramExit;
   try {
     r = opts.nice === undefined || opts.nice === null ? await runProc(cmd, args, opts) : await runProc('nice', ['-n', String(opts.nice), cmd, ...args], opts);
   } catch (e) {

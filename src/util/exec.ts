@@ -2,7 +2,7 @@
 // concatenated into a command line, so names and ids from input cannot inject commands.
 import { spawn } from 'node:child_process';
 import { CommandError } from './errors.js';
-import { startTracked, type ProgramExit } from './spawner.js';
+import { runTracked, type ProgramExit } from './spawner.js';
 
 export interface RunOptions {
   input?: string | Buffer;
@@ -21,28 +21,21 @@ export interface RunResult {
 export async function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 120_000;
   // Started through the daemon's spawner when one runs (see spawner.ts).
-  const p = startTracked(cmd, args, {
-    env: opts.env ?? process.env,
-    ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
-    ...(opts.input !== undefined ? { input: opts.input } : {}),
-    maxStdout: opts.maxBuffer ?? 64 * 1024 * 1024,
-  });
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    p.kill('SIGTERM');
-  }, timeoutMs);
-  let x: ProgramExit;
+  let x: ProgramExit & { timedOut: boolean };
   try {
-    x = await p.exited;
+    x = await runTracked(cmd, args, {
+      env: opts.env ?? process.env,
+      ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
+      ...(opts.input !== undefined ? { input: opts.input } : {}),
+      maxStdout: opts.maxBuffer ?? 64 * 1024 * 1024,
+      timeoutMs,
+    });
   } catch (e) {
     throw new CommandError(cmd, args, null, (e as Error).message, e);
-  } finally {
-    clearTimeout(timer);
   }
   const stdout = x.stdout.toString('utf8');
   if (x.code === 0) return { stdout, stderr: x.stderr };
-  const why = timedOut ? `timed out after ${timeoutMs} ms` : x.signal ? `killed by ${x.signal}` : '';
+  const why = x.timedOut ? `timed out after ${timeoutMs} ms` : x.signal ? `killed by ${x.signal}` : '';
   throw new CommandError(cmd, args, x.code, why === '' ? x.stderr : `${x.stderr}${x.stderr === '' || x.stderr.endsWith('\n') ? '' : '\n'}${why}`);
 }
 

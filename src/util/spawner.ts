@@ -211,3 +211,26 @@ export function startTracked(cmd: string, args: readonly string[], opts: Program
     },
   };
 }
+
+/**
+ * Runs a program to its exit (through the spawner when it runs). At the deadline it gets
+ * `kill` (default SIGTERM), its whole process group with `killGroup` (a detached program).
+ */
+export async function runTracked(
+  cmd: string,
+  args: readonly string[],
+  opts: ProgramOptions & { timeoutMs: number; kill?: NodeJS.Signals; killGroup?: boolean },
+): Promise<ProgramExit & { timedOut: boolean }> {
+  const { timeoutMs, kill = 'SIGTERM', killGroup = false, ...programOptions } = opts;
+  const p = startTracked(cmd, args, programOptions);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    p.kill(kill, { group: killGroup });
+  }, timeoutMs);
+  try {
+    return { ...(await p.exited), timedOut };
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -51,7 +51,6 @@ export function useLab(name: string, opts: { cloudlets?: number; bandwidth?: str
   return lab;
 }
 
-/** Runs a command in a container and returns its stdout (fails on a non-zero exit). */
 /**
  * The busybox counter's value (BUSYBOX_COUNTER_SCRIPT). The loop truncates /tmp/counter and
  * writes it again every 0.1 s, and a checkpoint can catch the file in between: an empty read
@@ -66,6 +65,7 @@ export async function readCounter(docker: Docker, container: string): Promise<nu
   }
 }
 
+/** Runs a command in a container and returns its stdout (fails on a non-zero exit). */
 export async function execIn(docker: Docker, container: string, cmd: string[]): Promise<string> {
   const exec = await docker.getContainer(container).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
   const stream = await exec.start({});
