@@ -20,6 +20,7 @@ CRIU_WRAPPER=/usr/local/sbin/criu
 # ---------------------------------------------------------------- Debian packages
 debs=(docker.io containerd runc iptables iproute2 busybox-static criu util-linux procps
       ca-certificates python3-protobuf gcc libc6-dev iputils-ping rsync attr
+      libnetfilter-queue-dev   # native/cl-hold: a handoff holds the service address's packets
       chromium chromium-driver)   # the last two: the dashboard's end-to-end test (headless)
 missing=()
 for p in "${debs[@]}"; do
@@ -132,5 +133,9 @@ npx tsc -p tsconfig.web.json   # the dashboard's browser code (web/src -> dist/w
 mkdir -p dist/native
 if [ ! -x dist/native/cl-wire ] || [ native/cl-wire.c -nt dist/native/cl-wire ]; then
   cc -O2 -Wall -Wextra -o dist/native/cl-wire native/cl-wire.c
+fi
+# What holds a service address's packets during a handoff (native/cl-hold.c).
+if [ ! -x dist/native/cl-hold ] || [ native/cl-hold.c -nt dist/native/cl-hold ]; then
+  cc -O2 -Wall -Wextra -o dist/native/cl-hold native/cl-hold.c -lnetfilter_queue
 fi
 log "done"

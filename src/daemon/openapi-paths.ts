@@ -101,6 +101,9 @@ export function openApiPaths(): Record<string, Record<string, Op>> {
         requestBody: binaryBody('application/octet-stream', 'framed stream (src/transfer/frames.ts)'),
       }),
     },
+    '/v1/incoming/{id}/address': {
+      post: op('peers', "before the source's freeze: hold the service address's packets here (until the restore) and route the address here", { ...ok('held and routed', { type: 'object', required: ['holdSetupMs', 'announceMs'], properties: { holdSetupMs: { type: 'number' }, announceMs: { type: 'number' } } }), ...errors('400', '404', '409') }, { parameters: [migrationId] }),
+    },
     '/v1/incoming/{id}/commit': {
       post: op('peers', 'the source removed its copy: drop the staging data', { ...ok('committed', ref('Ok')), ...errors('404') }, { parameters: [migrationId] }),
     },

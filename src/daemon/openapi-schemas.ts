@@ -16,6 +16,12 @@ const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` })
 
 const MIGRATION_STATES = ['preparing', 'precopy', 'final', 'restoring', 'committing', 'done', 'rolling-back', 'rolled-back', 'failed'];
 const CODECS = ['none', 'lz4', 'zstd', 'gzip', 'auto'];
+/** PacketHoldStats (network/packet-hold.ts). */
+const holdStats: Schema = {
+  type: 'object',
+  description: "what the destination's hold of the service address kept while the service was away",
+  properties: { verdict: { type: 'string', enum: ['release', 'discard', 'none'] }, held: int, heldBytes: int, holdMs: num, passed: int, dropped: int },
+};
 
 export function openApiSchemas(): Record<string, Schema> {
   return {
@@ -159,7 +165,9 @@ export function openApiSchemas(): Record<string, Schema> {
         restoreMs: intOrNull,
         imageShipped: { type: 'object', nullable: true, properties: { bytes: int, layers: int, ms: num } },
         serviceAddress: { ...strOrNull, description: "the container's address on the service network (kept by the handoff)" },
-        announceMs: { ...num, nullable: true, description: 'routing the service address to the destination' },
+        announceMs: { ...num, nullable: true, description: 'routing the service address to the destination (before the freeze)' },
+        holdSetupMs: { ...num, nullable: true, description: "starting the destination's hold of the address's packets (before the freeze)" },
+        hold: { ...holdStats, nullable: true },
         postCopyMs: { ...num, nullable: true, description: 'lazy restore: from the service answering at the destination to its last page copied in (not downtime)' },
         restoreMode: { type: 'string', enum: ['lazy', 'eager'], nullable: true, description: 'how the destination restored (null before the final round)' },
         bytesSent: int,
@@ -189,7 +197,9 @@ export function openApiSchemas(): Record<string, Schema> {
         rebuildMs: num,
         fsMs: num,
         restoreMs: { ...num, nullable: true },
-        announceMs: { ...num, nullable: true },
+        announceMs: { ...num, nullable: true, description: 'only when the source did not move the address before its freeze' },
+        reachableMs: { ...num, nullable: true, description: "final round: from its first byte to the restored service being reachable (held packets let through)" },
+        hold: { ...holdStats, nullable: true },
         postCopyMs: { ...num, nullable: true, description: 'lazy restore: from the service answering to its last page copied in' },
         running: { ...bool, nullable: true },
         receivedMs: num,

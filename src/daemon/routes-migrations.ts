@@ -2,7 +2,10 @@
 //   Operators: POST /v1/migrations (start; ?wait=1 answers with the final report),
 //              GET /v1/migrations, GET /v1/migrations/:id.
 //   Peers:     POST /v1/incoming (prepare), PUT /v1/incoming/:id/rounds/:k (a round's
-//              framed stream), POST /v1/incoming/:id/commit, DELETE /v1/incoming/:id (abort).
+//              framed stream), POST /v1/incoming/:id/address (hold the service address's
+//              packets here and route it here, before the freeze), POST
+//              /v1/incoming/:id/commit, DELETE /v1/incoming/:id (abort).
+import { leftOverHolds, removeLeftOverHold } from '../network/packet-hold.js';
 import { SpareHolder } from '../network/netns-holder.js';
 import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
@@ -104,6 +107,14 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
   app.addHook('onReady', async () => {
     // The destination side first: a source's recovery asks its peers about their twins.
     const notes = [...(await destination.recoverAfterRestart()), ...(await source.recoverAfterRestart())];
+    // Holds of service addresses left by a daemon that died: their keeper died with it (the
+    // kernel drops the queue's packets) and the twins they were kept for are gone now.
+    if (config.serviceNetwork) {
+      for (const h of await leftOverHolds()) {
+        await removeLeftOverHold(h);
+        notes.push(`removed the left-over hold of ${h.address} (queue ${h.queue})`);
+      }
+    }
     for (const n of notes) app.log.warn({ recovery: n }, 'recovered after restart');
     // In the background: the API serves meanwhile, and a handoff starts a holder itself without it.
     spareHolder?.refill((msg) => app.log.warn(msg));
@@ -146,6 +157,8 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     const body = req.body as NodeJS.ReadableStream;
     return destination.round(req.params.id, k, req.query.final === '1', receiveRound(body, config.limits), inject, req.query.restore === 'eager');
   });
+
+  app.post<{ Params: { id: string } }>('/v1/incoming/:id/address', async (req) => destination.takeAddress(req.params.id));
 
   app.post<{ Params: { id: string } }>('/v1/incoming/:id/commit', async (req) => {
     await destination.commit(req.params.id);

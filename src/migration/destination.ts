@@ -13,8 +13,9 @@ import { join } from 'node:path';
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import type { ServiceNetwork } from '../network/service-network.js';
+import { PacketHold, type PacketHoldStats } from '../network/packet-hold.js';
 import { startHolderCopy, type HolderSpec, type SpareHolder } from '../network/netns-holder.js';
-import { ConflictError, CloudletError, NotFoundError, UsageError } from '../util/errors.js';
+import { ConflictError, CloudletError, NotFoundError, UsageError, errorMessage } from '../util/errors.js';
 import type { DockerEngine, ContainerCreateOptions } from '../engine/docker.js';
 import {
   checkpointPaths,
@@ -70,6 +71,13 @@ export interface PrepareResponse {
 }
 
 /** GET /v1/incoming/:id: what a restarted source asks before it commits or rolls back. */
+/** POST /v1/incoming/:id/address: the service address is held and routed here. */
+export interface AddressTaken {
+  /** Starting the hold (queue bound, rule in place) and running the announce command. */
+  holdSetupMs: number;
+  announceMs: number;
+}
+
 export interface IncomingStatus {
   id: string;
   /** The destination's journal state (prepared, precopy, final, restoring, done, aborted). */
@@ -84,8 +92,20 @@ export interface RoundResponse {
   fsMs: number;
   /** Final round only: engine start from the checkpoint, and the container's state after it. */
   restoreMs: number | null;
-  /** Routing the service address here, right after the restore (null: no service address). */
+  /**
+   * Routing the service address here after the restore: only when the source did not move it
+   * before its freeze (POST /v1/incoming/:id/address); null otherwise and without an address.
+   */
   announceMs: number | null;
+  /**
+   * Final round: ms from the round's first byte to the moment the restored service was
+   * reachable (the packets held for its address let through, or the address routed here).
+   * The source ends the downtime there: what follows (closing the hold, a lazy restore's
+   * post-copy) is not downtime.
+   */
+  reachableMs: number | null;
+  /** What the hold of the service address kept while the service was away (null: no hold). */
+  hold: PacketHoldStats | null;
   /**
    * Lazy restore only: from the service's address being routed here (the service runs and
    * answers) to the last page copied in by CRIU's lazy-pages daemon. The round is answered
@@ -120,6 +140,11 @@ interface Incoming {
   busy: boolean;
   /** Base update of the last pre-copy round, still running in the background (or done). */
   baseUpdate: Promise<void>;
+  /**
+   * Packets for the service address, held here from the moment the source moved the address
+   * (before its freeze) until the restored sockets are there (see takeAddress).
+   */
+  hold: PacketHold | null;
   /** Lazy restore: the daemon's view of the final images, and the daemon while it copies. */
   lazyImagesDir?: string;
   lazyDaemon?: LazyPagesDaemon;
@@ -284,6 +309,7 @@ export class MigrationDestination {
       lastIndex: null,
       busy: false,
       baseUpdate: Promise.resolve(),
+      hold: null,
     };
     this.incoming.set(req.id, inc);
     try {
@@ -317,6 +343,27 @@ export class MigrationDestination {
       await this.abort(req.id, String((err as Error).message));
       throw err;
     }
+  }
+
+  /**
+   * Before the source freezes: packets for the service address are held here (PacketHold)
+   * and the address is routed here. From then on a client's segments wait in the hold instead
+   * of being dropped at the frozen source, and reach the restored socket as soon as it exists
+   * (finalRestore lets them through): the client's gap ends one round trip after the
+   * restore, not at its next retransmission timer. If the handoff fails, the source routes
+   * the address back and abort drops what was held.
+   */
+  async takeAddress(id: string): Promise<AddressTaken> {
+    const inc = this.get(id);
+    const svc = this.deps.serviceNetwork;
+    if (inc.serviceAddress === null || !svc) throw new UsageError(`migration ${id} has no service address to route here`);
+    if (inc.hold) throw new ConflictError(`the address of migration ${id} is already held here`);
+    const t0 = performance.now();
+    inc.hold = await PacketHold.start(inc.serviceAddress);
+    const holdSetupMs = performance.now() - t0;
+    this.deps.db.updateMigration(id, 'destination', { state: 'address' });
+    // A failed announce leaves the hold in place until the source's abort.
+    return { holdSetupMs, announceMs: await svc.announce(inc.serviceAddress) };
   }
 
   private get(id: string): Incoming {
@@ -394,6 +441,8 @@ export class MigrationDestination {
 
       let restoreMs: number | null = null;
       let announceMs: number | null = null;
+      let reachableMs: number | null = null;
+      let hold: PacketHoldStats | null = null;
       let postCopyMs: number | null = null;
       let running: boolean | null = null;
       let rebuildMs = 0;
@@ -411,16 +460,18 @@ export class MigrationDestination {
         baseReadyMs = performance.now() - t0;
         const r = await this.finalRestore(inc, delta, smallDir, inject, eagerRestore);
         // Waiting for the last base update counts as rebuilding: both are on the downtime path.
-        rebuildMs = r.rebuildMs + (performance.now() - tWait - r.rebuildMs - r.restoreMs - (r.announceMs ?? 0) - (r.postCopyMs ?? 0));
+        rebuildMs = r.reachableAt - tWait - r.restoreMs - (r.announceMs ?? 0);
         restoreMs = r.restoreMs;
         announceMs = r.announceMs;
+        reachableMs = r.reachableAt - t0;
+        hold = r.hold;
         postCopyMs = r.postCopyMs;
         running = true;
       }
       await rm(roundDir, { recursive: true, force: true });
       inc.lastRound = index;
       inc.lastIndex = delta.index;
-      return { applyMs: performance.now() - t0, rebuildMs, fsMs, restoreMs, announceMs, postCopyMs, running, receivedMs, fsDoneMs, baseReadyMs };
+      return { applyMs: performance.now() - t0, rebuildMs, fsMs, restoreMs, announceMs, reachableMs, hold, postCopyMs, running, receivedMs, fsDoneMs, baseReadyMs };
     } finally {
       inc.busy = false;
     }
@@ -458,10 +509,9 @@ export class MigrationDestination {
     smallDir: string,
     inject: FaultPoint | undefined,
     eagerRestore: boolean,
-  ): Promise<{ rebuildMs: number; restoreMs: number; announceMs: number | null; postCopyMs: number | null }> {
+  ): Promise<{ restoreMs: number; announceMs: number | null; reachableAt: number; hold: PacketHoldStats | null; postCopyMs: number | null }> {
     const { engine, dataRoot, xdgRuntimeDir } = this.deps;
     const name = this.checkpointName(inc.id);
-    const t0 = performance.now();
     const { checkpointDir } = checkpointPaths({ dataRoot, containerId: inc.twinId, name, xdgRuntimeDir });
     const lazyCfg = xdgRuntimeDir !== null && !eagerRestore ? this.deps.lazyRestore : null;
     // Lazy restore: CRIU's lazy-pages daemon reads the images from a view of its own, beside
@@ -488,7 +538,6 @@ export class MigrationDestination {
       if (inc.baseDir !== null) await rm(inc.baseDir, { recursive: true, force: true });
       await installCheckpoint({ dataRoot, containerId: inc.twinId, name, imageDir: full, xdgRuntimeDir });
     }
-    const rebuildMs = performance.now() - t0;
     this.deps.db.updateMigration(inc.id, 'destination', { state: 'restoring' });
     if (inject === 'before-restore') {
       throw new CloudletError('injected_fault', 'injected fault: the destination fails before the restore', { httpStatus: 500 });
@@ -512,14 +561,25 @@ export class MigrationDestination {
       });
     }
     const restoreMs = performance.now() - t1;
-    // The service address is routed here only now that its sockets are restored. Routed
-    // earlier (alongside the restore), a client's retransmission could reach the twin's
-    // network namespace after Docker gave it the address but before CRIU restored (or
-    // locked) the connection, and the kernel answered it with a reset (seen in the lab).
-    // Until the switch, packets go to the source, where the dump left nothing to answer
-    // them: they are lost, and the client retransmits.
+    // The packets held since the source moved the address (takeAddress) go on now that the
+    // sockets are restored: not before, or a segment reaching the twin's network namespace
+    // after Docker gave it the address but before CRIU restored the connection would be
+    // answered with a reset (seen in the lab).
+    let announceMs: number | null = null;
+    let hold: PacketHoldStats | null = null;
     const svc = this.deps.serviceNetwork;
-    const announceMs = inc.serviceAddress !== null && svc ? await svc.announce(inc.serviceAddress) : null;
+    if (inc.hold) inc.hold.release();
+    // A source that did not move the address before its freeze: routed here only now.
+    else if (inc.serviceAddress !== null && svc) announceMs = await svc.announce(inc.serviceAddress);
+    const reachableAt = performance.now();
+    if (inc.hold) {
+      // The service runs here: a hold that cannot report its figures fails nothing.
+      hold = await inc.hold.close().catch((err: unknown) => {
+        this.deps.log?.(`migration ${inc.id}: ${errorMessage(err)}`);
+        return null;
+      });
+      inc.hold = null;
+    }
     // Lazy restore: the service runs and answers; the round is answered (and the source may
     // remove its copy) only once every page is in. A daemon failure fails the handoff.
     let postCopyMs: number | null = null;
@@ -528,7 +588,7 @@ export class MigrationDestination {
       await waitPostCopy(inc.lazyDaemon, POST_COPY_TIMEOUT_MS);
       postCopyMs = performance.now() - t2;
     }
-    return { rebuildMs, restoreMs, announceMs, postCopyMs };
+    return { restoreMs, announceMs, reachableAt, hold, postCopyMs };
   }
 
   /** Where a migration stands here, from the journal and the engine (also after a restart). */
@@ -569,6 +629,14 @@ export class MigrationDestination {
     }
     if (inc.holderId) {
       if (await engine.removeContainer(inc.holderId, { force: true })) removed.push(`network namespace holder ${inc.holderId.slice(0, 12)}`);
+    }
+    // Only now that no namespace here has the address without its sockets: what was held for
+    // it is dropped (its senders retransmit to wherever the source routes the address).
+    if (inc.hold) {
+      inc.hold.discard();
+      const h = await inc.hold.close();
+      inc.hold = null;
+      if (h && h.held > 0) removed.push(`${h.held} packets held for ${inc.serviceAddress} (dropped)`);
     }
     for (const v of inc.createdVolumes) {
       if (await engine.removeVolume(v)) removed.push(`volume ${v}`);

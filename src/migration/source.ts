@@ -16,6 +16,7 @@ import type { DockerEngine, ContainerDetails, RestartPolicy } from '../engine/do
 import { runcCheckpoint } from '../engine/runc.js';
 import type { ServiceNetwork } from '../network/service-network.js';
 import { describeHolder, joiningHolder, type HolderSpec } from '../network/netns-holder.js';
+import { PacketHold } from '../network/packet-hold.js';
 import { installCheckpoint, removeInstalledCheckpoint } from '../engine/checkpoint-install.js';
 import { serializedWithLazyRestores, type LazyRestoreConfig } from '../engine/lazy-pages.js';
 import { encodeDeltaChunks, type Delta } from '../checkpoint/delta.js';
@@ -31,7 +32,7 @@ import { sendRound, pickCodec, type OutgoingArtifact } from './round-transport.j
 import { FAULT_STALL_MS, newReport, type MigrationReport, type MigrationRequest, type RestoreChoice, type RoundReport } from './types.js';
 import { shipImageIfMissing, type ImageShipped } from './image-ship.js';
 import { chooseStrategy, startRecreate } from './recreate.js';
-import { duringRestore, pruneCheckpointCopiesIfIdle, type IncomingStatus, type PrepareRequest, type PrepareResponse, type RoundResponse } from './destination.js';
+import { duringRestore, pruneCheckpointCopiesIfIdle, type AddressTaken, type IncomingStatus, type PrepareRequest, type PrepareResponse, type RoundResponse } from './destination.js';
 import { migrationEvents } from '../daemon/events.js';
 
 export interface SourceDeps {
@@ -293,7 +294,18 @@ export class MigrationSource {
           // Two attempts only at the destination: the daemon serves no request until its
           // recovery is over.
           const rb = details
-            ? await this.rollback(report, details, true, frozen && dump !== null && !details.running, dump ?? '', client, false, RECOVERY_ABORT_ATTEMPTS)
+            ? await this.rollback({
+                report,
+                details,
+                destinationPrepared: true,
+                frozen: frozen && dump !== null && !details.running,
+                // From the final state on, the address may have been routed to the destination.
+                addressMoved: frozen,
+                finalDumpDir: dump ?? '',
+                peer: client,
+                finalSent: false,
+                abortAttempts: RECOVERY_ABORT_ATTEMPTS,
+              })
             : [`FAILED to find the source container ${m.container}`];
           if (details && !details.running && frozen && dump === null) rb.push(`FAILED: ${m.container} is stopped and no final dump is in ${stage}`);
           report.error = { code: 'daemon_restarted', message: `${what}; rolled back (${rb.join('; ')})` };
@@ -330,6 +342,7 @@ export class MigrationSource {
     const fsSources: { name: string; source: FsSyncSource }[] = [];
     let prepared: PrepareResponse | null = null;
     let frozen = false;
+    let addressMoved = false;
     let finalSent = false;
     let keepStage = false;
     let restartPolicy: RestartPolicy | null = null;
@@ -429,16 +442,27 @@ export class MigrationSource {
       this.journal(entry);
       restartPolicy = await engine.setRestartPolicy(details.id, { Name: 'no' });
       index++;
+      // The address moves before the freeze: the destination holds its packets until the
+      // restored sockets are there, so a client's segment sent meanwhile is answered one round
+      // trip after the restore instead of at its next retransmission (see takeAddress).
+      if (report.serviceAddress !== null) {
+        addressMoved = true;
+        const taken = await peer.post<AddressTaken>(`/v1/incoming/${report.id}/address`, {});
+        report.announceMs = Math.round(taken.announceMs);
+        report.holdSetupMs = Math.round(taken.holdSetupMs);
+      }
       const freezeAt = performance.now();
       frozen = true;
       const fin = await this.round(report, index, true, details, stage, prevIndex, fsSources, peer, req, hasher, restore, () => (finalSent = true));
-      // With a lazy restore the destination answers once every page is in; its service ran
-      // and answered (address routed to it) postCopyMs before that: downtime ends there.
-      const postCopyMs = fin.response.postCopyMs ?? null;
-      const downtimeMs = performance.now() - freezeAt - (postCopyMs ?? 0);
-      report.downtimeMs = Math.round(downtimeMs);
-      report.restoreMs = fin.response.restoreMs === null ? null : Math.round(fin.response.restoreMs);
-      report.announceMs = fin.response.announceMs === null ? null : Math.round(fin.response.announceMs);
+      // The downtime ends when the restored service was reachable at the destination; what
+      // the destination did after it (closing the hold; a lazy restore's post-copy) is not.
+      const r = fin.response;
+      const afterReachableMs = r.reachableMs === null ? (r.postCopyMs ?? 0) : r.applyMs - r.reachableMs;
+      report.downtimeMs = Math.round(performance.now() - freezeAt - afterReachableMs);
+      report.restoreMs = r.restoreMs === null ? null : Math.round(r.restoreMs);
+      if (r.announceMs !== null) report.announceMs = Math.round(r.announceMs);
+      report.hold = r.hold;
+      const postCopyMs = r.postCopyMs ?? null;
       report.postCopyMs = postCopyMs === null ? null : Math.round(postCopyMs);
       // A lazy restore is the one that answers with a post-copy time.
       report.restoreMode = postCopyMs === null ? 'eager' : 'lazy';
@@ -462,7 +486,16 @@ export class MigrationSource {
       report.error = { code: err instanceof CloudletError ? err.code : 'internal', message: errorMessage(err) };
       report.state = 'rolling-back';
       this.journal(entry);
-      const notes = await this.rollback(report, details, prepared !== null, frozen, dumpDirOf(stage, index), peer, finalSent);
+      const notes = await this.rollback({
+        report,
+        details,
+        destinationPrepared: prepared !== null,
+        frozen,
+        addressMoved,
+        finalDumpDir: dumpDirOf(stage, index),
+        peer,
+        finalSent,
+      });
       if (restartPolicy) {
         await engine.setRestartPolicy(details.id, restartPolicy).then(
           () => undefined,
@@ -687,24 +720,29 @@ export class MigrationSource {
   }
 
   /**
-   * Puts everything back as it was: the destination drops its twin; a source container
-   * already stopped by the final dump is restored from that dump on this engine.
+   * Puts everything back as it was: the destination drops its twin (and what it held for the
+   * address); a source container already stopped by the final dump is restored from that
+   * dump on this engine; the address is routed back here.
    */
-  private async rollback(
-    report: MigrationReport,
-    details: ContainerDetails,
-    destinationPrepared: boolean,
-    frozen: boolean,
-    finalDumpDir: string,
-    peer: PeerClient,
-    finalSent: boolean,
-    abortAttempts = ABORT_ATTEMPTS,
-  ): Promise<string[]> {
+  private async rollback(o: {
+    report: MigrationReport;
+    details: ContainerDetails;
+    destinationPrepared: boolean;
+    /** The final dump was started: the container may be stopped here. */
+    frozen: boolean;
+    /** The address was routed to the destination before the freeze. */
+    addressMoved: boolean;
+    finalDumpDir: string;
+    peer: PeerClient;
+    finalSent: boolean;
+    abortAttempts?: number;
+  }): Promise<string[]> {
+    const { report, details, frozen, peer } = o;
     const notes: string[] = [];
-    let destinationClean = !destinationPrepared;
-    if (destinationPrepared) {
+    let destinationClean = !o.destinationPrepared;
+    if (o.destinationPrepared) {
       try {
-        await this.abortDestination(report.id, peer, abortAttempts);
+        await this.abortDestination(report.id, peer, o.abortAttempts ?? ABORT_ATTEMPTS);
         destinationClean = true;
         notes.push('destination cleaned up');
       } catch (err) {
@@ -714,54 +752,69 @@ export class MigrationSource {
     // Once the final round may have reached the destination, its twin may be running there
     // (e.g. the link was cut after the restore, before the answer): restoring here as well
     // would run the service twice. Before this check, the source was restored regardless.
-    if (frozen && finalSent && !destinationClean) {
-      notes.push(`FAILED: the source container is not restored here, the destination may run it: check ${report.to}; the final dump is in ${finalDumpDir}`);
+    if (frozen && o.finalSent && !destinationClean) {
+      notes.push(`FAILED: the source container is not restored here, the destination may run it: check ${report.to}; the final dump is in ${o.finalDumpDir}`);
       return notes;
     }
+    const svc = this.deps.serviceNetwork;
+    const address = report.serviceAddress;
+    let routedBack = !(o.addressMoved || frozen) || address === null || svc === null;
+    const routeBack = async (): Promise<void> => {
+      if (routedBack) return;
+      routedBack = true;
+      try {
+        await svc!.announce(address!);
+        notes.push(`service address ${address} routed back here`);
+      } catch (err) {
+        notes.push(`FAILED to route ${address} back here: ${errorMessage(err)}`);
+      }
+    };
     if (frozen) {
       try {
         const d = await this.deps.engine.inspectContainer(details.id);
         if (d.running) {
           notes.push('source container still running');
         } else {
-          await this.deps.engine.waitNotRunning(details.id);
-          const name = `rb-${report.id}`;
-          await installCheckpoint({
-            dataRoot: this.deps.dataRoot,
-            containerId: details.id,
-            name,
-            imageDir: finalDumpDir,
-            xdgRuntimeDir: this.deps.xdgRuntimeDir,
-          });
-          // The address is routed here all along: hold its packets until the sockets are back
-          // (see ServiceNetwork.hold).
-          const svc = this.deps.serviceNetwork;
-          const release = report.serviceAddress && svc ? await svc.hold(report.serviceAddress) : null;
-          try {
-            // A rollback restores eagerly: every page in before the service runs here again.
-            await serializedWithLazyRestores(this.deps.lazyRestore, () => duringRestore(() => this.deps.engine.startFromCheckpoint(details.id, name)));
-          } finally {
-            await release?.().catch((err: unknown) =>
-              notes.push(`FAILED to lift the hold on ${report.serviceAddress} (iptables DOCKER-USER): ${errorMessage(err)}`),
-            );
-          }
-          await removeInstalledCheckpoint({ dataRoot: this.deps.dataRoot, containerId: details.id, name, xdgRuntimeDir: this.deps.xdgRuntimeDir });
-          if (this.deps.xdgRuntimeDir) await pruneCheckpointCopiesIfIdle(this.deps.xdgRuntimeDir);
+          await this.restoreHere(report, details, o.finalDumpDir, routeBack, notes);
           notes.push('source container restored from its final dump');
         }
       } catch (err) {
         notes.push(`FAILED to restore the source container: ${errorMessage(err)}`);
       }
     }
-    // The destination may have routed the address to itself during its restore: take it back.
-    if (frozen && report.serviceAddress && this.deps.serviceNetwork) {
-      try {
-        await this.deps.serviceNetwork.announce(report.serviceAddress);
-        notes.push(`service address ${report.serviceAddress} routed back here`);
-      } catch (err) {
-        notes.push(`FAILED to route ${report.serviceAddress} back here: ${errorMessage(err)}`);
-      }
-    }
+    await routeBack();
     return notes;
+  }
+
+  /**
+   * Restores the stopped source container from its final dump. Its address's packets are
+   * held here from before the address is routed back until its sockets are restored (see
+   * PacketHold): Docker gives the new namespace the address before CRIU restores the
+   * connections, and a segment arriving in between would be answered with a reset.
+   */
+  private async restoreHere(report: MigrationReport, details: ContainerDetails, finalDumpDir: string, routeBack: () => Promise<void>, notes: string[]): Promise<void> {
+    await this.deps.engine.waitNotRunning(details.id);
+    const name = `rb-${report.id}`;
+    await installCheckpoint({
+      dataRoot: this.deps.dataRoot,
+      containerId: details.id,
+      name,
+      imageDir: finalDumpDir,
+      xdgRuntimeDir: this.deps.xdgRuntimeDir,
+    });
+    const hold = report.serviceAddress && this.deps.serviceNetwork ? await PacketHold.start(report.serviceAddress) : null;
+    let restored = false;
+    try {
+      await routeBack();
+      // A rollback restores eagerly: every page in before the service runs here again.
+      await serializedWithLazyRestores(this.deps.lazyRestore, () => duringRestore(() => this.deps.engine.startFromCheckpoint(details.id, name)));
+      restored = true;
+    } finally {
+      if (restored) hold?.release();
+      else hold?.discard();
+      await hold?.close().catch((err: unknown) => notes.push(`FAILED to lift the hold on ${report.serviceAddress} (iptables raw PREROUTING): ${errorMessage(err)}`));
+    }
+    await removeInstalledCheckpoint({ dataRoot: this.deps.dataRoot, containerId: details.id, name, xdgRuntimeDir: this.deps.xdgRuntimeDir });
+    if (this.deps.xdgRuntimeDir) await pruneCheckpointCopiesIfIdle(this.deps.xdgRuntimeDir);
   }
 }

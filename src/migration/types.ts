@@ -1,6 +1,7 @@
 // The shapes a migration is described and reported in: the API's request, the per-round
 // figures, the final report (what `cloudlet migrate --json` prints) and progress events.
 import type { Policy, StopReason } from './decision.js';
+import type { PacketHoldStats } from '../network/packet-hold.js';
 
 export type CodecChoice = 'none' | 'lz4' | 'zstd' | 'gzip' | 'auto';
 
@@ -142,7 +143,12 @@ export interface MigrationReport {
   totalMs: number | null;
   /** After the handoff: removing the source container and the staging data. */
   commitMs: number | null;
-  /** From the freeze at the source to the service running (verified) at the destination. */
+  /**
+   * From the freeze at the source to the restored service being reachable at the
+   * destination: running, its sockets restored, the packets held for its address let
+   * through. A lazy restore may still be copying pages in then (postCopyMs): what that costs
+   * a client shows in the client's own gap, which the benchmarks measure beside this.
+   */
   downtimeMs: number | null;
   /** Restore at the destination (engine start from checkpoint), part of the downtime. */
   restoreMs: number | null;
@@ -152,8 +158,15 @@ export interface MigrationReport {
   netnsHolder?: string | null;
   /** How the destination got its copy of the holder: the spare it kept ready, or one started for this handoff. */
   netnsHolderFrom?: 'spare' | 'started' | null;
-  /** Routing the service address to the destination (right after its restore; part of the downtime). */
+  /** Routing the service address to the destination (before the freeze; not downtime). */
   announceMs: number | null;
+  /**
+   * Starting the destination's hold of the address's packets, before the freeze (see
+   * network/packet-hold.ts). Absent in older reports.
+   */
+  holdSetupMs?: number | null;
+  /** What the destination's hold kept while the service was away: packets, bytes, for how long. Absent in older reports. */
+  hold?: PacketHoldStats | null;
   /** Lazy restore: from the service answering at the destination to its last page copied in (not downtime). */
   postCopyMs: number | null;
   /** How the destination restored: lazy (it answered with a post-copy time) or eager; null before the final round. Absent in older reports. */
@@ -202,6 +215,8 @@ export function newReport(init: {
     downtimeMs: null,
     restoreMs: null,
     announceMs: null,
+    holdSetupMs: null,
+    hold: null,
     postCopyMs: null,
     restoreMode: null,
     imageShipped: null,

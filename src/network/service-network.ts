@@ -66,13 +66,6 @@ export function hostAddresses(cidr: string): string[] {
   return out;
 }
 
-/** Marks the DROP rules of ServiceNetwork.hold, so that a left-over one is found and removed. */
-const HOLD_COMMENT = 'cloudlet-hold';
-
-function holdRule(address: string): string[] {
-  return ['DOCKER-USER', '-d', `${address}/32`, '-m', 'comment', '--comment', HOLD_COMMENT, '-j', 'DROP'];
-}
-
 export class ServiceNetwork {
   private readonly pending = new Set<string>();
 
@@ -98,38 +91,7 @@ export class ServiceNetwork {
       await run('iptables', ['-w', '-I', ...rule]);
       notes.push(`forwarding to ${subnet} accepted`);
     }
-    // A hold left by a cloudletd that died during a restore would cut its service off for good.
-    for (const address of await this.heldAddresses()) {
-      await run('iptables', ['-w', '-D', ...holdRule(address)]);
-      notes.push(`left-over hold on ${address} released`);
-    }
     return notes;
-  }
-
-  /**
-   * Drops the packets routed here for `address` until the returned function is called.
-   * Docker gives a restored container its address before CRIU has restored its sockets:
-   * a client's retransmission reaching the new network namespace in that window is answered
-   * with a reset (seen in the lab, in a rollback at the source, where the route never moved).
-   * Dropped instead, it is sent again after the restore and finds its connection.
-   */
-  async hold(address: string): Promise<() => Promise<void>> {
-    if (!isIPv4(address)) throw new UsageError(`not an IPv4 address: '${address}'`);
-    await run('iptables', ['-w', '-I', ...holdRule(address)]);
-    return async () => {
-      await run('iptables', ['-w', '-D', ...holdRule(address)]);
-    };
-  }
-
-  /** Addresses with a hold in place (rules carrying HOLD_COMMENT). */
-  async heldAddresses(): Promise<string[]> {
-    const { stdout } = await run('iptables', ['-w', '-S', 'DOCKER-USER']);
-    const held: string[] = [];
-    for (const line of stdout.split('\n')) {
-      const m = / -d (\d+\.\d+\.\d+\.\d+)\/32 .*--comment "?cloudlet-hold"? -j DROP/.exec(line);
-      if (m) held.push(m[1]!);
-    }
-    return held;
   }
 
   /** The container's address on the service network (also when it is not running: the pinned one). */

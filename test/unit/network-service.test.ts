@@ -61,42 +61,4 @@ test('allocate: skips addresses in use, pending and held by services that moved 
   assert.equal(await none.allocate(moved), null, 'without a range the engine chooses');
 });
 
-const isRoot = process.getuid?.() === 0;
 
-// Real iptables, in a network namespace of the test's own: hold() adds the DROP rule, the
-// release removes it, and heldAddresses() finds one that was left (what ensure() releases).
-test('hold: packets to one address are dropped until released; a left-over hold is found', { skip: !isRoot && 'needs root' }, async () => {
-  const ns = `clhold-${process.pid}`;
-  const { run } = await import('../../src/util/exec.js');
-  await run('ip', ['netns', 'add', ns]);
-  try {
-    await run('ip', ['netns', 'exec', ns, 'iptables', '-w', '-N', 'DOCKER-USER']);
-    const moduleUrl = new URL('../../src/network/service-network.js', import.meta.url).href;
-    const script = `
-      const { ServiceNetwork, serviceNetworkSchema } = await import(${JSON.stringify(moduleUrl)});
-      const { run } = await import(${JSON.stringify(new URL('../../src/util/exec.js', import.meta.url).href)});
-      const net = new ServiceNetwork({}, serviceNetworkSchema.parse({ name: 'svc', subnet: '10.240.0.0/16', gateway: '10.240.0.1' }));
-      const rules = async () => (await run('iptables', ['-w', '-S', 'DOCKER-USER'])).stdout.trim().split('\\n').slice(1);
-      const out = {};
-      const release = await net.hold('10.240.1.7');
-      out.during = await rules();
-      out.heldDuring = await net.heldAddresses();
-      await release();
-      out.after = await rules();
-      await net.hold('10.240.1.8');
-      out.leftOver = await net.heldAddresses();
-      out.bad = await net.hold('10.240.1.7; true').then(() => 'accepted', (e) => e.message);
-      process.stdout.write(JSON.stringify(out));
-    `;
-    const { stdout } = await run('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', script]);
-    const out = JSON.parse(stdout) as { during: string[]; heldDuring: string[]; after: string[]; leftOver: string[]; bad: string };
-    assert.equal(out.during.length, 1);
-    assert.match(out.during[0]!, /-d 10\.240\.1\.7\/32 .*-j DROP/);
-    assert.deepEqual(out.heldDuring, ['10.240.1.7']);
-    assert.deepEqual(out.after, [], 'released: no rule left');
-    assert.deepEqual(out.leftOver, ['10.240.1.8']);
-    assert.match(out.bad, /not an IPv4 address/);
-  } finally {
-    await run('ip', ['netns', 'del', ns]);
-  }
-});
