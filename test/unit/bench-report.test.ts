@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { comparisons, readResults, reportMarkdown, writeReport } from '../../src/bench/all/report.js';
 import { renderSvg, niceScale, escapeXml } from '../../src/bench/all/svg.js';
-import { summarize } from '../../src/bench/all/stats.js';
+import { summarize } from '../../src/bench/stats.js';
 import { parseBenchCodecs } from '../../src/bench/all/scenario-compression.js';
 import { CHARTS } from '../../src/bench/all/charts.js';
 
@@ -113,9 +113,12 @@ test('the comparison table has a row for every published figure the run measured
 });
 
 test('summaries: median of odd and even counts, NaN left out, nothing -> null', () => {
-  assert.deepEqual(summarize([3, 1, 2]), { n: 3, median: 2, min: 1, max: 3 });
-  assert.deepEqual(summarize([4, 1, 3, 2]), { n: 4, median: 2.5, min: 1, max: 4 });
-  assert.deepEqual(summarize([Number.NaN, 5]), { n: 1, median: 5, min: 5, max: 5 });
+  assert.deepEqual(summarize([3, 1, 2]), { n: 3, median: 2, p95: 3, min: 1, max: 3 });
+  assert.deepEqual(summarize([4, 1, 3, 2]), { n: 4, median: 2.5, p95: 4, min: 1, max: 4 });
+  // Nearest rank: of 20 values the 19th, of 40 the 38th.
+  assert.equal(summarize(Array.from({ length: 20 }, (_, i) => i + 1))!.p95, 19);
+  assert.equal(summarize(Array.from({ length: 40 }, (_, i) => i + 1))!.p95, 38);
+  assert.deepEqual(summarize([Number.NaN, 5]), { n: 1, median: 5, p95: 5, min: 5, max: 5 });
   assert.equal(summarize([]), null);
 });
 
@@ -123,7 +126,7 @@ test('charts: round axis scales, escaped text, valid SVG even without data', () 
   assert.deepEqual(niceScale(7.3), { max: 8, step: 2 });
   assert.deepEqual(niceScale(0), { max: 1, step: 0.2 });
   assert.equal(escapeXml('a<b & "c">'), 'a&lt;b &amp; &quot;c&quot;&gt;');
-  const svg = renderSvg({ kind: 'bars', title: 'x < y & z', xLabel: 'k', yLabel: 'time (s)', groups: ['a'], series: [{ name: 's', values: [{ n: 1, median: 1, min: 1, max: 1 }] }] });
+  const svg = renderSvg({ kind: 'bars', title: 'x < y & z', xLabel: 'k', yLabel: 'time (s)', groups: ['a'], series: [{ name: 's', values: [{ n: 1, median: 1, p95: 1, min: 1, max: 1 }] }] });
   checkSvg('inline', svg);
   const empty = renderSvg({ kind: 'lines', title: 'empty', xLabel: 'x', yLabel: 'y (s)', series: [] });
   assert.equal(XMLValidator.validate(empty), true);

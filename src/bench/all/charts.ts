@@ -1,11 +1,11 @@
 // One chart per scenario, built from the raw rows of a results.json.
-import { summarize, type Summary } from './stats.js';
+import { summarize, type Summary } from '../stats.js';
 import type { Chart } from './svg.js';
 import type { BenchAllResult, MigrationRow } from './types.js';
 
 const s = (ms: number) => ms / 1000;
-const fixed = (v: number): Summary => ({ n: 0, median: v, min: v, max: v });
-const range = (lo: number, hi: number): Summary => ({ n: 0, median: (lo + hi) / 2, min: lo, max: hi });
+const fixed = (v: number): Summary => ({ n: 0, median: v, p95: v, min: v, max: v });
+const range = (lo: number, hi: number): Summary => ({ n: 0, median: (lo + hi) / 2, p95: hi, min: lo, max: hi });
 
 export function pick(rows: readonly MigrationRow[], where: (r: MigrationRow) => boolean, value: (r: MigrationRow) => number): Summary | null {
   return summarize(rows.filter(where).map(value));

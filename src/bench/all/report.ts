@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { CloudletError } from '../../util/errors.js';
 import { CHARTS, distinct, pick } from './charts.js';
 import { toCsv, type Cell } from './csv.js';
-import { summarize, type Summary } from './stats.js';
+import { summarize, type Summary } from '../stats.js';
 import { renderSvg } from './svg.js';
 import { RESULTS_VERSION, type BenchAllResult, type MigrationRow } from './types.js';
 

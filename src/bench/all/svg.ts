@@ -1,7 +1,7 @@
 // A small SVG chart writer for the benchmark report: grouped bars and lines, each value a
 // median with a min-max whisker, axes with units, a legend. No dependency: the output is
 // plain SVG 1.1 text that any browser and GitHub renders.
-import type { Summary } from './stats.js';
+import type { Summary } from '../stats.js';
 
 export interface BarChart {
   kind: 'bars';
