@@ -4,8 +4,9 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { UsageError } from '../util/errors.js';
 import { serviceNetworkSchema } from '../network/service-network.js';
+import { NODE_NAME } from '../util/names.js';
 
-export const NODE_NAME = /^[a-z][a-z0-9-]{0,30}$/;
+export { NODE_NAME };
 
 const listenSchema = z.union([
   z.object({ host: z.string().min(1), port: z.number().int().min(0).max(65535) }).strict(),

@@ -1,6 +1,7 @@
 // cloudletd's own state in SQLite (WAL: readers such as tests or the dashboard do not block
 // the daemon). The schema evolves through MIGRATIONS: entry i brings the database from
 // user_version i to i+1, inside one transaction, so a crash never leaves half a migration.
+import { FINAL_MIGRATION_STATES, type MigrationJournal, type MigrationRole, type MigrationRow } from '../migration/journal.js';
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -67,24 +68,8 @@ export const MIGRATIONS: readonly string[] = [
    );`,
 ];
 
-export type MigrationRole = 'source' | 'destination';
-
-export interface MigrationRow {
-  id: string;
-  role: MigrationRole;
-  container: string;
-  fromNode: string;
-  toNode: string;
-  state: string;
-  options: Record<string, unknown>;
-  report: Record<string, unknown> | null;
-  error: string | null;
-  created: string;
-  updated: string;
-}
-
-/** States after which a migration holds nothing any more. */
-export const FINAL_MIGRATION_STATES = ['done', 'failed', 'rolled-back', 'aborted'] as const;
+// The journal's row shapes belong to the migration core, which defines what it needs.
+export { FINAL_MIGRATION_STATES, type MigrationRole, type MigrationRow } from '../migration/journal.js';
 
 export interface EventRow {
   id: number;
@@ -100,7 +85,7 @@ export interface PeerRow {
   lastError: string | null;
 }
 
-export class DaemonDb {
+export class DaemonDb implements MigrationJournal {
   private constructor(
     readonly path: string,
     private readonly db: Database.Database,

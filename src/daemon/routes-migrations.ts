@@ -18,6 +18,7 @@ import { receiveRound } from '../migration/round-transport.js';
 import type { Policy } from '../migration/decision.js';
 import { FAULT_POINTS, HANDOFF_STRATEGIES, type FaultPoint, type MigrationRequest } from '../migration/types.js';
 import type { DaemonContext } from './server.js';
+import { migrationEvents } from './events.js';
 
 const startSchema = z
   .object({
@@ -81,6 +82,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     node: config.node,
     engine: ctx.engine,
     db: ctx.db,
+    events: migrationEvents,
     runcRoot: engineRuncRoot(config.dockerExecRoot),
     dataRoot: config.dockerDataRoot,
     xdgRuntimeDir: config.dockerXdgRuntimeDir,

@@ -7,7 +7,7 @@ import { stat } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import { ApiError } from '../util/errors.js';
-import { httpsOptionsFor, tlsHint } from '../daemon/tls.js';
+import { httpsOptionsFor, tlsHint } from '../util/tls.js';
 
 export interface UploadResult<T = unknown> {
   status: number;

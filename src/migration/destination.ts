@@ -37,8 +37,8 @@ import {
 import { applyDeltaInPlace, decodeDelta, rebuildImageDir, type Delta } from '../checkpoint/delta.js';
 import type { PageIndex } from '../checkpoint/page-index.js';
 import { applyBatch } from '../fssync/index.js';
-import type { DaemonDb } from '../daemon/db.js';
-import { NODE_NAME } from '../daemon/config.js';
+import type { MigrationJournal } from './journal.js';
+import { NODE_NAME } from '../util/names.js';
 import type { ReceivedArtifact } from './round-transport.js';
 import { FAULT_STALL_MS, type FaultPoint } from './types.js';
 
@@ -176,7 +176,7 @@ export async function pruneCheckpointCopiesIfIdle(xdgRuntimeDir: string): Promis
 
 export interface DestinationDeps {
   engine: DockerEngine;
-  db: DaemonDb;
+  db: MigrationJournal;
   dataRoot: string;
   xdgRuntimeDir: string | null;
   /** Scratch space for staging (see DaemonConfig.scratchDir). */

@@ -6,7 +6,7 @@ import { request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ApiError, errorMessage } from '../util/errors.js';
-import { httpsOptionsFor, tlsHint } from '../daemon/tls.js';
+import { httpsOptionsFor, tlsHint } from '../util/tls.js';
 
 export class PeerClient {
   constructor(

@@ -29,8 +29,7 @@ import { z } from 'zod';
 import { CloudletError, UsageError, errorMessage } from '../util/errors.js';
 import type { DockerEngine, ContainerDetails } from '../engine/docker.js';
 import type { ServiceNetwork } from '../network/service-network.js';
-import type { DaemonDb } from '../daemon/db.js';
-import { migrationEvents } from '../daemon/events.js';
+import type { MigrationEventSink, MigrationJournal } from './journal.js';
 import { FsSyncSource } from '../fssync/index.js';
 import { shipImageIfMissing } from './image-ship.js';
 import type { PeerClient } from './peer-client.js';
@@ -160,7 +159,8 @@ export const RECREATE_HEALTH_TIMEOUT_MS = 60_000;
 export interface RecreateDeps {
   node: string;
   engine: DockerEngine;
-  db: DaemonDb;
+  db: MigrationJournal;
+  events: MigrationEventSink;
   scratchDir: string;
   token: string;
   serviceNetwork: ServiceNetwork | null;
@@ -206,7 +206,7 @@ export function startRecreate(deps: RecreateDeps, req: MigrationRequest, details
   });
   const journal = () => {
     deps.db.updateMigration(id, 'source', { state: report.state, report: report as unknown as Record<string, unknown>, error: report.error?.message ?? null });
-    migrationEvents.publish(report);
+    deps.events.publish(report);
   };
   journal();
   const done = runRecreate(deps, report, details, choice.health!, peer, journal).catch((err: unknown) => {

@@ -24,7 +24,7 @@ import { startDumpAndDelta } from '../checkpoint/stream-delta.js';
 import type { PageIndex } from '../checkpoint/page-index.js';
 import { FsSyncSource } from '../fssync/index.js';
 import { scanContainerMemory } from '../checkpoint/proc-scan.js';
-import type { DaemonDb } from '../daemon/db.js';
+import type { MigrationEventSink, MigrationJournal } from './journal.js';
 import { decide, decideInitial, describePolicy, validatePolicy, DEFAULT_COSTS, type RoundObservation } from './decision.js';
 import { anonymousMemoryBytes, freezeCgroup } from '../engine/cgroups.js';
 import { PeerClient } from './peer-client.js';
@@ -33,12 +33,13 @@ import { FAULT_STALL_MS, newReport, type MigrationReport, type MigrationRequest,
 import { shipImageIfMissing, type ImageShipped } from './image-ship.js';
 import { chooseStrategy, startRecreate } from './recreate.js';
 import { duringRestore, pruneCheckpointCopiesIfIdle, type AddressTaken, type IncomingStatus, type PrepareRequest, type PrepareResponse, type RoundResponse } from './destination.js';
-import { migrationEvents } from '../daemon/events.js';
 
 export interface SourceDeps {
   node: string;
   engine: DockerEngine;
-  db: DaemonDb;
+  db: MigrationJournal;
+  /** Live progress: every journal write of a report is published here too. */
+  events: MigrationEventSink;
   /** EXEC_ROOT/runtime-runc/moby: runc's state of the engine's containers. */
   runcRoot: string;
   dataRoot: string;
@@ -332,7 +333,7 @@ export class MigrationSource {
       report: entry.report as unknown as Record<string, unknown>,
       error: entry.report.error?.message ?? null,
     });
-    migrationEvents.publish(entry.report); // live progress (dashboard's server-sent events)
+    this.deps.events.publish(entry.report);
   }
 
   private async run(entry: Running, req: MigrationRequest, details: ContainerDetails, holder: HolderSpec | null, t0: number, peer: PeerClient): Promise<MigrationReport> {

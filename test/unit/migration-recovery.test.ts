@@ -19,6 +19,7 @@ test('in-flight source migrations are marked failed; finished ones are left alon
       node: 'a',
       engine: new DockerEngine(join(dir, 'no-engine.sock')),
       db,
+      events: { publish: () => undefined },
       runcRoot: dir,
       dataRoot: dir,
       xdgRuntimeDir: null,
