@@ -61,11 +61,10 @@ export class CheckpointFailedError extends CloudletError {
     stderr: string,
     cause: unknown,
   ) {
-    const lastErrors = dumpLogTail
-      .split('\n')
-      .filter((l) => /Error|error|fail/i.test(l))
-      .slice(-3)
-      .join('\n');
+    // CRIU's own `Error (file:line)` lines name the cause first; else whatever says error.
+    const lines = dumpLogTail.split('\n');
+    const criuErrors = lines.filter((l) => /\bError \(/.test(l));
+    const lastErrors = (criuErrors.length ? [...new Set([...criuErrors.slice(0, 2), criuErrors[criuErrors.length - 1]!])] : lines.filter((l) => /error|fail/i.test(l)).slice(-3)).join('\n');
     super(
       'checkpoint_failed',
       `runc checkpoint of ${containerId.slice(0, 12)} failed` +
@@ -116,9 +115,21 @@ export async function runcCheckpoint(opts: RuncCheckpointOptions): Promise<RuncC
   return { wallMs, stats: stats?.dump ?? null };
 }
 
+/**
+ * What a failed dump's log says: CRIU's `Error (file:line)` lines, then its last lines. The
+ * cause is often not in the tail: after it, CRIU cures the parasite and unfreezes the tasks,
+ * which takes dozens of lines on its own.
+ */
+export function criuLogSummary(log: string, lines: number): string {
+  const all = log.trimEnd().split('\n');
+  const tail = all.slice(-lines);
+  const errors = all.slice(0, -lines).filter((l) => /\bError \(/.test(l)).slice(0, 10);
+  return [...errors, ...(errors.length ? ['...'] : []), ...tail].join('\n');
+}
+
 async function logTail(path: string, lines: number): Promise<string> {
   try {
-    return (await readFile(path, 'utf8')).trimEnd().split('\n').slice(-lines).join('\n');
+    return criuLogSummary(await readFile(path, 'utf8'), lines);
   } catch {
     return '';
   }
