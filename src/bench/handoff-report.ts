@@ -2,6 +2,8 @@
 // client saw. Used by `cloudlet bench handoff` and the README's demo.
 import type { HandoffBenchResult, HandoffSummary, SessionOutcome, StrategiesResult } from './handoff.js';
 import { GAP_SLACK_MS } from './handoff.js';
+import type { HandoffRun, HandoffRunsSummary } from './handoff-runs.js';
+import type { Summary } from './stats.js';
 import type { MigrationReport } from '../migration/types.js';
 
 const mb = (b: number) => (b / 1e6).toFixed(2);
@@ -27,6 +29,48 @@ function migration(m: MigrationReport): string {
   );
 }
 
+const num = (x: number | null | undefined) => (x === null || x === undefined ? '-' : String(Math.round(x * 10) / 10));
+
+/** One line per migration of the direct scenario: its downtime against the client's gap around it. */
+export function runsTable(runs: readonly HandoffRun[]): string {
+  const cols: [string, number, (r: HandoffRun) => string][] = [
+    ['run', 4, (r) => String(r.run)],
+    ['direction', 10, (r) => `${r.from}->${r.to}`],
+    ['down_ms', 8, (r) => num(r.downtimeMs)],
+    ['gap_ms', 8, (r) => num(r.clientGapMs)],
+    ['gap-down', 9, (r) => num(r.gapMinusDowntimeMs)],
+    ['rtt_ms', 7, (r) => num(r.rttMs)],
+    ['check', 6, (r) => (r.gapWithinRttOfDowntime ? 'met' : 'MISSED')],
+    ['restore', 8, (r) => num(r.restoreMs)],
+    ['total_ms', 9, (r) => num(r.totalMs)],
+    ['held', 5, (r) => (r.hold ? String(r.hold.held) : '-')],
+    ['sent_mb', 8, (r) => mb(r.bytesSent)],
+    ['rounds', 6, (r) => String(r.precopyRounds)],
+  ];
+  const line = (cells: string[]) => `  ${cells.map((c, i) => (i < 2 ? c.padEnd(cols[i]![1]) : c.padStart(cols[i]![1]))).join(' ')}\n`;
+  return line(cols.map((c) => c[0])) + runs.map((r) => line(cols.map((c) => c[2](r)))).join('');
+}
+
+function figure(name: string, s: Summary | null): string {
+  if (!s) return `  ${name.padEnd(16)} -\n`;
+  return `  ${name.padEnd(16)} median ${num(s.median)}, p95 ${num(s.p95)}, min-max ${num(s.min)}-${num(s.max)} ms (n=${s.n})\n`;
+}
+
+/** The per-run table, each figure's median, p95 and range over the runs, and how many runs met the gap check. */
+export function runsText(runs: readonly HandoffRun[], s: HandoffRunsSummary): string {
+  let out = runsTable(runs);
+  if (runs.length > 1) {
+    out += figure('downtime', s.downtimeMs);
+    out += figure('client gap', s.clientGapMs);
+    out += figure('gap - downtime', s.gapMinusDowntimeMs);
+    out += figure('rtt (before)', s.rttMs);
+    out += figure('restore', s.restoreMs);
+    out += figure('total', s.totalMs);
+  }
+  out += `  client gap within RTT + ${s.marginMs} ms of downtime: ${s.metCheck}/${s.runs} runs (${s.missedCheck} missed); messages lost over the client's run: ${s.messagesLost}\n`;
+  return out;
+}
+
 function summary(s: HandoffSummary): string {
   return (
     session('raw TCP session     ', s.tcp) +
@@ -41,7 +85,11 @@ export function handoffReportText(r: HandoffBenchResult): string {
   if (r.direct) {
     const d = r.direct;
     out += `\nDirect handoff: service ${d.service.container} at ${d.service.address}, provisioned on ${d.service.node} from overlay ${d.service.overlay} (${(d.service.overlayBytes / 1e3).toFixed(1)} kB) in ${d.service.firstRequestMs} ms\n`;
-    out += migration(d.migration);
+    // Reports written before --repeat have one migration and no runs.
+    const migrations = d.migrations ?? [d.migration];
+    if (migrations.length === 1) out += migration(d.migration);
+    else out += `  ${migrations.length} live migrations under one client (TCP window ${d.window}), alternating directions, ${d.pauseMs} ms apart\n`;
+    if (d.runs && d.runSummary) out += runsText(d.runs, d.runSummary);
     out += `  router sends ${d.service.address} to: ${d.routedTo ?? 'nobody'}\n`;
     out += summary(d.summary);
   }

@@ -23,6 +23,7 @@ import { NODE_IMAGE, loadImageArchive } from '../images/base-images.js';
 import { buildAppArchive, HANDOFF_APP } from '../workloads/overlay-apps.js';
 import { HandoffPolicy, DEFAULT_HANDOFF_POLICY, type HandoffPolicyOptions } from '../mobility/policy.js';
 import type { ClientReport, SessionReport } from '../client/types.js';
+import { handoffRuns, summarizeHandoffRuns, type HandoffRun, type HandoffRunsSummary } from './handoff-runs.js';
 import type { MigrationReport } from '../migration/types.js';
 import { OVERLAY_CONTENT_TYPE, type ServiceReply, type ServiceRequest } from '../daemon/routes-overlays.js';
 
@@ -119,7 +120,7 @@ export interface RunningClient {
 /** `cloudlet client` in the lab's client namespace, as a child process we own. */
 export async function startLabClient(
   target: string,
-  opts: { durationMs: number; intervalMs: number; env?: NodeJS.ProcessEnv; httpOnly?: boolean; newConnectionPerRequest?: boolean },
+  opts: { durationMs: number; intervalMs: number; env?: NodeJS.ProcessEnv; httpOnly?: boolean; newConnectionPerRequest?: boolean; window?: number },
 ): Promise<RunningClient> {
   const dir = await mkdtemp(join(os.tmpdir(), 'cloudlet-client-'));
   const readyFile = join(dir, 'ready');
@@ -130,6 +131,7 @@ export async function startLabClient(
     // machine its answer may take more than the default 1 s grace.
     '--grace', '3000ms',
     ...(opts.httpOnly ? ['--no-tcp'] : []), ...(opts.newConnectionPerRequest ? ['--new-connection-per-request'] : []),
+    ...(opts.window !== undefined ? ['--window', String(opts.window)] : []),
   ];
   // The lab's environment (CLOUDLET_LAB_DIR...) tells the client which lab's namespace to enter.
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
@@ -234,47 +236,82 @@ export function summarize(client: ClientReport, migrations: MigrationReport[]): 
   };
 }
 
+/** The direct scenario's TCP window: requests keep going out (and are held) through the freeze. */
+export const DIRECT_WINDOW = 8;
+
+/** Between two migrations of a repeated handoff (and before the first, after the last): the client talks to a settled service. */
+const PAUSE_MS = 2000;
+
 export interface DirectHandoffResult {
   scenario: 'direct';
   service: Omit<ProvisionedService, 'reply'> & { firstRequestMs: number };
+  /** The first migration (from -> to). */
   migration: MigrationReport;
+  /** Every migration in the order they ran, alternating from -> to, to -> from... (one without --repeat). */
+  migrations: MigrationReport[];
+  /** The client's TCP window (requests in flight at most). */
+  window: number;
+  pauseMs: number;
+  /** Where the router sends the service address after the last migration. */
   routedTo: string | null;
+  /** One per migration: its downtime against the client's gap around it. */
+  runs: HandoffRun[];
+  runSummary: HandoffRunsSummary;
   summary: HandoffSummary;
   client: ClientReport;
 }
 
-/** One live migration from -> to while the client talks to the service. */
+/**
+ * `repeat` live migrations (one by default), alternating from -> to and back, under one client
+ * that talks to the service throughout, with a pause before, between and after them.
+ */
 export async function runDirectHandoff(
   lab: LabState,
-  opts: { from: string; to: string; intervalMs: number; progress: (m: string) => void; netnsHolder?: boolean },
+  opts: { from: string; to: string; intervalMs: number; progress: (m: string) => void; netnsHolder?: boolean; repeat?: number; window?: number },
 ): Promise<DirectHandoffResult> {
   const name = 'handoff-svc';
+  const repeat = opts.repeat ?? 1;
+  const window = opts.window ?? DIRECT_WINDOW;
   const svc = await provisionHandoffService(lab, opts.from, name, { progress: opts.progress, netnsHolder: opts.netnsHolder === true });
-  const client = await startLabClient(svc.address, { durationMs: 120_000, intervalMs: opts.intervalMs });
-  let migration: MigrationReport | null = null;
+  // An upper bound only: the client is stopped once the migrations are done.
+  const client = await startLabClient(svc.address, { durationMs: 120_000 + repeat * 60_000, intervalMs: opts.intervalMs, window });
+  const migrations: MigrationReport[] = [];
   let report: ClientReport;
   try {
     await client.ready;
-    opts.progress(`client connected to ${svc.address} (tcp :7000, http :8080), a request every ${opts.intervalMs} ms per session`);
-    await sleep(2000);
-    opts.progress(`migrating ${name} ${opts.from} -> ${opts.to} while the client talks`);
-    migration = await migrate(lab, opts.from, opts.to, name);
-    opts.progress(`migration ${migration.state}: total ${migration.totalMs} ms, downtime ${migration.downtimeMs} ms`);
-    await sleep(2000);
+    opts.progress(`client connected to ${svc.address} (tcp :7000 window ${window}, http :8080), a request every ${opts.intervalMs} ms per session`);
+    await sleep(PAUSE_MS);
+    for (let i = 0; i < repeat; i++) {
+      const [from, to] = i % 2 === 0 ? [opts.from, opts.to] : [opts.to, opts.from];
+      opts.progress(`${repeat > 1 ? `run ${i + 1}/${repeat}: ` : ''}migrating ${name} ${from} -> ${to} while the client talks`);
+      const m = await migrate(lab, from, to, name);
+      migrations.push(m);
+      opts.progress(`migration ${m.state}: total ${m.totalMs} ms, downtime ${m.downtimeMs} ms`);
+      if (m.state !== 'done') break;
+      await sleep(PAUSE_MS);
+    }
   } finally {
     report = await client.stop();
     await removeService(lab, name).catch((err: unknown) => opts.progress(`could not remove ${name}: ${errorMessage(err)}`));
   }
-  if (migration.state !== 'done') {
-    throw new CloudletError('handoff_failed', `migration ${opts.from} -> ${opts.to} ended ${migration.state}: ${migration.error?.message ?? ''}`);
+  const failed = migrations.find((m) => m.state !== 'done');
+  if (failed || migrations.length === 0) {
+    const m = failed ?? null;
+    throw new CloudletError('handoff_failed', `migration ${m?.from ?? opts.from} -> ${m?.to ?? opts.to} ended ${m?.state ?? 'without a report'}: ${m?.error?.message ?? ''}`);
   }
+  const runs = handoffRuns(report, migrations);
   const { reply, ...service } = svc;
   return {
     scenario: 'direct',
     service: { ...service, firstRequestMs: reply.timings.totalMs },
-    migration,
+    migration: migrations[0]!,
+    migrations,
+    window,
+    pauseMs: PAUSE_MS,
     routedTo: await routedTo(lab, svc.address),
-    summary: summarize(report, [migration]),
+    runs,
+    runSummary: summarizeHandoffRuns(runs, report),
+    summary: summarize(report, migrations),
     client: report,
   };
 }
@@ -556,6 +593,8 @@ export async function runStrategiesHandoff(
 
 export interface HandoffBenchResult {
   bench: 'handoff';
+  /** The command line that ran it. */
+  command: string;
   date: string;
   machine: { cores: number; memoryGiB: number; kernel: string };
   links: Record<string, string>;
@@ -577,13 +616,25 @@ export async function runHandoffBench(opts: {
   progress: (m: string) => void;
   /** Provision the direct and mobility scenarios' service in a network namespace holder. */
   netnsHolder?: boolean;
+  /** Direct scenario: migrations under one client (alternating directions), and its TCP window. */
+  repeat?: number;
+  window?: number;
+  command?: string;
 }): Promise<HandoffBenchResult> {
   const lab = labOrThrow();
   const links = Object.fromEntries([lab.client, ...lab.cloudlets].map((h) => [h.name, `${h.link.bandwidth}/${h.link.latency}`]));
   const [a, b] = lab.cloudlets;
   if (!a || !b) throw new UsageError('the handoff bench needs a lab of at least two cloudlets');
   const direct = opts.scenarios.includes('direct')
-    ? await runDirectHandoff(lab, { from: a.name, to: b.name, intervalMs: opts.intervalMs, progress: opts.progress, netnsHolder: opts.netnsHolder === true })
+    ? await runDirectHandoff(lab, {
+        from: a.name,
+        to: b.name,
+        intervalMs: opts.intervalMs,
+        progress: opts.progress,
+        netnsHolder: opts.netnsHolder === true,
+        ...(opts.repeat !== undefined ? { repeat: opts.repeat } : {}),
+        ...(opts.window !== undefined ? { window: opts.window } : {}),
+      })
     : null;
   const mobility = opts.scenarios.includes('mobility')
     ? await runMobility(readLabState(labDir()) ?? lab, {
@@ -601,6 +652,7 @@ export async function runHandoffBench(opts: {
   const head = (direct ?? mobility)?.summary;
   return {
     bench: 'handoff',
+    command: opts.command ?? `cloudlet ${process.argv.slice(2).join(' ')}`,
     date: new Date().toISOString(),
     machine: { cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release() },
     links,

@@ -8,7 +8,7 @@ import { runMigrateBench } from '../../bench/migrate.js';
 import { addedByHandoffMs } from '../../bench/engine-floor.js';
 import { migrateBenchMarkdown } from '../../bench/migrate-report.js';
 import { runOverlayBench } from '../../bench/overlay.js';
-import { runHandoffBench } from '../../bench/handoff.js';
+import { runHandoffBench, DIRECT_WINDOW } from '../../bench/handoff.js';
 import { handoffReportText } from '../../bench/handoff-report.js';
 import { runBenchAll } from '../../bench/all/run.js';
 import { runFaultMatrix, SCENARIOS as FAULT_SCENARIOS } from '../../bench/faults.js';
@@ -119,9 +119,11 @@ export function registerBenchCommands(program: Command): void {
     .option('--scenario <name>', 'direct, mobility, all (= direct + mobility) or strategies (migrate vs recreate of a stateless HTTP service)', 'all')
     .option('--interval <ms>', 'a client request every (per session)', '20')
     .option('--netns-holder', 'direct and mobility: run the service in a network namespace holder (cloudlet run --netns-holder)')
+    .option('--repeat <n>', 'direct: n live migrations under one client, alternating a -> b, b -> a...; per-run figures and their median, p95, min-max')
+    .option('--window <n>', 'direct: TCP requests in flight at most', String(DIRECT_WINDOW))
     .option('--json', 'print JSON')
     .action(
-      action(async (opts: { scenario: string; interval: string; netnsHolder?: boolean; json?: boolean }) => {
+      action(async (opts: { scenario: string; interval: string; netnsHolder?: boolean; repeat?: string; window: string; json?: boolean }) => {
         requireRoot('benchmarks on the lab');
         const scenarios = opts.scenario === 'all' ? (['direct', 'mobility'] as const) : [opts.scenario];
         for (const s of scenarios) {
@@ -129,7 +131,20 @@ export function registerBenchCommands(program: Command): void {
         }
         const intervalMs = Number(opts.interval);
         if (!(Number.isInteger(intervalMs) && intervalMs >= 5 && intervalMs <= 10_000)) throw new UsageError(`--interval must be 5..10000 ms (got ${opts.interval})`);
-        const r = await runHandoffBench({ scenarios: scenarios as ('direct' | 'mobility' | 'strategies')[], intervalMs, progress, netnsHolder: opts.netnsHolder === true });
+        const repeat = opts.repeat === undefined ? undefined : Number(opts.repeat);
+        if (repeat !== undefined && !(/^\d+$/.test(opts.repeat!) && repeat >= 1 && repeat <= 1000)) throw new UsageError(`--repeat must be 1..1000 (got ${opts.repeat})`);
+        if (repeat !== undefined && !scenarios.includes('direct')) throw new UsageError('--repeat applies to the direct scenario', { hint: '--scenario direct (or all)' });
+        const window = Number(opts.window);
+        if (!(/^\d+$/.test(opts.window) && window >= 1 && window <= 1000)) throw new UsageError(`--window must be 1..1000 (got ${opts.window})`);
+        const r = await runHandoffBench({
+          scenarios: scenarios as ('direct' | 'mobility' | 'strategies')[],
+          intervalMs,
+          progress,
+          netnsHolder: opts.netnsHolder === true,
+          ...(repeat !== undefined ? { repeat } : {}),
+          window,
+          command: `cloudlet ${process.argv.slice(2).join(' ')}`,
+        });
         if (opts.json) printJson(r);
         else process.stdout.write(handoffReportText(r));
         const keptOk = r.direct || r.mobility ? r.tcpConnectionSurvived && r.httpKeepAliveSurvived && r.messagesLost === 0 : true;
