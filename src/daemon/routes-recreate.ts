@@ -17,7 +17,7 @@ import http from 'node:http';
 import net, { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage } from '../util/errors.js';
-import type { ContainerCreateOptions, DockerEngine } from '../engine/docker.js';
+import { twinImageRef, type ContainerCreateOptions, type DockerEngine } from '../engine/docker.js';
 import { applyBatch } from '../fssync/index.js';
 import { receiveRound } from '../migration/round-transport.js';
 import { handoffIdentityFields, incomingContainerSchema } from '../migration/destination.js';
@@ -228,8 +228,10 @@ export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext)
   app.post<{ Params: { id: string } }>('/v1/recreate/:id/start', async (req): Promise<RecreateStartResponse> =>
     step(req.params.id, async (r) => {
       if (r.containerId) throw new ConflictError(`recreate ${req.params.id}: the new instance is already started`);
+      // As a migration's twin: by the source's image name, tagged here if the image came by id only.
+      const Image = await twinImageRef(engine, r.req.container.imageId, r.req.container.imageName);
       const t0 = performance.now();
-      r.containerId = await engine.createContainer(r.req.container.createOptions as ContainerCreateOptions);
+      r.containerId = await engine.createContainer({ ...(r.req.container.createOptions as ContainerCreateOptions), Image });
       db.updateMigration(req.params.id, 'destination', { state: 'restoring', report: { twinId: r.containerId } });
       const t1 = performance.now();
       await engine.startContainer(r.containerId);

@@ -399,6 +399,11 @@ export class DockerEngine {
     return loaded;
   }
 
+  /** `docker tag`: `repo:tag` names image `ref` from now on (moved here if it named another). */
+  async tagImage(ref: string, target: { repo: string; tag: string }): Promise<void> {
+    await this.call(`tag ${ref} as ${target.repo}:${target.tag}`, () => this.docker.getImage(ref).tag({ repo: target.repo, tag: target.tag }));
+  }
+
   /** Removes an image (by id or reference); returns false when it did not exist. */
   async removeImage(ref: string, opts: { force?: boolean } = {}): Promise<boolean> {
     try {
@@ -645,6 +650,44 @@ export function twinCreateOptions(i: Docker.ContainerInspectInfo): ContainerCrea
   }
   if (Object.keys(endpoints).length > 0) opts.NetworkingConfig = { EndpointsConfig: endpoints };
   return opts;
+}
+
+/**
+ * `repo` and `tag` of a reference that can name an image by `docker tag` (`name`, `name:tag`,
+ * `host:port/name[:tag]`; no tag means `latest`); null for a digest reference (`name@sha256:..`,
+ * which only a registry gives) or an image id.
+ */
+export function tagOf(ref: string): { repo: string; tag: string } | null {
+  if (ref.includes('@') || /^sha256:/.test(ref) || ref === '') return null;
+  // A colon after the last slash separates the tag; one before it is a registry's port.
+  const colon = ref.lastIndexOf(':');
+  if (colon > ref.lastIndexOf('/')) return { repo: ref.slice(0, colon), tag: ref.slice(colon + 1) };
+  return { repo: ref, tag: 'latest' };
+}
+
+/**
+ * The reference to create a twin of a container by on this engine, which holds the
+ * container's image `imageId`: the name the container was created from (`name`, its
+ * Config.Image) whenever it can be, since `docker ps` shows Config.Image only while that name
+ * resolves to the container's image (the id otherwise).
+ * - The name means this image here: the name.
+ * - The name is unknown here: it is tagged on the image first, then used. An image can arrive
+ *   by id only (shipped for a container created by id, as overlay provisioning does, or
+ *   loaded from an archive saved by id): a create by the name then failed with "No such
+ *   image", though the image was here.
+ * - The name means another image here, or cannot be a tag (digest reference): the id. The
+ *   twin must run the very image its source ran; re-pointing the name would change what
+ *   others run by it.
+ */
+export async function twinImageRef(engine: Pick<DockerEngine, 'inspectImage' | 'tagImage'>, imageId: string, name: string): Promise<string> {
+  if (name === imageId) return name;
+  const here = await engine.inspectImage(name);
+  if (here) return here.id === imageId ? name : imageId;
+  // A short id (`docker run 0123456789ab`) is never made a repository name.
+  const target = imageId.startsWith(`sha256:${name}`) ? null : tagOf(name);
+  if (!target) return imageId;
+  await engine.tagImage(imageId, target);
+  return name;
 }
 
 function engineMessage(err: unknown): string {

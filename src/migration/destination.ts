@@ -16,7 +16,7 @@ import type { ServiceNetwork } from '../network/service-network.js';
 import { PacketHold, type PacketHoldStats } from '../network/packet-hold.js';
 import { startHolderCopy, type HolderSpec, type SpareHolder } from '../network/netns-holder.js';
 import { ConflictError, CloudletError, NotFoundError, UsageError, errorMessage } from '../util/errors.js';
-import type { DockerEngine, ContainerCreateOptions } from '../engine/docker.js';
+import { twinImageRef, type DockerEngine, type ContainerCreateOptions } from '../engine/docker.js';
 import {
   checkpointPaths,
   pruneContainerdCheckpointCopies,
@@ -331,7 +331,9 @@ export class MigrationDestination {
         inc.holderFrom = spare ? 'spare' : 'started';
         db.updateMigration(req.id, 'destination', { state: 'preparing', report: { holderId: inc.holderId } });
       }
-      inc.twinId = await engine.createContainer(c.createOptions);
+      // Created by the name its source was created from, tagged here if the image came by id only.
+      const image = await twinImageRef(engine, c.imageId, c.imageName);
+      inc.twinId = await engine.createContainer({ ...c.createOptions, Image: image });
       const twin = await engine.inspectContainer(inc.twinId);
       if (!twin.upperDir) throw new CloudletError('no_upperdir', 'the destination engine does not use overlay2: cannot sync the R/W layer');
       inc.upperDir = twin.upperDir;

@@ -17,7 +17,7 @@
 // dumps nor restores it: the restore lands in the destination's holder, where the service
 // address already is.
 import { isDeepStrictEqual } from 'node:util';
-import type { ContainerCreateOptions, ContainerDetails, DockerEngine } from '../engine/docker.js';
+import { twinImageRef, type ContainerCreateOptions, type ContainerDetails, type DockerEngine } from '../engine/docker.js';
 import { ConflictError, UsageError, errorMessage } from '../util/errors.js';
 
 /** What the destination needs to start a copy of a holder. */
@@ -34,9 +34,23 @@ export function joinedHolderRef(details: Pick<ContainerDetails, 'createOptions'>
   return mode.startsWith('container:') ? mode.slice('container:'.length) || null : null;
 }
 
-/** createOptions joining the holder named `holderName` (names are the same on every cloudlet). */
+/**
+ * createOptions joining the holder named `holderName` (names are the same on every cloudlet),
+ * without the network settings Docker refuses with NetworkMode container:X (20.10 on the lab:
+ * "conflicting options: ... and the network mode"): Hostname, ExposedPorts, MacAddress,
+ * PortBindings, PublishAllPorts, Dns, ExtraHosts, Links. Empty ones are accepted, but dropped
+ * too. Those that reach here come from `docker inspect` of a container that is already in a
+ * holder: Docker merges the image's EXPOSE into Config.ExposedPorts (after it checked the
+ * create request) and copies the holder's hostname, so the twin of nearly any server image
+ * was refused. Dropped, the twin gets the same again at create (the image's ports merged, the
+ * holder's hostname). NetworkingConfig goes too: the network is the holder's, and
+ * createContainer would try to connect the twin to the endpoints named there.
+ * Dns* options and search domains, and Domainname, are accepted by the engine and kept.
+ */
 export function joiningHolder(options: ContainerCreateOptions, holderName: string): ContainerCreateOptions {
-  return { ...options, HostConfig: { ...options.HostConfig, NetworkMode: `container:${holderName}` } };
+  const { Hostname: _h, ExposedPorts: _e, MacAddress: _m, NetworkingConfig: _n, ...config } = options;
+  const { PortBindings: _pb, PublishAllPorts: _pa, Dns: _d, ExtraHosts: _x, Links: _l, ...host } = options.HostConfig ?? {};
+  return { ...config, HostConfig: { ...host, NetworkMode: `container:${holderName}` } };
 }
 
 /**
@@ -69,7 +83,9 @@ export async function describeHolder(engine: DockerEngine, details: ContainerDet
 
 /** Creates and starts a copy of a holder; returns its id. */
 export async function startHolderCopy(engine: DockerEngine, spec: HolderSpec): Promise<string> {
-  const id = await engine.createContainer({ ...spec.createOptions, name: spec.name });
+  // By its name where it can be (see twinImageRef): the holder's image may be here by id only.
+  const Image = await twinImageRef(engine, spec.imageId, spec.imageName);
+  const id = await engine.createContainer({ ...spec.createOptions, Image, name: spec.name });
   await engine.startContainer(id);
   return id;
 }

@@ -26,6 +26,8 @@ function stubEngine(upperDir: string) {
     socketPath: '/stub.sock',
     inspectImage: async () => null,
     imageExists: async () => true,
+    // The twin's image is here by id only: prepare names it (twinImageRef).
+    tagImage: async () => undefined,
     containerExists: async () => false,
     volumeExists: async () => false,
     createContainer: async () => 'f'.repeat(64),

@@ -19,6 +19,42 @@ test('joiningHolder: only the network mode changes, the rest of the options is k
   assert.deepEqual(o, { name: 'svc', Image: 'x', Cmd: ['a'], HostConfig: { NetworkMode: 'container:svc-netns', Binds: ['v:/v'] } });
 });
 
+// Issue 17 (4): the twin of a service from an image with EXPOSE, in a holder, was refused by
+// the engine ("conflicting options: port exposing and the container type network mode"): the
+// inspected Config carries the image's ports, which Docker refuses with container: mode.
+test("joiningHolder drops what Docker refuses in a holder's namespace: exposed ports, hostname, MAC, published ports, DNS servers, extra hosts, links, endpoints", () => {
+  const inspected = {
+    name: 'web',
+    Image: 'shop/web:2',
+    Hostname: 'f00df00df00d',
+    Domainname: 'example.org',
+    MacAddress: '02:42:ac:11:00:09',
+    ExposedPorts: { '8080/tcp': {} },
+    Env: ['A=1'],
+    HostConfig: {
+      NetworkMode: 'cloudlet-svc',
+      PortBindings: { '8080/tcp': [{ HostPort: '' }] },
+      PublishAllPorts: true,
+      Dns: ['10.0.0.53'],
+      DnsOptions: ['ndots:2'],
+      DnsSearch: ['example.org'],
+      ExtraHosts: ['db:10.0.0.7'],
+      Links: ['db:db'],
+      Binds: ['v:/v'],
+    },
+    NetworkingConfig: { EndpointsConfig: { 'cloudlet-svc': { IPAMConfig: { IPv4Address: '10.240.1.9' } } } },
+  };
+  assert.deepEqual(joiningHolder(inspected, 'web-netns'), {
+    name: 'web',
+    Image: 'shop/web:2',
+    // Accepted by the engine with container: mode (Docker 20.10), so kept.
+    Domainname: 'example.org',
+    Env: ['A=1'],
+    HostConfig: { NetworkMode: 'container:web-netns', DnsOptions: ['ndots:2'], DnsSearch: ['example.org'], Binds: ['v:/v'] },
+  });
+  assert.deepEqual(inspected.ExposedPorts, { '8080/tcp': {} }, 'the options given are not changed');
+});
+
 test('holderCreateOptions pins the address only when given', () => {
   const none = holderCreateOptions({ name: 'h', image: 'img', network: 'none' });
   assert.equal(none.HostConfig?.NetworkMode, 'none');
