@@ -91,7 +91,10 @@ export const daemonConfigSchema = z
      * mode it stands for. Null: each such handoff starts its holder itself (~0.3 s more).
      */
     netnsSpare: z.object({ image: z.string().min(1), network: z.string().min(1) }).strict().nullable().default(null),
-    /** Lets migration requests inject faults (tests, the lab); never on in production. */
+    /**
+     * Lets migration requests inject faults (tests, the lab); never on in production. cloudletd
+     * also needs CLOUDLET_LAB_FAULTS=1 in its environment to start with it (checkFaultInjection).
+     */
     allowFaultInjection: z.boolean().default(false),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   })
@@ -125,4 +128,26 @@ export function loadDaemonConfig(path: string): DaemonConfig {
     throw new UsageError(`cloudletd configuration ${path} is not valid JSON: ${(err as Error).message}`);
   }
   return parseDaemonConfig(raw, path);
+}
+
+/** The environment variable that, with allowFaultInjection, lets cloudletd start with fault injection on. */
+export const LAB_FAULTS_ENV = 'CLOUDLET_LAB_FAULTS';
+
+/**
+ * Refuses `allowFaultInjection: true` unless CLOUDLET_LAB_FAULTS=1 is in the environment too.
+ * A fault point makes a migration fail on purpose when a request asks for it: one key in a
+ * configuration file (copied from a lab's, or edited) must not be enough to arm that on a
+ * production cloudlet. The lab sets the variable for the daemons it starts (src/lab/lab.ts).
+ */
+export function checkFaultInjection(config: DaemonConfig, source = 'config', env: NodeJS.ProcessEnv = process.env): void {
+  if (config.allowFaultInjection && env[LAB_FAULTS_ENV] !== '1') {
+    throw new UsageError(
+      `${source} sets allowFaultInjection: true, but ${LAB_FAULTS_ENV}=1 is not in cloudletd's environment: ` +
+        'fault injection is for the lab only (the lab sets both)',
+      {
+        context: { source, allowFaultInjection: true, [LAB_FAULTS_ENV]: env[LAB_FAULTS_ENV] ?? null },
+        hint: `remove allowFaultInjection from ${source}; on a lab or test machine, start cloudletd with ${LAB_FAULTS_ENV}=1`,
+      },
+    );
+  }
 }

@@ -3,7 +3,7 @@
 // configured listener and shuts down gracefully on SIGTERM/SIGINT.
 import { Command } from 'commander';
 import { CloudletError, errorMessage } from '../util/errors.js';
-import { loadDaemonConfig } from './config.js';
+import { checkFaultInjection, LAB_FAULTS_ENV, loadDaemonConfig } from './config.js';
 import { startDaemon } from './server.js';
 import { startSpawner, stopSpawner } from '../util/spawner.js';
 
@@ -17,10 +17,17 @@ async function main(): Promise<void> {
   program.parse(process.argv);
   const { config: configPath } = program.opts<{ config: string }>();
   const config = loadDaemonConfig(configPath);
+  checkFaultInjection(config, configPath);
   // Before anything grows this process: programs (runc, rsync, CRIU...) are started by a
   // small spawner process, whose fork stays cheap (see util/spawner.ts).
   await startSpawner();
   const daemon = await startDaemon({ config });
+  if (config.allowFaultInjection) {
+    daemon.app.log.warn(
+      { allowFaultInjection: true, [LAB_FAULTS_ENV]: process.env[LAB_FAULTS_ENV] },
+      'fault injection is ON: migration requests may make this cloudlet fail on purpose (lab and tests only)',
+    );
+  }
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

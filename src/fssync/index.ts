@@ -40,6 +40,35 @@
 // small change), hard links only within one archive, whiteouts and trusted.* xattrs need
 // GNU tar flags on both ends, and we would re-implement rsync's diff and delete logic.
 //
+// Trust (issue 19): a batch comes from a peer cloudlet and is applied as root; it must not
+// change anything outside its target directory.
+//  - The capability dump is parsed here (xattr-dump.ts) before anything is applied: absolute
+//    paths, `..` components, NUL bytes and attributes other than security.capability are
+//    refused; after rsync, each path is walked in the target (a symlink as any component but
+//    the last is refused, since lsetxattr follows those); setfattr then gets our canonical
+//    rendering of the dump, never the peer's bytes.
+//  - rsync's receiver (--read-batch takes the same path as a network receive) refuses file
+//    names that are absolute or hold `..` ("ABORTING due to unsafe pathname from sender",
+//    rsync >= 3.1.1), and an entry whose parent directory is not a directory in the file list
+//    ("invalid path from sender", >= 3.1.2); without --keep-dirlinks a symlink found where the
+//    list has a directory is replaced by a directory, not followed; rsync 3.5.0 also resolves
+//    every receiver-side path with a held-dirfd walk that refuses to leave the destination
+//    (CVE-2026-53785/53793/53799 fixes). test/unit/fssync-xattr-dump.test.ts feeds it batches
+//    edited to hold such names. We check the batch's option flags against ours
+//    (BATCH_STREAM_FLAGS) before running it.
+//  - Not used: --safe-links and --munge-links. Both act on the receiver in batch mode, but
+//    they drop or break symlinks pointing outside the tree, and a container layer's absolute
+//    symlinks (/etc/alternatives/..., /proc/self/fd...) are meant to resolve inside the
+//    container's root, not ours: they would break the service. Such a symlink is harmless
+//    in the target unless something on the host follows it: treeDigest lstats, setfattr is
+//    checked as above, Docker resolves the layer inside the container.
+//  - Not covered: a batch may still create anything INSIDE the target that root can:
+//    device nodes (-D, needed for overlay whiteouts 0:0; a node of a host disk is left to
+//    the container's device cgroup), setuid files, any trusted.*/security.* xattr (-X).
+//    The walk-then-setfattr check is not race-free against another writer in the target
+//    (none exists for a twin's upperdir; a named volume shared with a running container at
+//    the destination would be one). Older rsync (< 3.5.0) lacks the receiver's dirfd walk.
+//
 // Contract: one FsSyncSource per (directory, destination); batches are applied in order,
 // each exactly once, to a destination that started empty. A round whose batch is not
 // delivered breaks the shadow == destination invariant: start over with a new source.
@@ -50,6 +79,7 @@ import { appendFile, mkdir, open, rm, rmdir, stat, writeFile } from 'node:fs/pro
 import { dirname, join, resolve, sep } from 'node:path';
 import { FsSyncError, stderrTail } from './errors.js';
 import { treeDigest } from './tree-digest.js';
+import { confinedXattrDump, parseXattrDump, renderXattrDump, type XattrDumpEntry } from './xattr-dump.js';
 import { runTracked, type ProgramExit } from '../util/spawner.js';
 
 export { FsSyncError } from './errors.js';
@@ -75,6 +105,18 @@ const RSYNC_COMMON = [
   '--filter=-x trusted.overlay.impure',
   '--filter=-x trusted.overlay.nlink',
 ] as const;
+/**
+ * The data-stream flags a batch written with RSYNC_COMMON starts with (an int32 LE, rsync's
+ * batch.c flag_ptr[]): recurse, uid, gid, links, devices, hard links, xfer-dirs, ACLs,
+ * xattrs. rsync's reader takes these from the batch, overriding its own options; a batch
+ * asking for others (inplace, append, iconv, checksum, compression) was not written by
+ * nextBatch and is refused. Change it with RSYNC_COMMON.
+ */
+const BATCH_STREAM_FLAGS = 0x0cbf;
+/** Oldest rsync protocol accepted in a batch (30: rsync 3.0, varint file lists). */
+const BATCH_MIN_PROTOCOL = 30;
+/** The one attribute the capability dump carries (see nextBatch's getfattr). */
+const CAPS_ATTRS = ['security.capability'] as const;
 const MAGIC = Buffer.from('CLFSYNC1', 'ascii');
 const TRAILER_VERSION = 1;
 const DEFAULT_TIMEOUT_MS = 30 * 60_000;
@@ -225,6 +267,30 @@ async function readTrailer(batchFile: string): Promise<Trailer> {
   }
 }
 
+/** The rsync part's stream flags and protocol must be what nextBatch writes (see BATCH_STREAM_FLAGS). */
+async function checkBatchHeader(batchFile: string, trailer: Trailer, step: string): Promise<void> {
+  const head = Buffer.alloc(8);
+  let got = 0;
+  const fh = await open(batchFile, 'r').catch((e: unknown) => {
+    throw new FsSyncError('fssync_batch_unreadable', `cannot open batch ${batchFile}: ${(e as Error).message}`, { context: { step, batchFile }, cause: e });
+  });
+  try {
+    if (trailer.rsyncBytes >= head.length) got = (await fh.read(head, 0, head.length, 0)).bytesRead;
+  } finally {
+    await fh.close();
+  }
+  const flags = got === head.length ? head.readInt32LE(0) : null;
+  const protocol = got === head.length ? head.readInt32LE(4) : null;
+  if (flags !== BATCH_STREAM_FLAGS || protocol === null || protocol < BATCH_MIN_PROTOCOL) {
+    throw new FsSyncError(
+      'fssync_batch_options',
+      `batch round ${trailer.round} was not written with fssync's rsync options ` +
+        `(stream flags ${flags === null ? 'missing' : '0x' + (flags >>> 0).toString(16)}, expected 0x${BATCH_STREAM_FLAGS.toString(16)}; protocol ${protocol ?? 'missing'}, at least ${BATCH_MIN_PROTOCOL})`,
+      { context: { step, batchFile, round: trailer.round, flags, protocol } },
+    );
+  }
+}
+
 async function applyInternal(
   batchFile: string,
   targetDir: string,
@@ -234,6 +300,9 @@ async function applyInternal(
 ): Promise<{ ms: number; trailer: Trailer }> {
   const t0 = performance.now();
   const trailer = await readTrailer(batchFile);
+  // Both checks of what the peer sent come before anything in the target changes.
+  await checkBatchHeader(batchFile, trailer, step);
+  const caps: XattrDumpEntry[] = parseXattrDump(Buffer.from(typeof trailer.caps === 'string' ? trailer.caps : '', 'base64'), { allowedNames: CAPS_ATTRS });
   const have = knownDigest === undefined ? await treeDigest(targetDir) : { digest: knownDigest, entries: trailer.baseEntries };
   if (have.digest !== trailer.base) {
     throw new FsSyncError(
@@ -267,13 +336,15 @@ async function applyInternal(
     { timeoutMs, stdinFile: { path: batchFile, end: trailer.rsyncBytes }, okCodes: ok },
     { batchFile, targetDir, round: trailer.round, writerExit: trailer.writerExit },
   );
-  const caps = Buffer.from(trailer.caps, 'base64');
   if (caps.length > 0) {
+    // On the tree rsync left: no path may pass through a symlink (see xattr-dump.ts).
+    await confinedXattrDump(targetDir, caps);
     const dump = `${batchFile}.caps.${process.pid}`;
-    await writeFile(dump, caps, { mode: 0o600 });
+    await writeFile(dump, renderXattrDump(caps), { mode: 0o600 });
     try {
       // Pre-copy rounds: a file the dump names may have appeared after rsync's walk; the
       // next round carries it. The final round (frozen source) must apply cleanly.
+      // -h before --restore: setfattr applies the dump while it parses its options.
       await runChecked(
         step + '-caps',
         'setfattr',

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CloudletError, ConflictError, UsageError, errorMessage } from '../util/errors.js';
 import { run, spawnDetached } from '../util/exec.js';
-import type { DaemonConfigInput } from '../daemon/config.js';
+import { LAB_FAULTS_ENV, type DaemonConfigInput } from '../daemon/config.js';
 import type { ServiceNetworkConfigInput } from '../network/service-network.js';
 import { BUSYBOX_IMAGE, buildBaseImageArchives, loadImageArchive } from '../images/base-images.js';
 import { engineLayout, engineCriuSettings, startEngine, stopEngine, REAL_CRIU } from './engines.js';
@@ -31,6 +31,12 @@ import { labDir, labRunDir, readLabState, statePath, writeLabState, type LabClou
 /** Namespace (and cgroup) name prefix; CLOUDLET_LAB_PREFIX lets tests run a lab of their own. */
 export const LAB_PREFIX = process.env.CLOUDLET_LAB_PREFIX ?? 'cllab-';
 export const DAEMON_PORT = 7070;
+/**
+ * The lab's daemons take fault-injection requests (bench faults, the integration tests).
+ * It is written into their configs (allowFaultInjection) and, as the second key cloudletd
+ * requires, into their environment (CLOUDLET_LAB_FAULTS=1): see checkFaultInjection.
+ */
+const LAB_FAULT_INJECTION = true;
 /** First loopback port tried for the forwarded APIs: a -> 7171, b -> 7172, ... */
 export const FIRST_HOST_PORT = 7171;
 export const IMAGE_CACHE_DIR = process.env.CLOUDLET_IMAGE_CACHE ?? '/var/cache/cloudlet/images';
@@ -258,13 +264,15 @@ function daemonConfig(cl: LabCloudlet, state: LabState): DaemonConfigInput {
     dockerDataRoot: cl.engine.dataRoot,
     dockerXdgRuntimeDir: cl.engine.xdgRuntimeDir,
     lazyRestore: state.restore === 'lazy' ? engineCriuSettings(cl.engine) : null,
-    // The lab's workloads need no network: their holders have none (see bench/migrate.ts).
+    // Holders without a network (bench all's workloads) fit this spare; a holder with a pinned
+    // service address (bench migrate's, cloudletd's netnsHolder services) does not: the
+    // destination starts its copy before the freeze.
     netnsSpare: { image: BUSYBOX_IMAGE, network: 'none' },
     scratchDir: join(scratchOf(cl.name), 'cloudletd'),
     dataDir: join(state.dir, cl.name, 'cloudletd'),
     peers: state.cloudlets.filter((p) => p.name !== cl.name).map((p) => ({ name: p.name, url: p.daemon.peerUrl })),
     logLevel: 'info',
-    allowFaultInjection: true,
+    allowFaultInjection: LAB_FAULT_INJECTION,
   };
 }
 
@@ -273,13 +281,24 @@ function startDaemon(cl: LabCloudlet, state: LabState): number {
   return spawnDaemon(cl);
 }
 
+/**
+ * cloudletd's environment in the lab: ours, a fixed PATH, and CLOUDLET_LAB_FAULTS=1 exactly
+ * when the lab turns fault injection on (never inherited from the shell that ran the lab).
+ */
+export function labDaemonEnv(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base, PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
+  delete env[LAB_FAULTS_ENV];
+  if (LAB_FAULT_INJECTION) env[LAB_FAULTS_ENV] = '1';
+  return env;
+}
+
 /** Runs cloudletd in the cloudlet's namespace with its config file as written; returns its PID. */
 export function spawnDaemon(cl: LabCloudlet): number {
   const fd = openSync(cl.daemon.log, 'a');
   try {
     return spawnDetached('nsenter', nsenterArgs(cl.namespace, process.execPath, [DAEMON_MAIN, '--config', cl.daemon.configPath]), {
       logFd: fd,
-      env: { ...process.env, PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
+      env: labDaemonEnv(process.env),
     });
   } finally {
     closeSync(fd);

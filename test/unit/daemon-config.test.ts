@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadDaemonConfig, parseDaemonConfig } from '../../src/daemon/config.js';
+import { checkFaultInjection, LAB_FAULTS_ENV, loadDaemonConfig, parseDaemonConfig } from '../../src/daemon/config.js';
+import { labDaemonEnv } from '../../src/lab/lab.js';
 import { UsageError } from '../../src/util/errors.js';
 
 test('config validation names every field at fault', () => {
@@ -39,4 +40,39 @@ test('loadDaemonConfig refuses unreadable and malformed files with the path', (t
   const c = loadDaemonConfig(good);
   assert.deepEqual(c.listen, [{ host: '127.0.0.1', port: 7070 }]);
   assert.deepEqual(c.peers, []);
+});
+
+test('allowFaultInjection needs CLOUDLET_LAB_FAULTS=1 in the environment too (issue 19)', () => {
+  const base = { node: 'alpha', token: 'a'.repeat(32), dataDir: '/tmp/x' };
+  const on = parseDaemonConfig({ ...base, allowFaultInjection: true });
+  assert.equal(LAB_FAULTS_ENV, 'CLOUDLET_LAB_FAULTS');
+  for (const env of [{}, { CLOUDLET_LAB_FAULTS: '0' }, { CLOUDLET_LAB_FAULTS: 'yes' }, { CLOUDLET_LAB_FAULTS: '' }]) {
+    assert.throws(
+      () => checkFaultInjection(on, '/etc/cloudlet/cloudletd.json', env),
+      (err: unknown) => {
+        assert.ok(err instanceof UsageError, String(err));
+        // The message names the file, the key and the variable, and says why.
+        assert.match(err.message, /\/etc\/cloudlet\/cloudletd\.json/);
+        assert.match(err.message, /allowFaultInjection: true/);
+        assert.match(err.message, /CLOUDLET_LAB_FAULTS=1/);
+        assert.match(err.message, /lab only/);
+        assert.match(err.hint ?? '', /remove allowFaultInjection/);
+        return true;
+      },
+      JSON.stringify(env),
+    );
+  }
+  checkFaultInjection(on, 'cfg', { CLOUDLET_LAB_FAULTS: '1' });
+  // Off (the default) needs nothing, whatever the environment says.
+  const off = parseDaemonConfig(base);
+  assert.equal(off.allowFaultInjection, false);
+  checkFaultInjection(off, 'cfg', {});
+  checkFaultInjection(off, 'cfg', { CLOUDLET_LAB_FAULTS: '1' });
+});
+
+test("the lab's daemons get CLOUDLET_LAB_FAULTS=1 (the lab turns fault injection on), not the shell's value", () => {
+  const env = labDaemonEnv({ HOME: '/root', CLOUDLET_LAB_FAULTS: 'inherited', PATH: '/somewhere' });
+  assert.equal(env.CLOUDLET_LAB_FAULTS, '1');
+  assert.equal(env.HOME, '/root');
+  assert.match(env.PATH ?? '', /^\/usr\/local\/sbin:/);
 });

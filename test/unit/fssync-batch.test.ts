@@ -66,10 +66,16 @@ describe('fssync batch files', () => {
         await writeFile(cut, await readFile(b1));
         await truncate(cut, (await stat(cut)).size - 1);
         await rejectsWith(applyBatch(cut, join(work, 'tgt-cut')), 'fssync_batch_invalid');
-        // a damaged rsync part: typed error carrying rsync's exit code and stderr tail
+        // a damaged rsync header (its option flags and protocol): refused before rsync runs
+        const badHead = join(work, 'b1-bad-head');
+        const head = await readFile(b1);
+        head.fill(0xff, 0, 8);
+        await writeFile(badHead, head);
+        await rejectsWith(applyBatch(badHead, join(work, 'tgt-bad-head')), 'fssync_batch_options');
+        // a damaged rsync part behind it: typed error carrying rsync's exit code and stderr tail
         const bad = join(work, 'b1-bad');
         const bytes = await readFile(b1);
-        bytes.fill(0xff, 0, 64);
+        bytes.fill(0xff, 8, 72);
         await writeFile(bad, bytes);
         const err = await rejectsWith(applyBatch(bad, join(work, 'tgt-bad')), 'fssync_apply_failed');
         assert.ok(typeof err.context.exitCode === 'number' && err.context.exitCode !== 0, JSON.stringify(err.context));
