@@ -1,7 +1,7 @@
-// The HTTP keep-alive session: GET /req?n=N through an Agent with keepAlive and one socket,
-// so every request rides the same TCP connection. A new connection is seen as a `socket`
-// event with a socket we have not seen before; without --reconnect it ends the session
-// instead of letting the agent reconnect silently.
+// The HTTP keep-alive session: GET /req?n=N (or another path, n=N added) through an Agent
+// with keepAlive and one socket, so every request rides the same TCP connection. A new
+// connection is seen as a `socket` event with a socket we have not seen before; without
+// --reconnect it ends the session instead of letting the agent reconnect silently.
 // With newConnectionPerRequest every request opens (and closes) a connection of its own
 // instead: what a stream of short-lived clients sees, e.g. through a handoff by re-creation.
 import http from 'node:http';
@@ -13,6 +13,13 @@ export interface HttpSessionParams extends SessionParams {
   newConnectionPerRequest?: boolean;
   /** Per-request mode: a request silent this long fails (the next one goes on). */
   requestTimeoutMs?: number;
+  /** The path requested, `n=N` added to its query (default /req). */
+  path?: string;
+}
+
+/** The path of request n: `path` with n=N added to its query. */
+export function requestPath(path: string, n: number): string {
+  return `${path}${path.includes('?') ? '&' : '?'}n=${n}`;
 }
 
 /** Per-request mode's default for a request that gets no byte (a client gives up, tries again). */
@@ -24,11 +31,13 @@ export class HttpSession extends Session {
   private inFlight: http.ClientRequest | null = null;
   private readonly perRequest: boolean;
   private readonly requestTimeoutMs: number;
+  private readonly path: string;
 
   constructor(p: HttpSessionParams) {
     super(p);
     this.perRequest = p.newConnectionPerRequest ?? false;
     this.requestTimeoutMs = p.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.path = p.path ?? '/req';
   }
 
   start(): void {
@@ -39,9 +48,10 @@ export class HttpSession extends Session {
   tick(): void {
     if (this.state === 'ended' || this.state === 'reconnecting' || this.inFlight || this.nextN > this.p.limit) return;
     const n = this.nextN++;
+    const path = requestPath(this.path, n);
     const req = this.perRequest
-      ? http.request({ host: this.p.host, port: this.p.port, path: `/req?n=${n}`, method: 'GET', agent: false, headers: { connection: 'close' } })
-      : http.request({ host: this.p.host, port: this.p.port, path: `/req?n=${n}`, method: 'GET', agent: this.agent });
+      ? http.request({ host: this.p.host, port: this.p.port, path, method: 'GET', agent: false, headers: { connection: 'close' } })
+      : http.request({ host: this.p.host, port: this.p.port, path, method: 'GET', agent: this.agent });
     this.inFlight = req;
     this.recorder.sent(n);
     req.on('socket', (s) => (this.perRequest ? this.onFreshSocket(s, req) : this.onSocket(s, req)));
@@ -49,7 +59,7 @@ export class HttpSession extends Session {
     // fails (recorded) and frees the session for the next one.
     if (this.perRequest) {
       req.setTimeout(this.requestTimeoutMs, () =>
-        req.destroy(Object.assign(new Error(`no answer to GET /req?n=${n} within ${this.requestTimeoutMs} ms`), { code: 'request_timeout' })),
+        req.destroy(Object.assign(new Error(`no answer to GET ${path} within ${this.requestTimeoutMs} ms`), { code: 'request_timeout' })),
       );
     }
     req.on('response', (res) => {
@@ -74,7 +84,7 @@ export class HttpSession extends Session {
 
   private onReply(n: number, status: number, body: string): void {
     if (status !== 200) {
-      this.appError('http_status', `GET /req?n=${n} answered ${status}: ${body.slice(0, 200)}`);
+      this.appError('http_status', `GET ${requestPath(this.path, n)} answered ${status}: ${body.slice(0, 200)}`);
       this.recorder.giveUp(n);
       return;
     }
@@ -82,12 +92,12 @@ export class HttpSession extends Session {
     try {
       reply = JSON.parse(body) as typeof reply;
     } catch (err) {
-      this.appError('bad_reply', `GET /req?n=${n}: body is not JSON (${(err as Error).message})`);
+      this.appError('bad_reply', `GET ${requestPath(this.path, n)}: body is not JSON (${(err as Error).message})`);
       this.recorder.giveUp(n);
       return;
     }
     if (reply.n !== n || typeof reply.served !== 'number' || typeof reply.instance !== 'string') {
-      this.appError('bad_reply', `GET /req?n=${n}: unexpected reply ${body.slice(0, 200)}`);
+      this.appError('bad_reply', `GET ${requestPath(this.path, n)}: unexpected reply ${body.slice(0, 200)}`);
       this.recorder.giveUp(n);
       return;
     }

@@ -51,6 +51,7 @@ function checkOptions(o: ClientOptions): void {
   positiveInt(o.payloadBytes, 'payload bytes', 0);
   positiveInt(o.graceMs, 'grace (ms)', 0);
   positiveInt(o.connectTimeoutMs, 'connect timeout (ms)');
+  if (o.httpPath !== undefined && !/^\/[^\s#]*$/.test(o.httpPath)) throw new UsageError(`the HTTP path must start with / and hold no space or # (got '${o.httpPath}')`);
 }
 
 export function startClient(opts: ClientOptions): ClientHandle {
@@ -79,7 +80,7 @@ export function startClient(opts: ClientOptions): ClientHandle {
   if (opts.http !== false) {
     const port = opts.httpPort ?? CLIENT_DEFAULTS.httpPort;
     const perRequest = opts.newConnectionPerRequest ?? false;
-    sessions.http = new HttpSession({ ...common, port, recorder: new SessionRecorder('http', opts.target, port, clock, perRequest), newConnectionPerRequest: perRequest, ...(opts.requestTimeoutMs ? { requestTimeoutMs: opts.requestTimeoutMs } : {}) });
+    sessions.http = new HttpSession({ ...common, port, recorder: new SessionRecorder('http', opts.target, port, clock, perRequest), newConnectionPerRequest: perRequest, ...(opts.requestTimeoutMs ? { requestTimeoutMs: opts.requestTimeoutMs } : {}), ...(opts.httpPath ? { path: opts.httpPath } : {}) });
   }
   const all = Object.values(sessions);
 

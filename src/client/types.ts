@@ -31,6 +31,12 @@ export interface ClientOptions {
   newConnectionPerRequest?: boolean;
   /** With newConnectionPerRequest: a request with no byte of answer for this long fails (default 3000). */
   requestTimeoutMs?: number;
+  /**
+   * HTTP: the path each request GETs, with `n=N` added to its query (default /req, the handoff
+   * service's). Whatever the path, the reply must be the handoff service's JSON {n, served,
+   * instance} (other fields are ignored), so that the same checks apply to any workload.
+   */
+  httpPath?: string;
   /** Reconnect after a closed or reset connection, counting it (default false: the session ends). */
   reconnect?: boolean;
   /** At stop, how long in-flight requests may still be answered before they count as lost (default 1000). */

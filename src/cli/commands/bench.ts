@@ -5,8 +5,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from '../../util/errors.js';
 import { runMigrateBench } from '../../bench/migrate.js';
-import { addedByHandoffMs } from '../../bench/engine-floor.js';
-import { migrateBenchMarkdown } from '../../bench/migrate-report.js';
+import { migrateBenchMarkdown, migrateBenchText } from '../../bench/migrate-report.js';
 import { runOverlayBench } from '../../bench/overlay.js';
 import { runHandoffBench, DIRECT_WINDOW } from '../../bench/handoff.js';
 import { handoffReportText } from '../../bench/handoff-report.js';
@@ -63,51 +62,29 @@ export function registerBenchCommands(program: Command): void {
 
   bench
     .command('migrate')
-    .description('handoff figures: busybox counter, and a large-memory service against stop-and-copy')
+    .description('handoff figures under a client: busybox counter, and a large-memory service (its client reading pages over all its memory) against stop-and-copy')
     .option('--state-mb <n>', 'memory state of the service (MiB)', '256')
     .option('--dirty <pages>', 'pages per second the service dirties', '100')
+    .option('--repeat <n>', 'handoffs per workload under its client, alternating a -> b, b -> a...; per-run figures and their median, p95, min-max', '1')
     .option('--json', 'print JSON')
     .option('--markdown', 'print the Markdown report (as in docs/results/migration.md)')
     .action(
-      action(async (opts: { stateMb: string; dirty: string; json?: boolean; markdown?: boolean }) => {
+      action(async (opts: { stateMb: string; dirty: string; repeat: string; json?: boolean; markdown?: boolean }) => {
         requireRoot('benchmarks on the lab');
         const stateMb = Number(opts.stateMb);
         const dirty = Number(opts.dirty);
+        const repeat = Number(opts.repeat);
         if (!(Number.isInteger(stateMb) && stateMb >= 1 && stateMb <= 4096)) throw new UsageError(`--state-mb must be 1..4096 (got ${opts.stateMb})`);
         if (!(Number.isInteger(dirty) && dirty >= 0)) throw new UsageError(`--dirty must be a non-negative integer (got ${opts.dirty})`);
-        const r = await runMigrateBench({ stateMb, dirtyPagesPerSec: dirty, progress });
+        if (!(/^\d+$/.test(opts.repeat) && repeat >= 1 && repeat <= 100)) throw new UsageError(`--repeat must be 1..100 (got ${opts.repeat})`);
+        const command = `cloudlet ${process.argv.slice(2).join(' ')}`;
+        const r = await runMigrateBench({ stateMb, dirtyPagesPerSec: dirty, repeat, command, progress });
         if (opts.json) {
           printJson(r);
         } else if (opts.markdown) {
-          process.stdout.write(migrateBenchMarkdown(r, `sudo cloudlet bench migrate --state-mb ${stateMb} --dirty ${dirty}`));
+          process.stdout.write(migrateBenchMarkdown(r, `sudo ${command}`));
         } else {
-          process.stdout.write(`link ${r.link.bandwidth} / ${r.link.latency}; ${r.machine.cores} cores, kernel ${r.machine.kernel}\n\n`);
-          printTable(
-            r.scenarios.flatMap((s) => [
-              { scenario: s.name, total_ms: s.totalMs, downtime_ms: s.downtimeMs, mb_sent: (s.bytesSent / 1e6).toFixed(2), rounds: s.precopyRounds, stopped_by: s.stopReason },
-              ...(s.baseline
-                ? [{ scenario: `  baseline: ${s.baseline.name}`, total_ms: s.baseline.totalMs, downtime_ms: s.baseline.downtimeMs, mb_sent: (s.baseline.bytesSent / 1e6).toFixed(2), rounds: 0, stopped_by: '-' }]
-                : []),
-            ]),
-            ['scenario', 'total_ms', 'downtime_ms', 'mb_sent', 'rounds', 'stopped_by'],
-          );
-          process.stdout.write('\nengine floor (the same container checkpointed and restored in place, same run):\n');
-          printTable(
-            r.scenarios.map((s) => ({
-              scenario: s.name,
-              node: s.engineFloor.node,
-              checkpoint_ms: s.engineFloor.checkpointMs,
-              restore_ms: s.engineFloor.restoreMs,
-              floor_ms: s.engineFloor.floorMs,
-              added_by_handoff_ms: addedByHandoffMs(s.downtimeMs, s.engineFloor),
-            })),
-            ['scenario', 'node', 'checkpoint_ms', 'restore_ms', 'floor_ms', 'added_by_handoff_ms'],
-          );
-          process.stdout.write('\n');
-          printTable(
-            r.scenarios.flatMap((s) => s.targets.map((t) => ({ scenario: s.name, target: t.name, measured: Math.round(t.value), met: t.ok ? 'yes' : 'NO' }))),
-            ['scenario', 'target', 'measured', 'met'],
-          );
+          process.stdout.write(migrateBenchText(r));
         }
         return 0;
       }),

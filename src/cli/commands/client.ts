@@ -25,6 +25,7 @@ interface ClientCliOptions {
   grace: string;
   reconnect?: boolean;
   newConnectionPerRequest?: boolean;
+  httpPath?: string;
   json?: boolean;
   timeline?: boolean;
   readyFile?: string;
@@ -55,6 +56,7 @@ export function clientOptions(o: ClientCliOptions): ClientOptions {
     graceMs: parseDuration(o.grace, '--grace'),
     reconnect: Boolean(o.reconnect),
     ...(o.newConnectionPerRequest ? { newConnectionPerRequest: true } : {}),
+    ...(o.httpPath !== undefined ? { httpPath: o.httpPath } : {}),
     samples: Boolean(o.timeline),
   };
 }
@@ -75,6 +77,7 @@ export function registerClientCommand(program: Command): void {
     .option('--grace <time>', 'at stop, time left for in-flight requests before they count as lost', `${CLIENT_DEFAULTS.graceMs}ms`)
     .option('--reconnect', 'reconnect after a reset or closed connection (counted); default: the session ends')
     .option('--new-connection-per-request', 'HTTP: a new connection for every request (no keep-alive); failures are counted, the next request goes on')
+    .option('--http-path <path>', "HTTP: the path requested, n=N added to its query (default /req); the reply must be JSON {n, served, instance}")
     .option('--json', 'print the report as JSON')
     .option('--timeline', 'print an ASCII timeline of replies and gaps (with --json: per-request samples)')
     .option('--ready-file <path>', 'write this file once every session is connected and answered once')

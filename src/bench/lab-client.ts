@@ -1,0 +1,79 @@
+// `cloudlet client` in the lab's client namespace with any of its options, as a child process
+// we own: what startLabClient (handoff.ts) does for the handoff service, for workloads that
+// are probed over HTTP only (`--http-path`, a connection per request...). Kept apart so that
+// handoff.ts stays as it is; startLabClient could be written on top of it.
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CloudletError } from '../util/errors.js';
+import type { ClientReport } from '../client/types.js';
+import type { RunningClient } from './handoff.js';
+
+const CLI_MAIN = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'cli', 'main.js');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface LabHttpProbeOptions {
+  /** Upper bound of the run: the client is stopped before, once the measurements are done. */
+  durationMs: number;
+  intervalMs: number;
+  /** Path requested (n=N added), e.g. /touch?pages=64. */
+  httpPath: string;
+  httpPort?: number;
+  /** A connection per request: for servers that close every connection after their answer. */
+  newConnectionPerRequest?: boolean;
+}
+
+/** The client's arguments for an HTTP-only probe of `target` (JSON report with per-request samples). */
+export function labHttpProbeArgs(target: string, o: LabHttpProbeOptions, readyFile: string): string[] {
+  return [
+    'client', '--target', target, '--in-lab', '--json', '--timeline', '--no-tcp',
+    '--http-path', o.httpPath, ...(o.httpPort !== undefined ? ['--http-port', String(o.httpPort)] : []),
+    '--duration', `${o.durationMs}ms`, '--interval', `${o.intervalMs}ms`, '--ready-file', readyFile,
+    // The request in flight when the client is stopped is not lost by a handoff: on a busy
+    // machine its answer may take more than the default 1 s grace.
+    '--grace', '3000ms',
+    ...(o.newConnectionPerRequest ? ['--new-connection-per-request'] : []),
+  ];
+}
+
+/** Starts an HTTP-only `cloudlet client` against `target` in the lab's client namespace. */
+export async function startLabHttpProbe(target: string, o: LabHttpProbeOptions): Promise<RunningClient> {
+  const dir = await mkdtemp(join(os.tmpdir(), 'cloudlet-client-'));
+  const readyFile = join(dir, 'ready');
+  // The lab's environment (CLOUDLET_LAB_DIR...) tells the client which lab's namespace to enter.
+  const child = spawn(process.execPath, [CLI_MAIN, ...labHttpProbeArgs(target, o, readyFile)], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  let done = false;
+  void exited.then(() => (done = true));
+  const ready = (async () => {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (await stat(readyFile).then(() => true, () => false)) return;
+      if (done) throw new CloudletError('client_failed', `the client exited before it was ready: ${stderr.trim().slice(-500)}`);
+      if (Date.now() > deadline) throw new CloudletError('client_failed', `the client was not ready within 20 s: ${stderr.trim().slice(-500)}`);
+      await sleep(50);
+    }
+  })();
+  // A caller that stops the client without awaiting `ready` must not see an unhandled rejection.
+  ready.catch(() => undefined);
+  const stop = async (): Promise<ClientReport> => {
+    if (!done && child.pid) process.kill(child.pid, 'SIGINT');
+    const timer = setTimeout(() => child.pid && !done && process.kill(child.pid, 'SIGKILL'), 15_000);
+    const code = await exited;
+    clearTimeout(timer);
+    await rm(dir, { recursive: true, force: true });
+    try {
+      return JSON.parse(stdout) as ClientReport;
+    } catch {
+      throw new CloudletError('client_failed', `the client exited ${code} without a report: ${stderr.trim().slice(-500)}`);
+    }
+  };
+  if (!child.pid) throw new CloudletError('client_failed', 'could not start the client');
+  return { pid: child.pid, ready, stop };
+}
