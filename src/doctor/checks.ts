@@ -30,7 +30,7 @@ export interface DoctorReport {
   checks: CheckResult[];
 }
 
-export const SETUP_FIX = 'run: sudo bash scripts/setup.sh';
+export const SETUP_FIX = 'run as root: bash scripts/setup.sh';
 export const MIN_CRIU = '4.2';
 export const MIN_NODE_MAJOR = 20;
 

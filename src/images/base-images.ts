@@ -96,7 +96,7 @@ async function inputFile(path: string): Promise<InputFile> {
   } catch (err) {
     throw new ImageError('base_image_input_missing', `cannot read ${path}: ${errorMessage(err)}`, {
       context: { path },
-      hint: 'run: sudo bash scripts/setup.sh (installs busybox-static)',
+      hint: 'run as root: bash scripts/setup.sh (installs busybox-static)',
       cause: err,
     });
   }

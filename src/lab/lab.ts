@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CloudletError, ConflictError, UsageError, errorMessage } from '../util/errors.js';
 import { run, spawnDetached } from '../util/exec.js';
+import { HOLD_BIN } from '../network/packet-hold.js';
 import { LAB_FAULTS_ENV, type DaemonConfigInput } from '../daemon/config.js';
 import type { ServiceNetworkConfigInput } from '../network/service-network.js';
 import { BUSYBOX_IMAGE, buildBaseImageArchives, loadImageArchive } from '../images/base-images.js';
@@ -62,6 +63,20 @@ const FORWARDER_MAIN = join(here, 'forwarder-main.js');
 /** Built by scripts/setup.sh from native/cl-wire.c. */
 export const WIRE_BIN = join(here, '..', '..', 'native', 'cl-wire');
 
+/**
+ * The lab's links and every handoff need the native helpers, which scripts/setup.sh builds
+ * (a plain `npm ci && npm run build` does not): say so before anything is created.
+ */
+export function requireNativeHelpers(): void {
+  const missing = [WIRE_BIN, HOLD_BIN].filter((bin) => !existsSync(bin));
+  if (missing.length) {
+    throw new UsageError(`native helper(s) not built: ${missing.join(', ')}`, {
+      hint: 'run `bash scripts/setup.sh` as root (it builds dist/native/ from native/*.c; cl-hold needs libnetfilter-queue-dev)',
+      context: { missing },
+    });
+  }
+}
+
 export function cloudletName(index: number): string {
   return String.fromCharCode('a'.charCodeAt(0) + index);
 }
@@ -99,6 +114,7 @@ export async function labUp(opts: LabUpOptions, progress: Progress): Promise<Lab
     throw new UsageError(`--cloudlets must be an integer from 1 to 8 (got ${opts.cloudlets})`);
   }
   const link = validateLink(opts.link);
+  requireNativeHelpers();
   const dir = labDir();
   const runDir = labRunDir();
   const existing = readLabState(dir);
