@@ -236,7 +236,7 @@ export function summarize(client: ClientReport, migrations: MigrationReport[]): 
   };
 }
 
-/** The direct scenario's TCP window: requests keep going out (and are held) through the freeze. */
+/** The direct scenario's window (TCP and pipelined HTTP): requests keep going out (and are held) through the freeze. */
 export const DIRECT_WINDOW = 8;
 
 /** Between two migrations of a repeated handoff (and before the first, after the last): the client talks to a settled service. */
@@ -249,7 +249,7 @@ export interface DirectHandoffResult {
   migration: MigrationReport;
   /** Every migration in the order they ran, alternating from -> to, to -> from... (one without --repeat). */
   migrations: MigrationReport[];
-  /** The client's TCP window (requests in flight at most). */
+  /** The client's window per session (requests in flight at most; HTTP pipelined). */
   window: number;
   pauseMs: number;
   /** Where the router sends the service address after the last migration. */
@@ -279,7 +279,7 @@ export async function runDirectHandoff(
   let report: ClientReport;
   try {
     await client.ready;
-    opts.progress(`client connected to ${svc.address} (tcp :7000 window ${window}, http :8080), a request every ${opts.intervalMs} ms per session`);
+    opts.progress(`client connected to ${svc.address} (tcp :7000, http :8080, window ${window} each), a request every ${opts.intervalMs} ms per session`);
     await sleep(PAUSE_MS);
     for (let i = 0; i < repeat; i++) {
       const [from, to] = i % 2 === 0 ? [opts.from, opts.to] : [opts.to, opts.from];
@@ -616,7 +616,7 @@ export async function runHandoffBench(opts: {
   progress: (m: string) => void;
   /** Provision the direct and mobility scenarios' service in a network namespace holder. */
   netnsHolder?: boolean;
-  /** Direct scenario: migrations under one client (alternating directions), and its TCP window. */
+  /** Direct scenario: migrations under one client (alternating directions), and its window per session. */
   repeat?: number;
   window?: number;
   command?: string;

@@ -23,6 +23,8 @@ export interface LabHttpProbeOptions {
   httpPort?: number;
   /** A connection per request: for servers that close every connection after their answer. */
   newConnectionPerRequest?: boolean;
+  /** Requests pipelined on the kept-alive connection at most (not with a connection per request). */
+  window?: number;
 }
 
 /** The client's arguments for an HTTP-only probe of `target` (JSON report with per-request samples). */
@@ -35,6 +37,7 @@ export function labHttpProbeArgs(target: string, o: LabHttpProbeOptions, readyFi
     // machine its answer may take more than the default 1 s grace.
     '--grace', '3000ms',
     ...(o.newConnectionPerRequest ? ['--new-connection-per-request'] : []),
+    ...(o.window !== undefined ? ['--window', String(o.window)] : []),
   ];
 }
 

@@ -49,6 +49,8 @@ export type { Target } from './migrate-runs.js';
 
 /** A client request every (ms), per workload. */
 export const CLIENT_INTERVAL_MS = 20;
+/** Requests in flight per kept-alive probe (pipelined): a request lost in a handoff leaves a hole. */
+export const PROBE_WINDOW = 8;
 /** Pages of the 256 MiB service's state each client request reads (GET /touch). */
 export const TOUCH_PAGES = 64;
 /** Before the first handoff, between two, after the last: the client talks to a settled service (and has its RTT second). */
@@ -61,6 +63,8 @@ export interface WorkloadProbe {
   path: string;
   connectionPerRequest: boolean;
   intervalMs: number;
+  /** Requests in flight at most (1 with a connection per request). */
+  window: number;
 }
 
 export interface ScenarioResult {
@@ -274,7 +278,7 @@ async function handoffsUnderClient(lab: LabState, w: Workload, repeat: number, p
   const ea = engineOf(lab, ca.name);
   await removeService(lab, w.name);
   const address = await pickBenchAddress(lab, ca);
-  const probe: WorkloadProbe = { address, port: 8080, path: w.path, connectionPerRequest: w.connectionPerRequest, intervalMs: CLIENT_INTERVAL_MS };
+  const probe: WorkloadProbe = { address, port: 8080, path: w.path, connectionPerRequest: w.connectionPerRequest, intervalMs: CLIENT_INTERVAL_MS, window: w.connectionPerRequest ? 1 : PROBE_WINDOW };
   try {
     await startWorkload(ea, { name: w.name, ...w.options }, w.network, address);
     await announceOn(ca, address);
@@ -285,12 +289,13 @@ async function handoffsUnderClient(lab: LabState, w: Workload, repeat: number, p
       intervalMs: CLIENT_INTERVAL_MS,
       httpPath: w.path,
       newConnectionPerRequest: w.connectionPerRequest,
+      window: probe.window,
     });
     const reports: MigrationReport[] = [];
     let report: ClientReport;
     try {
       await client.ready;
-      progress(`${w.label}: client in the lab's client namespace, GET ${w.path} on ${address}:8080 every ${CLIENT_INTERVAL_MS} ms${w.connectionPerRequest ? ' (a connection per request)' : ' (one kept-alive connection)'}`);
+      progress(`${w.label}: client in the lab's client namespace, GET ${w.path} on ${address}:8080 every ${CLIENT_INTERVAL_MS} ms${w.connectionPerRequest ? ' (a connection per request)' : ` (one kept-alive connection, ${probe.window} pipelined)`}`);
       await sleep(PAUSE_MS);
       for (let i = 0; i < repeat; i++) {
         const [from, to] = i % 2 === 0 ? [ca, cb] : [cb, ca];

@@ -22,6 +22,23 @@ export function requestPath(path: string, n: number): string {
   return `${path}${path.includes('?') ? '&' : '?'}n=${n}`;
 }
 
+export type HttpReply = { ok: true; served: number; instance: string } | { ok: false; code: 'http_status' | 'bad_reply'; message: string };
+
+/** An answer of the handoff service's HTTP side to GET `path` (request n), checked. */
+export function parseHttpReply(path: string, n: number, status: number, body: string): HttpReply {
+  if (status !== 200) return { ok: false, code: 'http_status', message: `GET ${path} answered ${status}: ${body.slice(0, 200)}` };
+  let reply: { n?: unknown; served?: unknown; instance?: unknown };
+  try {
+    reply = JSON.parse(body) as typeof reply;
+  } catch (err) {
+    return { ok: false, code: 'bad_reply', message: `GET ${path}: body is not JSON (${(err as Error).message})` };
+  }
+  if (reply.n !== n || typeof reply.served !== 'number' || typeof reply.instance !== 'string') {
+    return { ok: false, code: 'bad_reply', message: `GET ${path}: unexpected reply ${body.slice(0, 200)}` };
+  }
+  return { ok: true, served: reply.served, instance: reply.instance };
+}
+
 /** Per-request mode's default for a request that gets no byte (a client gives up, tries again). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 3000;
 
@@ -83,25 +100,12 @@ export class HttpSession extends Session {
   }
 
   private onReply(n: number, status: number, body: string): void {
-    if (status !== 200) {
-      this.appError('http_status', `GET ${requestPath(this.path, n)} answered ${status}: ${body.slice(0, 200)}`);
+    const r = parseHttpReply(requestPath(this.path, n), n, status, body);
+    if (r.ok) this.recorder.reply(n, r.served, r.instance);
+    else {
+      this.appError(r.code, r.message);
       this.recorder.giveUp(n);
-      return;
     }
-    let reply: { n?: unknown; served?: unknown; instance?: unknown };
-    try {
-      reply = JSON.parse(body) as typeof reply;
-    } catch (err) {
-      this.appError('bad_reply', `GET ${requestPath(this.path, n)}: body is not JSON (${(err as Error).message})`);
-      this.recorder.giveUp(n);
-      return;
-    }
-    if (reply.n !== n || typeof reply.served !== 'number' || typeof reply.instance !== 'string') {
-      this.appError('bad_reply', `GET ${requestPath(this.path, n)}: unexpected reply ${body.slice(0, 200)}`);
-      this.recorder.giveUp(n);
-      return;
-    }
-    this.recorder.reply(n, reply.served, reply.instance);
   }
 
   private onSocket(s: net.Socket, req: http.ClientRequest): void {

@@ -6,6 +6,7 @@ import { UsageError } from '../util/errors.js';
 import { HANDOFF_SERVICE_DEFAULTS } from '../workloads/handoff-service.js';
 import { RunClock, round2 } from './clock.js';
 import { HttpSession } from './http-session.js';
+import { HttpPipelineSession } from './http-pipeline-session.js';
 import { SessionRecorder } from './recorder.js';
 import type { Session } from './session.js';
 import { TcpSession } from './tcp-session.js';
@@ -80,7 +81,15 @@ export function startClient(opts: ClientOptions): ClientHandle {
   if (opts.http !== false) {
     const port = opts.httpPort ?? CLIENT_DEFAULTS.httpPort;
     const perRequest = opts.newConnectionPerRequest ?? false;
-    sessions.http = new HttpSession({ ...common, port, recorder: new SessionRecorder('http', opts.target, port, clock, perRequest), newConnectionPerRequest: perRequest, ...(opts.requestTimeoutMs ? { requestTimeoutMs: opts.requestTimeoutMs } : {}), ...(opts.httpPath ? { path: opts.httpPath } : {}) });
+    const window = opts.window ?? CLIENT_DEFAULTS.window;
+    const recorder = new SessionRecorder('http', opts.target, port, clock, perRequest);
+    const path = opts.httpPath ? { path: opts.httpPath } : {};
+    // A window of more than one request is pipelined on the kept-alive connection; a
+    // connection per request has one request per connection by definition.
+    sessions.http =
+      window > 1 && !perRequest
+        ? new HttpPipelineSession({ ...common, port, recorder, window, ...path })
+        : new HttpSession({ ...common, port, recorder, newConnectionPerRequest: perRequest, ...(opts.requestTimeoutMs ? { requestTimeoutMs: opts.requestTimeoutMs } : {}), ...path });
   }
   const all = Object.values(sessions);
 

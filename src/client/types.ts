@@ -19,7 +19,7 @@ export interface ClientOptions {
   durationMs?: number;
   /** Stop each session after it sent this many requests (and their replies came or grace ran out). */
   count?: number;
-  /** TCP: requests in flight at most (default 1). HTTP is always 1 (keep-alive, no pipelining). */
+  /** Requests in flight at most per session (default 1): TCP line requests, HTTP requests pipelined on the kept-alive connection (not with newConnectionPerRequest). */
   window?: number;
   /** Padding bytes of each TCP request's payload (default 16). */
   payloadBytes?: number;

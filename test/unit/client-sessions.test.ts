@@ -221,3 +221,101 @@ test('a TCP port that does not speak the protocol (the HTTP port): one bad_reply
     await killService(svc);
   }
 });
+
+/** The most requests of one session that were in flight at the same time (from its samples). */
+function maxInFlight(s: SessionReport): number {
+  const events = s.samples!.flatMap((x) => [
+    { at: x.sentAtMs, d: 1 },
+    { at: x.repliedAtMs ?? Infinity, d: -1 },
+  ]);
+  events.sort((a, b) => a.at - b.at || a.d - b.d);
+  let now = 0;
+  let max = 0;
+  for (const e of events) max = Math.max(max, (now += e.d));
+  return max;
+}
+
+test('a window of 4 on both sessions: a paused service lets it fill and no further; nothing lost', { timeout: 20_000 }, async () => {
+  const svc = await startLocalService();
+  try {
+    const handle = startClient({ target: '127.0.0.1', tcpPort: svc.tcpPort, httpPort: svc.httpPort, intervalMs: 10, durationMs: 1500, window: 4, samples: true });
+    assert.equal(await handle.ready, true);
+    await sleep(300);
+    process.kill(svc.child.pid!, 'SIGSTOP');
+    await sleep(300);
+    process.kill(svc.child.pid!, 'SIGCONT');
+    const r = await handle.done;
+    for (const s of [r.sessions.tcp!, r.sessions.http!]) {
+      assertClean(s);
+      assert.equal(maxInFlight(s), 4, `${s.kind}: the paused service lets the window fill, and no further`);
+    }
+  } finally {
+    await killService(svc);
+  }
+});
+
+test('pipelined HTTP: the service killed mid-run loses the requests in flight, reported; no silent reconnect', { timeout: 20_000 }, async () => {
+  const svc = await startLocalService();
+  const handle = startClient({ target: '127.0.0.1', tcp: false, httpPort: svc.httpPort, intervalMs: 10, durationMs: 8000, window: 4 });
+  assert.equal(await handle.ready, true);
+  await sleep(200);
+  process.kill(svc.child.pid!, 'SIGSTOP');
+  await sleep(150);
+  await killService(svc);
+  const again = await startLocalService({ tcpPort: svc.tcpPort, httpPort: svc.httpPort });
+  const r = await handle.done;
+  await killService(again);
+  const s = r.sessions.http!;
+  assert.equal(r.stoppedBy, 'sessions-ended');
+  assert.equal(s.survived, false);
+  assert.equal(s.connections.length, 1, 'no second connection');
+  assert.ok(s.errors.length >= 1 && ['ECONNRESET', 'closed', 'EPIPE'].includes(s.errors[0]!.code), JSON.stringify(s.errors));
+  assert.equal(s.lost, 4, 'the 4 requests in flight at the kill');
+  assert.equal(s.sent, s.answered + s.lost);
+});
+
+test('pipelined HTTP puts the whole window on the wire: a server that holds its answers sees 4 requests first', { timeout: 10_000 }, async () => {
+  // A server of the test's own: it answers nothing until 300 ms after the first request, then
+  // answers every request it has read, in order. Requests queued in the client (not pipelined)
+  // would reach it one by one; pipelined, the whole window is there before the first answer.
+  let seenBeforeFirstAnswer = 0;
+  let served = 0;
+  const server = net.createServer((sock) => {
+    let buf = '';
+    let holding = true;
+    const pending: number[] = [];
+    const answer = (n: number) => {
+      const body = JSON.stringify({ n, served: ++served, instance: 'wire-test' });
+      sock.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    };
+    sock.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let i: number;
+      while ((i = buf.indexOf('\r\n\r\n')) >= 0) {
+        const n = Number(/[?&]n=(\d+)/.exec(buf.slice(0, i))![1]);
+        buf = buf.slice(i + 4);
+        if (holding) {
+          if (pending.length === 0) {
+            setTimeout(() => {
+              seenBeforeFirstAnswer = pending.length;
+              holding = false;
+              for (const m of pending.splice(0)) answer(m);
+            }, 300);
+          }
+          pending.push(n);
+        } else answer(n);
+      }
+    });
+    sock.on('error', () => undefined);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as net.AddressInfo).port;
+  try {
+    const r = await runClient({ target: '127.0.0.1', tcp: false, httpPort: port, intervalMs: 10, count: 20, window: 4, durationMs: 5000 });
+    assert.equal(seenBeforeFirstAnswer, 4, 'requests on the wire before the first answer');
+    assertClean(r.sessions.http!);
+  } finally {
+    server.close();
+  }
+});

@@ -231,7 +231,7 @@ test('the text and Markdown reports show every run, the summaries, the floor mod
   const sc: ScenarioResult = {
     name: '256 MiB service',
     network: 'holder',
-    probe: { address: '10.240.1.254', port: 8080, path: '/touch?pages=64', connectionPerRequest: false, intervalMs: 20 },
+    probe: { address: '10.240.1.254', port: 8080, path: '/touch?pages=64', connectionPerRequest: false, intervalMs: 20, window: 8 },
     totalMs: summary.totalMs!.median,
     downtimeMs: summary.downtimeMs!.median,
     bytesSent: 3e8,

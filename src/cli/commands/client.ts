@@ -73,7 +73,7 @@ export function registerClientCommand(program: Command): void {
     .option('--count <n>', 'stop each session after n requests')
     .option('--no-tcp', 'no raw TCP session')
     .option('--no-http', 'no HTTP keep-alive session')
-    .option('--window <n>', 'TCP requests in flight at most', String(CLIENT_DEFAULTS.window))
+    .option('--window <n>', 'requests in flight at most per session (HTTP: pipelined on the kept-alive connection)', String(CLIENT_DEFAULTS.window))
     .option('--grace <time>', 'at stop, time left for in-flight requests before they count as lost', `${CLIENT_DEFAULTS.graceMs}ms`)
     .option('--reconnect', 'reconnect after a reset or closed connection (counted); default: the session ends')
     .option('--new-connection-per-request', 'HTTP: a new connection for every request (no keep-alive); failures are counted, the next request goes on')
