@@ -15,6 +15,7 @@ import { UsageError } from '../util/errors.js';
 import { MigrationDestination, type PrepareRequest } from '../migration/destination.js';
 import { MigrationSource } from '../migration/source.js';
 import { receiveRound } from '../migration/round-transport.js';
+import { CheckpointRestores } from '../migration/checkpoint-restores.js';
 import type { Policy } from '../migration/decision.js';
 import { FAULT_POINTS, HANDOFF_STRATEGIES, type FaultPoint, type MigrationRequest } from '../migration/types.js';
 import type { DaemonContext } from './server.js';
@@ -78,6 +79,8 @@ function parseBody<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, body: unknown
 
 export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext): { source: MigrationSource; destination: MigrationDestination } {
   const { config } = ctx;
+  // One engine, two sides restoring on it: the twin here, a rolled-back source container.
+  const restores = new CheckpointRestores();
   const source = new MigrationSource({
     node: config.node,
     engine: ctx.engine,
@@ -91,6 +94,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     token: config.token,
     serviceNetwork: ctx.serviceNetwork,
     lazyRestore: config.lazyRestore,
+    restores,
   });
   const spareHolder = config.netnsSpare ? new SpareHolder(ctx.engine, config.netnsSpare) : null;
   const destination = new MigrationDestination({
@@ -101,6 +105,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     scratchDir: config.scratchDir ?? join(config.dataDir, 'scratch'),
     serviceNetwork: ctx.serviceNetwork,
     lazyRestore: config.lazyRestore,
+    restores,
     spareHolder,
     log: (msg) => app.log.warn(msg),
   });
@@ -157,7 +162,13 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
       throw new UsageError(`invalid restore mode '${req.query.restore}' (lazy or eager)`);
     }
     const body = req.body as NodeJS.ReadableStream;
-    return destination.round(req.params.id, k, req.query.final === '1', receiveRound(body, config.limits), inject, req.query.restore === 'eager');
+    return destination.round(req.params.id, {
+      index: k,
+      final: req.query.final === '1',
+      artifacts: receiveRound(body, config.limits),
+      inject,
+      eagerRestore: req.query.restore === 'eager',
+    });
   });
 
   app.post<{ Params: { id: string } }>('/v1/incoming/:id/address', async (req) => destination.takeAddress(req.params.id));
