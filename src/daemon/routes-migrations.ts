@@ -77,7 +77,8 @@ function parseBody<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, body: unknown
   return r.data;
 }
 
-export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext): { source: MigrationSource; destination: MigrationDestination } {
+/** Both sides of a handoff on this daemon, sharing its engine's restores. */
+function handoffSides(app: FastifyInstance, ctx: DaemonContext): { source: MigrationSource; destination: MigrationDestination; spareHolder: SpareHolder | null } {
   const { config } = ctx;
   // One engine, two sides restoring on it: the twin here, a rolled-back source container.
   const restores = new CheckpointRestores();
@@ -109,6 +110,12 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     spareHolder,
     log: (msg) => app.log.warn(msg),
   });
+  return { source, destination, spareHolder };
+}
+
+export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext): { source: MigrationSource; destination: MigrationDestination } {
+  const { config } = ctx;
+  const { source, destination, spareHolder } = handoffSides(app, ctx);
 
   // What a previous run of this daemon left in flight is settled before requests are served.
   app.addHook('onReady', async () => {
@@ -147,6 +154,13 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     return r;
   });
 
+  registerIncomingRoutes(app, ctx, destination);
+  return { source, destination };
+}
+
+/** The peers' side: what a source asks of this daemon as the destination of its handoff. */
+function registerIncomingRoutes(app: FastifyInstance, ctx: DaemonContext, destination: MigrationDestination): void {
+  const { config } = ctx;
   app.post('/v1/incoming', async (req) => destination.prepare(req.body as PrepareRequest));
 
   app.get<{ Params: { id: string } }>('/v1/incoming/:id', async (req) => destination.status(req.params.id));
@@ -179,6 +193,4 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
   });
 
   app.delete<{ Params: { id: string } }>('/v1/incoming/:id', async (req) => destination.abort(req.params.id, 'aborted by the source'));
-
-  return { source, destination };
 }
