@@ -15,6 +15,7 @@ import { UsageError } from '../util/errors.js';
 import { MigrationDestination, type PrepareRequest } from '../migration/destination.js';
 import { MigrationSource } from '../migration/source.js';
 import { receiveRound } from '../migration/round-transport.js';
+import { CheckpointRestores } from '../migration/checkpoint-restores.js';
 import type { Policy } from '../migration/decision.js';
 import { FAULT_POINTS, HANDOFF_STRATEGIES, type FaultPoint, type MigrationRequest } from '../migration/types.js';
 import type { DaemonContext } from './server.js';
@@ -76,8 +77,11 @@ function parseBody<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, body: unknown
   return r.data;
 }
 
-export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext): { source: MigrationSource; destination: MigrationDestination } {
+/** Both sides of a handoff on this daemon, sharing its engine's restores. */
+function handoffSides(app: FastifyInstance, ctx: DaemonContext): { source: MigrationSource; destination: MigrationDestination; spareHolder: SpareHolder | null } {
   const { config } = ctx;
+  // One engine, two sides restoring on it: the twin here, a rolled-back source container.
+  const restores = new CheckpointRestores();
   const source = new MigrationSource({
     node: config.node,
     engine: ctx.engine,
@@ -91,6 +95,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     token: config.token,
     serviceNetwork: ctx.serviceNetwork,
     lazyRestore: config.lazyRestore,
+    restores,
   });
   const spareHolder = config.netnsSpare ? new SpareHolder(ctx.engine, config.netnsSpare) : null;
   const destination = new MigrationDestination({
@@ -101,9 +106,16 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     scratchDir: config.scratchDir ?? join(config.dataDir, 'scratch'),
     serviceNetwork: ctx.serviceNetwork,
     lazyRestore: config.lazyRestore,
+    restores,
     spareHolder,
     log: (msg) => app.log.warn(msg),
   });
+  return { source, destination, spareHolder };
+}
+
+export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext): { source: MigrationSource; destination: MigrationDestination } {
+  const { config } = ctx;
+  const { source, destination, spareHolder } = handoffSides(app, ctx);
 
   // What a previous run of this daemon left in flight is settled before requests are served.
   app.addHook('onReady', async () => {
@@ -142,6 +154,13 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
     return r;
   });
 
+  registerIncomingRoutes(app, ctx, destination);
+  return { source, destination };
+}
+
+/** The peers' side: what a source asks of this daemon as the destination of its handoff. */
+function registerIncomingRoutes(app: FastifyInstance, ctx: DaemonContext, destination: MigrationDestination): void {
+  const { config } = ctx;
   app.post('/v1/incoming', async (req) => destination.prepare(req.body as PrepareRequest));
 
   app.get<{ Params: { id: string } }>('/v1/incoming/:id', async (req) => destination.status(req.params.id));
@@ -157,7 +176,13 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
       throw new UsageError(`invalid restore mode '${req.query.restore}' (lazy or eager)`);
     }
     const body = req.body as NodeJS.ReadableStream;
-    return destination.round(req.params.id, k, req.query.final === '1', receiveRound(body, config.limits), inject, req.query.restore === 'eager');
+    return destination.round(req.params.id, {
+      index: k,
+      final: req.query.final === '1',
+      artifacts: receiveRound(body, config.limits),
+      inject,
+      eagerRestore: req.query.restore === 'eager',
+    });
   });
 
   app.post<{ Params: { id: string } }>('/v1/incoming/:id/address', async (req) => destination.takeAddress(req.params.id));
@@ -168,6 +193,4 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
   });
 
   app.delete<{ Params: { id: string } }>('/v1/incoming/:id', async (req) => destination.abort(req.params.id, 'aborted by the source'));
-
-  return { source, destination };
 }

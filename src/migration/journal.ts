@@ -34,6 +34,8 @@ export interface MigrationJournal {
   markAddressMoved(address: string, container: string, movedTo: string): void;
   /** The service at `address` is served here (again). */
   clearMovedAddress(address: string): void;
+  /** Something that happened here, for the daemon's event log (e.g. a service re-created). */
+  recordEvent(kind: string, data?: Record<string, unknown>): void;
 }
 
 /** Where a source publishes its report at every journal write (live progress). */

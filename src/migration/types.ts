@@ -29,7 +29,7 @@ export interface MigrationRequest {
   /**
    * The destination's restore: lazy (post-copy from the received images, where the destination
    * is configured for it), eager (every page in before the service runs: baselines,
-   * experiments), auto (the default: lazy for large memory, see restoreFor in source.ts).
+   * experiments), auto (the default: lazy for large memory, see restoreFor in source/tuning.ts).
    */
   restore?: RestoreChoice;
 }

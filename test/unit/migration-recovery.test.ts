@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { DaemonDb } from '../../src/daemon/db.js';
 import { DockerEngine } from '../../src/engine/docker.js';
 import { MigrationSource } from '../../src/migration/source.js';
+import { CheckpointRestores } from '../../src/migration/checkpoint-restores.js';
 
 test('in-flight source migrations are marked failed; finished ones are left alone', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cloudlet-recovery-'));
@@ -28,6 +29,7 @@ test('in-flight source migrations are marked failed; finished ones are left alon
       token: 'x'.repeat(16),
       serviceNetwork: null,
       lazyRestore: null,
+      restores: new CheckpointRestores(),
     });
     const notes = await source.recoverAfterRestart();
     assert.equal(notes.length, 1);

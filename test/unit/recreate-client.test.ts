@@ -11,7 +11,7 @@ import net from 'node:net';
 import { startLocalService } from '../helpers/handoff-service.js';
 import { runClient, startClient } from '../../src/client/index.js';
 import { clientOptions } from '../../src/cli/commands/client.js';
-import { probeOnce } from '../../src/daemon/routes-recreate.js';
+import { probeOnce } from '../../src/migration/recreate-health.js';
 
 
 

@@ -1,0 +1,45 @@
+// Source, commit: the twin runs at the destination; now, and only now, the source copy goes.
+// From here on nothing rolls back: a failing clean-up is reported, the service stays at B.
+import { errorMessage } from '../../util/errors.js';
+import type { ContainerDetails } from '../../engine/docker.js';
+import type { PeerClient } from '../peer-client.js';
+import { FAULT_STALL_MS, type MigrationReport } from '../types.js';
+import { sleep, type SourceDeps, type SourceHandoff } from './handoff.js';
+
+export async function runCommit(h: SourceHandoff): Promise<void> {
+  const { report } = h;
+  const tCommit = performance.now();
+  report.state = 'committing';
+  h.journal();
+  h.progress.frozen = false;
+  // Fault injection (lab only): the twin runs, the stopped copy is still here.
+  if (h.req.inject === 'stall-before-commit') await sleep(FAULT_STALL_MS);
+  await commitHandoff(h.deps, { report, details: h.details, peer: h.peer });
+  report.commitMs = Math.round(performance.now() - tCommit);
+  report.state = 'done';
+}
+
+/** After the handoff: remove the source copy, let the destination drop its staging data. */
+export async function commitHandoff(deps: SourceDeps, o: { report: MigrationReport; details: ContainerDetails; peer: PeerClient }): Promise<void> {
+  const { report, details, peer } = o;
+  // The address went with the service: this cloudlet must not hand it to a new one.
+  if (report.serviceAddress) deps.db.markAddressMoved(report.serviceAddress, details.name, report.to);
+  try {
+    await deps.engine.removeContainer(details.id, { force: true });
+  } catch (err) {
+    report.warnings.push(`the stopped source container ${details.name} could not be removed: ${errorMessage(err)}`);
+  }
+  // The destination runs its own copy of the holder; this one would only keep the address.
+  if (report.netnsHolder) {
+    try {
+      await deps.engine.removeContainer(report.netnsHolder, { force: true });
+    } catch (err) {
+      report.warnings.push(`the source's network namespace holder ${report.netnsHolder} could not be removed: ${errorMessage(err)}`);
+    }
+  }
+  try {
+    await peer.post(`/v1/incoming/${report.id}/commit`, {});
+  } catch (err) {
+    report.warnings.push(`the destination could not drop its staging data: ${errorMessage(err)}`);
+  }
+}

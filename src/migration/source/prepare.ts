@@ -1,0 +1,81 @@
+// Source, prepare: the destination creates the twin (its image shipped first if it lacks it);
+// meanwhile the service's memory size is read, which sizes the rest of the handoff (plan).
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ApiError } from '../../util/errors.js';
+import { joiningHolder } from '../../network/netns-holder.js';
+import { FsSyncSource } from '../../fssync/index.js';
+import { anonymousMemoryBytes } from '../../engine/cgroups.js';
+import { decideInitial, DEFAULT_COSTS } from '../decision.js';
+import { shipImageIfMissing, type ImageShipped } from '../image-ship.js';
+import type { PrepareRequest, PrepareResponse } from '../destination/wire.js';
+import { fsBatchNice, hasherFor, restoreFor } from './tuning.js';
+import type { SourceHandoff } from './handoff.js';
+
+/** Link speed the first decision assumes, before a round has measured the real one. */
+const ASSUMED_LINK_BPS = 100e6;
+
+export async function runPrepare(h: SourceHandoff): Promise<void> {
+  const { report, details, holder, peer, stage, req } = h;
+  await mkdir(stage, { recursive: true });
+  const volumes = details.mounts.filter((m) => m.type === 'volume' && m.name).map((m) => ({ name: m.name!, dir: m.source }));
+  const prepareReq: PrepareRequest = {
+    id: report.id,
+    from: h.deps.node,
+    container: {
+      name: details.name,
+      imageId: details.imageId,
+      imageName: details.imageName,
+      // The twin joins the destination's copy of the holder, which has the same name.
+      createOptions: holder ? joiningHolder(details.createOptions, holder.name) : details.createOptions,
+      volumes: volumes.map((v) => v.name),
+      serviceAddress: report.serviceAddress,
+      netnsHolder: holder,
+    },
+  };
+  // The destination refuses a prepare for an image it lacks: it then gets the image's
+  // missing layers (overlay) and the prepare is asked again. Asked first, the common case
+  // (image there) costs no extra round trip.
+  const prepare = () => peer.post<PrepareResponse>('/v1/incoming', prepareReq);
+  // Memory size (for the decision) read while the destination prepares.
+  const memory = anonymousMemoryBytes(details.pid);
+  memory.catch(() => undefined); // awaited below
+  const prepared = await prepare().catch(async (err: unknown) => {
+    if (!(err instanceof ApiError && err.code === 'image_missing')) throw err;
+    await shipImages(h);
+    h.journal();
+    return prepare();
+  });
+  h.progress.prepared = true;
+  report.destinationContainerId = prepared.twinId;
+  if (holder) report.netnsHolderFrom = prepared.holder;
+
+  // Before any link measurement the model assumes the lab's default link speed.
+  const memoryBytes = await memory;
+  const initial = decideInitial(req.policy, memoryBytes, ASSUMED_LINK_BPS, DEFAULT_COSTS);
+  h.plan = { initial, hasher: hasherFor(memoryBytes), restore: restoreFor(req.restore, memoryBytes) };
+  const nice = fsBatchNice(memoryBytes);
+  h.fsSources.push({ name: 'fs/rw', source: new FsSyncSource({ sourceDir: details.upperDir!, stateDir: join(stage, 'fs-rw'), nice }) });
+  for (const v of volumes) {
+    h.fsSources.push({ name: `fs/vol/${v.name}`, source: new FsSyncSource({ sourceDir: v.dir, stateDir: join(stage, `fs-vol-${v.name}`), nice }) });
+  }
+  if (initial.stop) {
+    report.stopReason = initial.reason === 'forced-rounds' ? 'stop-and-copy' : initial.reason;
+    report.decision = initial.explanation;
+  }
+}
+
+/** The image's layers the destination lacks (and its holder's image's), as overlays. */
+async function shipImages(h: SourceHandoff): Promise<void> {
+  const { report, details, holder, stage, req } = h;
+  report.imageShipped = await shipImage(h, details.imageId, details.imageName, join(stage, 'image'), req.codec);
+  if (holder && holder.imageId !== details.imageId) {
+    const shipped = await shipImage(h, holder.imageId, holder.imageName, join(stage, 'holder-image'), req.codec);
+    if (shipped) report.warnings.push(`the network namespace holder's image ${holder.imageName} was shipped too (${shipped.bytes} bytes)`);
+  }
+}
+
+/** The image's layers the destination lacks, as an overlay (or the whole image); null if it had it. */
+function shipImage(h: SourceHandoff, imageId: string, imageName: string, stageDir: string, codec: string): Promise<ImageShipped | null> {
+  return shipImageIfMissing({ engine: h.deps.engine, peer: h.peer, token: h.deps.token, imageId, imageName, stageDir, codec });
+}

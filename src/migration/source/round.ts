@@ -1,0 +1,192 @@
+// Source, one round (pre-copy or final): capture the memory, hash its pages into a delta
+// against what the destination holds, write the filesystem batches beside it, send it all as
+// one framed stream, and record the round's figures.
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runcCheckpoint } from '../../engine/runc.js';
+import { freezeCgroup } from '../../engine/cgroups.js';
+import { encodeDeltaChunks, type Delta } from '../../checkpoint/delta.js';
+import { startDumpAndDelta } from '../../checkpoint/stream-delta.js';
+import type { PageIndex } from '../../checkpoint/page-index.js';
+import { scanContainerMemory } from '../../checkpoint/proc-scan.js';
+import { sendRound, pickCodec, type OutgoingArtifact } from '../round-transport.js';
+import { FAULT_STALL_MS, type RoundReport } from '../types.js';
+import type { RoundResponse } from '../destination/wire.js';
+import { dumpDirOf, sleep, type SourceHandoff } from './handoff.js';
+
+export interface RoundOptions {
+  index: number;
+  final: boolean;
+  /** Called just before the final round's stream starts (the destination may restore from then on). */
+  onFinalSend?: () => void;
+}
+
+export interface RoundResult {
+  round: RoundReport;
+  /** The page layout sent: the next round's delta is against it. */
+  index: PageIndex;
+  response: RoundResponse;
+}
+
+interface FsBatch {
+  name: string;
+  bytes: number;
+  ms: number;
+  data: Buffer;
+}
+
+interface Captured {
+  dumpMs: number;
+  stallMs: number;
+  deltaWork: Promise<Delta>;
+  fsWork: Promise<FsBatch[]>;
+}
+
+/** One round: dump, delta, filesystem batches, send; returns the round's figures. */
+export async function runRound(h: SourceHandoff, o: RoundOptions): Promise<RoundResult> {
+  const { report, req } = h;
+  const { index, final } = o;
+  const dumpDir = dumpDirOf(h.stage, index);
+  const { dumpMs, stallMs, deltaWork, fsWork } = await capture(h, o);
+  const tHash = performance.now();
+  let delta: Delta;
+  try {
+    delta = await deltaWork;
+  } finally {
+    // Never leave the batch promise unobserved, even when hashing failed.
+    await fsWork.catch(() => undefined);
+  }
+  const hashMs = performance.now() - tHash;
+  // The codec is measured on this round's pages while the last filesystem batch is written.
+  const [fsBatches, codec] = await Promise.all([fsWork, pickCodec(req.codec, delta, report.rounds, final)]);
+
+  // Filesystem batches first: the destination applies them while the pages arrive.
+  const artifacts: OutgoingArtifact[] = fsBatches.map((b) => ({ name: b.name, chunks: () => [b.data] }));
+  const fsBytes = fsBatches.reduce((n, b) => n + b.bytes, 0);
+  // Against the previous round's layout, which the destination holds: unchanged pages'
+  // hashes are not sent again (delta wire format v2).
+  const against = h.prevIndex;
+  artifacts.push({ name: 'delta', chunks: () => encodeDeltaChunks(delta, { against }) });
+  if (final) {
+    for (const f of await readdir(dumpDir)) {
+      if (/^pages-\d+\.img$/.test(f) || /^pagemap-.*\.img$/.test(f)) continue;
+      const data = await readFile(join(dumpDir, f));
+      artifacts.push({ name: `img/${f}`, chunks: () => [data] });
+    }
+  }
+  // Final-round options for the destination: a fault to inject (lab), an eager restore.
+  const finalOptions = (final && req.inject ? `&inject=${req.inject}` : '') + (final && h.plan!.restore === 'eager' ? '&restore=eager' : '');
+  if (final) o.onFinalSend?.();
+  // Fault injection (lab only): one byte of the final round damaged on its way.
+  const corrupt = final && req.inject === 'corrupt-frame' ? { corruptByteAt: 4096 } : {};
+  const sent = await sendRound(h.peer, `/v1/incoming/${report.id}/rounds/${index}?final=${final ? 1 : 0}${finalOptions}`, artifacts, codec, corrupt);
+  const response = sent.response as RoundResponse;
+  const round: RoundReport = {
+    index,
+    final,
+    dumpMs: Math.round(dumpMs),
+    stallMs: Math.round(stallMs),
+    hashMs: Math.round(hashMs),
+    pagesScanned: delta.counts.scanned,
+    pagesChanged: delta.counts.changed + delta.counts.new,
+    pagesZero: delta.counts.zero,
+    rawBytes: sent.rawBytes,
+    sentBytes: sent.sentBytes,
+    fsBytes,
+    codec,
+    sendMs: Math.round(sent.sendMs),
+    bandwidthBps: Math.round(sent.sendMs > 0 ? (sent.sentBytes * 8) / (sent.sendMs / 1000) : 0),
+    applyMs: Math.round(response.applyMs),
+    fsBatchMs: Math.round(Math.max(0, ...fsBatches.map((b) => b.ms))),
+    fsApplyMs: Math.round(response.fsMs),
+    rebuildMs: Math.round(response.rebuildMs),
+    destination: {
+      receivedMs: Math.round(response.receivedMs),
+      fsDoneMs: Math.round(response.fsDoneMs),
+      baseReadyMs: response.baseReadyMs === null ? null : Math.round(response.baseReadyMs),
+    },
+    decision: null,
+    predictedDowntimeMs: null,
+  };
+  report.rounds.push(round);
+  // Pre-copy dumps are not needed once sent; the final dump is kept for a rollback.
+  if (!final) await rm(dumpDir, { recursive: true, force: true });
+  return { round, index: delta.index, response };
+}
+
+/**
+ * The memory capture, with the filesystem batches (rsync, other processes) running beside
+ * the page work: a CRIU dump (final round, or `precopy: dump`) or a /proc scan (pre-copy).
+ */
+async function capture(h: SourceHandoff, o: RoundOptions): Promise<Captured> {
+  const { details, req, report } = h;
+  const { index, final } = o;
+  const roundDir = join(h.stage, `round-${index}`);
+  const dumpDir = dumpDirOf(h.stage, index);
+  const writeBatches = (): Promise<FsBatch[]> =>
+    Promise.all(
+      h.fsSources.map(async (f) => {
+        const batch = join(roundDir, `${f.name.replace(/\//g, '_')}.batch`);
+        const st = await f.source.nextBatch(batch, { final });
+        return { name: f.name, bytes: st.bytes, ms: st.ms, data: await readFile(batch) };
+      }),
+    );
+  const hasher = h.plan!.hasher;
+  let fsWork: Promise<FsBatch[]> | null = null;
+  try {
+    if (final || req.precopy === 'dump') {
+      // The final dump starts on a cgroup we froze ourselves (see freezeCgroup): the freeze
+      // is the exact start of the downtime, and a frozen container cannot change its files,
+      // so the last filesystem batch is written while CRIU dumps. If the dump fails, CRIU
+      // leaves the cgroup as it found it: thawed here, the service carries on.
+      const frozen = final ? await freezeCgroup(details.pid) : null;
+      if (frozen) fsWork = writeBatches();
+      // The pages are hashed while runc/CRIU writes them: hashMs is what is left after.
+      const streamed = startDumpAndDelta({
+        dir: dumpDir,
+        prev: h.prevIndex,
+        hasher,
+        dump: async () => {
+          try {
+            return await runcCheckpoint({
+              runcRoot: h.deps.runcRoot,
+              containerId: details.id,
+              imageDir: dumpDir,
+              workDir: join(roundDir, 'work'),
+              leaveRunning: !final,
+              // A service-network container keeps its address: its connections move with it.
+              // Connections not yet accepted cannot be dumped: their clients reconnect.
+              tcpEstablished: report.serviceAddress !== null,
+              skipInFlight: report.serviceAddress !== null,
+            });
+          } catch (err) {
+            await frozen?.thaw();
+            throw err;
+          }
+        },
+      });
+      const dump = await streamed.dumped;
+      // Fault injection (lab only): a window in which the service is frozen and nothing is sent.
+      if (final && req.inject === 'stall-after-final-dump') await sleep(FAULT_STALL_MS);
+      const dumpMs = dump.wallMs + (frozen?.ms ?? 0);
+      const stallMs = (dump.stats?.frozenTimeUs ?? dump.wallMs * 1000) / 1000 + (frozen?.ms ?? 0);
+      return { dumpMs, stallMs, deltaWork: streamed.result.then((r) => r.delta), fsWork: fsWork ?? writeBatches() };
+    }
+    // Pre-copy: the memory is read from /proc while the service runs - no freeze at all.
+    // A page torn by a concurrent write has a hash the final dump will not match, so it
+    // is sent again then. Pages are hashed while the scan writes them, and the filesystem
+    // batches are written meanwhile (the service runs anyway: no reason to wait).
+    fsWork = writeBatches();
+    const streamed = startDumpAndDelta({
+      dir: dumpDir,
+      prev: h.prevIndex,
+      hasher,
+      dump: () => scanContainerMemory({ initPid: details.pid, outDir: dumpDir }),
+    });
+    const dumpMs = (await streamed.dumped).ms;
+    return { dumpMs, stallMs: 0, deltaWork: streamed.result.then((r) => r.delta), fsWork };
+  } catch (err) {
+    await fsWork?.catch(() => undefined); // settled before the error goes up
+    throw err;
+  }
+}
