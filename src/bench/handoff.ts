@@ -92,7 +92,7 @@ export async function provisionHandoffService(
     // The app image was built on this engine: remove it so the first request synthesizes it.
     await engine.removeImage(app.imageId, { force: true });
     const reply = await api(lab, node).post<ServiceReply>('/v1/services', { overlay: pushed.body.id, name, env: opts.env ?? [], ...opts.handoff, ...(opts.netnsHolder ? { netnsHolder: true } : {}) });
-    if (!reply.address) throw new CloudletError('no_service_address', `service ${name} on ${node} got no address on the service network`);
+    if (!reply.address) throw new CloudletError('no_service_address', `service ${name} on ${node} got no address on the service network`, { kind: 'internal' });
     progress(`service ${name} on ${node} at ${reply.address} (first request ${reply.timings.totalMs} ms: synthesis ${reply.timings.decompressMs + reply.timings.loadMs} ms)`);
     return { node, container: name, address: reply.address, overlay: pushed.body.id, overlayBytes: bytes, reply };
   } finally {
@@ -146,8 +146,8 @@ export async function startLabClient(
     const deadline = Date.now() + 20_000;
     for (;;) {
       if (await stat(readyFile).then(() => true, () => false)) return;
-      if (done) throw new CloudletError('client_failed', `the client exited before it was ready: ${stderr.trim().slice(-500)}`);
-      if (Date.now() > deadline) throw new CloudletError('client_failed', `the client was not ready within 20 s: ${stderr.trim().slice(-500)}`);
+      if (done) throw new CloudletError('client_failed', `the client exited before it was ready: ${stderr.trim().slice(-500)}`, { kind: 'internal' });
+      if (Date.now() > deadline) throw new CloudletError('client_failed', `the client was not ready within 20 s: ${stderr.trim().slice(-500)}`, { kind: 'internal' });
       await sleep(50);
     }
   })();
@@ -160,10 +160,10 @@ export async function startLabClient(
     try {
       return JSON.parse(stdout) as ClientReport;
     } catch {
-      throw new CloudletError('client_failed', `the client exited ${code} without a report: ${stderr.trim().slice(-500)}`);
+      throw new CloudletError('client_failed', `the client exited ${code} without a report: ${stderr.trim().slice(-500)}`, { kind: 'internal' });
     }
   };
-  if (!child.pid) throw new CloudletError('client_failed', 'could not start the client');
+  if (!child.pid) throw new CloudletError('client_failed', 'could not start the client', { kind: 'internal' });
   return { pid: child.pid, ready, stop };
 }
 
@@ -297,7 +297,7 @@ export async function runDirectHandoff(
   const failed = migrations.find((m) => m.state !== 'done');
   if (failed || migrations.length === 0) {
     const m = failed ?? null;
-    throw new CloudletError('handoff_failed', `migration ${m?.from ?? opts.from} -> ${m?.to ?? opts.to} ended ${m?.state ?? 'without a report'}: ${m?.error?.message ?? ''}`);
+    throw new CloudletError('handoff_failed', `migration ${m?.from ?? opts.from} -> ${m?.to ?? opts.to} ended ${m?.state ?? 'without a report'}: ${m?.error?.message ?? ''}`, { kind: 'upstream' });
   }
   const runs = handoffRuns(report, migrations);
   const { reply, ...service } = svc;
@@ -569,7 +569,7 @@ export async function runStrategiesHandoff(
     const routed = await routedTo(lab, svc.address);
     await removeService(lab, name).catch((err: unknown) => opts.progress(`could not remove ${name}: ${errorMessage(err)}`));
     if (report.state !== 'done') {
-      throw new CloudletError('handoff_failed', `${strategy} ${opts.from} -> ${opts.to} ended ${report.state}: ${report.error?.message ?? ''}`);
+      throw new CloudletError('handoff_failed', `${strategy} ${opts.from} -> ${opts.to} ended ${report.state}: ${report.error?.message ?? ''}`, { kind: 'upstream' });
     }
     const h = clientReport.sessions.http!;
     runs.push({

@@ -55,8 +55,8 @@ export async function startLabHttpProbe(target: string, o: LabHttpProbeOptions):
     const deadline = Date.now() + 20_000;
     for (;;) {
       if (await stat(readyFile).then(() => true, () => false)) return;
-      if (done) throw new CloudletError('client_failed', `the client exited before it was ready: ${stderr.trim().slice(-500)}`);
-      if (Date.now() > deadline) throw new CloudletError('client_failed', `the client was not ready within 20 s: ${stderr.trim().slice(-500)}`);
+      if (done) throw new CloudletError('client_failed', `the client exited before it was ready: ${stderr.trim().slice(-500)}`, { kind: 'internal' });
+      if (Date.now() > deadline) throw new CloudletError('client_failed', `the client was not ready within 20 s: ${stderr.trim().slice(-500)}`, { kind: 'internal' });
       await sleep(50);
     }
   })();
@@ -71,9 +71,9 @@ export async function startLabHttpProbe(target: string, o: LabHttpProbeOptions):
     try {
       return JSON.parse(stdout) as ClientReport;
     } catch {
-      throw new CloudletError('client_failed', `the client exited ${code} without a report: ${stderr.trim().slice(-500)}`);
+      throw new CloudletError('client_failed', `the client exited ${code} without a report: ${stderr.trim().slice(-500)}`, { kind: 'internal' });
     }
   };
-  if (!child.pid) throw new CloudletError('client_failed', 'could not start the client');
+  if (!child.pid) throw new CloudletError('client_failed', 'could not start the client', { kind: 'internal' });
   return { pid: child.pid, ready, stop };
 }

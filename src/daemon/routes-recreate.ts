@@ -98,14 +98,14 @@ export async function waitHealthy(
     last = why;
     if (!(await engine.inspectContainer(containerId)).running) {
       throw new CloudletError('health_check_failed', `the new instance stopped before its health check ${formatHealth(h)} passed (last probe: ${last})`, {
-        httpStatus: 502,
+        kind: 'upstream',
         context: { containerId, checks },
         hint: `see its logs: docker logs ${containerId.slice(0, 12)} on the destination`,
       });
     }
     if (performance.now() - t0 > timeoutMs) {
       throw new CloudletError('health_check_failed', `the new instance did not pass its health check ${formatHealth(h)} at ${address} within ${timeoutMs} ms (${checks} probes; last: ${last})`, {
-        httpStatus: 504,
+        kind: 'deadline-exceeded',
         context: { containerId, checks },
       });
     }
@@ -184,7 +184,7 @@ export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext)
     const c = body.container;
     if (held.has(body.id)) throw new ConflictError(`recreate ${body.id} is already prepared here`);
     if (!(await engine.imageExists(c.imageId))) {
-      throw new CloudletError('image_missing', `image ${c.imageName} (${c.imageId.slice(0, 19)}) is not on this cloudlet`, { httpStatus: 409 });
+      throw new CloudletError('image_missing', `image ${c.imageName} (${c.imageId.slice(0, 19)}) is not on this cloudlet`, { kind: 'conflict' });
     }
     if (await engine.containerExists(c.name)) throw new ConflictError(`a container named '${c.name}' already exists on ${config.node}`);
     if (c.serviceAddress !== null && !ctx.serviceNetwork) {
@@ -237,7 +237,7 @@ export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext)
       await engine.startContainer(r.containerId);
       const t2 = performance.now();
       const address = r.req.container.serviceAddress ?? (await engine.containerNetwork(r.containerId)).ip;
-      if (!address) throw new CloudletError('no_address', 'the new instance has no address to check its health at', { httpStatus: 409 });
+      if (!address) throw new CloudletError('no_address', 'the new instance has no address to check its health at', { kind: 'conflict' });
       const healthy = await waitHealthy(engine, r.containerId, address, r.req.health, r.req.healthTimeoutMs);
       return { containerId: r.containerId, createMs: t1 - t0, startMs: t2 - t1, healthyMs: healthy.ms, healthChecks: healthy.checks };
     }),
@@ -274,7 +274,7 @@ export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext)
     const connections = await d.drain.connections();
     switched.delete(req.params.id); // committed: an abort can no longer take the service away
     const failed = await endDrain(req.params.id);
-    if (failed.length) throw new CloudletError('drain_cleanup_failed', `removing the drain failed: ${failed.join('; ')}`);
+    if (failed.length) throw new CloudletError('drain_cleanup_failed', `removing the drain failed: ${failed.join('; ')}`, { kind: 'internal' });
     return { ok: true, connections };
   });
 

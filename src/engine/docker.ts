@@ -11,7 +11,7 @@ export class EngineUnavailableError extends CloudletError {
     super('engine_unavailable', `Docker engine at ${socketPath} is unreachable: ${errorMessage(cause)}`, {
       context: { socketPath },
       hint: 'is the engine running? (`cloudlet lab status` or `cloudlet doctor`)',
-      httpStatus: 503,
+      kind: 'unavailable',
       cause,
     });
   }
@@ -23,7 +23,7 @@ export class EngineError extends CloudletError {
     super('engine_error', `Docker engine at ${socketPath}: ${operation} failed: ${engineMessage(cause)}`, {
       context: { socketPath, operation, engineStatus },
       // A missing object stays a 404 for our clients; everything else is a bad gateway.
-      httpStatus: engineStatus === 404 ? 404 : 502,
+      kind: engineStatus === 404 ? 'not-found' : 'upstream',
       cause,
     });
   }
@@ -326,7 +326,7 @@ export class DockerEngine {
       if (Date.now() > deadline) {
         throw new CloudletError('engine_timeout', `container ${id.slice(0, 12)} still running after ${opts.timeoutMs ?? 10_000} ms`, {
           context: { socketPath: this.socketPath, id },
-          httpStatus: 504,
+          kind: 'deadline-exceeded',
         });
       }
       await new Promise((r) => setTimeout(r, 50));
@@ -500,7 +500,7 @@ export class DockerEngine {
         stream.destroy();
         reject(new CloudletError('engine_timeout', `exec ${cmd.join(' ')} in ${id} did not finish in time`, {
           context: { socketPath: this.socketPath, id, cmd },
-          httpStatus: 504,
+          kind: 'deadline-exceeded',
         }));
       }, opts.timeoutMs ?? 60_000);
       const done = (): void => {
@@ -520,7 +520,7 @@ export class DockerEngine {
       if (!info.Running && info.ExitCode !== null) {
         return { exitCode: info.ExitCode, stdout: Buffer.concat(outChunks).toString('utf8'), stderr: Buffer.concat(errChunks).toString('utf8') };
       }
-      if (i > 200) throw new CloudletError('engine_timeout', `exec ${cmd.join(' ')} in ${id}: no exit code`, { httpStatus: 504 });
+      if (i > 200) throw new CloudletError('engine_timeout', `exec ${cmd.join(' ')} in ${id}: no exit code`, { kind: 'deadline-exceeded' });
       await new Promise((r) => setTimeout(r, 10));
     }
   }

@@ -341,6 +341,7 @@ export async function waitForDaemon(cl: LabCloudlet, timeoutMs = 30_000): Promis
     if (!isAlive(cl.daemon.pid) || Date.now() > deadline) {
       const tail = existsSync(cl.daemon.log) ? readFileSync(cl.daemon.log, 'utf8').split('\n').slice(-8).join('\n') : '';
       throw new CloudletError('daemon_start_failed', `cloudletd of ${cl.name} did not become healthy`, {
+        kind: 'unavailable',
         context: { node: cl.name, log: cl.daemon.log, tail },
         hint: `see ${cl.daemon.log}`,
       });
@@ -368,7 +369,7 @@ async function startForwarder(state: LabState, dir: string): Promise<{ pid: numb
   const deadline = Date.now() + 10_000;
   while (!existsSync(portsFile)) {
     if (!isAlive(pid) || Date.now() > deadline) {
-      throw new CloudletError('forwarder_failed', 'the loopback forwarder did not start', { context: { log } });
+      throw new CloudletError('forwarder_failed', 'the loopback forwarder did not start', { kind: 'internal', context: { log } });
     }
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -514,6 +515,7 @@ export async function setLink(state: LabState, nodeName: string, spec: LinkSpec)
   writeDelayFile(host.wire.delayFile, link.latency);
   if (!isOurProcess(host.wire.pid, host.wire.delayFile)) {
     throw new CloudletError('wire_down', `the wire of ${nodeName}'s link (pid ${host.wire.pid}) is not running`, {
+      kind: 'unavailable',
       hint: 'recreate the lab: `cloudlet lab down && cloudlet lab up`',
     });
   }

@@ -267,14 +267,14 @@ export class MigrationDestination {
     ]);
     if (!imageHere) {
       throw new CloudletError('image_missing', `image ${c.imageName} (${c.imageId.slice(0, 19)}) is not on this cloudlet`, {
-        httpStatus: 409,
+        kind: 'conflict',
         context: { imageId: c.imageId, imageName: c.imageName },
         hint: 'ship it first as an overlay (`cloudlet overlay push`) or load the image',
       });
     }
     if (!holderImageHere) {
       throw new CloudletError('image_missing', `image ${c.netnsHolder!.imageName} of the network namespace holder ${c.netnsHolder!.name} is not on this cloudlet`, {
-        httpStatus: 409,
+        kind: 'conflict',
         context: { imageId: c.netnsHolder!.imageId },
       });
     }
@@ -335,7 +335,7 @@ export class MigrationDestination {
       const image = await twinImageRef(engine, c.imageId, c.imageName);
       inc.twinId = await engine.createContainer({ ...c.createOptions, Image: image });
       const twin = await engine.inspectContainer(inc.twinId);
-      if (!twin.upperDir) throw new CloudletError('no_upperdir', 'the destination engine does not use overlay2: cannot sync the R/W layer');
+      if (!twin.upperDir) throw new CloudletError('no_upperdir', 'the destination engine does not use overlay2: cannot sync the R/W layer', { kind: 'internal' });
       inc.upperDir = twin.upperDir;
       // The base of the page images lives where containerd's unpacked checkpoint can reach it
       // through a relative `parent` link (see finalRound).
@@ -542,7 +542,7 @@ export class MigrationDestination {
     }
     this.deps.db.updateMigration(inc.id, 'destination', { state: 'restoring' });
     if (inject === 'before-restore') {
-      throw new CloudletError('injected_fault', 'injected fault: the destination fails before the restore', { httpStatus: 500 });
+      throw new CloudletError('injected_fault', 'injected fault: the destination fails before the restore', { kind: 'internal' });
     }
     // Fault injection (lab only): a window in which a test kills this cloudlet's engine.
     if (inject === 'stall-before-restore') await new Promise((r) => setTimeout(r, FAULT_STALL_MS));
@@ -559,6 +559,7 @@ export class MigrationDestination {
     const after = await engine.inspectContainer(inc.twinId);
     if (!after.running) {
       throw new CloudletError('restore_failed', `the restored container ${inc.name} is not running after the start`, {
+        kind: 'internal',
         context: { twinId: inc.twinId },
       });
     }
