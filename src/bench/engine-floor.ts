@@ -53,7 +53,7 @@ export async function measureEngineFloor(cl: LabCloudlet, name: string, opts: { 
   const engine = new DockerEngine(cl.engine.socket, { timeoutMs: 120_000 });
   const details = await engine.inspectContainer(name);
   if (!details.running || details.pid === 0) {
-    throw new CloudletError('bench_failed', `engine floor: ${name} is not running on ${cl.name}`);
+    throw new CloudletError('bench_failed', `engine floor: ${name} is not running on ${cl.name}`, { kind: 'internal' });
   }
   const checkpoint = `floor-${Date.now().toString(36)}`;
   // Beside the daemon's own staging (the lab's scratch tmpfs), as in a handoff.
@@ -97,7 +97,7 @@ export async function measureEngineFloor(cl: LabCloudlet, name: string, opts: { 
     }
     const after = await engine.inspectContainer(details.id);
     const restoreMs = performance.now() - t2;
-    if (!after.running) throw new CloudletError('bench_failed', `engine floor: ${name} is not running after its restore on ${cl.name}`);
+    if (!after.running) throw new CloudletError('bench_failed', `engine floor: ${name} is not running after its restore on ${cl.name}`, { kind: 'internal' });
     let postCopyMs: number | null = null;
     if (daemon) {
       const t3 = performance.now();

@@ -35,7 +35,7 @@ export interface ServiceState {
 
 async function execOk(engine: DockerEngine, name: string, cmd: string[]): Promise<string> {
   const r = await engine.exec(name, cmd, { timeoutMs: 30_000 });
-  if (r.exitCode !== 0) throw new CloudletError('exec_failed', `${cmd.join(' ')} in ${name} exited ${r.exitCode}: ${r.stderr.trim()}`);
+  if (r.exitCode !== 0) throw new CloudletError('exec_failed', `${cmd.join(' ')} in ${name} exited ${r.exitCode}: ${r.stderr.trim()}`, { kind: 'internal' });
   return r.stdout;
 }
 
@@ -60,7 +60,7 @@ export async function startService(cl: LabCloudlet, name: string, spec: ServiceS
     try {
       return await readState(engine, name, spec);
     } catch (err) {
-      if (i >= 150) throw new CloudletError('service_start_failed', `service ${name} did not answer: ${errorMessage(err)}`);
+      if (i >= 150) throw new CloudletError('service_start_failed', `service ${name} did not answer: ${errorMessage(err)}`, { kind: 'unavailable' });
       await sleep(200);
     }
   }
@@ -78,7 +78,7 @@ export async function readState(engine: DockerEngine, name: string, spec: Servic
   for (let i = 0; ; i++) {
     const text = (await execOk(engine, name, ['cat', '/tmp/counter'])).trim();
     if (/^\d+$/.test(text)) return { memory: null, file, counter: Number(text) };
-    if (i >= 20) throw new CloudletError('bad_counter', `/tmp/counter of ${name} reads '${text}'`);
+    if (i >= 20) throw new CloudletError('bad_counter', `/tmp/counter of ${name} reads '${text}'`, { kind: 'invalid-data' });
     await sleep(50);
   }
 }

@@ -16,24 +16,24 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The lab's state as it is on disk now (a restart below changes PIDs in it). */
 export function freshState(dir: string): LabState {
   const s = readLabState(dir);
-  if (!s) throw new CloudletError('lab_down', `no lab state in ${dir}`, { hint: 'run `cloudlet lab up` first' });
+  if (!s) throw new CloudletError('lab_down', `no lab state in ${dir}`, { kind: 'not-found', hint: 'run `cloudlet lab up` first' });
   return s;
 }
 
 function host(state: LabState, node: string): LabHost {
   const h = node === 'client' ? state.client : state.cloudlets.find((c) => c.name === node);
-  if (!h) throw new CloudletError('no_such_node', `no lab node '${node}'`);
+  if (!h) throw new CloudletError('no_such_node', `no lab node '${node}'`, { kind: 'not-found' });
   return h;
 }
 
 export function cloudletOf(state: LabState, node: string): LabCloudlet {
   const c = state.cloudlets.find((x) => x.name === node);
-  if (!c) throw new CloudletError('no_such_node', `no cloudlet '${node}' in the lab`);
+  if (!c) throw new CloudletError('no_such_node', `no cloudlet '${node}' in the lab`, { kind: 'not-found' });
   return c;
 }
 
 function signalOurs(pid: number, marker: string, signal: NodeJS.Signals, what: string): void {
-  if (!isOurProcess(pid, marker)) throw new CloudletError('not_running', `${what} (pid ${pid}) is not running`);
+  if (!isOurProcess(pid, marker)) throw new CloudletError('not_running', `${what} (pid ${pid}) is not running`, { kind: 'conflict' });
   process.kill(pid, signal);
 }
 
@@ -53,7 +53,7 @@ export function restoreLink(state: LabState, node: string): void {
 
 async function waitGone(pid: number, marker: string, what: string): Promise<void> {
   for (let i = 0; i < 200 && isOurProcess(pid, marker); i++) await sleep(50);
-  if (isOurProcess(pid, marker)) throw new CloudletError('kill_failed', `${what} (pid ${pid}) did not exit after SIGKILL`);
+  if (isOurProcess(pid, marker)) throw new CloudletError('kill_failed', `${what} (pid ${pid}) did not exit after SIGKILL`, { kind: 'internal' });
 }
 
 /** SIGKILL of a cloudlet's cloudletd: no clean-up of its own runs. */
@@ -71,7 +71,7 @@ export async function killDaemon(state: LabState, node: string): Promise<void> {
 export async function restartDaemon(dir: string, node: string, timeoutMs = 180_000): Promise<number> {
   const state = freshState(dir);
   const cl = cloudletOf(state, node);
-  if (isOurProcess(cl.daemon.pid, cl.daemon.configPath)) throw new CloudletError('still_running', `cloudletd of ${node} is still running`);
+  if (isOurProcess(cl.daemon.pid, cl.daemon.configPath)) throw new CloudletError('still_running', `cloudletd of ${node} is still running`, { kind: 'conflict' });
   const pid = spawnDaemon(cl);
   cl.daemon.pid = pid;
   writeLabState(state, dir);

@@ -82,7 +82,7 @@ async function pushOverlayEverywhere(dir: string): Promise<string> {
 
 export async function runLoad(dir: string, progress: (m: string) => void = () => undefined): Promise<LoadResult> {
   const lab = freshState(dir);
-  if (lab.cloudlets.length < 3) throw new CloudletError('lab_too_small', `the load needs 3 cloudlets (the lab has ${lab.cloudlets.length})`, { hint: 'cloudlet lab up --cloudlets 3' });
+  if (lab.cloudlets.length < 3) throw new CloudletError('lab_too_small', `the load needs 3 cloudlets (the lab has ${lab.cloudlets.length})`, { kind: 'conflict', hint: 'cloudlet lab up --cloudlets 3' });
   const api = (node: string) => new CloudletClient(cloudletOf(lab, node).daemon.apiUrl, lab.token, { timeoutMs: DEADLINE_MS });
   const migrated = MIGRATIONS.map(([from, to], i) => ({ name: `load-mig-${i + 1}`, from, to }));
   const provisioned = PROVISION_ON.map((node, i) => ({ name: `load-svc-${i + 1}`, node }));
@@ -109,14 +109,14 @@ export async function runLoad(dir: string, progress: (m: string) => void = () =>
     ...migrated.map((m) =>
       timed({ kind: 'migrate', container: m.name, node: m.from, to: m.to }, async () => {
         const r = await api(m.from).post<MigrationReport>('/v1/migrations?wait=1', { container: m.name, to: m.to });
-        if (r.state !== 'done') throw new CloudletError('migration_failed', `${r.state}: ${r.error?.message ?? 'no error'}`);
+        if (r.state !== 'done') throw new CloudletError('migration_failed', `${r.state}: ${r.error?.message ?? 'no error'}`, { kind: 'upstream' });
         return { totalMs: r.totalMs, downtimeMs: r.downtimeMs };
       }),
     ),
     ...provisioned.map((p) =>
       timed({ kind: 'provision', container: p.name, node: p.node, to: null }, async () => {
         const r = await api(p.node).post<ServiceReply>('/v1/services', { overlay, name: p.name, env: [] });
-        if (!r.imageIdMatches) throw new CloudletError('image_mismatch', `the synthesized image of ${p.name} does not match the app's id`);
+        if (!r.imageIdMatches) throw new CloudletError('image_mismatch', `the synthesized image of ${p.name} does not match the app's id`, { kind: 'internal' });
         return {};
       }),
     ),

@@ -52,7 +52,7 @@ async function cutUntilNoticed(ctx: Ctx, id: string): Promise<string[]> {
     await sleep(CUT_AFTER_NOTICE_MS);
     return notes;
   } catch (err) {
-    throw new CloudletError('cut_not_noticed', `the migration did not notice the cut link within ${CUT_MAX_MS / 1000} s: ${errorMessage(err)}`);
+    throw new CloudletError('cut_not_noticed', `the migration did not notice the cut link within ${CUT_MAX_MS / 1000} s: ${errorMessage(err)}`, { kind: 'deadline-exceeded' });
   } finally {
     restoreLink(ctx.state(), DST);
   }
@@ -133,7 +133,7 @@ async function waitMigration(ctx: Ctx, id: string, pred: (r: MigrationReport) =>
       lastErr = err;
     }
     if (Date.now() > deadline) {
-      throw new CloudletError('scenario_timeout', `migration ${id} did not reach the expected point within ${timeoutMs} ms (last state ${last?.state ?? 'unknown'}${lastErr ? `; ${errorMessage(lastErr)}` : ''})`);
+      throw new CloudletError('scenario_timeout', `migration ${id} did not reach the expected point within ${timeoutMs} ms (last state ${last?.state ?? 'unknown'}${lastErr ? `; ${errorMessage(lastErr)}` : ''})`, { kind: 'deadline-exceeded' });
     }
     await sleep(100);
   }
@@ -174,9 +174,9 @@ export const SCENARIOS: readonly Scenario[] = [
       const deadline = Date.now() + 120_000;
       for (;;) {
         const r = await ctx.api(SRC).get<MigrationReport>(`/v1/migrations/${m.id}`);
-        if (r.finishedAt !== null) throw new CloudletError('scenario_missed', `the migration ended (${r.state}) before the final transfer was seen`);
+        if (r.finishedAt !== null) throw new CloudletError('scenario_missed', `the migration ended (${r.state}) before the final transfer was seen`, { kind: 'internal' });
         if (r.state === 'final' && !(await src.inspectContainer(container)).running) break;
-        if (Date.now() > deadline) throw new CloudletError('scenario_timeout', 'the final transfer did not start within 120 s');
+        if (Date.now() > deadline) throw new CloudletError('scenario_timeout', 'the final transfer did not start within 120 s', { kind: 'deadline-exceeded' });
         await sleep(50);
       }
       const notes = ['cut after the final dump, during the final send', ...(await cutUntilNoticed(ctx, m.id))];
@@ -213,7 +213,7 @@ export const SCENARIOS: readonly Scenario[] = [
       for (;;) {
         const st = await ctx.api(DST).get<IncomingStatus>(`/v1/incoming/${m.id}`).catch(() => null);
         if (st?.state === 'restoring') break;
-        if (Date.now() > deadline) throw new CloudletError('scenario_timeout', 'the destination did not reach its restore within 180 s');
+        if (Date.now() > deadline) throw new CloudletError('scenario_timeout', 'the destination did not reach its restore within 180 s', { kind: 'deadline-exceeded' });
         await sleep(100);
       }
       await killEngine(ctx.state(), DST);
@@ -252,9 +252,9 @@ export const SCENARIOS: readonly Scenario[] = [
       const deadline = Date.now() + 180_000;
       for (;;) {
         const r = await ctx.api(SRC).get<MigrationReport>(`/v1/migrations/${m.id}`);
-        if (r.finishedAt !== null) throw new CloudletError('scenario_missed', `the migration ended (${r.state}) before the freeze was seen`);
+        if (r.finishedAt !== null) throw new CloudletError('scenario_missed', `the migration ended (${r.state}) before the freeze was seen`, { kind: 'internal' });
         if (r.state === 'final' && !(await src.inspectContainer(container)).running) break;
-        if (Date.now() > deadline) throw new CloudletError('scenario_timeout', 'the final dump did not happen within 180 s');
+        if (Date.now() > deadline) throw new CloudletError('scenario_timeout', 'the final dump did not happen within 180 s', { kind: 'deadline-exceeded' });
         await sleep(100);
       }
       await killDaemon(ctx.state(), SRC);
@@ -386,7 +386,7 @@ function sameState(spec: ServiceSpec, before: ServiceState, after: ServiceState)
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new CloudletError('scenario_timeout', `${what} did not finish within ${ms / 1000} s`)), ms);
+    timer = setTimeout(() => reject(new CloudletError('scenario_timeout', `${what} did not finish within ${ms / 1000} s`, { kind: 'deadline-exceeded' })), ms);
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }

@@ -88,7 +88,7 @@ export function handoffReportText(r: HandoffBenchResult): string {
     // Reports written before --repeat have one migration and no runs.
     const migrations = d.migrations ?? [d.migration];
     if (migrations.length === 1) out += migration(d.migration);
-    else out += `  ${migrations.length} live migrations under one client (TCP window ${d.window}), alternating directions, ${d.pauseMs} ms apart\n`;
+    else out += `  ${migrations.length} live migrations under one client (window ${d.window} per session, HTTP pipelined), alternating directions, ${d.pauseMs} ms apart\n`;
     if (d.runs && d.runSummary) out += runsText(d.runs, d.runSummary);
     out += `  router sends ${d.service.address} to: ${d.routedTo ?? 'nobody'}\n`;
     out += summary(d.summary);

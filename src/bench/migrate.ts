@@ -141,7 +141,7 @@ export async function migrate(lab: LabState, from: string, body: StartMigrationB
   const client = new CloudletClient(cl.daemon.apiUrl, lab.token, { timeoutMs: 30 * 60_000 });
   const r = await client.post<MigrationReport>('/v1/migrations?wait=1', body);
   if (r.state !== 'done') {
-    throw new CloudletError('bench_failed', `migration of ${body.container} ${from} -> ${body.to} ended ${r.state}: ${r.error?.message ?? ''}`);
+    throw new CloudletError('bench_failed', `migration of ${body.container} ${from} -> ${body.to} ended ${r.state}: ${r.error?.message ?? ''}`, { kind: 'internal' });
   }
   return r;
 }
@@ -195,7 +195,7 @@ export async function waitForService(engine: DockerEngine, name: string): Promis
     if (r.exitCode === 0) return;
     await sleep(200);
   }
-  throw new CloudletError('bench_failed', `the service in ${name} did not answer within 30 s`);
+  throw new CloudletError('bench_failed', `the service in ${name} did not answer within 30 s`, { kind: 'internal' });
 }
 
 export async function runMigrateBench(opts: MigrateBenchOptions): Promise<MigrateBenchResult> {
@@ -206,7 +206,7 @@ export async function runMigrateBench(opts: MigrateBenchOptions): Promise<Migrat
 async function serviceNetworkOf(cl: LabCloudlet): Promise<{ ipRange: string; announce: string[] }> {
   const config = JSON.parse(await readFile(cl.daemon.configPath, 'utf8')) as { serviceNetwork?: { ipRange?: string | null; announce?: string[] | null } };
   const sn = config.serviceNetwork;
-  if (!sn?.ipRange || !sn.announce) throw new CloudletError('bench_failed', `cloudlet ${cl.name} has no service network range or announce command in ${cl.daemon.configPath}`);
+  if (!sn?.ipRange || !sn.announce) throw new CloudletError('bench_failed', `cloudlet ${cl.name} has no service network range or announce command in ${cl.daemon.configPath}`, { kind: 'internal' });
   return { ipRange: sn.ipRange, announce: sn.announce };
 }
 
@@ -222,7 +222,7 @@ async function pickBenchAddress(lab: LabState, cl: LabCloudlet): Promise<string>
   const { stdout } = await nsRun(lab.router.namespace, 'ip', ['-json', 'route', 'show']);
   for (const r of JSON.parse(stdout || '[]') as { dst?: string }[]) if (r.dst) used.add(r.dst.replace(/\/32$/, ''));
   const address = pickFreeAddress(hostAddresses((await serviceNetworkOf(cl)).ipRange), used);
-  if (!address) throw new CloudletError('bench_failed', `no free service address left in ${cl.name}'s range`);
+  if (!address) throw new CloudletError('bench_failed', `no free service address left in ${cl.name}'s range`, { kind: 'internal' });
   return address;
 }
 
@@ -339,7 +339,7 @@ function scenario(w: Workload, u: UnderClient, floor: EngineFloor, targets: Targ
 }
 
 async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<MigrateBenchResult> {
-  if (lab.cloudlets.length < 2) throw new CloudletError('bench_failed', 'the lab needs at least 2 cloudlets');
+  if (lab.cloudlets.length < 2) throw new CloudletError('bench_failed', 'the lab needs at least 2 cloudlets', { kind: 'internal' });
   const repeat = opts.repeat ?? 1;
   const [a, b] = [lab.cloudlets[0]!.name, lab.cloudlets[1]!.name];
   const link = lab.cloudlets[1]!.link;

@@ -128,7 +128,7 @@ async function removeApp(engine: DockerEngine, imageId: string): Promise<void> {
 }
 
 async function runOnLab(lab: LabState, work: string, opts: OverlayBenchOptions): Promise<OverlayBenchResult> {
-  if (lab.cloudlets.length < 2) throw new CloudletError('bench_failed', 'the lab needs at least 2 cloudlets');
+  if (lab.cloudlets.length < 2) throw new CloudletError('bench_failed', 'the lab needs at least 2 cloudlets', { kind: 'internal' });
   const [a, b] = [lab.cloudlets[0]!, lab.cloudlets[1]!];
   const ea = engineOf(a);
   const eb = engineOf(b);

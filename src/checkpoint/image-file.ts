@@ -39,7 +39,7 @@ export class ImageFormatError extends CloudletError {
     super(
       'image_format',
       `${file}${offset === undefined ? '' : ` @${offset}`}: ${message}`,
-      { context: { file, offset, ...context }, httpStatus: 422 },
+      { context: { file, offset, ...context }, kind: 'invalid-data' },
     );
     this.file = file;
     this.offset = offset;

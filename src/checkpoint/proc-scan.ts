@@ -87,7 +87,7 @@ export class ScanProcessGoneError extends CloudletError {
     super('process_gone', `process ${pid} is gone: cannot scan its memory`, {
       context: { pid },
       hint: 'the container stopped or restarted; take a fresh inventory of it',
-      httpStatus: 409,
+      kind: 'conflict',
       cause,
     });
   }
@@ -183,7 +183,7 @@ export async function cgroupPids(pid: number): Promise<number[]> {
       // try the next hierarchy
     }
   }
-  throw new CloudletError('cgroup_unknown', `no readable cgroup.procs for pid ${pid}`, { context: { pid, candidates } });
+  throw new CloudletError('cgroup_unknown', `no readable cgroup.procs for pid ${pid}`, { kind: 'internal', context: { pid, candidates } });
 }
 
 function joinCg(mount: { dir: string; root: string }, path: string): string {

@@ -55,7 +55,7 @@ export function reexecInNamespace(ns: string): Promise<number> {
     };
     child.once('error', (err) => {
       cleanup();
-      reject(new CloudletError('command_failed', `nsenter into ${ns} failed: ${err.message}`, { context: { ns }, cause: err }));
+      reject(new CloudletError('command_failed', `nsenter into ${ns} failed: ${err.message}`, { kind: 'internal', context: { ns }, cause: err }));
     });
     child.once('exit', (code, signal) => {
       cleanup();

@@ -5,7 +5,7 @@ import { CloudletError } from '../util/errors.js';
 export class UnauthorizedError extends CloudletError {
   constructor(message: string) {
     super('unauthorized', message, {
-      httpStatus: 401,
+      kind: 'unauthenticated',
       hint: 'pass the deployment token: --token, $CLOUDLET_TOKEN or the lab token',
     });
   }

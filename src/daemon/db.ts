@@ -100,6 +100,7 @@ export class DaemonDb implements MigrationJournal {
       db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
     } catch (err) {
       throw new CloudletError('db_open_failed', `cannot open database ${path}: ${(err as Error).message}`, {
+        kind: 'internal',
         context: { path },
         cause: err,
       });
@@ -192,7 +193,7 @@ export class DaemonDb implements MigrationJournal {
     patch: { state?: string; report?: Record<string, unknown> | null; error?: string | null },
   ): void {
     const cur = this.migration(id, role);
-    if (!cur) throw new CloudletError('db_missing_row', `no ${role} migration ${id} in the journal`, { context: { id, role } });
+    if (!cur) throw new CloudletError('db_missing_row', `no ${role} migration ${id} in the journal`, { kind: 'internal', context: { id, role } });
     this.db
       .prepare('UPDATE migrations SET state = @state, report = @report, error = @error, updated = @now WHERE id = @id AND role = @role')
       .run({
@@ -352,6 +353,7 @@ function migrate(db: Database.Database, path: string): void {
   if (current > MIGRATIONS.length) {
     // A newer cloudletd wrote this database; running old code on it could corrupt it.
     throw new CloudletError('db_too_new', `database ${path} has schema version ${current}, this cloudletd knows ${MIGRATIONS.length}`, {
+      kind: 'internal',
       context: { path, current, known: MIGRATIONS.length },
       hint: 'upgrade cloudletd or use another dataDir',
     });

@@ -72,7 +72,7 @@ class MigrationEvents {
 export class TooManySubscribersError extends CloudletError {
   constructor(limit: number) {
     super('too_many_subscribers', `more than ${limit} clients are following migrations on this cloudlet`, {
-      httpStatus: 503,
+      kind: 'unavailable',
       context: { limit },
       hint: 'close dashboard tabs that follow migrations, or retry later',
     });

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { ApiError, CloudletError, NotFoundError, errorMessage } from '../util/errors.js';
+import { ApiError, CloudletError, NotFoundError, errorMessage, kindFromHttpStatus } from '../util/errors.js';
 import { PeerClient } from '../migration/peer-client.js';
 import type { MigrationSource } from '../migration/source.js';
 import type { MigrationReport } from '../migration/types.js';
@@ -43,7 +43,7 @@ const CSP =
 export class DashboardNotBuiltError extends CloudletError {
   constructor(missing: string) {
     super('dashboard_not_built', `the dashboard's scripts are not built (${missing} missing)`, {
-      httpStatus: 503,
+      kind: 'unavailable',
       context: { missing },
       hint: 'run `npm run build` (or `npx tsc -p tsconfig.web.json`)',
     });
@@ -101,7 +101,7 @@ export function registerDashboardRoutes(app: FastifyInstance, ctx: DaemonContext
     const res = await app.inject({ method: 'GET', url, headers: auth });
     const body = res.json() as T & { error?: string; message?: string };
     if (res.statusCode !== 200) {
-      throw new CloudletError(body.error ?? 'internal', body.message ?? `GET ${url} answered ${res.statusCode}`, { httpStatus: res.statusCode, context: { url } });
+      throw new CloudletError(body.error ?? 'internal', body.message ?? `GET ${url} answered ${res.statusCode}`, { kind: kindFromHttpStatus(res.statusCode), context: { url } });
     }
     return body;
   };
@@ -112,7 +112,7 @@ export function registerDashboardRoutes(app: FastifyInstance, ctx: DaemonContext
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
       throw new CloudletError('peer_error', `cloudlet '${peer.name}': ${err.message}`, {
-        httpStatus: 502,
+        kind: 'upstream',
         context: { peer: peer.name, url: peer.url, status: err.status },
         cause: err,
       });

@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
 import { engineRuncRoot } from '../engine/runc.js';
 import { z } from 'zod';
-import { UsageError } from '../util/errors.js';
+import { UsageError, kindToHttpStatus } from '../util/errors.js';
 import { MigrationDestination, type PrepareRequest } from '../migration/destination.js';
 import { MigrationSource } from '../migration/source.js';
 import { receiveRound } from '../migration/round-transport.js';
@@ -150,7 +150,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
 
   app.get<{ Params: { id: string } }>('/v1/migrations/:id', async (req, reply) => {
     const r = source.get(req.params.id);
-    if (!r) return reply.status(404).send({ error: 'not_found', message: `migration '${req.params.id}' not found` });
+    if (!r) return reply.status(kindToHttpStatus('not-found')).send({ error: 'not_found', message: `migration '${req.params.id}' not found` });
     return r;
   });
 

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CloudletError, ConflictError, errorMessage } from '../util/errors.js';
+import { CloudletError, ConflictError, errorMessage, kindToHttpStatus } from '../util/errors.js';
 import { DockerEngine, type EngineInfo, type EngineVersion } from '../engine/docker.js';
 import { MIN_CRIU_VERSION, compareVersions, criuVersion } from '../engine/criu.js';
 import { checkAuthorization, logSafeRequest, queryTokenOf } from './auth.js';
@@ -132,26 +132,29 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
 
   app.setErrorHandler((err: FastifyError | CloudletError, req, reply) => {
+    // Every status here comes from an error kind (util/error-kinds.ts), but for Fastify's
+    // own client errors below, whose 4xx status is passed on as Fastify chose it.
     if (err instanceof CloudletError) {
-      if (err.httpStatus >= 500) req.log.warn({ err: err.message, code: err.code, context: err.context }, 'request failed');
-      return reply.status(err.httpStatus).send(err.toJSON());
+      const status = kindToHttpStatus(err.errorKind);
+      if (status >= 500) req.log.warn({ err: err.message, code: err.code, kind: err.errorKind, context: err.context }, 'request failed');
+      return reply.status(status).send(err.toJSON());
     }
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       const limit = config.limits.requestBodyBytes;
-      return reply.status(413).send({ error: 'body_too_large', message: `request body exceeds this cloudlet's limit of ${limit} bytes (limits.requestBodyBytes)`, context: { limit } });
+      return reply.status(kindToHttpStatus('too-large')).send({ error: 'body_too_large', message: `request body exceeds this cloudlet's limit of ${limit} bytes (limits.requestBodyBytes)`, context: { limit } });
     }
     if (err.validation) {
-      return reply.status(400).send({ error: 'usage', message: `invalid request: ${err.message}` });
+      return reply.status(kindToHttpStatus('invalid-argument')).send({ error: 'usage', message: `invalid request: ${err.message}` });
     }
     // Fastify's own client errors (bad JSON, unsupported media type...) carry a 4xx status.
     if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
       return reply.status(err.statusCode).send({ error: err.code ?? 'bad_request', message: err.message });
     }
     req.log.error({ err }, 'unexpected error');
-    return reply.status(500).send({ error: 'internal', message: err.message });
+    return reply.status(kindToHttpStatus('internal')).send({ error: 'internal', message: err.message });
   });
   app.setNotFoundHandler((req, reply) => {
-    return reply.status(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` });
+    return reply.status(kindToHttpStatus('not-found')).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` });
   });
 
   // First of the routes: it collects every route registered after it (the test of the document).
@@ -335,6 +338,7 @@ function listen(server: http.Server, opts: net.ListenOptions, what: string): Pro
     const onError = (err: Error) => {
       reject(
         new CloudletError('listen_failed', `cannot listen on ${what}: ${err.message}`, {
+          kind: 'internal',
           context: { address: what },
           cause: err,
         }),
@@ -415,7 +419,7 @@ export function packageVersion(): string {
       if (pkg.name === 'cloudlet' && pkg.version) return (cachedVersion = pkg.version);
     }
     const parent = dirname(dir);
-    if (parent === dir) throw new CloudletError('no_package_json', 'cannot find cloudlet package.json above ' + fileURLToPath(import.meta.url));
+    if (parent === dir) throw new CloudletError('no_package_json', 'cannot find cloudlet package.json above ' + fileURLToPath(import.meta.url), { kind: 'internal' });
     dir = parent;
   }
 }

@@ -13,10 +13,10 @@ export async function anonymousMemoryBytes(pid: number): Promise<number> {
     : v2
       ? [`/sys/fs/cgroup${v2.slice(3)}/memory.stat`, 'anon']
       : [null, null];
-  if (!file || !key) throw new CloudletError('cgroup_unknown', `no memory cgroup for pid ${pid}`, { context: { pid } });
+  if (!file || !key) throw new CloudletError('cgroup_unknown', `no memory cgroup for pid ${pid}`, { kind: 'internal', context: { pid } });
   const stat = await readFile(file, 'utf8');
   const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(stat);
-  if (!m) throw new CloudletError('cgroup_unknown', `${file} has no ${key}`, { context: { pid, file } });
+  if (!m) throw new CloudletError('cgroup_unknown', `${file} has no ${key}`, { kind: 'internal', context: { pid, file } });
   return Number(m[1]);
 }
 
@@ -48,7 +48,7 @@ export async function freezeCgroup(pid: number, timeoutMs = 5000): Promise<Froze
       if (state === 'FROZEN') break;
       if (performance.now() - t0 > timeoutMs) {
         await writeFile(file, 'THAWED');
-        throw new CloudletError('freeze_failed', `cgroup of pid ${pid} did not freeze within ${timeoutMs} ms (state ${state})`, { context: { pid, file } });
+        throw new CloudletError('freeze_failed', `cgroup of pid ${pid} did not freeze within ${timeoutMs} ms (state ${state})`, { kind: 'internal', context: { pid, file } });
       }
       await sleepMs(1);
     }
@@ -62,13 +62,13 @@ export async function freezeCgroup(pid: number, timeoutMs = 5000): Promise<Froze
       if (/^frozen 1$/m.test(await readFile(`${dir}/cgroup.events`, 'utf8'))) break;
       if (performance.now() - t0 > timeoutMs) {
         await writeFile(file, '0');
-        throw new CloudletError('freeze_failed', `cgroup of pid ${pid} did not freeze within ${timeoutMs} ms`, { context: { pid, file } });
+        throw new CloudletError('freeze_failed', `cgroup of pid ${pid} did not freeze within ${timeoutMs} ms`, { kind: 'internal', context: { pid, file } });
       }
       await sleepMs(1);
     }
     return { file, ms: performance.now() - t0, thaw: () => writeIfPresent(file, '0') };
   }
-  throw new CloudletError('cgroup_unknown', `no freezer cgroup for pid ${pid}`, { context: { pid } });
+  throw new CloudletError('cgroup_unknown', `no freezer cgroup for pid ${pid}`, { kind: 'internal', context: { pid } });
 }
 
 async function writeIfPresent(file: string, value: string): Promise<void> {

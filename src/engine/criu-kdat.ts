@@ -53,7 +53,7 @@ export async function ensureCriuKdatCache(criu: string): Promise<KdatState> {
   if (at === 'other') return 'present';
   if (at === 'ours' && (await sizeOf(KDAT_CACHE)) > 0) return 'present';
   if (!(await isTmpfs('/dev/shm'))) {
-    throw new CloudletError('kdat_cache', '/dev/shm is not tmpfs: nowhere to keep CRIU\'s kernel-data cache', { context: { path: '/dev/shm' } });
+    throw new CloudletError('kdat_cache', '/dev/shm is not tmpfs: nowhere to keep CRIU\'s kernel-data cache', { kind: 'internal', context: { path: '/dev/shm' } });
   }
   const tmp = `${KDAT_CACHE}.${process.pid}`;
   // criu check may report a missing optional feature (exit 1) and still write the cache.
@@ -63,7 +63,7 @@ export async function ensureCriuKdatCache(criu: string): Promise<KdatState> {
     await rename(tmp, KDAT_CACHE);
   } catch (err) {
     await rm(tmp, { force: true });
-    throw new CloudletError('kdat_cache', `could not make CRIU's kernel-data cache: ${errorMessage(err)}`, { cause: err });
+    throw new CloudletError('kdat_cache', `could not make CRIU's kernel-data cache: ${errorMessage(err)}`, { kind: 'internal', cause: err });
   }
   if (at === 'absent') {
     await symlink(KDAT_CACHE, KDAT_PATH).catch((err: NodeJS.ErrnoException) => {

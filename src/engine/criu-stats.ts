@@ -48,7 +48,7 @@ export interface CriuStats {
 /** A stats file is truncated or not a CRIU stats image. */
 export class CriuStatsFormatError extends CloudletError {
   constructor(readonly file: string, message: string) {
-    super('criu_stats_format', `${file}: ${message}`, { context: { file }, httpStatus: 422 });
+    super('criu_stats_format', `${file}: ${message}`, { context: { file }, kind: 'invalid-data' });
   }
 }
 

@@ -1,131 +1,17 @@
 // The only module that talks to the Docker Engine API. It wraps dockerode for one engine
-// (one unix socket) and turns its untyped failures into CloudletErrors that name the socket,
-// so that a caller can tell "engine down" (503, retry later) from "engine said no" (502).
+// (one unix socket) and turns its untyped failures into CloudletErrors that name the socket
+// (docker-errors.ts). The data it answers with is in docker-types.ts, a twin's create
+// options in twin-options.ts; both are re-exported here for the engine's callers.
 import Docker from 'dockerode';
 import { PassThrough } from 'node:stream';
-import { CloudletError, ConflictError, errorMessage } from '../util/errors.js';
+import { CloudletError, ConflictError } from '../util/errors.js';
+import { EngineError, mapEngineError } from './docker-errors.js';
+import { twinCreateOptions } from './twin-options.js';
+import type { BridgeNetworkSpec, ContainerCreateOptions, ContainerDetails, ContainerSummary, EngineInfo, EngineVersion, ExecResult, ImageDetails, RestartPolicy } from './docker-types.js';
 
-/** The engine's socket is missing, refuses connections or does not answer in time. */
-export class EngineUnavailableError extends CloudletError {
-  constructor(readonly socketPath: string, cause: unknown) {
-    super('engine_unavailable', `Docker engine at ${socketPath} is unreachable: ${errorMessage(cause)}`, {
-      context: { socketPath },
-      hint: 'is the engine running? (`cloudlet lab status` or `cloudlet doctor`)',
-      httpStatus: 503,
-      cause,
-    });
-  }
-}
-
-/** The engine answered, but with an error (bad request, missing container, conflict...). */
-export class EngineError extends CloudletError {
-  constructor(readonly socketPath: string, operation: string, readonly engineStatus: number | null, cause: unknown) {
-    super('engine_error', `Docker engine at ${socketPath}: ${operation} failed: ${engineMessage(cause)}`, {
-      context: { socketPath, operation, engineStatus },
-      // A missing object stays a 404 for our clients; everything else is a bad gateway.
-      httpStatus: engineStatus === 404 ? 404 : 502,
-      cause,
-    });
-  }
-}
-
-export interface EngineVersion {
-  version: string;
-  apiVersion: string;
-  minApiVersion: string | null;
-  os: string;
-  arch: string;
-  kernelVersion: string | null;
-}
-
-export interface EngineInfo {
-  name: string;
-  experimental: boolean;
-  storageDriver: string;
-  cgroupVersion: string | null;
-  dockerRootDir: string;
-  containers: number;
-  containersRunning: number;
-  images: number;
-}
-
-export interface ContainerSummary {
-  id: string;
-  name: string;
-  image: string;
-  state: string;
-  status: string;
-  /** ISO 8601. */
-  created: string;
-  /** HostConfig.NetworkMode (`container:<id>` for a container in another's network namespace). */
-  networkMode: string;
-}
-
-export interface ContainerMount {
-  type: string;
-  /** Volume name (volumes only). */
-  name?: string;
-  source: string;
-  destination: string;
-  rw: boolean;
-}
-
-/**
- * Everything needed to create an identical twin of a container on another engine: the
- * inspected Config, HostConfig and the networks' endpoint settings (see twinCreateOptions).
- */
-export type ContainerCreateOptions = Docker.ContainerCreateOptions;
-
-export interface ContainerDetails {
-  id: string;
-  name: string;
-  /** sha256:... of the container's image (compare it on the destination with imageExists). */
-  imageId: string;
-  /** The image reference the container was created from (Config.Image). */
-  imageName: string;
-  running: boolean;
-  /** Host PID of the container's init process (0 when not running). */
-  pid: number;
-  /** overlay2's R/W layer (GraphDriver.Data.UpperDir); null for other storage drivers. */
-  upperDir: string | null;
-  mounts: ContainerMount[];
-  /** IPv4 address per attached network (null while the container is not running). */
-  networks: Record<string, string | null>;
-  createOptions: ContainerCreateOptions;
-}
-
-export interface BridgeNetworkSpec {
-  name: string;
-  subnet: string;
-  gateway: string;
-  /** Part of the subnet the engine assigns addresses from (addresses given explicitly may lie outside it). */
-  ipRange: string | null;
-  /** Outbound NAT of the bridge; off for networks whose addresses are routed to the engine. */
-  masquerade: boolean;
-}
-
-export interface ImageDetails {
-  /** sha256:... (the sha256 of the image config). */
-  id: string;
-  repoTags: string[];
-  /** rootfs diff ids, base first. */
-  diffIds: string[];
-  size: number;
-}
-
-export interface RestartPolicy {
-  Name: string;
-  MaximumRetryCount?: number;
-}
-
-export interface ExecResult {
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-}
-
-// Errors that mean "nobody is answering on that socket" rather than "the engine refused".
-const UNREACHABLE_CODES = new Set(['ENOENT', 'ECONNREFUSED', 'EACCES', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTSOCK']);
+export { EngineError, EngineUnavailableError } from './docker-errors.js';
+export type * from './docker-types.js';
+export { tagOf, twinCreateOptions, twinImageRef } from './twin-options.js';
 
 export class DockerEngine {
   private readonly docker: Docker;
@@ -326,7 +212,7 @@ export class DockerEngine {
       if (Date.now() > deadline) {
         throw new CloudletError('engine_timeout', `container ${id.slice(0, 12)} still running after ${opts.timeoutMs ?? 10_000} ms`, {
           context: { socketPath: this.socketPath, id },
-          httpStatus: 504,
+          kind: 'deadline-exceeded',
         });
       }
       await new Promise((r) => setTimeout(r, 50));
@@ -500,7 +386,7 @@ export class DockerEngine {
         stream.destroy();
         reject(new CloudletError('engine_timeout', `exec ${cmd.join(' ')} in ${id} did not finish in time`, {
           context: { socketPath: this.socketPath, id, cmd },
-          httpStatus: 504,
+          kind: 'deadline-exceeded',
         }));
       }, opts.timeoutMs ?? 60_000);
       const done = (): void => {
@@ -511,7 +397,7 @@ export class DockerEngine {
       stream.on('close', done);
       stream.on('error', (e) => {
         clearTimeout(timer);
-        reject(this.mapError(`exec in ${id}`, e));
+        reject(mapEngineError(this.socketPath, `exec in ${id}`, e));
       });
     });
     // The exit code is set once the process has gone; it can lag the end of the stream.
@@ -520,7 +406,7 @@ export class DockerEngine {
       if (!info.Running && info.ExitCode !== null) {
         return { exitCode: info.ExitCode, stdout: Buffer.concat(outChunks).toString('utf8'), stderr: Buffer.concat(errChunks).toString('utf8') };
       }
-      if (i > 200) throw new CloudletError('engine_timeout', `exec ${cmd.join(' ')} in ${id}: no exit code`, { httpStatus: 504 });
+      if (i > 200) throw new CloudletError('engine_timeout', `exec ${cmd.join(' ')} in ${id}: no exit code`, { kind: 'deadline-exceeded' });
       await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -582,117 +468,7 @@ export class DockerEngine {
     try {
       return await fn();
     } catch (err) {
-      throw this.mapError(operation, err);
+      throw mapEngineError(this.socketPath, operation, err);
     }
   }
-
-  private mapError(operation: string, err: unknown): CloudletError {
-    const e = err as { code?: unknown; statusCode?: unknown; message?: unknown };
-    if (typeof e.statusCode === 'number') return new EngineError(this.socketPath, operation, e.statusCode, err);
-    if (typeof e.code === 'string' && UNREACHABLE_CODES.has(e.code)) return new EngineUnavailableError(this.socketPath, err);
-    // docker-modem reports its own request timeout as a plain Error.
-    if (/timeout/i.test(String(e.message ?? ''))) return new EngineUnavailableError(this.socketPath, err);
-    return new EngineError(this.socketPath, operation, null, err);
-  }
-}
-
-/**
- * Create options for a twin of an inspected container: the same Config (hostname included:
- * the restored processes saw it; a container in another's network namespace gets that one's)
- * and HostConfig, plus the endpoint settings of its networks.
- * - Volumes without a name in Binds/Mounts (anonymous volumes) become named binds
- *   `NAME:DEST`, so the twin uses a volume of the same name that the caller creates and fills.
- * - On user-defined networks the address is pinned (IPAMConfig) to the one the container
- *   has: restored TCP sockets need it. The default bridge cannot take a fixed address.
- * - Aliases equal to the source's short id are dropped (Docker adds the twin's own).
- * - ContainerIDFile names a file on the source host and is dropped.
- * Image stays Config.Image (the reference); callers compare imageId on the destination.
- */
-export function twinCreateOptions(i: Docker.ContainerInspectInfo): ContainerCreateOptions {
-  const config = { ...(i.Config as unknown as Record<string, unknown>) } as Docker.ContainerCreateOptions;
-  const host = { ...(i.HostConfig as Docker.HostConfig) } as Docker.HostConfig & Record<string, unknown>;
-  delete host.ContainerIDFile;
-  // A container joining another's network namespace takes that one's hostname (Docker copies
-  // it at create and refuses one given with the container: mode).
-  if ((host.NetworkMode ?? '').startsWith('container:')) {
-    delete config.Hostname;
-    delete config.Domainname;
-  }
-  const binds = [...(host.Binds ?? [])];
-  const covered = new Set<string>([
-    ...binds.map((b) => b.split(':')[1] ?? ''),
-    ...((host.Mounts ?? []) as Array<{ Target: string }>).map((m) => m.Target),
-  ]);
-  for (const m of i.Mounts ?? []) {
-    if (m.Type === 'volume' && m.Name && !covered.has(m.Destination)) {
-      binds.push(`${m.Name}:${m.Destination}${m.RW ? '' : ':ro'}`);
-    }
-  }
-  if (binds.length > 0) host.Binds = binds;
-  const opts: Docker.ContainerCreateOptions = { ...config, name: i.Name.replace(/^\//, ''), HostConfig: host };
-  const endpoints: Docker.EndpointsConfig = {};
-  const shortId = i.Id.slice(0, 12);
-  const mode = host.NetworkMode ?? '';
-  const special = mode === '' || mode === 'default' || mode === 'bridge' || mode === 'none' || mode === 'host' || mode.startsWith('container:');
-  if (!special) {
-    for (const [net, ep] of Object.entries(i.NetworkSettings?.Networks ?? {})) {
-      if (net === 'bridge' || net === 'none' || net === 'host') continue;
-      const e: Docker.EndpointSettings = {};
-      const ipam = (ep.IPAMConfig ?? {}) as { IPv4Address?: string; IPv6Address?: string };
-      const v4 = ipam.IPv4Address || ep.IPAddress;
-      const v6 = ipam.IPv6Address || ep.GlobalIPv6Address;
-      if (v4 || v6) e.IPAMConfig = { ...(v4 ? { IPv4Address: v4 } : {}), ...(v6 ? { IPv6Address: v6 } : {}) };
-      const aliases = ((ep.Aliases ?? []) as string[]).filter((a) => a !== shortId);
-      if (aliases.length > 0) e.Aliases = aliases;
-      if (Array.isArray(ep.Links) && ep.Links.length > 0) e.Links = ep.Links as string[];
-      endpoints[net] = e;
-    }
-  }
-  if (Object.keys(endpoints).length > 0) opts.NetworkingConfig = { EndpointsConfig: endpoints };
-  return opts;
-}
-
-/**
- * `repo` and `tag` of a reference that can name an image by `docker tag` (`name`, `name:tag`,
- * `host:port/name[:tag]`; no tag means `latest`); null for a digest reference (`name@sha256:..`,
- * which only a registry gives) or an image id.
- */
-export function tagOf(ref: string): { repo: string; tag: string } | null {
-  if (ref.includes('@') || /^sha256:/.test(ref) || ref === '') return null;
-  // A colon after the last slash separates the tag; one before it is a registry's port.
-  const colon = ref.lastIndexOf(':');
-  if (colon > ref.lastIndexOf('/')) return { repo: ref.slice(0, colon), tag: ref.slice(colon + 1) };
-  return { repo: ref, tag: 'latest' };
-}
-
-/**
- * The reference to create a twin of a container by on this engine, which holds the
- * container's image `imageId`: the name the container was created from (`name`, its
- * Config.Image) whenever it can be, since `docker ps` shows Config.Image only while that name
- * resolves to the container's image (the id otherwise).
- * - The name means this image here: the name.
- * - The name is unknown here: it is tagged on the image first, then used. An image can arrive
- *   by id only (shipped for a container created by id, as overlay provisioning does, or
- *   loaded from an archive saved by id): a create by the name then failed with "No such
- *   image", though the image was here.
- * - The name means another image here, or cannot be a tag (digest reference): the id. The
- *   twin must run the very image its source ran; re-pointing the name would change what
- *   others run by it.
- */
-export async function twinImageRef(engine: Pick<DockerEngine, 'inspectImage' | 'tagImage'>, imageId: string, name: string): Promise<string> {
-  if (name === imageId) return name;
-  const here = await engine.inspectImage(name);
-  if (here) return here.id === imageId ? name : imageId;
-  // A short id (`docker run 0123456789ab`) is never made a repository name.
-  const target = imageId.startsWith(`sha256:${name}`) ? null : tagOf(name);
-  if (!target) return imageId;
-  await engine.tagImage(imageId, target);
-  return name;
-}
-
-function engineMessage(err: unknown): string {
-  // docker-modem puts the engine's JSON reply ({message}) in `json`.
-  const json = (err as { json?: { message?: unknown } }).json;
-  if (json && typeof json.message === 'string') return json.message;
-  return errorMessage(err);
 }

@@ -40,7 +40,7 @@ const DAEMON_LIFETIME_S = 180;
 
 export class LazyPagesError extends CloudletError {
   constructor(message: string, context: Record<string, unknown>) {
-    super('lazy_pages_failed', message, { context, httpStatus: 500 });
+    super('lazy_pages_failed', message, { context, kind: 'internal' });
   }
 }
 

@@ -73,7 +73,7 @@ export class CheckpointFailedError extends CloudletError {
       {
         context: { containerId, workDir, exitCode, dumpLog: join(workDir, 'dump.log'), dumpLogTail, stderr: stderr.slice(-2000) },
         hint: `see ${join(workDir, 'dump.log')}; if the dump failed the container keeps running where it was`,
-        httpStatus: 500,
+        kind: 'internal',
         cause,
       },
     );

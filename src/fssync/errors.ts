@@ -1,14 +1,15 @@
 // Errors of the fssync module: writing or applying a filesystem batch failed.
-import { CloudletError, type ErrorContext } from '../util/errors.js';
+import { CloudletError, type ErrorContext, type ErrorKind } from '../util/errors.js';
 
 /**
  * Writing or applying a filesystem sync batch failed. `context` names the step
  * (write-batch, apply-shadow, apply, caps, trailer...), the directories involved, rsync's
- * exit code and the tail of its stderr.
+ * exit code and the tail of its stderr. A failed step is this side's failure (internal)
+ * unless the caller names another kind.
  */
 export class FsSyncError extends CloudletError {
-  constructor(code: string, message: string, opts: { context?: ErrorContext; hint?: string; cause?: unknown } = {}) {
-    super(code, message, opts);
+  constructor(code: string, message: string, opts: { context?: ErrorContext; hint?: string; cause?: unknown; kind?: ErrorKind } = {}) {
+    super(code, message, { ...opts, kind: opts.kind ?? 'internal' });
   }
 }
 

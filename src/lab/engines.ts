@@ -120,6 +120,7 @@ export async function startEngine(name: string, ns: string, layout: Omit<EngineI
   for (;;) {
     if (!isAlive(pid)) {
       throw new CloudletError('engine_start_failed', `Docker engine of ${name} exited during start-up`, {
+        kind: 'unavailable',
         context: { name, log: layout.log, tail: logTail(layout.log) },
         hint: `see ${layout.log}`,
       });
@@ -127,6 +128,7 @@ export async function startEngine(name: string, ns: string, layout: Omit<EngineI
     if (await engine.ping().then(() => true, () => false)) break;
     if (Date.now() > deadline) {
       throw new CloudletError('engine_start_failed', `Docker engine of ${name} did not answer within 60 s`, {
+        kind: 'unavailable',
         context: { name, log: layout.log, tail: logTail(layout.log) },
       });
     }

@@ -5,6 +5,9 @@ import { join } from 'node:path';
 
 export const LAB_STATE_FILE = 'lab.json';
 
+/** Namespace (and cgroup) name prefix; CLOUDLET_LAB_PREFIX lets tests run a lab of their own. */
+export const LAB_PREFIX = process.env.CLOUDLET_LAB_PREFIX ?? 'cllab-';
+
 /** Default lab directory; CLOUDLET_LAB_DIR overrides it (tests, several labs). */
 export function labDir(): string {
   return process.env.CLOUDLET_LAB_DIR ?? '/var/lib/cloudlet/lab';
@@ -13,6 +16,16 @@ export function labDir(): string {
 /** Short runtime directory (unix socket paths are limited to 107 bytes). */
 export function labRunDir(): string {
   return process.env.CLOUDLET_LAB_RUN_DIR ?? '/run/cloudlet-lab';
+}
+
+/**
+ * Per-cloudlet tmpfs for migration staging and the engine's XDG_RUNTIME_DIR (where containerd
+ * unpacks checkpoints and our base images live): dumps of hundreds of MB never reach the
+ * disk, so their writeback cannot slow the final round. Under the lab's run dir, so that
+ * `lab down` unmounts it with the rest.
+ */
+export function scratchOf(name: string): string {
+  return join(labRunDir(), name, 'scratch');
 }
 
 export interface LinkSpec {

@@ -49,7 +49,7 @@ export async function measureThroughput(
       err += d.toString();
       if (err.includes('listening')) resolve();
     });
-    sink.on('exit', (code) => reject(new CloudletError('throughput_failed', `sink exited (${code}): ${err.trim()}`)));
+    sink.on('exit', (code) => reject(new CloudletError('throughput_failed', `sink exited (${code}): ${err.trim()}`, { kind: 'internal' })));
   });
   const done = new Promise<number | null>((resolve) => sink.on('exit', resolve));
   try {
@@ -58,7 +58,7 @@ export async function measureThroughput(
       WORKER, 'source', to.address, String(PORT), String(opts.bytes), String(opts.maxSeconds),
     ]), { timeoutMs: (opts.maxSeconds + 30) * 1000 });
     const code = await done;
-    if (code !== 0) throw new CloudletError('throughput_failed', `sink exited with ${code}: ${err.trim()}`);
+    if (code !== 0) throw new CloudletError('throughput_failed', `sink exited with ${code}: ${err.trim()}`, { kind: 'internal' });
   } finally {
     if (sink.exitCode === null) sink.kill('SIGKILL');
   }

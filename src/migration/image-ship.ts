@@ -79,7 +79,7 @@ export async function shipImageIfMissing(opts: {
   const t0 = performance.now();
   const { engine, peer } = opts;
   const img = await engine.inspectImage(opts.imageId);
-  if (!img) throw new CloudletError('image_missing', `image ${opts.imageId} is not on the source engine`);
+  if (!img) throw new CloudletError('image_missing', `image ${opts.imageId} is not on the source engine`, { kind: 'internal' });
   const answer = await peer.post<LayersAnswer>('/v1/images/layers', { imageId: img.id, diffIds: img.diffIds } satisfies LayersQuery);
   if (answer.imagePresent) return null;
   // Saved under its name when the name still means this image, so the destination gets the tag too.
@@ -108,7 +108,7 @@ export async function shipImageIfMissing(opts: {
       });
       const s = await peer.post<SynthesisResult>(`/v1/overlays/${up.body.id}/synthesize`, {});
       if (!s.imageIdMatches || s.imageId !== img.id) {
-        throw new CloudletError('synthesis_failed', `the destination synthesized ${s.imageId}, not ${img.id}`, { context: { got: s.imageId, want: img.id } });
+        throw new CloudletError('synthesis_failed', `the destination synthesized ${s.imageId}, not ${img.id}`, { kind: 'internal', context: { got: s.imageId, want: img.id } });
       }
       // The image is there now; the overlay file need not stay in the destination's catalog.
       await peer.delete(`/v1/overlays/${up.body.id}`).catch(() => undefined);
@@ -121,7 +121,7 @@ export async function shipImageIfMissing(opts: {
       bytes = up.bytes;
       layers = img.diffIds.length;
       const check = await peer.post<LayersAnswer>('/v1/images/layers', { imageId: img.id, diffIds: img.diffIds } satisfies LayersQuery);
-      if (!check.imagePresent) throw new CloudletError('image_load_failed', `the destination loaded the archive but has no image ${img.id}`);
+      if (!check.imagePresent) throw new CloudletError('image_load_failed', `the destination loaded the archive but has no image ${img.id}`, { kind: 'internal' });
     }
     return { bytes, layers, ms: Math.round(performance.now() - t0) };
   } finally {

@@ -79,7 +79,7 @@ export class RecreateDestination {
     const { engine, db, node } = this.deps;
     if (this.held.has(body.id)) throw new ConflictError(`recreate ${body.id} is already prepared here`);
     if (!(await engine.imageExists(c.imageId))) {
-      throw new CloudletError('image_missing', `image ${c.imageName} (${c.imageId.slice(0, 19)}) is not on this cloudlet`, { httpStatus: 409 });
+      throw new CloudletError('image_missing', `image ${c.imageName} (${c.imageId.slice(0, 19)}) is not on this cloudlet`, { kind: 'conflict' });
     }
     if (await engine.containerExists(c.name)) throw new ConflictError(`a container named '${c.name}' already exists on ${node}`);
     if (c.serviceAddress !== null && !this.deps.serviceNetwork) {
@@ -134,7 +134,7 @@ export class RecreateDestination {
       await engine.startContainer(r.containerId);
       const t2 = performance.now();
       const address = r.req.container.serviceAddress ?? (await engine.containerNetwork(r.containerId)).ip;
-      if (!address) throw new CloudletError('no_address', 'the new instance has no address to check its health at', { httpStatus: 409 });
+      if (!address) throw new CloudletError('no_address', 'the new instance has no address to check its health at', { kind: 'conflict' });
       const healthy = await waitHealthy({ engine, containerId: r.containerId, address, health: r.req.health, timeoutMs: r.req.healthTimeoutMs });
       return { containerId: r.containerId, createMs: t1 - t0, startMs: t2 - t1, healthyMs: healthy.ms, healthChecks: healthy.checks };
     });
@@ -173,7 +173,7 @@ export class RecreateDestination {
     const connections = await d.drain.connections();
     this.switched.delete(id); // committed: an abort can no longer take the service away
     const failed = await this.endDrain(id);
-    if (failed.length) throw new CloudletError('drain_cleanup_failed', `removing the drain failed: ${failed.join('; ')}`);
+    if (failed.length) throw new CloudletError('drain_cleanup_failed', `removing the drain failed: ${failed.join('; ')}`, { kind: 'internal' });
     return { ok: true, connections };
   }
 

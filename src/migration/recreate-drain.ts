@@ -56,7 +56,7 @@ export function drainNames(id: string): DrainNames {
 export async function localAddressTowards(remote: string): Promise<string> {
   const { stdout } = await run('ip', ['-j', 'route', 'get', remote]);
   const src = (JSON.parse(stdout || '[]') as { prefsrc?: string }[])[0]?.prefsrc;
-  if (!src || !isIPv4(src)) throw new CloudletError('drain_failed', `no local address towards ${remote}`, { context: { remote } });
+  if (!src || !isIPv4(src)) throw new CloudletError('drain_failed', `no local address towards ${remote}`, { kind: 'internal', context: { remote } });
   return src;
 }
 
@@ -92,7 +92,7 @@ export async function openSourceDrain(id: string, remote: string): Promise<Drain
     await addLink(names, local, remote, names.sourceEnd);
   } catch (err) {
     await close();
-    throw new CloudletError('drain_failed', `setting up the drain link to ${remote} failed: ${errorMessage(err)}`, { cause: err });
+    throw new CloudletError('drain_failed', `setting up the drain link to ${remote} failed: ${errorMessage(err)}`, { kind: 'internal', cause: err });
   }
   return { close, connections: async () => null };
 }
@@ -124,7 +124,7 @@ export async function openDestinationDrain(id: string, address: string, remote: 
     await run('iptables', ['-w', '-t', 'mangle', '-I', 'PREROUTING', '-d', `${address}/32`, '-j', names.chain]);
   } catch (err) {
     await close();
-    throw new CloudletError('drain_failed', `setting up the drain of ${address} to ${remote} failed: ${errorMessage(err)}`, { cause: err });
+    throw new CloudletError('drain_failed', `setting up the drain of ${address} to ${remote} failed: ${errorMessage(err)}`, { kind: 'internal', cause: err });
   }
   // The marking rule's packet counter: one packet per drained connection (its first one seen here).
   const connections = async (): Promise<number | null> => {

@@ -53,14 +53,14 @@ export async function waitHealthy(o: {
     last = why;
     if (!(await engine.inspectContainer(containerId)).running) {
       throw new CloudletError('health_check_failed', `the new instance stopped before its health check ${formatHealth(h)} passed (last probe: ${last})`, {
-        httpStatus: 502,
+        kind: 'upstream',
         context: { containerId, checks },
         hint: `see its logs: docker logs ${containerId.slice(0, 12)} on the destination`,
       });
     }
     if (performance.now() - t0 > timeoutMs) {
       throw new CloudletError('health_check_failed', `the new instance did not pass its health check ${formatHealth(h)} at ${address} within ${timeoutMs} ms (${checks} probes; last: ${last})`, {
-        httpStatus: 504,
+        kind: 'deadline-exceeded',
         context: { containerId, checks },
       });
     }

@@ -47,7 +47,7 @@ export class MigrationSource {
     const client = new PeerClient(peer.url, this.deps.token, req.peerTimeoutMs);
     const details = await this.deps.engine.inspectContainer(req.container);
     if (!details.running) throw new UsageError(`container '${details.name}' is not running: nothing to migrate live`);
-    if (!details.upperDir) throw new CloudletError('no_upperdir', 'the engine does not use overlay2: cannot sync the R/W layer', { httpStatus: 409 });
+    if (!details.upperDir) throw new CloudletError('no_upperdir', 'the engine does not use overlay2: cannot sync the R/W layer', { kind: 'conflict' });
     for (const r of this.running.values()) {
       if (r.report.container === details.name && !r.report.finishedAt) {
         throw new ConflictError(`container '${details.name}' is already being migrated (${r.report.id})`);

@@ -50,6 +50,7 @@ export interface PacketHoldStats {
 export class PacketHoldError extends CloudletError {
   constructor(message: string, context: Record<string, unknown>, cause?: unknown) {
     super('packet_hold_failed', message, {
+      kind: 'internal',
       context,
       hint: 'needs iptables with the NFQUEUE target and native/cl-hold (scripts/setup.sh builds it)',
       ...(cause !== undefined ? { cause } : {}),

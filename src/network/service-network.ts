@@ -39,6 +39,7 @@ export type ServiceNetworkConfigInput = z.input<typeof serviceNetworkSchema>;
 export class AnnounceError extends CloudletError {
   constructor(address: string, argv: readonly string[], cause: unknown) {
     super('announce_failed', `routing service address ${address} to this cloudlet failed: ${(cause as Error).message}`, {
+      kind: 'internal',
       context: { address, argv },
       hint: 'check the serviceNetwork.announce command in the cloudletd configuration',
       cause,

@@ -22,7 +22,7 @@ export class TransferError extends CloudletError {
       context: opts.context ?? {},
       cause: opts.cause,
       // A stream over the receiver's size limits is refused as too large, not as malformed.
-      httpStatus: kind === 'oversize' || kind === 'bomb' ? 413 : 422,
+      kind: kind === 'oversize' || kind === 'bomb' ? 'too-large' : 'invalid-data',
       hint:
         kind === 'source'
           ? undefined

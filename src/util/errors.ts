@@ -1,25 +1,40 @@
-// Typed errors: every failure carries a stable code and the context needed to act on it.
-// The CLI prints `message` (and `hint` when present); the daemon maps `httpStatus` to replies.
+// Typed errors: every failure carries a kind from a closed set (error-kinds.ts), a stable
+// code and the context needed to act on it. The CLI prints `message` (and `hint` when
+// present); the daemon answers with `httpStatus`, which only the kind decides.
+import { kindFromHttpStatus, kindToHttpStatus, type ErrorKind } from './error-kinds.js';
+
+export { ERROR_KINDS, isErrorKind, kindFromHttpStatus, kindToHttpStatus, type ErrorKind } from './error-kinds.js';
 
 export type ErrorContext = Record<string, unknown>;
 
+/** What every CloudletError is made with; `kind` is required so that no error goes without one. */
+export interface CloudletErrorOptions {
+  kind: ErrorKind;
+  context?: ErrorContext;
+  hint?: string;
+  cause?: unknown;
+}
+
 export class CloudletError extends Error {
+  /**
+   * Not `kind`: subclasses such as TransferError already name their own finer kind so, and
+   * tests and callers read it.
+   */
+  readonly errorKind: ErrorKind;
   readonly code: string;
   readonly context: ErrorContext;
   readonly hint: string | undefined;
+  /** The status cloudletd answers this error with: derived from the kind, never set apart. */
   readonly httpStatus: number;
 
-  constructor(
-    code: string,
-    message: string,
-    opts: { context?: ErrorContext; hint?: string; cause?: unknown; httpStatus?: number } = {},
-  ) {
+  constructor(code: string, message: string, opts: CloudletErrorOptions) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = new.target.name;
+    this.errorKind = opts.kind;
     this.code = code;
     this.context = opts.context ?? {};
     this.hint = opts.hint;
-    this.httpStatus = opts.httpStatus ?? 500;
+    this.httpStatus = kindToHttpStatus(opts.kind);
   }
 
   toJSON(): Record<string, unknown> {
@@ -30,7 +45,7 @@ export class CloudletError extends Error {
 /** The caller asked for something malformed or impossible: fix the input. */
 export class UsageError extends CloudletError {
   constructor(message: string, opts: { context?: ErrorContext; hint?: string } = {}) {
-    super('usage', message, { ...opts, httpStatus: 400 });
+    super('usage', message, { ...opts, kind: 'invalid-argument' });
   }
 }
 
@@ -40,7 +55,7 @@ export class NotFoundError extends CloudletError {
     super('not_found', `${what} '${name}' not found`, {
       ...opts,
       context: { what, name, ...opts.context },
-      httpStatus: 404,
+      kind: 'not-found',
     });
   }
 }
@@ -48,7 +63,7 @@ export class NotFoundError extends CloudletError {
 /** The request conflicts with current state (lab already up, migration already running...). */
 export class ConflictError extends CloudletError {
   constructor(message: string, opts: { context?: ErrorContext; hint?: string } = {}) {
-    super('conflict', message, { ...opts, httpStatus: 409 });
+    super('conflict', message, { ...opts, kind: 'conflict' });
   }
 }
 
@@ -67,22 +82,25 @@ export class CommandError extends CloudletError {
       `${command} ${args.join(' ')} failed` +
         (exitCode === null ? '' : ` (exit ${exitCode})`) +
         (tail ? `: ${tail}` : ''),
-      { context: { command, args, exitCode }, cause },
+      { kind: 'internal', context: { command, args, exitCode }, cause },
     );
   }
 }
 
-/** A remote cloudletd answered with an error, or could not be reached. */
+/**
+ * A remote cloudletd answered with an error, or could not be reached (status 0). Its kind is
+ * the answer's, read back from the status, unless the client knows better.
+ */
 export class ApiError extends CloudletError {
   constructor(
     readonly url: string,
     readonly status: number,
     message: string,
-    opts: { code?: string; hint?: string; cause?: unknown } = {},
+    opts: { code?: string; hint?: string; cause?: unknown; kind?: ErrorKind } = {},
   ) {
     super(opts.code ?? 'api_error', message, {
       context: { url, status },
-      httpStatus: status >= 400 ? status : 502,
+      kind: opts.kind ?? kindFromHttpStatus(status),
       ...(opts.hint === undefined ? {} : { hint: opts.hint }),
       cause: opts.cause,
     });

@@ -37,7 +37,7 @@ export class ProgramStartError extends CloudletError {
     message: string,
     stderr: string,
   ) {
-    super('program_start_failed', `cannot run ${command}: ${message}`, { context: { command, errno, stderr: stderr.slice(-2000) } });
+    super('program_start_failed', `cannot run ${command}: ${message}`, { kind: 'internal', context: { command, errno, stderr: stderr.slice(-2000) } });
   }
 }
 
@@ -98,7 +98,7 @@ async function launchSpawner(): Promise<void> {
   });
   await new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);
-    child.once('error', (e) => reject(new CloudletError('spawner_failed', `cannot start the spawner process: ${e.message}`, { cause: e })));
+    child.once('error', (e) => reject(new CloudletError('spawner_failed', `cannot start the spawner process: ${e.message}`, { kind: 'internal', cause: e })));
   });
   // The spawner must not keep a CLI or a test alive on its own: it holds this process
   // only while a program it started is being watched.
@@ -172,7 +172,7 @@ export function startTracked(cmd: string, args: readonly string[], opts: Program
       // Its exit status is lost with the spawner; the program itself may still run.
       const e =
         a.error.code === SPAWNER_EXITED
-          ? new CloudletError(SPAWNER_EXITED, `${cmd}: ${a.error.message}`, { context: { command: cmd, pid: knownPid } })
+          ? new CloudletError(SPAWNER_EXITED, `${cmd}: ${a.error.message}`, { kind: 'internal', context: { command: cmd, pid: knownPid } })
           : new ProgramStartError(cmd, a.error.code, a.error.message, a.stderr);
       pidReject(e);
       exitReject(e);

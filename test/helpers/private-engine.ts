@@ -50,7 +50,7 @@ export async function startPrivateEngine(dir: string, opts: { timeoutMs?: number
     closeSync(logFd);
   }
   const pid = child.pid;
-  if (pid === undefined) throw new CloudletError('engine_start_failed', 'could not start dockerd', { context: { dir } });
+  if (pid === undefined) throw new CloudletError('engine_start_failed', 'could not start dockerd', { kind: 'internal', context: { dir } });
   const exited = new Promise<void>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once('exit', () => resolve());
@@ -77,7 +77,7 @@ export async function startPrivateEngine(dir: string, opts: { timeoutMs?: number
     if (dead) {
       const log = existsSync(logPath) ? readFileSync(logPath, 'utf8').split('\n').slice(-15).join('\n') : '';
       await stop();
-      throw new CloudletError('engine_start_failed', `dockerd exited during start-up:\n${log}`, { context: { dir } });
+      throw new CloudletError('engine_start_failed', `dockerd exited during start-up:\n${log}`, { kind: 'internal', context: { dir } });
     }
     try {
       await docker.ping();
@@ -86,6 +86,7 @@ export async function startPrivateEngine(dir: string, opts: { timeoutMs?: number
       if (Date.now() > deadline) {
         await stop();
         throw new CloudletError('engine_start_failed', `dockerd not reachable after start: ${errorMessage(err)}`, {
+          kind: 'internal',
           context: { dir, socket },
           cause: err,
         });

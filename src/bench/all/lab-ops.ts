@@ -110,7 +110,7 @@ export class Shuttle {
     } catch (err) {
       // The client is our child: stop it before the migration's error goes up.
       await client.stop().catch((stopErr: unknown) => {
-        throw new CloudletError('bench_failed', `${errorMessage(err)} (and stopping the client failed: ${errorMessage(stopErr)})`);
+        throw new CloudletError('bench_failed', `${errorMessage(err)} (and stopping the client failed: ${errorMessage(stopErr)})`, { kind: 'internal' });
       });
       throw err;
     }

@@ -15,9 +15,9 @@ const SCENARIOS = ['overlay', 'compression', 'rounds', 'alpha', 'bandwidth', 'de
 export async function readResults(path: string): Promise<BenchAllResult> {
   const r = JSON.parse(await readFile(path, 'utf8')) as Partial<BenchAllResult>;
   if (r.bench !== 'all' || r.version !== RESULTS_VERSION) {
-    throw new CloudletError('bad_results', `${path} is not a results.json of \`bench all\` (version ${RESULTS_VERSION})`);
+    throw new CloudletError('bad_results', `${path} is not a results.json of \`bench all\` (version ${RESULTS_VERSION})`, { kind: 'invalid-data' });
   }
-  for (const k of SCENARIOS) if (!Array.isArray(r[k])) throw new CloudletError('bad_results', `${path}: '${k}' is missing`);
+  for (const k of SCENARIOS) if (!Array.isArray(r[k])) throw new CloudletError('bad_results', `${path}: '${k}' is missing`, { kind: 'invalid-data' });
   return r as BenchAllResult;
 }
 

@@ -43,7 +43,7 @@ export async function runBenchAll(opts: BenchAllOptions): Promise<BenchAllResult
 }
 
 async function runOnLab(lab: LabState, opts: BenchAllOptions): Promise<BenchAllResult> {
-  if (lab.cloudlets.length < 2) throw new CloudletError('bench_failed', 'the lab needs at least 2 cloudlets');
+  if (lab.cloudlets.length < 2) throw new CloudletError('bench_failed', 'the lab needs at least 2 cloudlets', { kind: 'internal' });
   await mkdir(opts.out, { recursive: true });
   const plan = benchPlan(opts.quick);
   const t0 = performance.now();

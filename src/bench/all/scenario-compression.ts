@@ -27,13 +27,13 @@ export interface CodecSample {
 /** Parses bench-codecs' text output (its first table; the reference rows are skipped). */
 export function parseBenchCodecs(text: string): CodecSample {
   const s = /^sample: .*, ([\d.]+) MiB, ([\d.]+)% zero pages$/m.exec(text);
-  if (!s) throw new CloudletError('bench_failed', `bench-codecs printed no sample line: ${text.slice(0, 300)}`);
+  if (!s) throw new CloudletError('bench_failed', `bench-codecs printed no sample line: ${text.slice(0, 300)}`, { kind: 'internal' });
   const codecs: CodecSample['codecs'] = [];
   for (const m of text.matchAll(/^(none|lz4|zstd|gzip)\s+([\d.]+)\s+(\S+)\s+(\S+)$/gm)) {
     const rate = (x: string) => (x === '-' ? null : Number(x));
     codecs.push({ codec: m[1] as CodecName, ratio: Number(m[2]), compressMBps: rate(m[3]!), decompressMBps: rate(m[4]!) });
   }
-  if (codecs.length === 0) throw new CloudletError('bench_failed', `bench-codecs printed no codec rows: ${text.slice(0, 300)}`);
+  if (codecs.length === 0) throw new CloudletError('bench_failed', `bench-codecs printed no codec rows: ${text.slice(0, 300)}`, { kind: 'internal' });
   return { sampleBytes: Math.round(Number(s[1]) * 2 ** 20), zeroPagesPercent: Number(s[2]), codecs };
 }
 
@@ -46,7 +46,7 @@ async function benchCodecsOnPid(pid: number, maxMiB: number): Promise<CodecSampl
   const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
   const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
   clearTimeout(timer);
-  if (code !== 0) throw new CloudletError('bench_failed', `bench-codecs --pid ${pid} exited ${code}: ${err.trim().slice(-300)}`);
+  if (code !== 0) throw new CloudletError('bench_failed', `bench-codecs --pid ${pid} exited ${code}: ${err.trim().slice(-300)}`, { kind: 'internal' });
   return parseBenchCodecs(out);
 }
 

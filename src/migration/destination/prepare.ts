@@ -23,14 +23,14 @@ export async function checkPrepare(deps: DestinationDeps, req: PrepareRequest): 
   ]);
   if (!imageHere) {
     throw new CloudletError('image_missing', `image ${c.imageName} (${c.imageId.slice(0, 19)}) is not on this cloudlet`, {
-      httpStatus: 409,
+      kind: 'conflict',
       context: { imageId: c.imageId, imageName: c.imageName },
       hint: 'ship it first as an overlay (`cloudlet overlay push`) or load the image',
     });
   }
   if (!holderImageHere) {
     throw new CloudletError('image_missing', `image ${c.netnsHolder!.imageName} of the network namespace holder ${c.netnsHolder!.name} is not on this cloudlet`, {
-      httpStatus: 409,
+      kind: 'conflict',
       context: { imageId: c.netnsHolder!.imageId },
     });
   }
@@ -99,7 +99,7 @@ export async function createTwin(deps: DestinationDeps, inc: Incoming, req: Prep
   const image = await twinImageRef(engine, c.imageId, c.imageName);
   inc.twinId = await engine.createContainer({ ...c.createOptions, Image: image });
   const twin = await engine.inspectContainer(inc.twinId);
-  if (!twin.upperDir) throw new CloudletError('no_upperdir', 'the destination engine does not use overlay2: cannot sync the R/W layer');
+  if (!twin.upperDir) throw new CloudletError('no_upperdir', 'the destination engine does not use overlay2: cannot sync the R/W layer', { kind: 'internal' });
   inc.upperDir = twin.upperDir;
   // The base of the page images lives where containerd's unpacked checkpoint can reach it
   // through a relative `parent` link (see restore.ts).

@@ -76,7 +76,7 @@ export async function finalRestore(deps: DestinationDeps, inc: Incoming, o: Fina
   const checkpointDir = await buildFinalImages(deps, inc, o, lazyDir);
   enterState(deps, inc, 'restoring');
   if (o.inject === 'before-restore') {
-    throw new CloudletError('injected_fault', 'injected fault: the destination fails before the restore', { httpStatus: 500 });
+    throw new CloudletError('injected_fault', 'injected fault: the destination fails before the restore', { kind: 'internal' });
   }
   // Fault injection (lab only): a window in which a test kills this cloudlet's engine.
   if (o.inject === 'stall-before-restore') await new Promise((r) => setTimeout(r, FAULT_STALL_MS));
@@ -93,6 +93,7 @@ export async function finalRestore(deps: DestinationDeps, inc: Incoming, o: Fina
   const after = await deps.engine.inspectContainer(inc.twinId);
   if (!after.running) {
     throw new CloudletError('restore_failed', `the restored container ${inc.name} is not running after the start`, {
+      kind: 'internal',
       context: { twinId: inc.twinId },
     });
   }

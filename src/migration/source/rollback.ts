@@ -119,7 +119,7 @@ async function abortDestination(deps: SourceDeps, o: { id: string; peer: PeerCli
       await client.delete(`/v1/incoming/${o.id}`);
       return;
     } catch (err) {
-      if (attempt >= o.attempts) throw new CloudletError('abort_failed', `the destination did not confirm the clean-up after ${attempt} attempts: ${errorMessage(err)}`, { cause: err });
+      if (attempt >= o.attempts) throw new CloudletError('abort_failed', `the destination did not confirm the clean-up after ${attempt} attempts: ${errorMessage(err)}`, { kind: 'internal', cause: err });
       await sleep(ABORT_RETRY_MS);
     }
   }
