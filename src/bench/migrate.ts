@@ -53,8 +53,12 @@ export const CLIENT_INTERVAL_MS = 20;
 export const PROBE_WINDOW = 8;
 /** Pages of the 256 MiB service's state each client request reads (GET /touch). */
 export const TOUCH_PAGES = 64;
+/** What the client requests of the busybox counter's httpd (BUSYBOX_COUNTER_HTTP_SCRIPT). */
+export const COUNTER_HTTP_PATH = '/cgi-bin/req';
+/** What the client requests of the stateful service: TOUCH_PAGES pages read over its whole state. */
+export const TOUCH_PATH = `/touch?pages=${TOUCH_PAGES}`;
 /** Before the first handoff, between two, after the last: the client talks to a settled service (and has its RTT second). */
-const PAUSE_MS = 2000;
+export const PAUSE_MS = 2000;
 
 /** How the client reaches a workload. */
 export interface WorkloadProbe {
@@ -160,7 +164,7 @@ export async function removeIfPresent(engine: DockerEngine, name: string): Promi
  * netns-holder.ts), or holding it itself (a namespace of its own). Either way a handoff keeps
  * the address and the client's TCP connections.
  */
-async function startWorkload(engine: DockerEngine, options: ContainerCreateOptions & { name: string }, network: 'holder' | 'own', address: string): Promise<void> {
+export async function startWorkload(engine: DockerEngine, options: ContainerCreateOptions & { name: string }, network: 'holder' | 'own', address: string): Promise<void> {
   const net = LAB_SERVICE_NETWORK.name;
   if (network === 'holder') {
     const holder = holderCreateOptions({ name: holderNameFor(options.name), image: BUSYBOX_IMAGE, network: net, address });
@@ -181,7 +185,7 @@ async function startWorkload(engine: DockerEngine, options: ContainerCreateOptio
  * Waits (10 s at most) until the engine's spare holder runs again: the destination replaces
  * a spare that a handoff took after it, and that start must not fall into what is measured next.
  */
-async function spareReady(engine: DockerEngine): Promise<void> {
+export async function spareReady(engine: DockerEngine): Promise<void> {
   for (let i = 0; i < 100; i++) {
     if ((await engine.inspectContainerIfAny(SPARE_HOLDER_NAME))?.running) return;
     await sleep(100);
@@ -214,7 +218,7 @@ async function serviceNetworkOf(cl: LabCloudlet): Promise<{ ipRange: string; ann
  * A service address in `cl`'s range that no container of the lab holds and the router routes
  * nowhere (pickFreeAddress: from the top of the range, clear of cloudletd's own choices).
  */
-async function pickBenchAddress(lab: LabState, cl: LabCloudlet): Promise<string> {
+export async function pickBenchAddress(lab: LabState, cl: LabCloudlet): Promise<string> {
   const used = new Set<string>();
   for (const c of lab.cloudlets) {
     for (const address of await engineOf(lab, c.name).networkAddresses(LAB_SERVICE_NETWORK.name)) used.add(address);
@@ -227,13 +231,13 @@ async function pickBenchAddress(lab: LabState, cl: LabCloudlet): Promise<string>
 }
 
 /** Routes `address` to `cl` with the cloudlet's own announce command, as cloudletd does for a service it starts. */
-async function announceOn(cl: LabCloudlet, address: string): Promise<void> {
+export async function announceOn(cl: LabCloudlet, address: string): Promise<void> {
   const argv = announceArgv((await serviceNetworkOf(cl)).announce, address);
   await runProgram(argv[0]!, argv.slice(1), { timeoutMs: 10_000 });
 }
 
 /** Removes a workload and the router's route to its address (nothing else uses it once the workload is gone). */
-async function removeWorkload(lab: LabState, name: string, address: string | null, progress: (m: string) => void): Promise<void> {
+export async function removeWorkload(lab: LabState, name: string, address: string | null, progress: (m: string) => void): Promise<void> {
   await removeService(lab, name).catch((err: unknown) => progress(`could not remove ${name}: ${errorMessage(err)}`));
   if (address) await nsRun(lab.router.namespace, 'ip', ['route', 'del', `${address}/32`]).catch(() => undefined);
 }
@@ -356,7 +360,7 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
       network,
       options: counter,
       // busybox httpd closes every connection after its answer.
-      path: '/cgi-bin/req',
+      path: COUNTER_HTTP_PATH,
       connectionPerRequest: true,
     };
     opts.progress(`${w.label}: start on ${a}, ${repeat} handoff(s) under the client (default decision model)`);
@@ -385,7 +389,7 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
       Cmd: ['node', '-e', STATEFUL_SERVICE_SCRIPT],
       Env: [`STATE_MB=${opts.stateMb}`, 'PORT=8080', `DIRTY_PAGES_PER_SEC=${opts.dirtyPagesPerSec}`],
     },
-    path: `/touch?pages=${TOUCH_PAGES}`,
+    path: TOUCH_PATH,
     connectionPerRequest: false,
   };
   opts.progress(`${w.label} (${opts.dirtyPagesPerSec} pages/s dirtied): start on ${a}, ${repeat} handoff(s) under the client (default model)`);

@@ -9,16 +9,32 @@ import { toCsv, type Cell } from './csv.js';
 import { summarize, type Summary } from '../stats.js';
 import { renderSvg } from './svg.js';
 import { RESULTS_VERSION, type BenchAllResult, type MigrationRow } from './types.js';
+import { CLIENT_NOTES } from './client-figures.js';
 
 const SCENARIOS = ['overlay', 'compression', 'rounds', 'alpha', 'bandwidth', 'decision'] as const;
 
+const MIGRATION_SCENARIOS = ['rounds', 'alpha', 'bandwidth', 'decision'] as const;
+
 export async function readResults(path: string): Promise<BenchAllResult> {
   const r = JSON.parse(await readFile(path, 'utf8')) as Partial<BenchAllResult>;
-  if (r.bench !== 'all' || r.version !== RESULTS_VERSION) {
-    throw new CloudletError('bad_results', `${path} is not a results.json of \`bench all\` (version ${RESULTS_VERSION})`, { kind: 'invalid-data' });
+  if (r.bench !== 'all' || (r.version !== 1 && r.version !== RESULTS_VERSION)) {
+    throw new CloudletError('bad_results', `${path} is not a results.json of \`bench all\` (version 1 to ${RESULTS_VERSION})`, { kind: 'invalid-data' });
   }
   for (const k of SCENARIOS) if (!Array.isArray(r[k])) throw new CloudletError('bad_results', `${path}: '${k}' is missing`, { kind: 'invalid-data' });
-  return r as BenchAllResult;
+  const result = r as BenchAllResult;
+  // Version 1 rows have no client fields: they are filled in as unknown, and the report
+  // leaves the client columns out for such a file (hasClientFigures).
+  if (result.version === 1) {
+    for (const k of MIGRATION_SCENARIOS) {
+      result[k] = result[k].map((x) => ({ ...x, clientGapMs: x.clientGapMs ?? null, rttMs: x.rttMs ?? null, clientNote: x.clientNote ?? CLIENT_NOTES.noClient }));
+    }
+  }
+  return result;
+}
+
+/** Whether the file's migration rows carry the client's figures (version 2 on). */
+export function hasClientFigures(r: Pick<BenchAllResult, 'version'>): boolean {
+  return r.version >= 2;
 }
 
 const num = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
@@ -28,9 +44,10 @@ export function fmt(v: Summary | null, d = 2): string {
   return v.max > v.min ? `${num(v.median, d)} (${num(v.min, d)}-${num(v.max, d)})` : num(v.median, d);
 }
 
-function migrationCsvRows(rows: readonly MigrationRow[]): { columns: string[]; rows: Record<string, Cell>[] } {
+function migrationCsvRows(rows: readonly MigrationRow[], withClient: boolean): { columns: string[]; rows: Record<string, Cell>[] } {
   const params = distinct(rows.flatMap((r) => Object.keys(r.params)));
-  const columns = ['rep', 'workload', ...params, 'policy', 'codec', 'from', 'to', 'total_ms', 'downtime_ms', 'bytes_sent', 'image_shipped_bytes', 'precopy_rounds', 'stop_reason', 'requests', 'round_sent_bytes', 'round_pages_changed'];
+  const client = withClient ? ['client_gap_ms', 'rtt_ms', 'client_note'] : [];
+  const columns = ['rep', 'workload', ...params, 'policy', 'codec', 'from', 'to', 'total_ms', 'downtime_ms', ...client, 'bytes_sent', 'image_shipped_bytes', 'precopy_rounds', 'stop_reason', 'requests', 'round_sent_bytes', 'round_pages_changed'];
   return {
     columns,
     rows: rows.map((r) => ({
@@ -43,6 +60,9 @@ function migrationCsvRows(rows: readonly MigrationRow[]): { columns: string[]; r
       to: r.to,
       total_ms: r.totalMs,
       downtime_ms: r.downtimeMs,
+      client_gap_ms: r.clientGapMs,
+      rtt_ms: r.rttMs,
+      client_note: r.clientNote,
       bytes_sent: r.bytesSent,
       image_shipped_bytes: r.imageShippedBytes,
       precopy_rounds: r.precopyRounds,
@@ -73,7 +93,7 @@ export function csvFiles(r: BenchAllResult): Record<string, string> {
     })),
   );
   for (const k of ['rounds', 'alpha', 'bandwidth', 'decision'] as const) {
-    const t = migrationCsvRows(r[k]);
+    const t = migrationCsvRows(r[k], hasClientFigures(r));
     out[`${k}.csv`] = toCsv(t.columns, t.rows);
   }
   return out;
@@ -120,7 +140,15 @@ function table(head: string[], rows: string[][]): string {
   return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((x) => `| ${x.join(' | ')} |`)].join('\n');
 }
 
-function migrationTable(rows: readonly MigrationRow[], keys: (r: MigrationRow) => string[], head: string[]): string {
+/** The client gap's median, "-" when no run of the group has one; "(k of n)" when only some have. */
+function clientGapCell(xs: readonly MigrationRow[]): string {
+  const known = xs.filter((x) => x.clientGapMs !== null);
+  const s = summarize(known.map((x) => sec(x.clientGapMs!)));
+  if (!s) return '-';
+  return known.length < xs.length ? `${num(s.median)} (${known.length} of ${xs.length})` : num(s.median);
+}
+
+function migrationTable(rows: readonly MigrationRow[], keys: (r: MigrationRow) => string[], head: string[], withClient: boolean): string {
   const groups = new Map<string, MigrationRow[]>();
   for (const x of rows) {
     const k = JSON.stringify(keys(x));
@@ -131,12 +159,13 @@ function migrationTable(rows: readonly MigrationRow[], keys: (r: MigrationRow) =
     String(xs.length),
     fmt(summarize(xs.map((x) => sec(x.totalMs)))),
     fmt(summarize(xs.map((x) => sec(x.downtimeMs)))),
+    ...(withClient ? [clientGapCell(xs), fmt(summarize(xs.map((x) => x.rttMs ?? Number.NaN)), 1)] : []),
     fmt(summarize(xs.map((x) => x.bytesSent / 1e6)), 1),
     fmt(summarize(xs.map((x) => x.precopyRounds)), 0),
     distinct(xs.map((x) => x.stopReason ?? '-')).join(', '),
     xs.some((x) => x.requests !== null) ? fmt(summarize(xs.map((x) => x.requests ?? Number.NaN)), 0) : '-',
   ]);
-  return table([...head, 'reps', 'total s', 'downtime s', 'MB sent', 'pre-copy rounds', 'stopped by', 'client requests'], body);
+  return table([...head, 'reps', 'total s', 'downtime s', ...(withClient ? ['client gap s (median)', 'client RTT ms'] : []), 'MB sent', 'pre-copy rounds', 'stopped by', 'client requests'], body);
 }
 
 export function reportMarkdown(r: BenchAllResult): string {
@@ -154,6 +183,19 @@ export function reportMarkdown(r: BenchAllResult): string {
     for (const d of r.plan.quickDrops) o.push(`- ${d}`);
   }
   o.push('', 'Figures are "median (min-max)" over the repetitions; a single figure means one repetition or no spread.', '');
+  const wc = hasClientFigures(r);
+  if (wc) {
+    o.push(
+      'Every migration runs under a client in the lab\'s client namespace (the activity service\'s own load in scenarios 3, 4 and 6; an HTTP probe every 20 ms for the counter and the random-state service): "client gap" is the longest silence between two consecutive replies it got that overlaps the migration (start to end), from its per-request timeline, beside the daemons\' downtime; "client RTT" is its median request latency in the second before the migration.',
+      '',
+    );
+    const missing = MIGRATION_SCENARIOS.flatMap((k) => r[k].filter((x) => x.clientGapMs === null).map((x) => ({ k, note: x.clientNote ?? '-' })));
+    for (const note of distinct(missing.map((m) => m.note))) {
+      const of = missing.filter((m) => m.note === note);
+      o.push(`- No client gap for ${of.length} migration(s) (${distinct(of.map((m) => m.k)).join(', ')}): ${note}.`);
+    }
+    if (missing.length) o.push('');
+  }
 
   o.push('## Against the published figures', '');
   o.push('Ratio = ours / published (below 1: smaller or faster than published). Ranges are compared at their midpoint. The published setups differ from ours (other hardware, other workloads: our large-memory workload is not OpenFace), so the ratios place our figures, they do not rank the systems.', '');
@@ -203,21 +245,21 @@ export function reportMarkdown(r: BenchAllResult): string {
   const a = r.plan.activity;
   const activityText = `The activity service (\`src/workloads/handoff-service.ts\`, ${a.stateMb} MiB of state) on the service network; the lab client sends about n requests (half on a TCP session, half on an HTTP keep-alive session), spread over ${a.windowMs / 1000} s from the migration's start, each request dirtying ${a.dirtyKbPerRequest} KiB (one word in each of ${a.dirtyKbPerRequest / 4} random pages). Links at ${a.mbit} Mbit/s, codec ${a.codec} (the classic setting: every dirty page costs wire bytes). The service moves back and forth between a and b (a first, unrecorded migration ships its image, so no measured one includes image shipping). "client requests" is what the client got sent in the window: a frozen service takes none, so stop-and-copy runs, frozen for most of the window, see fewer.`;
   o.push('', '## 3. Pre-copy rounds x client activity', '', activityText, '');
-  o.push(migrationTable(r.rounds, (x) => [String(x.params.n), String(x.params.rounds)], ['n', 'forced rounds']));
+  o.push(migrationTable(r.rounds, (x) => [String(x.params.n), String(x.params.rounds)], ['n', 'forced rounds'], wc));
   o.push('', '![rounds](charts/rounds.svg)', '', 'Data: [rounds.csv](rounds.csv)');
 
   o.push('', '## 4. Alpha rule', '', `Same service, client and link as scenario 3; the alpha rule stops pre-copy when a round's send took less than alpha seconds (max 8 rounds).`, '');
-  o.push(migrationTable(r.alpha, (x) => [String(x.params.n), String(x.params.alpha)], ['n', 'alpha s']));
+  o.push(migrationTable(r.alpha, (x) => [String(x.params.n), String(x.params.alpha)], ['n', 'alpha s'], wc));
   o.push('', '![alpha](charts/alpha.svg)', '', 'Data: [alpha.csv](alpha.csv)');
 
   const b = r.plan.bandwidth;
   o.push('', '## 5. Bandwidth sweep', '', `Both cloudlets' links set to each bandwidth (latency unchanged). Workloads: the busybox counter, and a Node.js service with ${b.stateMb} MiB of pseudo-random (incompressible) state dirtying ${b.dirtyPagesPerSec} pages/s. Our default decision model and codec choice. Published (Ma et al.): OpenFace 48.9 s at 5 Mbit/s, 10.7 s at 100 Mbit/s; busybox 3.1-3.2 s total, 2.7-2.8 s down at every bandwidth.`, '');
-  o.push(migrationTable([...r.bandwidth].sort((x, y) => x.workload.localeCompare(y.workload) || Number(x.params.mbit) - Number(y.params.mbit)), (x) => [x.workload, String(x.params.mbit)], ['workload', 'Mbit/s']));
+  o.push(migrationTable([...r.bandwidth].sort((x, y) => x.workload.localeCompare(y.workload) || Number(x.params.mbit) - Number(y.params.mbit)), (x) => [x.workload, String(x.params.mbit)], ['workload', 'Mbit/s'], wc));
   o.push('', '![bandwidth](charts/bandwidth.svg)', '', 'Data: [bandwidth.csv](bandwidth.csv)');
 
   const d = r.plan.decision;
   o.push('', '## 6. Decision models side by side', '', `Stop rules (\`src/migration/decision.ts\`): model = our default (predicted downtime <= 1 s, convergence, 8 rounds, 300 s); alpha = the alpha rule with alpha = 1 s; phaul = P.Haul's (stop at <= 64 pages written, > 10 % growth, or 8 rounds); lxd = LXD's (>= 70 % of pages unchanged, or 10 rounds). Same workloads for every rule: the busybox counter, the random-state service (${d.stateMb} MiB, ${d.dirtyPagesPerSec} pages/s) and the activity service with n = ${d.n}; links at ${d.mbit} Mbit/s, codec ${d.codec}.`, '');
-  o.push(migrationTable([...r.decision].sort((x, y) => x.workload.localeCompare(y.workload)), (x) => [x.workload, x.policy], ['workload', 'rule']));
+  o.push(migrationTable([...r.decision].sort((x, y) => x.workload.localeCompare(y.workload)), (x) => [x.workload, x.policy], ['workload', 'rule'], wc));
   o.push('', '![decision](charts/decision.svg)', '', 'Data: [decision.csv](decision.csv)');
   o.push('', 'Raw figures of every repetition (per-round bytes and pages too): [results.json](results.json).', '');
   return o.join('\n');

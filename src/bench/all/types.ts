@@ -3,7 +3,12 @@
 // Summaries (median, min, max) are not stored: the report computes them from the raw rows.
 import type { StopReason } from '../../migration/decision.js';
 
-export const RESULTS_VERSION = 1;
+/**
+ * 2: migration rows carry the client's view (clientGapMs, rttMs, clientNote). Version 1
+ * files (no client on most workloads) still render, without the client columns.
+ */
+export const RESULTS_VERSION = 2;
+export type ResultsVersion = 1 | typeof RESULTS_VERSION;
 
 /** One migration, condensed from the daemon's MigrationReport. */
 export interface MigrationRow {
@@ -24,8 +29,18 @@ export interface MigrationRow {
   imageShippedBytes: number;
   precopyRounds: number;
   stopReason: StopReason | 'stop-and-copy' | null;
-  /** Client requests sent during the run (activity scenarios), null without a client. */
+  /** Client requests sent during the run (activity scenarios), null for the probes of the other scenarios. */
   requests: number | null;
+  /**
+   * The longest silence between the client's replies that overlaps the migration (start to
+   * end), from its per-request samples (client-figures.ts); null when it is not known, with
+   * the reason in clientNote.
+   */
+  clientGapMs: number | null;
+  /** The client's median request latency in the second before the migration started. */
+  rttMs: number | null;
+  /** Why clientGapMs is null (null when it was measured). */
+  clientNote: string | null;
   rounds: { index: number; final: boolean; pagesChanged: number; pagesScanned: number; sentBytes: number; sendMs: number; stallMs: number }[];
 }
 
@@ -85,7 +100,7 @@ export interface BenchPlan {
 
 export interface BenchAllResult {
   bench: 'all';
-  version: typeof RESULTS_VERSION;
+  version: ResultsVersion;
   command: string;
   startedAt: string;
   finishedAt: string;
