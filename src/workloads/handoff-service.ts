@@ -4,7 +4,9 @@
 //     client: `REQ <n> <payload>\n`   server: `RES <n> <served> <instance>\n`
 //     (a malformed line gets `ERR <reason>\n`; the connection stays open);
 //   HTTP/1.1 on HTTP_PORT (8080), keep-alive:
-//     GET /req?n=N -> {"n":N,"served":S,"instance":I};   GET /healthz -> ok.
+//     GET /req?n=N -> {"n":N,"served":S,"instance":I};   GET /healthz -> ok;
+//     GET /probe?n=N -> the same JSON from a counter of its own, dirtying nothing: a client
+//     that watches the service without adding to the load a benchmark puts on it.
 // `served` counts the requests this process answered, one counter per protocol (so that one
 // client's TCP and HTTP streams each see +1 per request). It lives only in memory: after a
 // live migration it continues where it was, which proves the memory moved; a restarted or
@@ -41,6 +43,7 @@ function dirty() {
 }
 let tcpServed = 0;
 let httpServed = 0;
+let probeServed = 0;
 
 const tcpServer = net.createServer((sock) => {
   sock.setNoDelay(true);
@@ -73,12 +76,14 @@ const server = http.createServer({ requestTimeout: 0, headersTimeout: 0 }, (req,
   let url;
   try { url = new URL(req.url, 'http://service'); } catch { res.statusCode = 400; res.end('bad url\n'); return; }
   if (url.pathname === '/healthz') { res.end('ok\n'); return; }
-  if (url.pathname !== '/req') { res.statusCode = 404; res.end('not found\n'); return; }
+  const probe = url.pathname === '/probe';
+  if (url.pathname !== '/req' && !probe) { res.statusCode = 404; res.end('not found\n'); return; }
   const n = Number(url.searchParams.get('n'));
   if (!Number.isInteger(n) || n < 0) { res.statusCode = 400; res.end('n must be a non-negative integer\n'); return; }
-  httpServed++;
-  dirty();
-  const body = JSON.stringify({ n, served: httpServed, instance: INSTANCE });
+  let served;
+  if (probe) served = ++probeServed;
+  else { served = ++httpServed; dirty(); }
+  const body = JSON.stringify({ n, served, instance: INSTANCE });
   res.setHeader('content-type', 'application/json');
   res.setHeader('content-length', Buffer.byteLength(body));
   res.end(body);

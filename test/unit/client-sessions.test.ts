@@ -319,3 +319,16 @@ test('pipelined HTTP puts the whole window on the wire: a server that holds its 
     server.close();
   }
 });
+
+test('GET /probe answers like /req from a counter of its own: a watching client does not shift the load counter', { timeout: 10_000 }, async () => {
+  const svc = await startLocalService();
+  try {
+    const get = async (path: string) => JSON.parse(await (await fetch(`http://127.0.0.1:${svc.httpPort}${path}`)).text()) as { n: number; served: number };
+    assert.deepEqual([(await get('/probe?n=7')).served, (await get('/probe?n=8')).served], [1, 2]);
+    const req = await get('/req?n=1');
+    assert.equal(req.served, 1, '/req counts only its own requests');
+    assert.equal((await get('/probe?n=9')).n, 9);
+  } finally {
+    await killService(svc);
+  }
+});

@@ -5,7 +5,7 @@
 import { CloudletError, errorMessage } from '../../util/errors.js';
 import { setLink } from '../../lab/lab.js';
 import type { LabState, LinkSpec } from '../../lab/state.js';
-import { CLIENT_INTERVAL_MS, engineOf, migrate, spareReady } from '../migrate.js';
+import { CLIENT_INTERVAL_MS, PROBE_WINDOW, engineOf, migrate, spareReady } from '../migrate.js';
 import { startLabClient, type RunningClient } from '../handoff.js';
 import { startLabHttpProbe } from '../lab-client.js';
 import { RTT_SPAN_MS } from '../handoff-runs.js';
@@ -23,6 +23,8 @@ const PROBE_LEAD_MS = RTT_SPAN_MS + 200;
 const PROBE_TAIL_MS = 1000;
 /** Upper bound of a probe's run (the slowest sweep point is a few minutes); it is stopped when its migration is done. */
 const PROBE_MAX_MS = 15 * 60_000;
+/** The activity service's path that answers like /req but dirties nothing (handoff-service.ts). */
+const ACTIVITY_PROBE_PATH = '/probe';
 
 /** How the client reaches a workload on the service network. */
 export interface HttpProbe {
@@ -141,22 +143,29 @@ export class Shuttle {
   /**
    * Migrates while the lab client sends about n requests (half on its TCP session, half on
    * its HTTP session, each dirtying memory in the service) spread over windowMs from the
-   * migration's start; waits for the window to end, so every run sees the same n.
+   * migration's start; waits for the window to end, so every run sees the same n. The load
+   * may end before the freeze: what a user sees is measured by a probe of its own beside it
+   * (GET /probe, which dirties nothing), from before the migration to after it.
    */
   async migrateUnderLoad(address: string, n: number, windowMs: number, body: Partial<StartMigrationBody>): Promise<{ report: MigrationReport; requests: number; client: ClientFigures }> {
     const perSession = Math.max(1, Math.round(n / 2));
     const intervalMs = Math.max(5, Math.round(windowMs / perSession));
-    const client = await startLabClient(address, { durationMs: windowMs, intervalMs });
-    const t0 = performance.now();
-    const { value: report, report: c } = await whileClientRuns(client, async () => {
-      const r = await this.migrate(body);
-      const left = windowMs - (performance.now() - t0);
-      if (left > 0) await sleep(left + 200);
-      return r;
+    const probe = await startLabHttpProbe(address, { durationMs: PROBE_MAX_MS, intervalMs: CLIENT_INTERVAL_MS, httpPath: ACTIVITY_PROBE_PATH, window: PROBE_WINDOW });
+    const { value, report: probed } = await whileClientRuns(probe, async () => {
+      await sleep(PROBE_LEAD_MS);
+      const client = await startLabClient(address, { durationMs: windowMs, intervalMs });
+      const t0 = performance.now();
+      const run = await whileClientRuns(client, async () => {
+        const r = await this.migrate(body);
+        const left = windowMs - (performance.now() - t0);
+        if (left > 0) await sleep(left + 200);
+        return r;
+      });
+      await sleep(PROBE_TAIL_MS);
+      return run;
     });
-    // The window may end before the migration does: clientFigures then gives no gap (the
-    // load is the scenario's, it is not stretched to cover the freeze).
-    return { report, requests: (c.sessions.tcp?.sent ?? 0) + (c.sessions.http?.sent ?? 0), client: clientFigures(c, report) };
+    const c = value.report;
+    return { report: value.value, requests: (c.sessions.tcp?.sent ?? 0) + (c.sessions.http?.sent ?? 0), client: clientFigures(probed, value.value) };
   }
 
   /**
