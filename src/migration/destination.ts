@@ -34,7 +34,10 @@ import {
   type LazyPagesDaemon,
   type LazyRestoreConfig,
 } from '../engine/lazy-pages.js';
-import { applyDeltaInPlace, decodeDelta, rebuildImageDir, type Delta } from '../checkpoint/delta.js';
+import { applyDeltaInPlace } from '../checkpoint/delta-apply.js';
+import { rebuildImageDir } from '../checkpoint/delta-rebuild.js';
+import type { Delta } from '../checkpoint/delta-types.js';
+import { decodeDelta } from '../checkpoint/delta-wire.js';
 import type { PageIndex } from '../checkpoint/page-index.js';
 import { applyBatch } from '../fssync/index.js';
 import type { MigrationJournal } from './journal.js';

@@ -8,7 +8,7 @@ import { FrameReader, FrameWriter, type ArtifactSource } from '../transfer/frame
 import { TransferError } from '../transfer/errors.js';
 import type { CodecName } from '../transfer/codecs.js';
 import { chooseCodec, measureCodecs } from '../transfer/codec-choice.js';
-import type { Delta } from '../checkpoint/delta.js';
+import type { Delta } from '../checkpoint/delta-types.js';
 import type { PeerClient } from './peer-client.js';
 import type { CodecChoice, RoundReport } from './types.js';
 

@@ -19,7 +19,8 @@ import { describeHolder, joiningHolder, type HolderSpec } from '../network/netns
 import { PacketHold } from '../network/packet-hold.js';
 import { installCheckpoint, removeInstalledCheckpoint } from '../engine/checkpoint-install.js';
 import { serializedWithLazyRestores, type LazyRestoreConfig } from '../engine/lazy-pages.js';
-import { encodeDeltaChunks, type Delta } from '../checkpoint/delta.js';
+import type { Delta } from '../checkpoint/delta-types.js';
+import { encodeDeltaChunks } from '../checkpoint/delta-wire.js';
 import { startDumpAndDelta } from '../checkpoint/stream-delta.js';
 import type { PageIndex } from '../checkpoint/page-index.js';
 import { FsSyncSource } from '../fssync/index.js';

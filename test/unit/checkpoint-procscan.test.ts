@@ -8,7 +8,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { writeDelta } from '../../src/checkpoint/delta.js';
+import { writeDelta } from '../../src/checkpoint/delta-write.js';
 import { indexDump } from '../../src/checkpoint/page-index.js';
 import { PAGE_SIZE, PE_PRESENT, pagesPath, readPagemap } from '../../src/checkpoint/pagemap.js';
 import {
