@@ -18,7 +18,7 @@ import net, { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage } from '../util/errors.js';
 import { twinImageRef, type ContainerCreateOptions, type DockerEngine } from '../engine/docker.js';
-import { applyBatch } from '../fssync/index.js';
+import { applyBatch } from '../fssync/apply.js';
 import { receiveRound } from '../migration/round-transport.js';
 import { handoffIdentityFields, incomingContainerSchema } from '../migration/destination.js';
 import {

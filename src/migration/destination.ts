@@ -39,7 +39,7 @@ import { rebuildImageDir } from '../checkpoint/delta-rebuild.js';
 import type { Delta } from '../checkpoint/delta-types.js';
 import { decodeDelta } from '../checkpoint/delta-wire.js';
 import type { PageIndex } from '../checkpoint/page-index.js';
-import { applyBatch } from '../fssync/index.js';
+import { applyBatch } from '../fssync/apply.js';
 import type { MigrationJournal } from './journal.js';
 import { NODE_NAME } from '../util/names.js';
 import type { ReceivedArtifact } from './round-transport.js';
