@@ -21,7 +21,7 @@ import { onLab } from './lab-session.js';
 import { netnsPath } from '../lab/netns.js';
 import type { LabCloudlet, LabState } from '../lab/state.js';
 import type { CodecName } from '../transfer/codecs.js';
-import { FrameReader } from '../transfer/frames.js';
+import { FrameReader } from '../transfer/frame-reader.js';
 import { loadImageArchive, NODE_IMAGE } from '../images/base-images.js';
 import { createOverlay } from '../images/overlay-create.js';
 import { digestHex, loadManifest, readHeader, type OverlayHeader } from '../images/overlay.js';

@@ -41,9 +41,11 @@
 // too). A piece that fails (EIO: unmapped between the pagemap read and the mem read) is
 // dropped and the scan goes on; a process that exits mid-scan is dropped as a whole (its
 // files are not written); when initPid itself is gone the scan fails with ScanProcessGoneError.
+// Which processes, and their pagemap ids: proc-tree.ts.
 import { mkdir, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
-import { CloudletError, UsageError } from '../util/errors.js';
+import { UsageError } from '../util/errors.js';
 import { encodePagemap, PAGE_SIZE, PE_PRESENT, pagemapPath, pagesPath, type PagemapEntry } from './pagemap.js';
+import { containerProcesses, namespacePid, ScanProcessGoneError } from './proc-tree.js';
 
 export interface ScanOptions {
   /** Host pid of the container's init process. */
@@ -81,17 +83,6 @@ export interface ScanProcessDetail {
   entries: number;
 }
 
-/** The container's init process is gone (or never existed): nothing to scan. */
-export class ScanProcessGoneError extends CloudletError {
-  constructor(pid: number, cause?: unknown) {
-    super('process_gone', `process ${pid} is gone: cannot scan its memory`, {
-      context: { pid },
-      hint: 'the container stopped or restarted; take a fresh inventory of it',
-      kind: 'conflict',
-      cause,
-    });
-  }
-}
 
 // pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst), in the high 32-bit word.
 const PM_PRESENT_HI = 1 << 31; // bit 63
@@ -132,139 +123,6 @@ export function parseMaps(text: string): Vma[] {
 /** True for the mappings whose pages a CRIU dump carries in the process's pagemap. */
 export function isScannedVma(v: Vma): boolean {
   return v.perms[3] === 'p' && !SPECIAL_VMAS.has(v.name);
-}
-
-// ------------------------------------------------------------------ which processes
-
-interface ProcInfo {
-  pid: number;
-  ppid: number;
-  state: string;
-  start: number;
-}
-
-async function procStat(pid: number): Promise<ProcInfo | null> {
-  let text: string;
-  try {
-    text = await readFile(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  // pid (comm) state ppid ... ; comm may hold spaces and parens: split after the last ')'.
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return { pid, ppid: Number(rest[1]), state: rest[0]!, start: Number(rest[19]) };
-}
-
-/** Host pids of the cgroup (v1 memory, else v1 pids, else v2) that `pid` is in. */
-export async function cgroupPids(pid: number): Promise<number[]> {
-  let lines: string[];
-  try {
-    lines = (await readFile(`/proc/${pid}/cgroup`, 'utf8')).split('\n');
-  } catch (err) {
-    throw new ScanProcessGoneError(pid, err);
-  }
-  const mounts = await cgroupMounts();
-  const candidates: string[] = [];
-  for (const ctl of ['memory', 'pids']) {
-    const l = lines.find((x) => new RegExp(`^\\d+:([^:]*,)?${ctl}(,[^:]*)?:`).test(x));
-    const mnt = mounts.v1.get(ctl);
-    if (l && mnt) candidates.push(joinCg(mnt, l.slice(l.indexOf(':', l.indexOf(':') + 1) + 1)));
-  }
-  const v2 = lines.find((x) => x.startsWith('0::'));
-  if (v2 && mounts.v2) candidates.push(joinCg(mounts.v2, v2.slice(3)));
-  for (const dir of candidates) {
-    try {
-      const text = await readFile(`${dir}/cgroup.procs`, 'utf8');
-      return text
-        .split('\n')
-        .filter((x) => x !== '')
-        .map(Number);
-    } catch {
-      // try the next hierarchy
-    }
-  }
-  throw new CloudletError('cgroup_unknown', `no readable cgroup.procs for pid ${pid}`, { kind: 'internal', context: { pid, candidates } });
-}
-
-function joinCg(mount: { dir: string; root: string }, path: string): string {
-  let rel = path;
-  if (mount.root !== '/' && (rel === mount.root || rel.startsWith(`${mount.root}/`))) rel = rel.slice(mount.root.length);
-  return `${mount.dir}${rel === '/' ? '' : rel}`;
-}
-
-interface CgroupMounts {
-  v1: Map<string, { dir: string; root: string }>;
-  v2: { dir: string; root: string } | null;
-}
-
-async function cgroupMounts(): Promise<CgroupMounts> {
-  const out: CgroupMounts = { v1: new Map(), v2: null };
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  for (const line of text.split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const pre = line.slice(0, sep).split(' ');
-    const post = line.slice(sep + 3).split(' ');
-    const m = { dir: unescapeMount(pre[4]!), root: unescapeMount(pre[3]!) };
-    if (post[0] === 'cgroup2') out.v2 ??= m;
-    else if (post[0] === 'cgroup') {
-      for (const opt of (post[2] ?? '').split(',')) if (!out.v1.has(opt)) out.v1.set(opt, m);
-    }
-  }
-  return out;
-}
-
-function unescapeMount(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-/**
- * The processes to scan: members of initPid's cgroup that descend from initPid, in CRIU's
- * dump order (pre-order, children by start time then pid). Zombies are left out (CRIU dumps
- * them without memory and gives them no pages id).
- */
-export async function containerProcesses(initPid: number): Promise<number[]> {
-  const members = await cgroupPids(initPid);
-  const infos = new Map<number, ProcInfo>();
-  const root = await procStat(initPid);
-  if (!root) throw new ScanProcessGoneError(initPid);
-  infos.set(initPid, root);
-  await Promise.all(
-    members.map(async (p) => {
-      if (p === initPid) return;
-      const i = await procStat(p);
-      if (i) infos.set(p, i);
-    }),
-  );
-  const children = new Map<number, ProcInfo[]>();
-  for (const i of infos.values()) {
-    if (i.pid === initPid) continue;
-    const list = children.get(i.ppid) ?? [];
-    list.push(i);
-    children.set(i.ppid, list);
-  }
-  const order: number[] = [];
-  const visit = (i: ProcInfo): void => {
-    if (i.state !== 'Z' && i.state !== 'X') order.push(i.pid);
-    const kids = (children.get(i.pid) ?? []).sort((a, b) => a.start - b.start || a.pid - b.pid);
-    for (const k of kids) visit(k);
-  };
-  visit(root);
-  return order;
-}
-
-/** The pid in the innermost pid namespace (last NSpid field); the pid itself outside any. */
-export async function namespacePid(pid: number): Promise<number | null> {
-  let text: string;
-  try {
-    text = await readFile(`/proc/${pid}/status`, 'utf8');
-  } catch {
-    return null;
-  }
-  const m = /^NSpid:\s+(.*)$/m.exec(text);
-  if (!m) return pid;
-  const fields = m[1]!.trim().split(/\s+/);
-  return Number(fields[fields.length - 1]);
 }
 
 // ------------------------------------------------------------------ zero page PFN
@@ -391,6 +249,113 @@ async function readFull(fh: FileHandle, buf: Buffer, off: number, len: number, p
   return got;
 }
 
+/** Where the next batch starts: run index and pages of that run already batched. */
+interface RunCursor {
+  r: number;
+  rOff: number;
+}
+
+/** Cuts the next batch (up to BATCH_PAGES, in pieces of up to PIECE_PAGES) out of the runs. */
+function nextPieces(runs: Run[], cursor: RunCursor): Piece[] {
+  const pieces: Piece[] = [];
+  let at = 0;
+  while (cursor.r < runs.length && at < BATCH_PAGES) {
+    const run = runs[cursor.r]!;
+    const n = Math.min(PIECE_PAGES, run.pages - cursor.rOff, BATCH_PAGES - at);
+    pieces.push({ vaddr: run.vaddr + cursor.rOff * PAGE_SIZE, pages: n, at, got: 0 });
+    at += n;
+    cursor.rOff += n;
+    if (cursor.rOff === run.pages) {
+      cursor.r++;
+      cursor.rOff = 0;
+    }
+  }
+  return pieces;
+}
+
+/** Reads the pieces into buf, `concurrency` preads in flight; returns the pages read. */
+async function readPieces(mem: FileHandle, buf: Buffer, pieces: Piece[], concurrency: number): Promise<number> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < pieces.length) {
+      const p = pieces[next++]!;
+      const got = await readFull(mem, buf, p.at * PAGE_SIZE, p.pages * PAGE_SIZE, p.vaddr);
+      p.got = Math.floor(got / PAGE_SIZE);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, pieces.length) }, worker));
+  return pieces.reduce((s, p) => s + p.got, 0);
+}
+
+/** What a process's pages file got: its pagemap entries, pages written and pages dropped. */
+interface CopiedPages {
+  entries: PagemapEntry[];
+  written: number;
+  skipped: number;
+}
+
+/** The pages read of a batch, as buffers to write; their pagemap entries are appended. */
+function takePieces(buf: Buffer, pieces: Piece[], copied: CopiedPages): Buffer[] {
+  const { entries } = copied;
+  const parts: Buffer[] = [];
+  for (const p of pieces) {
+    copied.skipped += p.pages - p.got;
+    if (p.got === 0) continue;
+    parts.push(buf.subarray(p.at * PAGE_SIZE, (p.at + p.got) * PAGE_SIZE));
+    const last = entries[entries.length - 1];
+    if (last && last.vaddr + last.nrPages * PAGE_SIZE === p.vaddr) last.nrPages += p.got;
+    else entries.push({ vaddr: p.vaddr, nrPages: p.got, flags: PE_PRESENT });
+  }
+  return parts;
+}
+
+/**
+ * Copies the runs from /proc/PID/mem into the pages file `out`, batch by batch: two
+ * buffers, so that one batch is read while the previous one is written.
+ */
+async function copyRuns(
+  proc: { pid: number; vpid: number },
+  runs: Run[],
+  mem: FileHandle,
+  out: FileHandle,
+  opts: ScanOptions,
+): Promise<CopiedPages> {
+  const { pid, vpid } = proc;
+  const copied: CopiedPages = { entries: [], written: 0, skipped: 0 };
+  const concurrency = Math.max(1, opts.concurrency ?? 4);
+  let pendingWrite: Promise<void> = Promise.resolve();
+  try {
+    const bufs = [Buffer.allocUnsafeSlow(BATCH_PAGES * PAGE_SIZE), Buffer.allocUnsafeSlow(BATCH_PAGES * PAGE_SIZE)];
+    let which = 0;
+    const cursor: RunCursor = { r: 0, rOff: 0 };
+    let anyRead = false;
+    while (cursor.r < runs.length) {
+      const buf = bufs[which]!;
+      const pieces = nextPieces(runs, cursor);
+      const batchGot = await readPieces(mem, buf, pieces, concurrency);
+      // Everything failing on the very first batch, or on a whole batch with the maps
+      // gone, means the process exited.
+      if (batchGot === 0 && (!anyRead || (await mapsGone(pid)))) throw new VanishedError();
+      if (batchGot > 0) anyRead = true;
+      await pendingWrite; // the other buffer is free again after this
+      const parts = takePieces(buf, pieces, copied);
+      const pos = copied.written * PAGE_SIZE;
+      copied.written += batchGot;
+      pendingWrite = parts.length > 0 ? out.writev(parts, pos).then(() => undefined) : Promise.resolve();
+      which ^= 1;
+      if (opts.onBatch) {
+        await pendingWrite;
+        await opts.onBatch({ pid, vpid, pagesSoFar: copied.written });
+      }
+    }
+    await pendingWrite;
+    pendingWrite = Promise.resolve();
+  } finally {
+    await pendingWrite.catch(() => undefined);
+  }
+  return copied;
+}
+
 async function scanProcess(
   pid: number,
   vpid: number,
@@ -404,81 +369,21 @@ async function scanProcess(
   const runs = await takenRuns(pid, vmas);
   const mem = await open(`/proc/${pid}/mem`, 'r');
   const out = await open(pagesPath(outDir, pagesId), 'w');
-  const entries: PagemapEntry[] = [];
-  let written = 0;
-  let skipped = 0;
-  const concurrency = Math.max(1, opts.concurrency ?? 4);
-  let pendingWrite: Promise<void> = Promise.resolve();
+  let copied: CopiedPages;
   try {
-    const bufs = [Buffer.allocUnsafeSlow(BATCH_PAGES * PAGE_SIZE), Buffer.allocUnsafeSlow(BATCH_PAGES * PAGE_SIZE)];
-    let which = 0;
-    let r = 0; // next run
-    let rOff = 0; // pages of runs[r] already batched
-    let anyRead = false;
-    while (r < runs.length) {
-      // Fill one batch with pieces of runs.
-      const buf = bufs[which]!;
-      const pieces: Piece[] = [];
-      let at = 0;
-      while (r < runs.length && at < BATCH_PAGES) {
-        const run = runs[r]!;
-        const n = Math.min(PIECE_PAGES, run.pages - rOff, BATCH_PAGES - at);
-        pieces.push({ vaddr: run.vaddr + rOff * PAGE_SIZE, pages: n, at, got: 0 });
-        at += n;
-        rOff += n;
-        if (rOff === run.pages) {
-          r++;
-          rOff = 0;
-        }
-      }
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        while (next < pieces.length) {
-          const p = pieces[next++]!;
-          const got = await readFull(mem, buf, p.at * PAGE_SIZE, p.pages * PAGE_SIZE, p.vaddr);
-          p.got = Math.floor(got / PAGE_SIZE);
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(concurrency, pieces.length) }, worker));
-      // Everything failing on the very first batch, or on a whole batch with the maps
-      // gone, means the process exited.
-      const batchGot = pieces.reduce((s, p) => s + p.got, 0);
-      if (batchGot === 0 && (!anyRead || (await mapsGone(pid)))) throw new VanishedError();
-      if (batchGot > 0) anyRead = true;
-      await pendingWrite; // the other buffer is free again after this
-      const parts: Buffer[] = [];
-      for (const p of pieces) {
-        skipped += p.pages - p.got;
-        if (p.got === 0) continue;
-        parts.push(buf.subarray(p.at * PAGE_SIZE, (p.at + p.got) * PAGE_SIZE));
-        const last = entries[entries.length - 1];
-        if (last && last.vaddr + last.nrPages * PAGE_SIZE === p.vaddr) last.nrPages += p.got;
-        else entries.push({ vaddr: p.vaddr, nrPages: p.got, flags: PE_PRESENT });
-      }
-      const pos = written * PAGE_SIZE;
-      written += batchGot;
-      pendingWrite = parts.length > 0 ? out.writev(parts, pos).then(() => undefined) : Promise.resolve();
-      which ^= 1;
-      if (opts.onBatch) {
-        await pendingWrite;
-        await opts.onBatch({ pid, vpid, pagesSoFar: written });
-      }
-    }
-    await pendingWrite;
-    pendingWrite = Promise.resolve();
+    copied = await copyRuns({ pid, vpid }, runs, mem, out, opts);
   } finally {
-    await pendingWrite.catch(() => undefined);
     await mem.close();
     await out.close();
   }
-  const pm = encodePagemap({ pagesId, entries });
+  const pm = encodePagemap({ pagesId, entries: copied.entries });
   const fh = await open(pagemapPath(outDir, vpid), 'w');
   try {
     await fh.writeFile(pm);
   } finally {
     await fh.close();
   }
-  return { detail: { pid, vpid, pagesId, pages: written, entries: entries.length }, skipped };
+  return { detail: { pid, vpid, pagesId, pages: copied.written, entries: copied.entries.length }, skipped: copied.skipped };
 }
 
 async function mapsGone(pid: number): Promise<boolean> {

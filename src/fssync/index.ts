@@ -75,56 +75,28 @@
 // Every batch names the treeDigest (tree-digest.ts) of the tree it was written against and
 // applyBatch refuses a destination that differs (a missed, repeated or reordered round):
 // rsync itself would hang on such a destination instead of failing.
-import { appendFile, mkdir, open, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+//
+// Modules: this one is the source side (FsSyncSource); apply.ts the receiving side
+// (applyBatch); batch-file.ts the batch format and rsync's options; programs.ts runs rsync,
+// getfattr and setfattr.
+import { mkdir, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
-import { FsSyncError, stderrTail } from './errors.js';
+import type { ProgramExit } from '../util/spawner.js';
+import { applyBatchStep } from './apply.js';
+import {
+  appendTrailer,
+  DEFAULT_TIMEOUT_MS,
+  RSYNC_COMMON,
+  RSYNC_PARTIAL,
+  RSYNC_VANISHED,
+  TRAILER_VERSION,
+} from './batch-file.js';
+import { FsSyncError } from './errors.js';
+import { runChecked } from './programs.js';
 import { treeDigest } from './tree-digest.js';
-import { confinedXattrDump, parseXattrDump, renderXattrDump, type XattrDumpEntry } from './xattr-dump.js';
-import { runTracked, type ProgramExit } from '../util/spawner.js';
 
-export { FsSyncError } from './errors.js';
-
-// Options common to writing and reading: archive (incl. -D devices/specials), hard links,
-// ACLs, xattrs, numeric owners, deletions, deltas even for local paths.
-// --modify-window=-1: the quick check compares mtimes to the nanosecond; rsync's default
-// compares whole seconds and misses a same-size rewrite within the second of the last round.
-// A pre-copy round reads files that may be written meanwhile: a write after rsync's lstat
-// gets a newer mtime (kernels >= 6.13 give a fine-grained stamp once mtime was queried), so
-// the next round sees it; the final round runs on a frozen container.
-// overlayfs's origin/impure/nlink xattrs hold file handles of the SOURCE's lower layers:
-// meaningless on another host, and with -H they make rsync 3.2 fail to apply a batch
-// ("stat DIR failed") when a whiteout (nlink 2: shared with overlay's work dir) sits in a
-// directory carrying trusted.overlay.origin. Opaque, redirect and metacopy markers are kept.
-const RSYNC_COMMON = [
-  '-aHAX',
-  '--numeric-ids',
-  '--delete',
-  '--no-whole-file',
-  '--modify-window=-1',
-  '--filter=-x trusted.overlay.origin',
-  '--filter=-x trusted.overlay.impure',
-  '--filter=-x trusted.overlay.nlink',
-] as const;
-/**
- * The data-stream flags a batch written with RSYNC_COMMON starts with (an int32 LE, rsync's
- * batch.c flag_ptr[]): recurse, uid, gid, links, devices, hard links, xfer-dirs, ACLs,
- * xattrs. rsync's reader takes these from the batch, overriding its own options; a batch
- * asking for others (inplace, append, iconv, checksum, compression) was not written by
- * nextBatch and is refused. Change it with RSYNC_COMMON.
- */
-const BATCH_STREAM_FLAGS = 0x0cbf;
-/** Oldest rsync protocol accepted in a batch (30: rsync 3.0, varint file lists). */
-const BATCH_MIN_PROTOCOL = 30;
-/** The one attribute the capability dump carries (see nextBatch's getfattr). */
-const CAPS_ATTRS = ['security.capability'] as const;
-const MAGIC = Buffer.from('CLFSYNC1', 'ascii');
-const TRAILER_VERSION = 1;
-const DEFAULT_TIMEOUT_MS = 30 * 60_000;
-/** rsync exit codes: 23 partial transfer (some files/attrs not transferred), 24 files vanished. */
-const RSYNC_PARTIAL = 23;
 /** Writes of a pre-copy batch that rsync reports partial before the round skips the filesystem. */
 const PARTIAL_RETRIES = 4;
-const RSYNC_VANISHED = 24;
 
 export interface BatchStats {
   /** Size of the batch file (what the migration sends). */
@@ -155,221 +127,19 @@ export interface FsSyncSourceOptions {
   nice?: number | null;
 }
 
-interface Trailer {
-  v: number;
-  /** Length of the rsync batch at the start of the file. */
-  rsyncBytes: number;
-  /** Exit code of the writing rsync: 0, or 23/24 in a pre-copy round (the reader may see it too). */
-  writerExit: number;
-  /** Round number, 1-based. */
+/** What errors of one round name. */
+interface RoundContext {
+  sourceDir: string;
+  stateDir: string;
+  outFile: string;
   round: number;
-  final: boolean;
-  /** treeDigest of the destination this batch applies to (the shadow before this round). */
-  base: string;
-  baseEntries: number;
-  /** base64 of `getfattr -R -h -P -d -e hex -m ^security\.capability$ .` run in the source. */
-  caps: string;
-}
-
-/** Runs a program with an argument array (no shell); optionally feeds a byte range of a file to stdin. */
-async function runProc(
-  cmd: string,
-  args: readonly string[],
-  opts: { cwd?: string; timeoutMs: number; stdinFile?: { path: string; end: number } },
-): Promise<ProgramExit> {
-  // Through the daemon's spawner when one runs (see spawner.ts); in a process group of its
-  // own: a timeout ends rsync's forked helpers too.
-  const x = await runTracked(cmd, args, {
-    env: { ...process.env, LC_ALL: 'C' },
-    detached: true,
-    ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
-    ...(opts.stdinFile ? { stdinFile: opts.stdinFile } : {}),
-    timeoutMs: opts.timeoutMs,
-    kill: 'SIGKILL',
-    killGroup: true,
-  });
-  return { ...x, stderr: x.stderr + (x.timedOut ? `\ntimed out after ${opts.timeoutMs} ms` : '') };
-}
-
-async function runChecked(
-  step: string,
-  cmd: string,
-  args: readonly string[],
-  opts: { cwd?: string; timeoutMs: number; stdinFile?: { path: string; end: number }; okCodes: readonly number[]; nice?: number | null },
-  context: Record<string, unknown>,
-): Promise<ProgramExit> {
-  let r: ProgramExit;
-  try {
-    r = opts.nice === undefined || opts.nice === null ? await runProc(cmd, args, opts) : await runProc('nice', ['-n', String(opts.nice), cmd, ...args], opts);
-  } catch (e) {
-    throw new FsSyncError('fssync_exec_failed', `${step}: cannot run ${cmd}: ${(e as Error).message}`, {
-      context: { step, command: cmd, args, ...context },
-      hint: cmd === 'rsync' ? 'install rsync (scripts/setup.sh)' : cmd.endsWith('fattr') ? 'install attr (scripts/setup.sh)' : undefined,
-      cause: e,
-    });
-  }
-  if (r.code === null || !opts.okCodes.includes(r.code)) {
-    const tail = stderrTail(r.stderr);
-    throw new FsSyncError(
-      'fssync_' + step.replace(/-/g, '_') + '_failed',
-      `${step}: ${cmd} exited ${r.code ?? `on ${r.signal}`}${tail ? `: ${tail}` : ''}`,
-      {
-        context: { step, command: cmd, args, exitCode: r.code, signal: r.signal, stderrTail: tail, ...context },
-        hint: process.getuid?.() === 0 ? undefined : 'fssync needs root (devices, owners, trusted.* xattrs)',
-      },
-    );
-  }
-  return r;
+  [key: string]: unknown;
 }
 
 function isInside(child: string, parent: string): boolean {
   const c = resolve(child);
   const p = resolve(parent);
   return c === p || c.startsWith(p.endsWith(sep) ? p : p + sep);
-}
-
-async function readTrailer(batchFile: string): Promise<Trailer> {
-  let fh;
-  try {
-    fh = await open(batchFile, 'r');
-  } catch (e) {
-    throw new FsSyncError('fssync_batch_unreadable', `cannot open batch ${batchFile}: ${(e as Error).message}`, {
-      context: { step: 'trailer', batchFile },
-      cause: e,
-    });
-  }
-  try {
-    const { size } = await fh.stat();
-    const tailLen = 4 + MAGIC.length;
-    const bad = (why: string): FsSyncError =>
-      new FsSyncError('fssync_batch_invalid', `${batchFile} is not a fssync batch: ${why}`, {
-        context: { step: 'trailer', batchFile, size },
-      });
-    if (size < tailLen) throw bad('too short');
-    const tail = Buffer.alloc(tailLen);
-    await fh.read(tail, 0, tailLen, size - tailLen);
-    if (!tail.subarray(4).equals(MAGIC)) throw bad('no trailer magic (truncated or foreign file)');
-    const jsonLen = tail.readUInt32LE(0);
-    if (jsonLen > size - tailLen) throw bad('trailer length out of range');
-    const json = Buffer.alloc(jsonLen);
-    await fh.read(json, 0, jsonLen, size - tailLen - jsonLen);
-    let t: Trailer;
-    try {
-      t = JSON.parse(json.toString('utf8')) as Trailer;
-    } catch {
-      throw bad('trailer is not JSON');
-    }
-    if (t.v !== TRAILER_VERSION) throw bad(`trailer version ${String(t.v)}, expected ${TRAILER_VERSION}`);
-    if (!Number.isInteger(t.rsyncBytes) || t.rsyncBytes !== size - tailLen - jsonLen) throw bad('length mismatch');
-    return t;
-  } finally {
-    await fh.close();
-  }
-}
-
-/** The rsync part's stream flags and protocol must be what nextBatch writes (see BATCH_STREAM_FLAGS). */
-async function checkBatchHeader(batchFile: string, trailer: Trailer, step: string): Promise<void> {
-  const head = Buffer.alloc(8);
-  let got = 0;
-  const fh = await open(batchFile, 'r').catch((e: unknown) => {
-    throw new FsSyncError('fssync_batch_unreadable', `cannot open batch ${batchFile}: ${(e as Error).message}`, { context: { step, batchFile }, cause: e });
-  });
-  try {
-    if (trailer.rsyncBytes >= head.length) got = (await fh.read(head, 0, head.length, 0)).bytesRead;
-  } finally {
-    await fh.close();
-  }
-  const flags = got === head.length ? head.readInt32LE(0) : null;
-  const protocol = got === head.length ? head.readInt32LE(4) : null;
-  if (flags !== BATCH_STREAM_FLAGS || protocol === null || protocol < BATCH_MIN_PROTOCOL) {
-    throw new FsSyncError(
-      'fssync_batch_options',
-      `batch round ${trailer.round} was not written with fssync's rsync options ` +
-        `(stream flags ${flags === null ? 'missing' : '0x' + (flags >>> 0).toString(16)}, expected 0x${BATCH_STREAM_FLAGS.toString(16)}; protocol ${protocol ?? 'missing'}, at least ${BATCH_MIN_PROTOCOL})`,
-      { context: { step, batchFile, round: trailer.round, flags, protocol } },
-    );
-  }
-}
-
-async function applyInternal(
-  batchFile: string,
-  targetDir: string,
-  timeoutMs: number,
-  step: string,
-  knownDigest?: string,
-): Promise<{ ms: number; trailer: Trailer }> {
-  const t0 = performance.now();
-  const trailer = await readTrailer(batchFile);
-  // Both checks of what the peer sent come before anything in the target changes.
-  await checkBatchHeader(batchFile, trailer, step);
-  const caps: XattrDumpEntry[] = parseXattrDump(Buffer.from(typeof trailer.caps === 'string' ? trailer.caps : '', 'base64'), { allowedNames: CAPS_ATTRS });
-  const have = knownDigest === undefined ? await treeDigest(targetDir) : { digest: knownDigest, entries: trailer.baseEntries };
-  if (have.digest !== trailer.base) {
-    throw new FsSyncError(
-      'fssync_target_diverged',
-      `${targetDir} does not hold what batch round ${trailer.round} was written against ` +
-        `(${have.entries} entries here, ${trailer.baseEntries} expected)`,
-      {
-        context: { step, batchFile, targetDir, round: trailer.round, haveEntries: have.entries, expectedEntries: trailer.baseEntries },
-        hint: 'apply every batch of a source once, in order, to a destination that was empty before the first; otherwise start over with a new FsSyncSource and an empty destination',
-      },
-    );
-  }
-  // A partial batch (a file changed while rsync read it) would make rsync wait forever for a
-  // resend; nextBatch never writes one, so one arriving is refused rather than applied.
-  if (trailer.writerExit === RSYNC_PARTIAL) {
-    throw new FsSyncError('fssync_partial_batch', `batch round ${trailer.round} was written while files changed under rsync (exit 23): it cannot be applied`, {
-      context: { step, batchFile, targetDir, round: trailer.round },
-    });
-  }
-  await mkdir(targetDir, { recursive: true });
-  const ok = [0];
-  // A pre-copy round in which files vanished replays with the same code (rsync then also
-  // skips deletions, on both sides alike).
-  if (trailer.writerExit === RSYNC_VANISHED) ok.push(trailer.writerExit);
-  await runChecked(
-    step,
-    'rsync',
-    // --timeout: a safety net. rsync waits forever for a resend when a batch's file fails
-    // its verification (see nextBatch); an I/O pause of minutes is never a normal apply.
-    [...RSYNC_COMMON, '--timeout=300', '--read-batch=-', targetDir.replace(/\/*$/, '/')],
-    { timeoutMs, stdinFile: { path: batchFile, end: trailer.rsyncBytes }, okCodes: ok },
-    { batchFile, targetDir, round: trailer.round, writerExit: trailer.writerExit },
-  );
-  if (caps.length > 0) {
-    // On the tree rsync left: no path may pass through a symlink (see xattr-dump.ts).
-    await confinedXattrDump(targetDir, caps);
-    const dump = `${batchFile}.caps.${process.pid}`;
-    await writeFile(dump, renderXattrDump(caps), { mode: 0o600 });
-    try {
-      // Pre-copy rounds: a file the dump names may have appeared after rsync's walk; the
-      // next round carries it. The final round (frozen source) must apply cleanly.
-      // -h before --restore: setfattr applies the dump while it parses its options.
-      await runChecked(
-        step + '-caps',
-        'setfattr',
-        ['-h', `--restore=${dump}`],
-        { cwd: targetDir, timeoutMs, okCodes: trailer.final ? [0] : [0, 1] },
-        { batchFile, targetDir, round: trailer.round },
-      );
-    } finally {
-      await rm(dump, { force: true });
-    }
-  }
-  return { ms: performance.now() - t0, trailer };
-}
-
-/**
- * Applies a batch written by FsSyncSource.nextBatch to the destination directory (which held
- * exactly the previous batches' result; empty before the first). Run as root.
- */
-export async function applyBatch(
-  batchFile: string,
-  targetDir: string,
-  opts: { timeoutMs?: number } = {},
-): Promise<{ ms: number }> {
-  const { ms } = await applyInternal(batchFile, targetDir, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'apply');
-  return { ms };
 }
 
 /** The source side of a directory's sync: produces one batch per round. */
@@ -412,7 +182,36 @@ export class FsSyncSource {
    */
   async nextBatch(outFile: string, opts: { final?: boolean } = {}): Promise<BatchStats> {
     const final = opts.final === true;
-    const ctx = { sourceDir: this.sourceDir, stateDir: this.stateDir, outFile, round: this.round + 1 };
+    const ctx: RoundContext = { sourceDir: this.sourceDir, stateDir: this.stateDir, outFile, round: this.round + 1 };
+    const out = this.checkRoundAllowed(outFile, ctx);
+    this.busy = true;
+    const t0 = performance.now();
+    try {
+      await this.prepareRound(out, ctx);
+      const { w, rewrites, deferred, caps } = await this.writeRound(out, final, ctx);
+      const files = w.stdout.toString('utf8').split('\n').filter((l) => l.trim() !== '').length;
+      await appendTrailer(out, {
+        v: TRAILER_VERSION,
+        rsyncBytes: (await stat(out)).size,
+        writerExit: w.code ?? 0,
+        round: this.round + 1,
+        final,
+        base: this.base.digest,
+        baseEntries: this.base.entries,
+        caps: caps.stdout.toString('base64'),
+      });
+      if (!final) await this.advanceShadow(out, ctx);
+      else this.finished = true;
+      this.round++;
+      const bytes = (await stat(out)).size;
+      return { bytes, files, ms: performance.now() - t0, empty: files === 0, rewrites, deferred };
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Refuses a round on a closed, broken or busy source, or into a bad outFile; its path. */
+  private checkRoundAllowed(outFile: string, ctx: RoundContext): string {
     if (this.disposed || this.finished) {
       throw new FsSyncError('fssync_closed', `fssync source for ${this.sourceDir} is ${this.disposed ? 'disposed' : 'finished (final round written)'}`, { context: ctx });
     }
@@ -427,104 +226,92 @@ export class FsSyncSource {
     if (isInside(out, this.sourceDir) || isInside(out, this.shadowDir)) {
       throw new FsSyncError('fssync_usage', 'outFile must not be inside sourceDir or the shadow', { context: ctx });
     }
-    this.busy = true;
-    const t0 = performance.now();
-    try {
-      const st = await stat(this.sourceDir).catch((e: unknown) => {
-        throw new FsSyncError('fssync_source_missing', `source directory ${this.sourceDir}: ${(e as Error).message}`, { context: ctx, cause: e });
-      });
-      if (!st.isDirectory()) throw new FsSyncError('fssync_source_missing', `${this.sourceDir} is not a directory`, { context: ctx });
-      await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
-      if (this.round === 0) {
-        // A fresh source starts from an empty destination: drop any stale shadow.
-        await rm(this.shadowDir, { recursive: true, force: true });
-        await mkdir(this.shadowDir, { mode: 0o700 });
-        this.base = await treeDigest(this.shadowDir);
-      }
-      await mkdir(dirname(out), { recursive: true });
+    return out;
+  }
+
+  /** The source must be a directory; a first round starts from an empty shadow. */
+  private async prepareRound(out: string, ctx: RoundContext): Promise<void> {
+    const st = await stat(this.sourceDir).catch((e: unknown) => {
+      throw new FsSyncError('fssync_source_missing', `source directory ${this.sourceDir}: ${(e as Error).message}`, { context: ctx, cause: e });
+    });
+    if (!st.isDirectory()) throw new FsSyncError('fssync_source_missing', `${this.sourceDir} is not a directory`, { context: ctx });
+    await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
+    if (this.round === 0) {
+      // A fresh source starts from an empty destination: drop any stale shadow.
+      await rm(this.shadowDir, { recursive: true, force: true });
+      await mkdir(this.shadowDir, { mode: 0o700 });
+      this.base = await treeDigest(this.shadowDir);
+    }
+    await mkdir(dirname(out), { recursive: true });
+    await rm(out, { force: true });
+    await rm(out + '.sh', { force: true });
+  }
+
+  /** rsync's batch of this round (written again while the tree changes under it), and the caps listing. */
+  private async writeRound(
+    out: string,
+    final: boolean,
+    ctx: RoundContext,
+  ): Promise<{ w: ProgramExit; rewrites: number; deferred: boolean; caps: ProgramExit }> {
+    const okCodes = final ? [0, RSYNC_VANISHED] : [0, RSYNC_VANISHED, RSYNC_PARTIAL];
+    const writeBatch = async (from: string) => {
       await rm(out, { force: true });
+      const r = await runChecked(
+        'write-batch',
+        'rsync',
+        [...RSYNC_COMMON, '--out-format=%i', `--only-write-batch=${out}`, from + '/', this.shadowDir + '/'],
+        { timeoutMs: this.timeoutMs, okCodes, nice: this.nice },
+        ctx,
+      );
       await rm(out + '.sh', { force: true });
-
-      const okCodes = final ? [0, RSYNC_VANISHED] : [0, RSYNC_VANISHED, RSYNC_PARTIAL];
-      const writeBatch = async (from: string) => {
-        await rm(out, { force: true });
-        const r = await runChecked(
-          'write-batch',
-          'rsync',
-          [...RSYNC_COMMON, '--out-format=%i', `--only-write-batch=${out}`, from + '/', this.shadowDir + '/'],
-          { timeoutMs: this.timeoutMs, okCodes, nice: this.nice },
-          ctx,
-        );
-        await rm(out + '.sh', { force: true });
-        return r;
-      };
-      // Security capabilities (rsync's batch does not carry them). On a frozen tree (final)
-      // the listing runs beside rsync: that round is on the downtime path.
-      const listCaps = () =>
-        runChecked(
-          'caps',
-          'getfattr',
-          ['-R', '-h', '-P', '-d', '-e', 'hex', '-m', '^security\\.capability$', '.'],
-          { cwd: this.sourceDir, timeoutMs: this.timeoutMs, okCodes: final ? [0] : [0, 1], nice: this.nice },
-          ctx,
-        );
-      const finalCaps = final ? listCaps() : null;
-      finalCaps?.catch(() => undefined); // awaited below, after rsync's own errors
-      // A pre-copy round reads a live tree. Exit 23 (partial) means rsync saw a file change
-      // under it (e.g. truncated and rewritten while read): the batch then holds data that
-      // fails rsync's whole-file verification, and `--read-batch` does not fail on that, it
-      // waits for a resend that a batch never brings (found by the evaluation run: the
-      // busybox counter rewrites its file every 0.1 s). So such a batch is never applied:
-      // the round is written again, and if the tree keeps changing under it, the round
-      // carries no filesystem changes (a batch of the shadow against itself) and the next
-      // round (at the latest the final one, on a frozen container) carries them.
-      let w = await writeBatch(this.sourceDir);
-      let rewrites = 0;
-      let deferred = false;
-      while (!final && w.code === RSYNC_PARTIAL) {
-        if (rewrites === PARTIAL_RETRIES) {
-          w = await writeBatch(this.shadowDir);
-          deferred = true;
-          break;
-        }
-        rewrites++;
-        await new Promise((r) => setTimeout(r, 20 * rewrites));
-        w = await writeBatch(this.sourceDir);
+      return r;
+    };
+    // Security capabilities (rsync's batch does not carry them). On a frozen tree (final)
+    // the listing runs beside rsync: that round is on the downtime path.
+    const listCaps = () =>
+      runChecked(
+        'caps',
+        'getfattr',
+        ['-R', '-h', '-P', '-d', '-e', 'hex', '-m', '^security\\.capability$', '.'],
+        { cwd: this.sourceDir, timeoutMs: this.timeoutMs, okCodes: final ? [0] : [0, 1], nice: this.nice },
+        ctx,
+      );
+    const finalCaps = final ? listCaps() : null;
+    finalCaps?.catch(() => undefined); // awaited below, after rsync's own errors
+    // A pre-copy round reads a live tree. Exit 23 (partial) means rsync saw a file change
+    // under it (e.g. truncated and rewritten while read): the batch then holds data that
+    // fails rsync's whole-file verification, and `--read-batch` does not fail on that, it
+    // waits for a resend that a batch never brings (found by the evaluation run: the
+    // busybox counter rewrites its file every 0.1 s). So such a batch is never applied:
+    // the round is written again, and if the tree keeps changing under it, the round
+    // carries no filesystem changes (a batch of the shadow against itself) and the next
+    // round (at the latest the final one, on a frozen container) carries them.
+    let w = await writeBatch(this.sourceDir);
+    let rewrites = 0;
+    let deferred = false;
+    while (!final && w.code === RSYNC_PARTIAL) {
+      if (rewrites === PARTIAL_RETRIES) {
+        w = await writeBatch(this.shadowDir);
+        deferred = true;
+        break;
       }
-      const files = w.stdout.toString('utf8').split('\n').filter((l) => l.trim() !== '').length;
-      const caps = await (finalCaps ?? listCaps());
-      const trailer: Trailer = {
-        v: TRAILER_VERSION,
-        rsyncBytes: (await stat(out)).size,
-        writerExit: w.code ?? 0,
-        round: this.round + 1,
-        final,
-        base: this.base.digest,
-        baseEntries: this.base.entries,
-        caps: caps.stdout.toString('base64'),
-      };
-      const json = Buffer.from(JSON.stringify(trailer), 'utf8');
-      const len = Buffer.alloc(4);
-      len.writeUInt32LE(json.length, 0);
-      await appendFile(out, Buffer.concat([json, len, MAGIC]));
+      rewrites++;
+      await new Promise((r) => setTimeout(r, 20 * rewrites));
+      w = await writeBatch(this.sourceDir);
+    }
+    const caps = await (finalCaps ?? listCaps());
+    return { w, rewrites, deferred, caps };
+  }
 
-      if (!final) {
-        try {
-          // The shadow's digest is known (computed after the previous round; nobody else writes it).
-          await applyInternal(out, this.shadowDir, this.timeoutMs, 'apply-shadow', this.base.digest);
-          this.base = await treeDigest(this.shadowDir);
-        } catch (e) {
-          this.broken = e instanceof FsSyncError ? e : new FsSyncError('fssync_apply_shadow_failed', String(e), { context: ctx, cause: e });
-          throw this.broken;
-        }
-      } else {
-        this.finished = true;
-      }
-      this.round++;
-      const bytes = (await stat(out)).size;
-      return { bytes, files, ms: performance.now() - t0, empty: files === 0, rewrites, deferred };
-    } finally {
-      this.busy = false;
+  /** Brings the shadow forward with the batch, as the destination will; a failure breaks the source. */
+  private async advanceShadow(out: string, ctx: RoundContext): Promise<void> {
+    try {
+      // The shadow's digest is known (computed after the previous round; nobody else writes it).
+      await applyBatchStep(out, this.shadowDir, { timeoutMs: this.timeoutMs, step: 'apply-shadow', knownDigest: this.base.digest });
+      this.base = await treeDigest(this.shadowDir);
+    } catch (e) {
+      this.broken = e instanceof FsSyncError ? e : new FsSyncError('fssync_apply_shadow_failed', String(e), { context: ctx, cause: e });
+      throw this.broken;
     }
   }
 

@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Parser, type ReadEntry } from 'tar';
 import type { DockerEngine } from '../engine/docker.js';
-import { FrameWriter } from '../transfer/frames.js';
+import { FrameWriter } from '../transfer/frame-writer.js';
 import type { CodecName } from '../transfer/codecs.js';
 import { sha256Hex } from './archive.js';
 import { ImageError } from './errors.js';

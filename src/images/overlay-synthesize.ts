@@ -12,7 +12,7 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { DockerEngine } from '../engine/docker.js';
-import { FrameReader } from '../transfer/frames.js';
+import { FrameReader } from '../transfer/frame-reader.js';
 import { ImageError } from './errors.js';
 import { digestHex, layerArtifactName, readHeader, type OverlayHeader } from './overlay.js';
 

@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FrameReader } from '../transfer/frames.js';
+import { FrameReader } from '../transfer/frame-reader.js';
 import { sha256Hex } from './archive.js';
 import { ImageError } from './errors.js';
 import {

@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage } from '../util/errors.js';
 import { twinImageRef, type ContainerCreateOptions, type DockerEngine } from '../engine/docker.js';
 import type { ServiceNetwork } from '../network/service-network.js';
-import { applyBatch } from '../fssync/index.js';
+import { applyBatch } from '../fssync/apply.js';
 import type { MigrationJournal } from './journal.js';
 import type { ReceivedArtifact } from './round-transport.js';
 import { handoffIdentityFields, incomingContainerSchema } from './destination/wire.js';

@@ -4,11 +4,13 @@
 // as they arrive. Compression, hashing and sending overlap: blocks are compressed while
 // earlier ones are on the wire.
 import { Transform, pipeline } from 'node:stream';
-import { FrameReader, FrameWriter, type ArtifactSource } from '../transfer/frames.js';
+import { FrameReader } from '../transfer/frame-reader.js';
+import { FrameWriter } from '../transfer/frame-writer.js';
+import type { ArtifactSource } from '../transfer/frames.js';
 import { TransferError } from '../transfer/errors.js';
 import type { CodecName } from '../transfer/codecs.js';
 import { chooseCodec, measureCodecs } from '../transfer/codec-choice.js';
-import type { Delta } from '../checkpoint/delta.js';
+import type { Delta } from '../checkpoint/delta-types.js';
 import type { PeerClient } from './peer-client.js';
 import type { CodecChoice, RoundReport } from './types.js';
 

@@ -26,7 +26,8 @@ import {
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { applyBatch, FsSyncSource } from '../../src/fssync/index.js';
+import { applyBatch } from '../../src/fssync/apply.js';
+import { FsSyncSource } from '../../src/fssync/index.js';
 import { run, tryRun } from '../../src/util/exec.js';
 
 const isRoot = process.getuid?.() === 0;

@@ -9,7 +9,10 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { xxh64 } from '@node-rs/xxhash';
-import { applyDeltaInPlace, decodeDelta, encodeDelta, rebuildImageDir, writeDelta } from '../../src/checkpoint/delta.js';
+import { applyDeltaInPlace } from '../../src/checkpoint/delta-apply.js';
+import { rebuildImageDir } from '../../src/checkpoint/delta-rebuild.js';
+import { decodeDelta, encodeDelta } from '../../src/checkpoint/delta-wire.js';
+import { writeDelta } from '../../src/checkpoint/delta-write.js';
 import { indexDump, indexPageCount } from '../../src/checkpoint/page-index.js';
 import { CriuLab, criuSkipReason } from '../helpers/criu-fixtures.js';
 

@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { mkdtemp } from 'node:fs/promises';
 import { run, tryRun } from '../../src/util/exec.js';
-import { decodeDelta, encodeDelta, rebuildImageDir, writeDelta } from '../../src/checkpoint/delta.js';
+import { rebuildImageDir } from '../../src/checkpoint/delta-rebuild.js';
+import { decodeDelta, encodeDelta } from '../../src/checkpoint/delta-wire.js';
+import { writeDelta } from '../../src/checkpoint/delta-write.js';
 import { parseImage, serializeImage } from '../../src/checkpoint/image-file.js';
 import { diffPageIndex, indexDump, type PageIndex } from '../../src/checkpoint/page-index.js';
 import {

@@ -6,16 +6,11 @@ import { mkdtemp, readFile, readlink, rm, stat, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import {
-  applyDeltaInPlace,
-  BASE_EXTRA_FILE,
-  BASE_INDEX_FILE,
-  decodeDelta,
-  encodeDelta,
-  readBaseIndex,
-  rebuildImageDir,
-  writeDelta,
-} from '../../src/checkpoint/delta.js';
+import { applyDeltaInPlace } from '../../src/checkpoint/delta-apply.js';
+import { BASE_EXTRA_FILE, BASE_INDEX_FILE, readBaseIndex } from '../../src/checkpoint/delta-base.js';
+import { rebuildImageDir } from '../../src/checkpoint/delta-rebuild.js';
+import { decodeDelta, encodeDelta } from '../../src/checkpoint/delta-wire.js';
+import { writeDelta } from '../../src/checkpoint/delta-write.js';
 import {
   decodeFields,
   encodeFields,

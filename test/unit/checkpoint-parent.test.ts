@@ -9,21 +9,12 @@ import { cp, mkdir, mkdtemp, readdir, readFile, readlink, realpath, rm, symlink,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import {
-  applyDeltaInPlace,
-  BASE_EXTRA_FILE,
-  BASE_INDEX_FILE,
-  decodeDelta,
-  encodeDelta,
-  readBaseIndex,
-  readDeltaFile,
-  rebuildImageDir,
-  writeDelta,
-  type ApplyOptions,
-  type ApplyStats,
-  type Delta,
-  type RebuildStats,
-} from '../../src/checkpoint/delta.js';
+import { applyDeltaInPlace, type ApplyOptions, type ApplyStats } from '../../src/checkpoint/delta-apply.js';
+import { BASE_EXTRA_FILE, BASE_INDEX_FILE, readBaseIndex } from '../../src/checkpoint/delta-base.js';
+import { rebuildImageDir, type RebuildStats } from '../../src/checkpoint/delta-rebuild.js';
+import type { Delta } from '../../src/checkpoint/delta-types.js';
+import { decodeDelta, encodeDelta, readDeltaFile } from '../../src/checkpoint/delta-wire.js';
+import { writeDelta } from '../../src/checkpoint/delta-write.js';
 import { findPage, hashPage, presentVaddrs, type PageIndex } from '../../src/checkpoint/page-index.js';
 import { encodePagemap, PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT, pagemapPath, pagesPath, readPagemap } from '../../src/checkpoint/pagemap.js';
 import { linkImagesForDaemon, startLazyPagesDaemon } from '../../src/engine/lazy-pages.js';

@@ -8,17 +8,11 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { writeDelta } from '../../src/checkpoint/delta.js';
+import { writeDelta } from '../../src/checkpoint/delta-write.js';
 import { indexDump } from '../../src/checkpoint/page-index.js';
 import { PAGE_SIZE, PE_PRESENT, pagesPath, readPagemap } from '../../src/checkpoint/pagemap.js';
-import {
-  containerProcesses,
-  isScannedVma,
-  namespacePid,
-  parseMaps,
-  scanContainerMemory,
-  ScanProcessGoneError,
-} from '../../src/checkpoint/proc-scan.js';
+import { isScannedVma, parseMaps, scanContainerMemory } from '../../src/checkpoint/proc-scan.js';
+import { containerProcesses, namespacePid, ScanProcessGoneError } from '../../src/checkpoint/proc-tree.js';
 import { findMarkerBuffer, markerPage, spawnMarkerProcess, stopProcess, waitUnmapped, type MarkerProcess } from '../helpers/procscan-fixtures.js';
 
 /** The child rewrites the file (truncate + write): an empty read is retried. */

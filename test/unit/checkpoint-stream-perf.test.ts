@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { writeDelta } from '../../src/checkpoint/delta.js';
+import { writeDelta } from '../../src/checkpoint/delta-write.js';
 import type { PageIndex } from '../../src/checkpoint/page-index.js';
 import { dumpAndDelta } from '../../src/checkpoint/stream-delta.js';
 import { readCriuStats } from '../../src/engine/criu-stats.js';

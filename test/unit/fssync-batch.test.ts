@@ -6,7 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { applyBatch, FsSyncError, FsSyncSource } from '../../src/fssync/index.js';
+import { applyBatch } from '../../src/fssync/apply.js';
+import { FsSyncError } from '../../src/fssync/errors.js';
+import { FsSyncSource } from '../../src/fssync/index.js';
 import { CloudletError } from '../../src/util/errors.js';
 
 const isRoot = process.getuid?.() === 0;

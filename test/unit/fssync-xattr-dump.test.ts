@@ -8,7 +8,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { applyBatch, FsSyncError, FsSyncSource } from '../../src/fssync/index.js';
+import { applyBatch } from '../../src/fssync/apply.js';
+import { FsSyncError } from '../../src/fssync/errors.js';
+import { FsSyncSource } from '../../src/fssync/index.js';
 import { confinedXattrDump, parseXattrDump, renderXattrDump, type XattrDumpEntry } from '../../src/fssync/xattr-dump.js';
 import { CAP_NET_RAW, HAVE_GETFATTR, makeRealDumps, ODD_NAMES } from './xattr-dump-fixtures.js';
 

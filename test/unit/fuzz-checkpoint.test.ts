@@ -1,6 +1,6 @@
 // Fuzz of the checkpoint parsers: CRIU image files (checkpoint/image-file.ts: framing and
 // protobuf fields; pagemap.ts: pagemap validation) and the page delta wire format
-// (checkpoint/delta.ts decodeDelta). Seeds are real: dumps of a running Node.js workload by
+// (checkpoint/delta-wire.ts decodeDelta). Seeds are real: dumps of a running Node.js workload by
 // the real criu (test/helpers/criu-fixtures.ts), and the deltas the real encoder makes between
 // two of its dumps. 10,000 mutated inputs go through each parser; each must give a result or
 // an ImageFormatError, within bounded time.
@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeDelta, encodeDelta, writeDelta } from '../../src/checkpoint/delta.js';
+import { decodeDelta, encodeDelta } from '../../src/checkpoint/delta-wire.js';
+import { writeDelta } from '../../src/checkpoint/delta-write.js';
 import { decodeFields, parseImage, WIRE_LEN, type PbField } from '../../src/checkpoint/image-file.js';
 import { indexDump, type PageIndex } from '../../src/checkpoint/page-index.js';
 import { readPagemap } from '../../src/checkpoint/pagemap.js';

@@ -1,4 +1,4 @@
-// Fuzz of the migration frame reader (transfer/frames.ts): 10,000 mutations of streams
+// Fuzz of the migration frame reader (transfer/frame-reader.ts): 10,000 mutations of streams
 // written by the real FrameWriter (four codecs, several block sizes), a third of them with
 // the damaged frame's CRC recomputed so that the decoders and trailers face the damage.
 // Every input must give a result or a TransferError, within bounded time.
@@ -6,7 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
-import { FRAME_HEADER_BYTES, FRAME_MAGIC, FrameWriter, readAllArtifacts } from '../../src/transfer/frames.js';
+import { readAllArtifacts } from '../../src/transfer/frame-reader.js';
+import { FrameWriter } from '../../src/transfer/frame-writer.js';
+import { FRAME_HEADER_BYTES, FRAME_MAGIC } from '../../src/transfer/frames.js';
 import type { CodecName } from '../../src/transfer/codecs.js';
 import { FUZZ_CASES, FUZZ_SEED, describe, mutate, prng, runFuzz, type LengthField, type Rnd } from './fuzz-kit.js';
 

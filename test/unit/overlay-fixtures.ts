@@ -9,7 +9,7 @@ import { PassThrough } from 'node:stream';
 import { imageConfigJson, imageIdOfConfig, sha256Hex, writeImageArchive, type ImageSpec } from '../../src/images/archive.js';
 import { createOverlayFromArchive, type CreateResult } from '../../src/images/overlay-create.js';
 import { encodeHeader, layerArtifactName, loadManifest, type OverlayHeader } from '../../src/images/overlay.js';
-import { FrameWriter } from '../../src/transfer/frames.js';
+import { FrameWriter } from '../../src/transfer/frame-writer.js';
 import type { CodecName } from '../../src/transfer/codecs.js';
 
 export interface TarEntry {

@@ -10,7 +10,7 @@ import { buildServer } from '../../src/daemon/server.js';
 import type { DockerEngine, ImageDetails } from '../../src/engine/docker.js';
 import { OVERLAY_CONTENT_TYPE } from '../../src/daemon/routes-overlays.js';
 import { readHeader, type OverlayHeader } from '../../src/images/overlay.js';
-import { readAllArtifacts } from '../../src/transfer/frames.js';
+import { readAllArtifacts } from '../../src/transfer/frame-reader.js';
 import { makeFixture } from './daemon-fixtures.js';
 import { forgeOverlay, makeOverlay, type TarEntry } from './overlay-fixtures.js';
 

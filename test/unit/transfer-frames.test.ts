@@ -7,15 +7,9 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import zlib from 'node:zlib';
-import {
-  FRAME_HEADER_BYTES,
-  FRAME_MAGIC,
-  FrameReader,
-  FrameType,
-  FrameWriter,
-  readAllArtifacts,
-  type TransferEvent,
-} from '../../src/transfer/frames.js';
+import { FrameReader, readAllArtifacts, type TransferEvent } from '../../src/transfer/frame-reader.js';
+import { FrameWriter } from '../../src/transfer/frame-writer.js';
+import { FRAME_HEADER_BYTES, FRAME_MAGIC, FrameType } from '../../src/transfer/frames.js';
 import { TransferError } from '../../src/transfer/errors.js';
 import { ByteMeter } from '../../src/transfer/meter.js';
 import type { CodecName } from '../../src/transfer/codecs.js';

@@ -6,7 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
-import { FRAME_HEADER_BYTES, FRAME_MAGIC, FrameType, FrameWriter, readAllArtifacts } from '../../src/transfer/frames.js';
+import { readAllArtifacts } from '../../src/transfer/frame-reader.js';
+import { FrameWriter } from '../../src/transfer/frame-writer.js';
+import { FRAME_HEADER_BYTES, FRAME_MAGIC, FrameType } from '../../src/transfer/frames.js';
 import { TransferError } from '../../src/transfer/errors.js';
 import type { CodecName } from '../../src/transfer/codecs.js';
 

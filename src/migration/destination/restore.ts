@@ -14,7 +14,8 @@ import {
   withLazyPagesOption,
   type LazyPagesDaemon,
 } from '../../engine/lazy-pages.js';
-import { rebuildImageDir, type Delta } from '../../checkpoint/delta.js';
+import { rebuildImageDir } from '../../checkpoint/delta-rebuild.js';
+import type { Delta } from '../../checkpoint/delta-types.js';
 import { FAULT_STALL_MS, type FaultPoint } from '../types.js';
 import { checkpointName, enterState, type DestinationDeps, type Incoming } from './incoming.js';
 

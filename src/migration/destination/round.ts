@@ -5,8 +5,11 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConflictError, UsageError } from '../../util/errors.js';
-import { applyDeltaInPlace, decodeDelta, rebuildImageDir, type Delta } from '../../checkpoint/delta.js';
-import { applyBatch } from '../../fssync/index.js';
+import { applyDeltaInPlace } from '../../checkpoint/delta-apply.js';
+import { rebuildImageDir } from '../../checkpoint/delta-rebuild.js';
+import type { Delta } from '../../checkpoint/delta-types.js';
+import { decodeDelta } from '../../checkpoint/delta-wire.js';
+import { applyBatch } from '../../fssync/apply.js';
 import type { ReceivedArtifact } from '../round-transport.js';
 import type { FaultPoint } from '../types.js';
 import { baseDirFor, enterState, fsTarget, type DestinationDeps, type Incoming } from './incoming.js';
