@@ -17,7 +17,7 @@ import { MigrationSource } from '../migration/source.js';
 import { receiveRound } from '../migration/round-transport.js';
 import type { Policy } from '../migration/decision.js';
 import { FAULT_POINTS, HANDOFF_STRATEGIES, type FaultPoint, type MigrationRequest } from '../migration/types.js';
-import type { DaemonContext } from './server.js';
+import type { DaemonContext } from './context.js';
 import { migrationEvents } from './events.js';
 
 const startSchema = z

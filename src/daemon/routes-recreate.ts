@@ -30,7 +30,7 @@ import {
   type RecreateSwitchResponse,
 } from '../migration/recreate.js';
 import { openDestinationDrain, type Drain } from '../migration/recreate-drain.js';
-import type { DaemonContext } from './server.js';
+import type { DaemonContext } from './context.js';
 
 const prepareSchema = z
   .object({
