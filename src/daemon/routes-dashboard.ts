@@ -18,7 +18,7 @@ import { PeerClient } from '../migration/peer-client.js';
 import type { MigrationSource } from '../migration/source.js';
 import type { MigrationReport } from '../migration/types.js';
 import { migrationEvents } from './events.js';
-import type { DaemonContext, NodeInfo } from './server.js';
+import type { DaemonContext, NodeInfo } from './context.js';
 
 // Paths from the compiled file (dist/src/daemon/): the daemon always runs from dist/.
 const WEB_DIST = fileURLToPath(new URL('../../web/', import.meta.url));

@@ -18,7 +18,7 @@ import { receiveRound } from '../migration/round-transport.js';
 import { CheckpointRestores } from '../migration/checkpoint-restores.js';
 import type { Policy } from '../migration/decision.js';
 import { FAULT_POINTS, HANDOFF_STRATEGIES, type FaultPoint, type MigrationRequest } from '../migration/types.js';
-import type { DaemonContext } from './server.js';
+import type { DaemonContext } from './context.js';
 import { migrationEvents } from './events.js';
 
 const startSchema = z

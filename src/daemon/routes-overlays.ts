@@ -30,7 +30,7 @@ import { HANDOFF_STRATEGIES, type HandoffStrategy } from '../migration/types.js'
 import { holderCreateOptions, holderNameFor, joiningHolder } from '../network/netns-holder.js';
 import type { ContainerCreateOptions } from '../engine/docker.js';
 import type { OverlayRow } from './db.js';
-import type { DaemonContext } from './server.js';
+import type { DaemonContext } from './context.js';
 
 export const OVERLAY_CONTENT_TYPE = 'application/vnd.cloudlet.overlay';
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { receiveRound } from '../migration/round-transport.js';
 import { RecreateDestination } from '../migration/recreate-destination.js';
 import type { RecreateStartResponse, RecreateSwitchResponse } from '../migration/recreate.js';
-import type { DaemonContext } from './server.js';
+import type { DaemonContext } from './context.js';
 
 export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext): void {
   const { config } = ctx;

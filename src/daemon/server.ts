@@ -14,8 +14,9 @@ import { MIN_CRIU_VERSION, compareVersions, criuVersion } from '../engine/criu.j
 import { checkAuthorization, logSafeRequest, queryTokenOf } from './auth.js';
 import type { DaemonConfig } from './config.js';
 import { DaemonDb } from './db.js';
-import { createMetrics, type DaemonMetrics } from './metrics.js';
-import { checkPeer, type PeerHealth } from './peers.js';
+import { createMetrics } from './metrics.js';
+import { checkPeer } from './peers.js';
+import type { DaemonContext, EngineStatus, NodeInfo, PeerStatus } from './context.js';
 import { registerMigrationRoutes } from './routes-migrations.js';
 import { registerOverlayRoutes } from './routes-overlays.js';
 import { registerRecreateRoutes } from './routes-recreate.js';
@@ -23,18 +24,6 @@ import { registerDashboardRoutes } from './routes-dashboard.js';
 import { registerOpenApiRoute } from './openapi.js';
 import { readPem, serverTlsOptions, trustOrigins } from './tls.js';
 import { ServiceNetwork } from '../network/service-network.js';
-
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** Route needs no bearer token (health checks for load balancers and the lab). */
-    public?: boolean;
-    /** Route also accepts the token as `?token=` (server-sent events: EventSource sends no headers). */
-    queryToken?: boolean;
-  }
-  interface FastifyInstance {
-    cloudlet: DaemonContext;
-  }
-}
 
 export interface ServerDeps {
   config: DaemonConfig;
@@ -45,39 +34,6 @@ export interface ServerDeps {
   /** Default: { level: config.logLevel } on stdout; false silences (tests). */
   logger?: FastifyServerOptions['logger'];
 }
-
-export interface DaemonContext {
-  config: DaemonConfig;
-  engine: DockerEngine;
-  db: DaemonDb;
-  metrics: DaemonMetrics;
-  /** Where services get addresses that move with them (null: not configured). */
-  serviceNetwork: ServiceNetwork | null;
-  version: string;
-  /** The raw node request handler, to serve the same app on further servers. */
-  handler: http.RequestListener;
-}
-
-export interface EngineStatus {
-  socket: string;
-  reachable: boolean;
-  version: string | null;
-  apiVersion: string | null;
-  experimental: boolean;
-  storageDriver: string | null;
-  error?: string;
-}
-
-export interface NodeInfo {
-  node: string;
-  version: string;
-  engine: EngineStatus;
-  criu: { version: string | null; error?: string };
-  capabilities: { checkpoint: boolean; checkpointBlockers: string[] };
-  peers: string[];
-}
-
-export type PeerStatus = PeerHealth & { lastSeen: string | null };
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
   const { config } = deps;

@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../../src/daemon/server.js';
 import { openApiPath, registeredRoutes, type RegisteredRoute } from '../../src/daemon/openapi.js';
 import type { MigrationReport, RoundReport } from '../../src/migration/types.js';
-import type { NodeInfo } from '../../src/daemon/server.js';
+import type { NodeInfo } from '../../src/daemon/context.js';
 import type { CloudletView } from '../../src/daemon/routes-dashboard.js';
 import type * as Web from '../../web/src/types.js';
 import { makeFixture } from './daemon-fixtures.js';

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { CloudletError, errorMessage } from '../../util/errors.js';
 import type { ContainerSummary } from '../../engine/docker.js';
-import type { NodeInfo } from '../../daemon/server.js';
+import type { NodeInfo } from '../../daemon/context.js';
 import { action, printJson, printTable } from '../output.js';
 import { resolveNode, resolveNodes, type GlobalOptions, type NodeRef } from '../nodes.js';
 
