@@ -11,6 +11,9 @@ fi
 
 bash scripts/setup.sh
 
+# The code's own rules before the tests: layering, import cycles, typescript-eslint (eslint.config.js).
+npm run --silent lint
+
 # A lab of its own for the tests, apart from a demo lab that may be up.
 export CLOUDLET_LAB_DIR=/var/lib/cloudlet/test-lab
 export CLOUDLET_LAB_RUN_DIR=/run/cloudlet-test-lab

@@ -176,7 +176,7 @@ async function file(path: string, content: string, mode: number): Promise<void> 
 
 async function stageBusyboxRootfs(root: string, busyboxPath: string): Promise<void> {
   const { stdout } = await run(busyboxPath, ['--list']);
-  const applets = stdout.split('\n').map((s) => s.trim()).filter((s) => /^[a-zA-Z0-9._\[\]-]+$/.test(s) && s !== 'busybox');
+  const applets = stdout.split('\n').map((s) => s.trim()).filter((s) => /^[a-zA-Z0-9._[\]-]+$/.test(s) && s !== 'busybox');
   if (!applets.includes('sh')) {
     throw new ImageError('busybox_unusable', `${busyboxPath} --list names no 'sh' applet`, {
       context: { busyboxPath, applets: applets.length },

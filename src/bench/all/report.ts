@@ -186,7 +186,7 @@ export function reportMarkdown(r: BenchAllResult): string {
   const wc = hasClientFigures(r);
   if (wc) {
     o.push(
-      'Every migration runs under a client in the lab\'s client namespace (an HTTP probe every 20 ms, from a second before the migration to a second after it: \`GET /probe\` beside the activity service\'s own load in scenarios 3, 4 and 6, which dirties nothing; the counter\'s CGI and the random-state service\'s \`/touch\` in scenarios 5 and 6): "client gap" is the longest silence between two consecutive replies it got that overlaps the migration (start to end), from its per-request timeline, beside the daemons\' downtime; "client RTT" is its median request latency in the second before the migration.',
+      'Every migration runs under a client in the lab\'s client namespace (an HTTP probe every 20 ms, from a second before the migration to a second after it: `GET /probe` beside the activity service\'s own load in scenarios 3, 4 and 6, which dirties nothing; the counter\'s CGI and the random-state service\'s `/touch` in scenarios 5 and 6): "client gap" is the longest silence between two consecutive replies it got that overlaps the migration (start to end), from its per-request timeline, beside the daemons\' downtime; "client RTT" is its median request latency in the second before the migration.',
       '',
     );
     const missing = MIGRATION_SCENARIOS.flatMap((k) => r[k].filter((x) => x.clientGapMs === null).map((x) => ({ k, note: x.clientNote ?? '-' })));

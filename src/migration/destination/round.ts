@@ -120,6 +120,8 @@ async function receive(inc: Incoming, r: IncomingRound, t0: number): Promise<Rec
     // Every started rsync finishes (or fails) before the round is answered.
     const settled = await Promise.allSettled(fsApplies);
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    // A failed rsync fails the round even when receiving it failed too: it names the cause.
+    // eslint-disable-next-line no-unsafe-finally
     if (failed) throw failed.reason;
   }
   const fsDoneMs = performance.now() - t0;
