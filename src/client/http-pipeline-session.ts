@@ -6,7 +6,7 @@
 import type net from 'node:net';
 import { Client, buildConnector } from 'undici';
 import { requestPath, parseHttpReply } from './http-session.js';
-import { Session, errorCode, type SessionParams } from './session.js';
+import { Session, type SessionParams } from './session.js';
 
 export interface HttpPipelineSessionParams extends SessionParams {
   /** Requests in flight at most (pipelined on the one connection). */
@@ -117,14 +117,6 @@ export class HttpPipelineSession extends Session {
       .finally(() => this.p.onChange());
   }
 
-  /** One error per connection: every pipelined request fails with the connection. */
-  private connectionError(err: Error): void {
-    if (!this.connErrorSeen) this.recordError(errorCode(err), err.message);
-  }
-
-  private appError(code: string, message: string): void {
-    if (!this.closing) this.recorder.error(code, message);
-  }
 
   close(): void {
     this.closing = true;

@@ -6,7 +6,7 @@
 // instead: what a stream of short-lived clients sees, e.g. through a handoff by re-creation.
 import http from 'node:http';
 import type net from 'node:net';
-import { Session, errorCode, type SessionParams } from './session.js';
+import { Session, type SessionParams } from './session.js';
 
 export interface HttpSessionParams extends SessionParams {
   /** A new connection per request (`Connection: close`, no agent): see ClientOptions. */
@@ -174,14 +174,6 @@ export class HttpSession extends Session {
     });
   }
 
-  /** One error per connection: the request and its socket both report the same failure. */
-  private connectionError(err: Error): void {
-    if (!this.connErrorSeen) this.recordError(errorCode(err), err.message);
-  }
-
-  private appError(code: string, message: string): void {
-    if (!this.closing) this.recorder.error(code, message);
-  }
 
   close(): void {
     this.closing = true;

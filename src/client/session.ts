@@ -64,6 +64,16 @@ export abstract class Session {
     this.p.recorder.error(code, message);
   }
 
+  /** One error per connection: a request and its socket (or every pipelined request) report the same failure. */
+  protected connectionError(err: Error): void {
+    if (!this.connErrorSeen) this.recordError(errorCode(err), err.message);
+  }
+
+  /** The service answered, but not as the protocol says: not a connection failure. */
+  protected appError(code: string, message: string): void {
+    if (!this.closing) this.p.recorder.error(code, message);
+  }
+
   /**
    * The connection is gone (reset, closed by the peer, failed to open): pending requests
    * are lost; then either the session ends or, with reconnect, a new connection is tried.
