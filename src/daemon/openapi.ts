@@ -3,12 +3,12 @@
 // test can check that the two agree: every route described, no description of a route that
 // is gone. The document is public, like /healthz: it describes the API, it grants nothing.
 //
-// The document is written out here rather than generated from route schemas because most
-// routes validate their bodies with zod (typed errors with the field names), not with
-// Fastify's JSON schemas.
+// The document itself is generated from the API's zod schemas (src/api/openapi.ts); the
+// routes validate their bodies with the same schemas (typed errors with the field names).
 import type { FastifyInstance } from 'fastify';
-import { openApiPaths } from './openapi-paths.js';
-import { openApiSchemas } from './openapi-schemas.js';
+import { openApiDocument } from '../api/openapi.js';
+
+export { openApiDocument };
 
 export interface RegisteredRoute {
   method: string;
@@ -40,49 +40,4 @@ export function registeredRoutes(app: FastifyInstance): RegisteredRoute[] {
 /** Fastify's "/v1/migrations/:id" -> OpenAPI's "/v1/migrations/{id}". */
 export function openApiPath(fastifyUrl: string): string {
   return fastifyUrl.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
-}
-
-export function openApiDocument(version: string): Record<string, unknown> {
-  return {
-    openapi: '3.0.3',
-    info: {
-      title: 'cloudletd',
-      version,
-      description:
-        'HTTP API of a cloudlet: the node, its containers, overlays, live migrations (operators) and the ' +
-        'incoming side of migrations (peers). Every route needs `Authorization: Bearer TOKEN` (the ' +
-        'deployment token) except those marked `security: []`. The events route of a migration also ' +
-        'accepts the token as `?token=` because a browser EventSource cannot send headers. Errors are ' +
-        'JSON: `{error, message, hint?, context?}`.',
-    },
-    servers: [{ url: '/' }],
-    security: [{ bearer: [] }],
-    tags: [
-      { name: 'node', description: 'this cloudlet and its peers' },
-      { name: 'migrations', description: 'live migrations started here' },
-      { name: 'peers', description: 'called by another cloudlet during a migration' },
-      { name: 'overlays', description: 'overlays, services provisioned from them, image layers' },
-      { name: 'dashboard', description: 'the web dashboard (static, public) and its views' },
-    ],
-    paths: openApiPaths(),
-    components: {
-      securitySchemes: {
-        bearer: { type: 'http', scheme: 'bearer', description: 'the deployment token' },
-        queryToken: {
-          type: 'apiKey',
-          in: 'query',
-          name: 'token',
-          description: 'the deployment token as a query parameter: ONLY on GET /v1/migrations/{id}/events',
-        },
-      },
-      schemas: openApiSchemas(),
-      responses: {
-        Error: { description: 'a typed error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
-        Unauthorized: {
-          description: 'missing or invalid token',
-          content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
-        },
-      },
-    },
-  };
 }

@@ -17,40 +17,15 @@ import { MigrationSource } from '../migration/source.js';
 import { receiveRound } from '../migration/round-transport.js';
 import { CheckpointRestores } from '../migration/checkpoint-restores.js';
 import type { Policy } from '../migration/decision.js';
-import { FAULT_POINTS, HANDOFF_STRATEGIES, type FaultPoint, type MigrationRequest } from '../migration/types.js';
+import { FAULT_POINTS, type FaultPoint, type MigrationRequest } from '../migration/types.js';
+import { StartMigrationSchema, type StartMigration, type StartMigrationOptions } from '../api/schemas/migrations.js';
 import type { DaemonContext } from './context.js';
 import { migrationEvents } from './events.js';
 
-const startSchema = z
-  .object({
-    // A Docker name or id: dockerode puts it into API paths unescaped ('/', '?' must not pass).
-    container: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/, 'a container name or id'),
-    to: z.string().min(1).max(64),
-    /** Forces exactly N pre-copy rounds (0 = stop-and-copy). */
-    rounds: z.number().int().min(0).max(50).optional(),
-    /** Classic rule: stop when a round's send took less than alpha seconds. */
-    alpha: z.number().positive().max(600).optional(),
-    /** Named baseline rules, for experiments. */
-    rule: z.enum(['model', 'alpha', 'rounds', 'phaul', 'lxd']).optional(),
-    maxDowntimeMs: z.number().positive().default(1000),
-    maxRounds: z.number().int().min(1).max(50).default(8),
-    maxTimeMs: z.number().positive().default(300_000),
-    codec: z.enum(['none', 'lz4', 'zstd', 'gzip', 'auto']).default('auto'),
-    precopy: z.enum(['scan', 'dump']).default('scan'),
-    inject: z.enum(FAULT_POINTS).optional(),
-    /** eager: the destination restores every page before the service runs, even where it could restore lazily. */
-    restore: z.enum(['lazy', 'eager', 'auto']).optional(),
-    /** Handoff strategy override (issue 9); default: the container's cloudlet.handoff label, else migrate. */
-    strategy: z.enum(HANDOFF_STRATEGIES).optional(),
-    /** Give up a silent call to the destination after this long (a cut link); default 120 s. */
-    peerTimeoutMs: z.number().int().min(1000).max(600_000).optional(),
-  })
-  .strict();
-
-export type StartMigrationBody = z.input<typeof startSchema>;
+export type StartMigrationBody = StartMigration;
 
 /** Turns the API's options into one decision policy; contradictory options are refused. */
-export function policyFromOptions(o: z.output<typeof startSchema>): Policy {
+export function policyFromOptions(o: StartMigrationOptions): Policy {
   const rule = o.rule ?? (o.rounds !== undefined ? 'rounds' : o.alpha !== undefined ? 'alpha' : 'model');
   if (o.rounds !== undefined && rule !== 'rounds') throw new UsageError('--rounds cannot be combined with another stop rule');
   if (o.alpha !== undefined && rule !== 'alpha') throw new UsageError('--alpha cannot be combined with another stop rule');
@@ -138,7 +113,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
 
   app.post<{ Querystring: { wait?: string } }>('/v1/migrations', async (req, reply) => {
-    const o = parseBody(startSchema, req.body, 'migration request');
+    const o = parseBody(StartMigrationSchema, req.body, 'migration request');
     if (o.inject && !config.allowFaultInjection) throw new UsageError('fault injection is not enabled on this cloudlet');
     const request: MigrationRequest = { container: o.container, to: o.to, policy: policyFromOptions(o), codec: o.codec, precopy: o.precopy, ...(o.inject ? { inject: o.inject } : {}), ...(o.peerTimeoutMs ? { peerTimeoutMs: o.peerTimeoutMs } : {}), ...(o.strategy ? { strategy: o.strategy } : {}), ...(o.restore ? { restore: o.restore } : {}) };
     const started = await source.start(request);

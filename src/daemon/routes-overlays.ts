@@ -18,56 +18,26 @@ import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { Readable } from 'node:stream';
-import { z } from 'zod';
 import { ConflictError, NotFoundError, UsageError } from '../util/errors.js';
 import { ImageError } from '../images/errors.js';
 import { validateHeader, type OverlayHeader } from '../images/overlay.js';
 import { DEFAULT_LIMITS, receiveOverlay, type ReceiveLimits } from '../images/overlay-verify.js';
 import { requireBase, synthesize, type SynthesisResult } from '../images/overlay-synthesize.js';
 import { findLayers } from '../migration/image-ship.js';
-import { handoffLabels, healthSchema } from '../migration/recreate.js';
-import { HANDOFF_STRATEGIES, type HandoffStrategy } from '../migration/types.js';
+import { handoffLabels } from '../migration/recreate.js';
+import { LayersQuerySchema, OVERLAY_CONTENT_TYPE, ServiceRequestSchema, type ServiceRequest } from '../api/schemas/overlays.js';
+import { type HandoffStrategy } from '../migration/types.js';
 import { holderCreateOptions, holderNameFor, joiningHolder } from '../network/netns-holder.js';
 import type { ContainerCreateOptions } from '../engine/docker.js';
 import type { OverlayRow } from './db.js';
 import type { DaemonContext } from './context.js';
 
-export const OVERLAY_CONTENT_TYPE = 'application/vnd.cloudlet.overlay';
+export { OVERLAY_CONTENT_TYPE };
 
-const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
-const layersSchema = z
-  .object({
-    imageId: z.string().regex(DIGEST_RE, 'a sha256 digest'),
-    diffIds: z.array(z.string().regex(DIGEST_RE, 'a sha256 digest')).max(1024),
-  })
-  .strict();
+const layersSchema = LayersQuerySchema;
+const serviceSchema = ServiceRequestSchema;
 
-const serviceSchema = z
-  .object({
-    overlay: z.string().regex(/^[0-9a-f]{12}$/, 'an overlay id: 12 hex digits'),
-    name: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/).optional(),
-    env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*=/, 'K=V')).max(256).default([]),
-    /** Container port to publish on the cloudlet (TCP). */
-    port: z.number().int().min(1).max(65535).optional(),
-    cmd: z.array(z.string()).max(256).optional(),
-    /** Attach to the cloudlet's service network (address kept across handoffs) when it has one. */
-    serviceNetwork: z.boolean().default(true),
-    /** How the service is handed off (issue 9); stored as labels, so they travel with the container. */
-    handoff: z.enum(HANDOFF_STRATEGIES).default('migrate'),
-    /** Declared to keep no state in memory (auto then recreates instead of migrating). */
-    stateless: z.boolean().default(false),
-    /** The service's own health check: a recreated instance serves once it passes. */
-    health: healthSchema.optional(),
-    /**
-     * Run the service in a network namespace holder of its own (src/network/netns-holder.ts):
-     * its handoffs restore into a namespace prepared before the freeze. Needs cloudletd's
-     * netnsSpare (the holder image); not with handoff recreate.
-     */
-    netnsHolder: z.boolean().default(false),
-  })
-  .strict();
-
-export type ServiceRequest = z.input<typeof serviceSchema>;
+export type { ServiceRequest };
 
 export interface ServiceTimings {
   /** Receiving the overlay (when it was pushed; 0 if the image was already here before). */

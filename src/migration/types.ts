@@ -2,6 +2,11 @@
 // figures, the final report (what `cloudlet migrate --json` prints) and progress events.
 import type { Policy, StopReason } from './decision.js';
 import type { PacketHoldStats } from '../network/packet-hold.js';
+import { FAULT_POINTS, HANDOFF_STRATEGIES } from '../api/schemas/migrations.js';
+
+// The lists live with the API's schemas (they are part of its contract); re-exported for the
+// migration code that names them here.
+export { FAULT_POINTS, HANDOFF_STRATEGIES };
 
 export type CodecChoice = 'none' | 'lz4' | 'zstd' | 'gzip' | 'auto';
 
@@ -41,7 +46,6 @@ export type RestoreChoice = 'lazy' | 'eager' | 'auto';
  * instance at the destination, switched to once healthy; see recreate.ts), `auto` (recreate
  * when the service is declared stateless, migrate otherwise).
  */
-export const HANDOFF_STRATEGIES = ['migrate', 'recreate', 'auto'] as const;
 export type HandoffStrategy = (typeof HANDOFF_STRATEGIES)[number];
 
 /** The phases of a handoff by re-creation (ms), in MigrationReport.recreate. */
@@ -75,7 +79,6 @@ export interface RecreatePhases {
  *                          removes its copy (a test kills the source's daemon meanwhile);
  *   corrupt-frame          the source flips one byte of the final round's stream in transit.
  */
-export const FAULT_POINTS = ['before-restore', 'stall-before-restore', 'stall-after-final-dump', 'stall-before-commit', 'corrupt-frame'] as const;
 export type FaultPoint = (typeof FAULT_POINTS)[number];
 /** How long the stall-* fault points wait: a window for a test to act in, on a slow machine. */
 export const FAULT_STALL_MS = 12_000;

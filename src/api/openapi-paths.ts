@@ -1,12 +1,34 @@
-// The paths of the OpenAPI document (see openapi.ts). One entry per route of server.ts,
-// routes-migrations.ts, routes-overlays.ts and routes-dashboard.ts; test/unit/openapi.test.ts
-// fails when a route is missing here or an entry names a route that no longer exists.
+// The paths of the OpenAPI document (see openapi.ts). One entry per route of the daemon's
+// server.ts and routes-*.ts; test/unit/openapi.test.ts fails when a route is missing here or
+// an entry names a route that no longer exists. Bodies are the zod schemas of ./schemas.
+import type { ZodTypeAny } from 'zod';
+import { OkSchema, OpenObjectSchema } from './schemas/common.js';
+import { CloudletViewSchema, ContainerSummarySchema, HealthzSchema, NodeInfoSchema, PeerStatusSchema } from './schemas/node.js';
+import {
+  AddressTakenSchema,
+  IncomingStatusSchema,
+  MigrationReportSchema,
+  PrepareAnswerSchema,
+  PrepareRequestSchema,
+  RoundResponseSchema,
+  StartMigrationSchema,
+} from './schemas/migrations.js';
+import {
+  ImageLoadSchema,
+  LayersAnswerSchema,
+  LayersQuerySchema,
+  OverlayDeletedSchema,
+  OverlaySchema,
+  ServiceReplySchema,
+  ServiceRequestSchema,
+  SynthesisSchema,
+} from './schemas/overlays.js';
 
 type Op = Record<string, unknown>;
+/** A zod schema as an OpenAPI schema object (a $ref for a named one). */
+export type JsonSchemaOf = (schema: ZodTypeAny) => Record<string, unknown>;
 
 const json = (schema: unknown) => ({ 'application/json': { schema } });
-const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-const arrayOf = (name: string) => ({ type: 'array', items: ref(name) });
 const ok = (description: string, schema: unknown, status = '200') => ({ [status]: { description, content: json(schema) } });
 const errors = (...codes: string[]) =>
   Object.fromEntries(codes.map((c) => [c, c === '401' ? { $ref: '#/components/responses/Unauthorized' } : { $ref: '#/components/responses/Error' }]));
@@ -19,7 +41,9 @@ function op(tag: string, summary: string, responses: Record<string, unknown>, ex
   return { tags: [tag], summary, ...extra, responses: { ...responses, ...errors('401') } };
 }
 
-export function openApiPaths(): Record<string, Record<string, Op>> {
+export function openApiPaths(schemaOf: JsonSchemaOf): Record<string, Record<string, Op>> {
+  const ref = (schema: ZodTypeAny) => schemaOf(schema);
+  const arrayOf = (schema: ZodTypeAny) => ({ type: 'array', items: schemaOf(schema) });
   const migrationId = pathParam('id', 'migration id (m-...)');
   const overlayId = pathParam('id', 'overlay id: 12 hex digits');
   const cloudletName = pathParam('name', 'this cloudlet or one of its peers');
@@ -30,42 +54,42 @@ export function openApiPaths(): Record<string, Record<string, Op>> {
         tags: ['node'],
         summary: 'liveness (public)',
         ...PUBLIC,
-        responses: ok('alive', { type: 'object', properties: { ok: { type: 'boolean' }, node: { type: 'string' } } }),
+        responses: ok('alive', ref(HealthzSchema)),
       },
     },
     '/metrics': {
       get: op('node', 'Prometheus metrics', { '200': { description: 'text exposition format', content: { 'text/plain': { schema: { type: 'string' } } } } }),
     },
-    '/v1/info': { get: op('node', 'this cloudlet: versions of the engine and CRIU, checkpoint capability, peers', ok('node info', ref('NodeInfo'))) },
+    '/v1/info': { get: op('node', 'this cloudlet: versions of the engine and CRIU, checkpoint capability, peers', ok('node info', ref(NodeInfoSchema))) },
     '/v1/containers': {
-      get: op('node', 'containers of this cloudlet', { ...ok('containers', arrayOf('ContainerSummary')), ...errors('400', '503') }, {
+      get: op('node', 'containers of this cloudlet', { ...ok('containers', arrayOf(ContainerSummarySchema)), ...errors('400', '503') }, {
         parameters: [queryParam('all', 'include stopped containers', { type: 'boolean', default: false })],
       }),
     },
-    '/v1/peers': { get: op('node', 'health of the peers (their /v1/info, timed)', ok('peers', arrayOf('PeerStatus'))) },
+    '/v1/peers': { get: op('node', 'health of the peers (their /v1/info, timed)', ok('peers', arrayOf(PeerStatusSchema))) },
     '/v1/openapi.json': {
       get: {
         tags: ['node'],
         summary: 'this document (public)',
         ...PUBLIC,
-        responses: ok('OpenAPI 3 document', { type: 'object', additionalProperties: true }),
+        responses: ok('OpenAPI 3 document', ref(OpenObjectSchema)),
       },
     },
 
     // ---------------------------------------------------------------- migrations (routes-migrations.ts)
     '/v1/migrations': {
       post: op('migrations', 'start a live migration of a container of this cloudlet to a peer', {
-        ...ok('finished (with ?wait=1): the final report', ref('MigrationReport')),
-        ...ok('started: the initial report, with the id', ref('MigrationReport'), '202'),
+        ...ok('finished (with ?wait=1): the final report', ref(MigrationReportSchema)),
+        ...ok('started: the initial report, with the id', ref(MigrationReportSchema), '202'),
         ...errors('400', '404', '409'),
       }, {
         parameters: [queryParam('wait', '1 or true: answer with the final report when the migration ends')],
-        requestBody: { required: true, content: json(ref('StartMigration')) },
+        requestBody: { required: true, content: json(ref(StartMigrationSchema)) },
       }),
-      get: op('migrations', 'migrations started on this cloudlet', ok('reports', arrayOf('MigrationReport'))),
+      get: op('migrations', 'migrations started on this cloudlet', ok('reports', arrayOf(MigrationReportSchema))),
     },
     '/v1/migrations/{id}': {
-      get: op('migrations', 'one migration: its report (live while it runs)', { ...ok('report', ref('MigrationReport')), ...errors('404') }, { parameters: [migrationId] }),
+      get: op('migrations', 'one migration: its report (live while it runs)', { ...ok('report', ref(MigrationReportSchema)), ...errors('404') }, { parameters: [migrationId] }),
     },
     '/v1/migrations/{id}/events': {
       get: {
@@ -85,12 +109,12 @@ export function openApiPaths(): Record<string, Record<string, Op>> {
 
     // ---------------------------------------------------------------- peers (routes-migrations.ts)
     '/v1/incoming': {
-      post: op('peers', 'prepare an incoming migration: image, volumes, twin container (not started)', { ...ok('twin', { type: 'object', properties: { twinId: { type: 'string' } } }), ...errors('400', '409') }, {
-        requestBody: { required: true, content: json(ref('PrepareRequest')) },
+      post: op('peers', 'prepare an incoming migration: image, volumes, twin container (not started)', { ...ok('twin', ref(PrepareAnswerSchema)), ...errors('400', '409') }, {
+        requestBody: { required: true, content: json(ref(PrepareRequestSchema)) },
       }),
     },
     '/v1/incoming/{id}/rounds/{k}': {
-      put: op('peers', "one round's framed stream (memory delta, images, filesystem batches); the final one restores", { ...ok('applied', ref('RoundResponse')), ...errors('400', '404') }, {
+      put: op('peers', "one round's framed stream (memory delta, images, filesystem batches); the final one restores", { ...ok('applied', ref(RoundResponseSchema)), ...errors('400', '404') }, {
         parameters: [
           migrationId,
           pathParam('k', 'round number, from 1'),
@@ -102,87 +126,87 @@ export function openApiPaths(): Record<string, Record<string, Op>> {
       }),
     },
     '/v1/incoming/{id}/address': {
-      post: op('peers', "before the source's freeze: hold the service address's packets here (until the restore) and route the address here", { ...ok('held and routed', { type: 'object', required: ['holdSetupMs', 'announceMs'], properties: { holdSetupMs: { type: 'number' }, announceMs: { type: 'number' } } }), ...errors('400', '404', '409') }, { parameters: [migrationId] }),
+      post: op('peers', "before the source's freeze: hold the service address's packets here (until the restore) and route the address here", { ...ok('held and routed', ref(AddressTakenSchema)), ...errors('400', '404', '409') }, { parameters: [migrationId] }),
     },
     '/v1/incoming/{id}/commit': {
-      post: op('peers', 'the source removed its copy: drop the staging data', { ...ok('committed', ref('Ok')), ...errors('404') }, { parameters: [migrationId] }),
+      post: op('peers', 'the source removed its copy: drop the staging data', { ...ok('committed', ref(OkSchema)), ...errors('404') }, { parameters: [migrationId] }),
     },
     '/v1/incoming/{id}': {
       get: op(
         'peers',
         "where an incoming migration stands here (journal state, twin running): a restarted source asks before it commits or rolls back",
-        { ...ok('status', { type: 'object', required: ['id', 'state', 'twinId', 'twinRunning'], properties: { id: { type: 'string' }, state: { type: 'string' }, twinId: { type: 'string', nullable: true }, twinRunning: { type: 'boolean' } } }), ...errors('404') },
+        { ...ok('status', ref(IncomingStatusSchema)), ...errors('404') },
         { parameters: [migrationId] },
       ),
-      delete: op('peers', 'abort: remove the twin, its volumes and the staging data', { ...ok('aborted', { type: 'object', additionalProperties: true }), ...errors('404') }, {
+      delete: op('peers', 'abort: remove the twin, its volumes and the staging data', { ...ok('aborted', ref(OpenObjectSchema)), ...errors('404') }, {
         parameters: [migrationId],
       }),
     },
 
     // ---------------------------------------------------------------- recreate (routes-recreate.ts)
     '/v1/recreate': {
-      post: op('peers', 'prepare a handoff by re-creation: image here, name free, named volumes created', { ...ok('prepared', { type: 'object', additionalProperties: true }), ...errors('400', '409') }, {
-        requestBody: { required: true, content: json({ type: 'object', additionalProperties: true }) },
+      post: op('peers', 'prepare a handoff by re-creation: image here, name free, named volumes created', { ...ok('prepared', ref(OpenObjectSchema)), ...errors('400', '409') }, {
+        requestBody: { required: true, content: json(ref(OpenObjectSchema)) },
       }),
     },
     '/v1/recreate/{id}/volumes': {
-      put: op('peers', "the named volumes' rsync batches (framed stream)", { ...ok('applied', { type: 'object', additionalProperties: true }), ...errors('400', '404') }, {
+      put: op('peers', "the named volumes' rsync batches (framed stream)", { ...ok('applied', ref(OpenObjectSchema)), ...errors('400', '404') }, {
         parameters: [migrationId],
         requestBody: binaryBody('application/octet-stream', 'framed stream of fs/vol/NAME artifacts'),
       }),
     },
     '/v1/recreate/{id}/start': {
-      post: op('peers', 'create and start the new instance, wait until its health check passes', { ...ok('healthy', { type: 'object', additionalProperties: true }), ...errors('404', '409', '502', '504') }, {
+      post: op('peers', 'create and start the new instance, wait until its health check passes', { ...ok('healthy', ref(OpenObjectSchema)), ...errors('404', '409', '502', '504') }, {
         parameters: [migrationId],
       }),
     },
     '/v1/recreate/{id}/switch': {
-      post: op('peers', "drain the old instance's connections back to the source, route the service address here: the new instance serves", { ...ok('switched', { type: 'object', additionalProperties: true }), ...errors('404', '409') }, {
+      post: op('peers', "drain the old instance's connections back to the source, route the service address here: the new instance serves", { ...ok('switched', ref(OpenObjectSchema)), ...errors('404', '409') }, {
         parameters: [migrationId],
       }),
     },
     '/v1/recreate/{id}/drained': {
-      post: op('peers', "the old instance is done: remove the drain of its connections", { ...ok('removed', ref('Ok')), ...errors('404') }, {
+      post: op('peers', "the old instance is done: remove the drain of its connections", { ...ok('removed', ref(OkSchema)), ...errors('404') }, {
         parameters: [migrationId],
       }),
     },
     '/v1/recreate/{id}': {
-      delete: op('peers', 'abort: remove the new instance and the volumes made here', { ...ok('aborted', { type: 'object', additionalProperties: true }), ...errors('404') }, {
+      delete: op('peers', 'abort: remove the new instance and the volumes made here', { ...ok('aborted', ref(OpenObjectSchema)), ...errors('404') }, {
         parameters: [migrationId],
       }),
     },
 
     // ---------------------------------------------------------------- overlays (routes-overlays.ts)
     '/v1/overlays': {
-      put: op('overlays', 'upload an overlay file (verified whole before it is kept)', { ...ok('kept', ref('Overlay'), '201'), ...errors('400', '409', '413') }, {
+      put: op('overlays', 'upload an overlay file (verified whole before it is kept)', { ...ok('kept', ref(OverlaySchema), '201'), ...errors('400', '409', '413') }, {
         requestBody: binaryBody('application/vnd.cloudlet.overlay', 'an overlay file (cloudlet overlay create)'),
       }),
-      post: op('overlays', 'upload an overlay file (same as PUT)', { ...ok('kept', ref('Overlay'), '201'), ...errors('400', '409', '413') }, {
+      post: op('overlays', 'upload an overlay file (same as PUT)', { ...ok('kept', ref(OverlaySchema), '201'), ...errors('400', '409', '413') }, {
         requestBody: binaryBody('application/vnd.cloudlet.overlay', 'an overlay file (cloudlet overlay create)'),
       }),
-      get: op('overlays', 'the overlays this cloudlet holds', ok('catalog', arrayOf('Overlay'))),
+      get: op('overlays', 'the overlays this cloudlet holds', ok('catalog', arrayOf(OverlaySchema))),
     },
     '/v1/overlays/{id}': {
-      get: op('overlays', 'one overlay with its header', { ...ok('overlay', ref('Overlay')), ...errors('404') }, { parameters: [overlayId] }),
-      delete: op('overlays', 'forget an overlay (file and catalog row)', { ...ok('deleted', { type: 'object', properties: { ok: { type: 'boolean' }, id: { type: 'string' } } }), ...errors('404', '409') }, {
+      get: op('overlays', 'one overlay with its header', { ...ok('overlay', ref(OverlaySchema)), ...errors('404') }, { parameters: [overlayId] }),
+      delete: op('overlays', 'forget an overlay (file and catalog row)', { ...ok('deleted', ref(OverlayDeletedSchema)), ...errors('404', '409') }, {
         parameters: [overlayId],
       }),
     },
     '/v1/overlays/{id}/synthesize': {
-      post: op('overlays', 'make the app image now (no-op when present)', { ...ok('synthesis', ref('Synthesis')), ...errors('404') }, { parameters: [overlayId] }),
+      post: op('overlays', 'make the app image now (no-op when present)', { ...ok('synthesis', ref(SynthesisSchema)), ...errors('404') }, { parameters: [overlayId] }),
     },
     '/v1/services': {
-      post: op('overlays', 'first-request provisioning: synthesize if needed, create and start the container', { ...ok('running', ref('ServiceReply'), '201'), ...errors('400', '404', '409') }, {
-        requestBody: { required: true, content: json(ref('ServiceRequest')) },
+      post: op('overlays', 'first-request provisioning: synthesize if needed, create and start the container', { ...ok('running', ref(ServiceReplySchema), '201'), ...errors('400', '404', '409') }, {
+        requestBody: { required: true, content: json(ref(ServiceRequestSchema)) },
       }),
     },
     '/v1/images/layers': {
-      post: op('overlays', 'which layers of an image this cloudlet holds (and its best base)', { ...ok('layers', ref('LayersAnswer')), ...errors('400') }, {
-        requestBody: { required: true, content: json(ref('LayersQuery')) },
+      post: op('overlays', 'which layers of an image this cloudlet holds (and its best base)', { ...ok('layers', ref(LayersAnswerSchema)), ...errors('400') }, {
+        requestBody: { required: true, content: json(ref(LayersQuerySchema)) },
       }),
     },
     '/v1/images': {
-      put: op('overlays', 'load a whole `docker save` archive (gzip allowed)', { ...ok('loaded', ref('ImageLoad')), ...errors('400', '413') }, {
+      put: op('overlays', 'load a whole `docker save` archive (gzip allowed)', { ...ok('loaded', ref(ImageLoadSchema)), ...errors('400', '413') }, {
         requestBody: binaryBody('application/x-tar', 'docker save archive (application/gzip also accepted)'),
       }),
     },
@@ -211,15 +235,15 @@ export function openApiPaths(): Record<string, Record<string, Op>> {
       },
     },
     '/v1/cloudlets': {
-      get: op('dashboard', 'every cloudlet of the deployment with its own /v1/info (peers asked by this cloudlet)', ok('cloudlets', arrayOf('Cloudlet'))),
+      get: op('dashboard', 'every cloudlet of the deployment with its own /v1/info (peers asked by this cloudlet)', ok('cloudlets', arrayOf(CloudletViewSchema))),
     },
     '/v1/cloudlets/{name}/containers': {
-      get: op('dashboard', "a cloudlet's containers (a peer's are fetched by this cloudlet)", { ...ok('containers', arrayOf('ContainerSummary')), ...errors('404', '502', '503') }, {
+      get: op('dashboard', "a cloudlet's containers (a peer's are fetched by this cloudlet)", { ...ok('containers', arrayOf(ContainerSummarySchema)), ...errors('404', '502', '503') }, {
         parameters: [cloudletName, queryParam('all', 'include stopped containers', { type: 'boolean', default: false })],
       }),
     },
     '/v1/cloudlets/{name}/overlays': {
-      get: op('dashboard', "a cloudlet's overlays (a peer's are fetched by this cloudlet)", { ...ok('catalog', arrayOf('Overlay')), ...errors('404', '502') }, {
+      get: op('dashboard', "a cloudlet's overlays (a peer's are fetched by this cloudlet)", { ...ok('catalog', arrayOf(OverlaySchema)), ...errors('404', '502') }, {
         parameters: [cloudletName],
       }),
     },
