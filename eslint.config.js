@@ -45,7 +45,9 @@ export default tseslint.config(
         {
           zones: [
             ...CORE.flatMap((core) =>
-              ABOVE_CORE.map((above) => zone(core, above, 'the core (src/' + core + ') must not depend on the layers above it; define an interface in the core that they implement')),
+              ABOVE_CORE.map((above) =>
+                zone(core, above, 'the core (src/' + core + ') must not depend on the layers above it; define an interface in the core that they implement'),
+              ),
             ),
             ...ABOVE_DAEMON.map((above) => zone('daemon', above, 'the daemon must not depend on its clients')),
             // The dashboard is browser code: it talks to cloudletd over HTTP only.

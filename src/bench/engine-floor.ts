@@ -83,7 +83,13 @@ export async function measureEngineFloor(cl: LabCloudlet, name: string, opts: { 
     // dockerd sees the exit a little after runc: not on a handoff's path (the restore is elsewhere).
     await engine.waitNotRunning(details.id);
     const t1 = performance.now();
-    const installed = await installCheckpoint({ dataRoot: cl.engine.dataRoot, containerId: details.id, name: checkpoint, imageDir, xdgRuntimeDir: cl.engine.xdgRuntimeDir });
+    const installed = await installCheckpoint({
+      dataRoot: cl.engine.dataRoot,
+      containerId: details.id,
+      name: checkpoint,
+      imageDir,
+      xdgRuntimeDir: cl.engine.xdgRuntimeDir,
+    });
     if (lazy) await linkImagesForDaemon(installed.checkpointDir, lazyView);
     const installMs = performance.now() - t1;
     const t2 = performance.now();

@@ -71,7 +71,8 @@ export async function killDaemon(state: LabState, node: string): Promise<void> {
 export async function restartDaemon(dir: string, node: string, timeoutMs = 180_000): Promise<number> {
   const state = freshState(dir);
   const cl = cloudletOf(state, node);
-  if (isOurProcess(cl.daemon.pid, cl.daemon.configPath)) throw new CloudletError('still_running', `cloudletd of ${node} is still running`, { kind: 'conflict' });
+  if (isOurProcess(cl.daemon.pid, cl.daemon.configPath))
+    throw new CloudletError('still_running', `cloudletd of ${node} is still running`, { kind: 'conflict' });
   const pid = spawnDaemon(cl);
   cl.daemon.pid = pid;
   writeLabState(state, dir);

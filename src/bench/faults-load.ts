@@ -69,7 +69,14 @@ async function pushOverlayEverywhere(dir: string): Promise<string> {
     await createOverlay({ engine, base: NODE_IMAGE, app: HANDOFF_APP.name, out: file, codec: 'zstd' });
     let id = '';
     for (const cl of lab.cloudlets) {
-      const pushed = await uploadFile<{ id: string }>({ url: cl.daemon.apiUrl, token: lab.token, file, path: '/v1/overlays', method: 'PUT', contentType: OVERLAY_CONTENT_TYPE });
+      const pushed = await uploadFile<{ id: string }>({
+        url: cl.daemon.apiUrl,
+        token: lab.token,
+        file,
+        path: '/v1/overlays',
+        method: 'PUT',
+        contentType: OVERLAY_CONTENT_TYPE,
+      });
       id = pushed.body.id;
     }
     // Every first request must synthesize the image from the overlay, also on a.
@@ -82,7 +89,11 @@ async function pushOverlayEverywhere(dir: string): Promise<string> {
 
 export async function runLoad(dir: string, progress: (m: string) => void = () => undefined): Promise<LoadResult> {
   const lab = freshState(dir);
-  if (lab.cloudlets.length < 3) throw new CloudletError('lab_too_small', `the load needs 3 cloudlets (the lab has ${lab.cloudlets.length})`, { kind: 'conflict', hint: 'cloudlet lab up --cloudlets 3' });
+  if (lab.cloudlets.length < 3)
+    throw new CloudletError('lab_too_small', `the load needs 3 cloudlets (the lab has ${lab.cloudlets.length})`, {
+      kind: 'conflict',
+      hint: 'cloudlet lab up --cloudlets 3',
+    });
   const api = (node: string) => new CloudletClient(cloudletOf(lab, node).daemon.apiUrl, lab.token, { timeoutMs: DEADLINE_MS });
   const migrated = MIGRATIONS.map(([from, to], i) => ({ name: `load-mig-${i + 1}`, from, to }));
   const provisioned = PROVISION_ON.map((node, i) => ({ name: `load-svc-${i + 1}`, node }));
@@ -95,7 +106,10 @@ export async function runLoad(dir: string, progress: (m: string) => void = () =>
   for (const m of migrated) initial.set(m.name, await startService(cloudletOf(lab, m.from), m.name, { kind: 'busybox' }));
   progress(`${migrated.length} services to migrate are running; starting ${migrated.length + provisioned.length} operations at once`);
 
-  const timed = async (op: Omit<LoadOperation, 'ok' | 'ms' | 'error' | 'totalMs' | 'downtimeMs'>, fn: () => Promise<Partial<LoadOperation>>): Promise<LoadOperation> => {
+  const timed = async (
+    op: Omit<LoadOperation, 'ok' | 'ms' | 'error' | 'totalMs' | 'downtimeMs'>,
+    fn: () => Promise<Partial<LoadOperation>>,
+  ): Promise<LoadOperation> => {
     const t0 = performance.now();
     try {
       const extra = await fn();
@@ -116,7 +130,8 @@ export async function runLoad(dir: string, progress: (m: string) => void = () =>
     ...provisioned.map((p) =>
       timed({ kind: 'provision', container: p.name, node: p.node, to: null }, async () => {
         const r = await api(p.node).post<ServiceReply>('/v1/services', { overlay, name: p.name, env: [] });
-        if (!r.imageIdMatches) throw new CloudletError('image_mismatch', `the synthesized image of ${p.name} does not match the app's id`, { kind: 'internal' });
+        if (!r.imageIdMatches)
+          throw new CloudletError('image_mismatch', `the synthesized image of ${p.name} does not match the app's id`, { kind: 'internal' });
         return {};
       }),
     ),

@@ -52,7 +52,9 @@ async function cutUntilNoticed(ctx: Ctx, id: string): Promise<string[]> {
     await sleep(CUT_AFTER_NOTICE_MS);
     return notes;
   } catch (err) {
-    throw new CloudletError('cut_not_noticed', `the migration did not notice the cut link within ${CUT_MAX_MS / 1000} s: ${errorMessage(err)}`, { kind: 'deadline-exceeded' });
+    throw new CloudletError('cut_not_noticed', `the migration did not notice the cut link within ${CUT_MAX_MS / 1000} s: ${errorMessage(err)}`, {
+      kind: 'deadline-exceeded',
+    });
   } finally {
     restoreLink(ctx.state(), DST);
   }
@@ -133,7 +135,11 @@ async function waitMigration(ctx: Ctx, id: string, pred: (r: MigrationReport) =>
       lastErr = err;
     }
     if (Date.now() > deadline) {
-      throw new CloudletError('scenario_timeout', `migration ${id} did not reach the expected point within ${timeoutMs} ms (last state ${last?.state ?? 'unknown'}${lastErr ? `; ${errorMessage(lastErr)}` : ''})`, { kind: 'deadline-exceeded' });
+      throw new CloudletError(
+        'scenario_timeout',
+        `migration ${id} did not reach the expected point within ${timeoutMs} ms (last state ${last?.state ?? 'unknown'}${lastErr ? `; ${errorMessage(lastErr)}` : ''})`,
+        { kind: 'deadline-exceeded' },
+      );
     }
     await sleep(100);
   }
@@ -174,7 +180,8 @@ export const SCENARIOS: readonly Scenario[] = [
       const deadline = Date.now() + 120_000;
       for (;;) {
         const r = await ctx.api(SRC).get<MigrationReport>(`/v1/migrations/${m.id}`);
-        if (r.finishedAt !== null) throw new CloudletError('scenario_missed', `the migration ended (${r.state}) before the final transfer was seen`, { kind: 'internal' });
+        if (r.finishedAt !== null)
+          throw new CloudletError('scenario_missed', `the migration ended (${r.state}) before the final transfer was seen`, { kind: 'internal' });
         if (r.state === 'final' && !(await src.inspectContainer(container)).running) break;
         if (Date.now() > deadline) throw new CloudletError('scenario_timeout', 'the final transfer did not start within 120 s', { kind: 'deadline-exceeded' });
         await sleep(50);
@@ -211,9 +218,13 @@ export const SCENARIOS: readonly Scenario[] = [
       const m = await startMigration(ctx, { container, to: DST, rounds: 1, inject: 'stall-before-restore' });
       const deadline = Date.now() + 180_000;
       for (;;) {
-        const st = await ctx.api(DST).get<IncomingStatus>(`/v1/incoming/${m.id}`).catch(() => null);
+        const st = await ctx
+          .api(DST)
+          .get<IncomingStatus>(`/v1/incoming/${m.id}`)
+          .catch(() => null);
         if (st?.state === 'restoring') break;
-        if (Date.now() > deadline) throw new CloudletError('scenario_timeout', 'the destination did not reach its restore within 180 s', { kind: 'deadline-exceeded' });
+        if (Date.now() > deadline)
+          throw new CloudletError('scenario_timeout', 'the destination did not reach its restore within 180 s', { kind: 'deadline-exceeded' });
         await sleep(100);
       }
       await killEngine(ctx.state(), DST);
@@ -252,7 +263,8 @@ export const SCENARIOS: readonly Scenario[] = [
       const deadline = Date.now() + 180_000;
       for (;;) {
         const r = await ctx.api(SRC).get<MigrationReport>(`/v1/migrations/${m.id}`);
-        if (r.finishedAt !== null) throw new CloudletError('scenario_missed', `the migration ended (${r.state}) before the freeze was seen`, { kind: 'internal' });
+        if (r.finishedAt !== null)
+          throw new CloudletError('scenario_missed', `the migration ended (${r.state}) before the freeze was seen`, { kind: 'internal' });
         if (r.state === 'final' && !(await src.inspectContainer(container)).running) break;
         if (Date.now() > deadline) throw new CloudletError('scenario_timeout', 'the final dump did not happen within 180 s', { kind: 'deadline-exceeded' });
         await sleep(100);
@@ -277,7 +289,11 @@ export const SCENARIOS: readonly Scenario[] = [
       await killDaemon(ctx.state(), SRC);
       await restartDaemon(ctx.dir, SRC);
       const r = await waitMigration(ctx, m.id, finished, 60_000);
-      return { outcome: r.state, error: r.error?.message ?? (r.warnings.join('; ') || null), notes: ['killed in state committing (twin running, source copy stopped)'] };
+      return {
+        outcome: r.state,
+        error: r.error?.message ?? (r.warnings.join('; ') || null),
+        notes: ['killed in state committing (twin running, source copy stopped)'],
+      };
     },
   },
   {
@@ -352,7 +368,15 @@ export const SCENARIOS: readonly Scenario[] = [
       const srcApi = new CloudletClient(cloudletOf(lab, SRC).daemon.apiUrl, bad, { timeoutMs: 15_000 });
       const id = 'm-wrongtoken-0001';
       const calls: [string, () => Promise<unknown>][] = [
-        ['POST /v1/incoming', () => dst.post('/v1/incoming', { id, from: SRC, container: { name: container, imageId: `sha256:${'0'.repeat(64)}`, imageName: 'x', createOptions: {}, volumes: [] } })],
+        [
+          'POST /v1/incoming',
+          () =>
+            dst.post('/v1/incoming', {
+              id,
+              from: SRC,
+              container: { name: container, imageId: `sha256:${'0'.repeat(64)}`, imageName: 'x', createOptions: {}, volumes: [] },
+            }),
+        ],
         ['GET /v1/incoming/:id', () => dst.get(`/v1/incoming/${id}`)],
         ['DELETE /v1/incoming/:id', () => dst.delete(`/v1/incoming/${id}`)],
         ['POST /v1/migrations', () => srcApi.post('/v1/migrations', { container, to: DST })],
@@ -371,7 +395,11 @@ export const SCENARIOS: readonly Scenario[] = [
       const all = refused.length === calls.length;
       const started = await ctx.api(SRC).get<MigrationReport[]>('/v1/migrations');
       if (started.some((r) => r.container === container)) notes.push('a migration of the service was started');
-      return { outcome: all && notes.length === 0 ? 'refused' : null, error: refused.length ? `refused with 401 unauthorized: ${refused.join(', ')}` : null, notes };
+      return {
+        outcome: all && notes.length === 0 ? 'refused' : null,
+        error: refused.length ? `refused with 401 unauthorized: ${refused.join(', ')}` : null,
+        notes,
+      };
     },
   },
 ];
@@ -444,7 +472,9 @@ export async function runFaultScenario(dir: string, scenario: Scenario, progress
     ms,
     notes,
   };
-  progress(`${scenario.name}: ${result.passed ? 'PASS' : 'FAIL'} (${result.outcome}, on ${where.runningOn.join(',') || 'nowhere'}, ${(ms / 1000).toFixed(1)} s)`);
+  progress(
+    `${scenario.name}: ${result.passed ? 'PASS' : 'FAIL'} (${result.outcome}, on ${where.runningOn.join(',') || 'nowhere'}, ${(ms / 1000).toFixed(1)} s)`,
+  );
   await removeEverywhere(lab, container);
   return result;
 }

@@ -187,7 +187,11 @@ async function walkPath(ctx: WalkContext, walk: Walk): Promise<void> {
   let failure: unknown = null;
   for (const step of opts.path) {
     await ctx.setLatencies(step.latency);
-    log(`user ${step.label}: ${Object.entries(step.latency).map(([n, l]) => `${n} ${l}`).join(', ')}`);
+    log(
+      `user ${step.label}: ${Object.entries(step.latency)
+        .map(([n, l]) => `${n} ${l}`)
+        .join(', ')}`,
+    );
     const until = performance.now() + step.holdMs;
     while (performance.now() < until) {
       const probeStart = performance.now();

@@ -75,9 +75,17 @@ export async function provisionHandoffService(
     });
     // The app image was built on this engine: remove it so the first request synthesizes it.
     await engine.removeImage(app.imageId, { force: true });
-    const reply = await api(lab, node).post<ServiceReply>('/v1/services', { overlay: pushed.body.id, name, env: opts.env ?? [], ...opts.handoff, ...(opts.netnsHolder ? { netnsHolder: true } : {}) });
+    const reply = await api(lab, node).post<ServiceReply>('/v1/services', {
+      overlay: pushed.body.id,
+      name,
+      env: opts.env ?? [],
+      ...opts.handoff,
+      ...(opts.netnsHolder ? { netnsHolder: true } : {}),
+    });
     if (!reply.address) throw new CloudletError('no_service_address', `service ${name} on ${node} got no address on the service network`, { kind: 'internal' });
-    progress(`service ${name} on ${node} at ${reply.address} (first request ${reply.timings.totalMs} ms: synthesis ${reply.timings.decompressMs + reply.timings.loadMs} ms)`);
+    progress(
+      `service ${name} on ${node} at ${reply.address} (first request ${reply.timings.totalMs} ms: synthesis ${reply.timings.decompressMs + reply.timings.loadMs} ms)`,
+    );
     return { node, container: name, address: reply.address, overlay: pushed.body.id, overlayBytes: bytes, reply };
   } finally {
     await rm(dir, { recursive: true, force: true });

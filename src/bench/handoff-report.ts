@@ -81,14 +81,17 @@ function summary(s: HandoffSummary): string {
 }
 
 export function handoffReportText(r: HandoffBenchResult): string {
-  let out = `links ${Object.entries(r.links).map(([n, l]) => `${n} ${l}`).join(', ')}; ${r.machine.cores} cores, kernel ${r.machine.kernel}\n`;
+  let out = `links ${Object.entries(r.links)
+    .map(([n, l]) => `${n} ${l}`)
+    .join(', ')}; ${r.machine.cores} cores, kernel ${r.machine.kernel}\n`;
   if (r.direct) {
     const d = r.direct;
     out += `\nDirect handoff: service ${d.service.container} at ${d.service.address}, provisioned on ${d.service.node} from overlay ${d.service.overlay} (${(d.service.overlayBytes / 1e3).toFixed(1)} kB) in ${d.service.firstRequestMs} ms\n`;
     // Reports written before --repeat have one migration and no runs.
     const migrations = d.migrations ?? [d.migration];
     if (migrations.length === 1) out += migration(d.migration);
-    else out += `  ${migrations.length} live migrations under one client (window ${d.window} per session, HTTP pipelined), alternating directions, ${d.pauseMs} ms apart\n`;
+    else
+      out += `  ${migrations.length} live migrations under one client (window ${d.window} per session, HTTP pipelined), alternating directions, ${d.pauseMs} ms apart\n`;
     if (d.runs && d.runSummary) out += runsText(d.runs, d.runSummary);
     out += `  router sends ${d.service.address} to: ${d.routedTo ?? 'nobody'}\n`;
     out += summary(d.summary);
@@ -118,7 +121,8 @@ export function strategiesText(s: StrategiesResult): string {
     out += `    ${x.report.strategyReason ?? ''}\n`;
     if (x.report.recreate) {
       const p = x.report.recreate;
-      out += `    create ${p.createMs} ms, start ${p.startMs} ms, healthy after ${p.healthyMs} ms (${p.healthChecks} checks), route switch ${x.report.announceMs ?? '-'} ms, ` +
+      out +=
+        `    create ${p.createMs} ms, start ${p.startMs} ms, healthy after ${p.healthyMs} ms (${p.healthChecks} checks), route switch ${x.report.announceMs ?? '-'} ms, ` +
         `${p.drainedConnections ?? '-'} connection(s) of the old instance drained to it for ${p.drainMs ?? '-'} ms, old instance removed in ${p.removeOldMs ?? '-'} ms\n`;
     }
   }

@@ -82,7 +82,9 @@ export async function runStrategiesHandoff(
     const routed = await routedTo(lab, svc.address);
     await removeService(lab, name).catch((err: unknown) => opts.progress(`could not remove ${name}: ${errorMessage(err)}`));
     if (report.state !== 'done') {
-      throw new CloudletError('handoff_failed', `${strategy} ${opts.from} -> ${opts.to} ended ${report.state}: ${report.error?.message ?? ''}`, { kind: 'upstream' });
+      throw new CloudletError('handoff_failed', `${strategy} ${opts.from} -> ${opts.to} ended ${report.state}: ${report.error?.message ?? ''}`, {
+        kind: 'upstream',
+      });
     }
     const h = clientReport.sessions.http!;
     runs.push({

@@ -91,7 +91,11 @@ export async function runDirectHandoff(
   const failed = migrations.find((m) => m.state !== 'done');
   if (failed || migrations.length === 0) {
     const m = failed ?? null;
-    throw new CloudletError('handoff_failed', `migration ${m?.from ?? opts.from} -> ${m?.to ?? opts.to} ended ${m?.state ?? 'without a report'}: ${m?.error?.message ?? ''}`, { kind: 'upstream' });
+    throw new CloudletError(
+      'handoff_failed',
+      `migration ${m?.from ?? opts.from} -> ${m?.to ?? opts.to} ended ${m?.state ?? 'without a report'}: ${m?.error?.message ?? ''}`,
+      { kind: 'upstream' },
+    );
   }
   const runs = handoffRuns(report, migrations);
   const { reply, ...service } = svc;

@@ -37,12 +37,24 @@ export interface LabClientOptions {
 export async function startLabClient(target: string, opts: LabClientOptions): Promise<RunningClient> {
   return spawnLabClient({
     args: (readyFile) => [
-      'client', '--target', target, '--in-lab', '--json', '--timeline',
-      '--duration', `${opts.durationMs}ms`, '--interval', `${opts.intervalMs}ms`, '--ready-file', readyFile,
+      'client',
+      '--target',
+      target,
+      '--in-lab',
+      '--json',
+      '--timeline',
+      '--duration',
+      `${opts.durationMs}ms`,
+      '--interval',
+      `${opts.intervalMs}ms`,
+      '--ready-file',
+      readyFile,
       // The request in flight when we stop the client is not lost by the handoff: on a busy
       // machine its answer may take more than the default 1 s grace.
-      '--grace', '3000ms',
-      ...(opts.httpOnly ? ['--no-tcp'] : []), ...(opts.newConnectionPerRequest ? ['--new-connection-per-request'] : []),
+      '--grace',
+      '3000ms',
+      ...(opts.httpOnly ? ['--no-tcp'] : []),
+      ...(opts.newConnectionPerRequest ? ['--new-connection-per-request'] : []),
       ...(opts.window !== undefined ? ['--window', String(opts.window)] : []),
     ],
     env: { ...process.env, ...opts.env },
@@ -65,12 +77,26 @@ export interface LabHttpProbeOptions {
 /** The client's arguments for an HTTP-only probe of `target` (JSON report with per-request samples). */
 export function labHttpProbeArgs(target: string, o: LabHttpProbeOptions, readyFile: string): string[] {
   return [
-    'client', '--target', target, '--in-lab', '--json', '--timeline', '--no-tcp',
-    '--http-path', o.httpPath, ...(o.httpPort !== undefined ? ['--http-port', String(o.httpPort)] : []),
-    '--duration', `${o.durationMs}ms`, '--interval', `${o.intervalMs}ms`, '--ready-file', readyFile,
+    'client',
+    '--target',
+    target,
+    '--in-lab',
+    '--json',
+    '--timeline',
+    '--no-tcp',
+    '--http-path',
+    o.httpPath,
+    ...(o.httpPort !== undefined ? ['--http-port', String(o.httpPort)] : []),
+    '--duration',
+    `${o.durationMs}ms`,
+    '--interval',
+    `${o.intervalMs}ms`,
+    '--ready-file',
+    readyFile,
     // The request in flight when the client is stopped is not lost by a handoff: on a busy
     // machine its answer may take more than the default 1 s grace.
-    '--grace', '3000ms',
+    '--grace',
+    '3000ms',
     ...(o.newConnectionPerRequest ? ['--new-connection-per-request'] : []),
     ...(o.window !== undefined ? ['--window', String(o.window)] : []),
   ];
@@ -100,9 +126,16 @@ async function spawnLabClient(o: { args: (readyFile: string) => string[]; env: N
   const ready = (async () => {
     const deadline = Date.now() + READY_TIMEOUT_MS;
     for (;;) {
-      if (await stat(readyFile).then(() => true, () => false)) return;
+      if (
+        await stat(readyFile).then(
+          () => true,
+          () => false,
+        )
+      )
+        return;
       if (done) throw new CloudletError('client_failed', `the client exited before it was ready: ${stderr.trim().slice(-500)}`, { kind: 'internal' });
-      if (Date.now() > deadline) throw new CloudletError('client_failed', `the client was not ready within 20 s: ${stderr.trim().slice(-500)}`, { kind: 'internal' });
+      if (Date.now() > deadline)
+        throw new CloudletError('client_failed', `the client was not ready within 20 s: ${stderr.trim().slice(-500)}`, { kind: 'internal' });
       await sleep(50);
     }
   })();

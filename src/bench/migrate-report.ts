@@ -27,7 +27,20 @@ function figures(s: ScenarioResult): [string, Summary | null, 'ms' | 'MB'][] {
 const inUnit = (v: number, unit: 'ms' | 'MB') => (unit === 'MB' ? mb(v) : num(v));
 
 /** The run's cells, in RUN_COLUMNS order. */
-const RUN_COLUMNS = ['run', 'direction', 'restore', 'downtime ms', 'client gap ms', 'gap - down ms', 'rtt ms', 'gap check', 'post-copy ms', 'total ms', 'MB sent', 'rounds'];
+const RUN_COLUMNS = [
+  'run',
+  'direction',
+  'restore',
+  'downtime ms',
+  'client gap ms',
+  'gap - down ms',
+  'rtt ms',
+  'gap check',
+  'post-copy ms',
+  'total ms',
+  'MB sent',
+  'rounds',
+];
 function runCells(r: MigrateRun): string[] {
   return [
     String(r.run),
@@ -67,7 +80,12 @@ function clientText(s: ScenarioResult): string {
 /** Plain aligned columns (the CLI's table style), as a string. */
 function columns(head: readonly string[], rows: readonly (readonly string[])[], indent = ''): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: readonly string[]) => indent + cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: readonly string[]) =>
+    indent +
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(head), ...rows.map(line)].join('\n') + '\n';
 }
 
@@ -78,23 +96,32 @@ export function migrateBenchText(r: MigrateBenchResult): string {
     out += `\n${s.name} (${s.network === 'holder' ? 'in a network namespace holder' : 'its own network namespace'}): client ${probeText(s)}\n`;
     out += columns(RUN_COLUMNS, s.runs.map(runCells), '  ');
     if (s.runs.length > 1) {
-      out += columns(['figure', 'median', 'p95', 'min', 'max'], figures(s).map(([label, x, unit]) => [`${label} ${unit}`, ...(x ? [x.median, x.p95, x.min, x.max].map((v) => inUnit(v, unit)) : ['-', '-', '-', '-'])]), '  ');
+      out += columns(
+        ['figure', 'median', 'p95', 'min', 'max'],
+        figures(s).map(([label, x, unit]) => [`${label} ${unit}`, ...(x ? [x.median, x.p95, x.min, x.max].map((v) => inUnit(v, unit)) : ['-', '-', '-', '-'])]),
+        '  ',
+      );
     }
     out += `  client over the runs: ${clientText(s)}\n`;
-    if (s.baseline) out += `  baseline ${s.baseline.name}: total ${num(s.baseline.totalMs)} ms, downtime ${num(s.baseline.downtimeMs)} ms, ${mb(s.baseline.bytesSent)} MB sent\n`;
-    if (s.eagerRestore) out += `  eager restore: total ${num(s.eagerRestore.totalMs)} ms, downtime ${num(s.eagerRestore.downtimeMs)} ms, restore ${num(s.eagerRestore.restoreMs)} ms\n`;
+    if (s.baseline)
+      out += `  baseline ${s.baseline.name}: total ${num(s.baseline.totalMs)} ms, downtime ${num(s.baseline.downtimeMs)} ms, ${mb(s.baseline.bytesSent)} MB sent\n`;
+    if (s.eagerRestore)
+      out += `  eager restore: total ${num(s.eagerRestore.totalMs)} ms, downtime ${num(s.eagerRestore.downtimeMs)} ms, restore ${num(s.eagerRestore.restoreMs)} ms\n`;
     const f = s.engineFloor;
     out += `  engine floor on ${f.node} (${floorMode(f)}): checkpoint ${f.checkpointMs} ms + restore ${f.restoreMs} ms = ${f.floorMs} ms${f.postCopyMs != null ? `, then post-copy ${f.postCopyMs} ms` : ''}; added by the handoff (median downtime - floor): ${num(addedByHandoffMs(s.downtimeMs, f))} ms\n`;
   }
-  out += '\n' + columns(
-    ['scenario', 'target', 'measured', 'met'],
-    r.scenarios.flatMap((s) => s.targets.map((t) => [s.name, t.name, targetMeasured(t), t.ok ? 'yes' : 'NO'])),
-  );
+  out +=
+    '\n' +
+    columns(
+      ['scenario', 'target', 'measured', 'met'],
+      r.scenarios.flatMap((s) => s.targets.map((t) => [s.name, t.name, targetMeasured(t), t.ok ? 'yes' : 'NO'])),
+    );
   return out;
 }
 
 function roundsTable(r: MigrationReport): string {
-  const head = '| round | capture ms | stall ms | hash ms | pages sent/scanned | MB raw | MB sent | codec | send ms | Mbit/s | dest. ms |\n|---|---|---|---|---|---|---|---|---|---|---|';
+  const head =
+    '| round | capture ms | stall ms | hash ms | pages sent/scanned | MB raw | MB sent | codec | send ms | Mbit/s | dest. ms |\n|---|---|---|---|---|---|---|---|---|---|---|';
   const rows = r.rounds.map(
     (x) =>
       `| ${x.index}${x.final ? ' (final)' : ''} | ${x.dumpMs} | ${x.stallMs} | ${x.hashMs} | ${x.pagesChanged}/${x.pagesScanned} | ${mb(x.rawBytes)} | ${mb(x.sentBytes)} | ${x.codec} | ${x.sendMs} | ${(x.bandwidthBps / 1e6).toFixed(1)} | ${x.applyMs} |`,
@@ -104,7 +131,9 @@ function roundsTable(r: MigrationReport): string {
 
 export function migrateBenchMarkdown(r: MigrateBenchResult, command: string): string {
   const out: string[] = [];
-  out.push(`Measured ${r.date} on this project's machine kind (${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, kernel ${r.machine.kernel}), lab link ${r.link.bandwidth} / ${r.link.latency} one way per link, with:`);
+  out.push(
+    `Measured ${r.date} on this project's machine kind (${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, kernel ${r.machine.kernel}), lab link ${r.link.bandwidth} / ${r.link.latency} one way per link, with:`,
+  );
   out.push('', '```', command, '```', '');
   out.push(
     `Each workload runs on the lab's service network and is handed off ${r.repeat} time(s), alternating directions, while a client in the lab's client namespace requests it; ` +
@@ -112,18 +141,33 @@ export function migrateBenchMarkdown(r: MigrateBenchResult, command: string): st
       'Figures in the first table are medians over the runs; the baselines ran once, after the client.',
     '',
   );
-  out.push('| scenario | network namespace | client | total ms | downtime ms | client gap ms | MB sent | pre-copy rounds (1st run) | stopped by (1st run) |', '|---|---|---|---|---|---|---|---|---|');
+  out.push(
+    '| scenario | network namespace | client | total ms | downtime ms | client gap ms | MB sent | pre-copy rounds (1st run) | stopped by (1st run) |',
+    '|---|---|---|---|---|---|---|---|---|',
+  );
   const ns = (m: MigrationReport) => (m.netnsHolder ? `holder (${m.netnsHolderFrom === 'spare' ? "destination's spare" : 'started for it'})` : 'its own');
   for (const s of r.scenarios) {
-    out.push(`| ${s.name} | ${ns(s.report)} | ${probeText(s)} | ${num(s.totalMs)} | ${num(s.downtimeMs)} | ${num(s.summary.clientGapMs?.median)} | ${mb(s.bytesSent)} | ${s.precopyRounds} | ${s.stopReason} |`);
-    if (s.baseline) out.push(`| ${s.name}: ${s.baseline.name} (baseline, same run) | ${ns(s.baseline.report)} | - | ${s.baseline.totalMs} | ${s.baseline.downtimeMs} | - | ${mb(s.baseline.bytesSent)} | 0 | - |`);
+    out.push(
+      `| ${s.name} | ${ns(s.report)} | ${probeText(s)} | ${num(s.totalMs)} | ${num(s.downtimeMs)} | ${num(s.summary.clientGapMs?.median)} | ${mb(s.bytesSent)} | ${s.precopyRounds} | ${s.stopReason} |`,
+    );
+    if (s.baseline)
+      out.push(
+        `| ${s.name}: ${s.baseline.name} (baseline, same run) | ${ns(s.baseline.report)} | - | ${s.baseline.totalMs} | ${s.baseline.downtimeMs} | - | ${mb(s.baseline.bytesSent)} | 0 | - |`,
+      );
     const e = s.eagerRestore;
-    if (e) out.push(`| ${s.name}: eager restore (same run) | ${ns(e.report)} | - | ${e.totalMs} | ${e.downtimeMs} | - | ${mb(e.report.bytesSent)} | ${e.report.precopyRounds} | ${e.report.stopReason} |`);
+    if (e)
+      out.push(
+        `| ${s.name}: eager restore (same run) | ${ns(e.report)} | - | ${e.totalMs} | ${e.downtimeMs} | - | ${mb(e.report.bytesSent)} | ${e.report.precopyRounds} | ${e.report.stopReason} |`,
+      );
   }
   out.push('', '| scenario | figure | median | p95 | min | max | runs |', '|---|---|---|---|---|---|---|');
   for (const s of r.scenarios) {
     for (const [label, x, unit] of figures(s)) {
-      out.push(x ? `| ${s.name} | ${label} ${unit} | ${inUnit(x.median, unit)} | ${inUnit(x.p95, unit)} | ${inUnit(x.min, unit)} | ${inUnit(x.max, unit)} | ${x.n} |` : `| ${s.name} | ${label} ${unit} | - | - | - | - | 0 |`);
+      out.push(
+        x
+          ? `| ${s.name} | ${label} ${unit} | ${inUnit(x.median, unit)} | ${inUnit(x.p95, unit)} | ${inUnit(x.min, unit)} | ${inUnit(x.max, unit)} | ${x.n} |`
+          : `| ${s.name} | ${label} ${unit} | - | - | - | - | 0 |`,
+      );
     }
   }
   for (const s of r.scenarios) {
@@ -143,7 +187,9 @@ export function migrateBenchMarkdown(r: MigrateBenchResult, command: string): st
   );
   for (const s of r.scenarios) {
     const f = s.engineFloor;
-    out.push(`| ${s.name} (on ${f.node}) | ${floorMode(f)} | ${f.checkpointMs} | ${f.restoreMs} | ${f.floorMs} | ${f.postCopyMs ?? '-'} | ${num(s.downtimeMs)} | ${num(addedByHandoffMs(s.downtimeMs, f))} |`);
+    out.push(
+      `| ${s.name} (on ${f.node}) | ${floorMode(f)} | ${f.checkpointMs} | ${f.restoreMs} | ${f.floorMs} | ${f.postCopyMs ?? '-'} | ${num(s.downtimeMs)} | ${num(addedByHandoffMs(s.downtimeMs, f))} |`,
+    );
   }
   out.push('', '| target (issues 4, 16) | measured | met |', '|---|---|---|');
   for (const s of r.scenarios) for (const t of s.targets) out.push(`| ${s.name}: ${t.name} | ${targetMeasured(t)} | ${t.ok ? 'yes' : 'no'} |`);

@@ -145,7 +145,9 @@ export async function migrate(lab: LabState, from: string, body: StartMigrationB
   const client = new CloudletClient(cl.daemon.apiUrl, lab.token, { timeoutMs: 30 * 60_000 });
   const r = await client.post<MigrationReport>('/v1/migrations?wait=1', body);
   if (r.state !== 'done') {
-    throw new CloudletError('bench_failed', `migration of ${body.container} ${from} -> ${body.to} ended ${r.state}: ${r.error?.message ?? ''}`, { kind: 'internal' });
+    throw new CloudletError('bench_failed', `migration of ${body.container} ${from} -> ${body.to} ended ${r.state}: ${r.error?.message ?? ''}`, {
+      kind: 'internal',
+    });
   }
   return r;
 }
@@ -164,7 +166,12 @@ export async function removeIfPresent(engine: DockerEngine, name: string): Promi
  * netns-holder.ts), or holding it itself (a namespace of its own). Either way a handoff keeps
  * the address and the client's TCP connections.
  */
-export async function startWorkload(engine: DockerEngine, options: ContainerCreateOptions & { name: string }, network: 'holder' | 'own', address: string): Promise<void> {
+export async function startWorkload(
+  engine: DockerEngine,
+  options: ContainerCreateOptions & { name: string },
+  network: 'holder' | 'own',
+  address: string,
+): Promise<void> {
   const net = LAB_SERVICE_NETWORK.name;
   if (network === 'holder') {
     const holder = holderCreateOptions({ name: holderNameFor(options.name), image: BUSYBOX_IMAGE, network: net, address });
@@ -210,7 +217,10 @@ export async function runMigrateBench(opts: MigrateBenchOptions): Promise<Migrat
 async function serviceNetworkOf(cl: LabCloudlet): Promise<{ ipRange: string; announce: string[] }> {
   const config = JSON.parse(await readFile(cl.daemon.configPath, 'utf8')) as { serviceNetwork?: { ipRange?: string | null; announce?: string[] | null } };
   const sn = config.serviceNetwork;
-  if (!sn?.ipRange || !sn.announce) throw new CloudletError('bench_failed', `cloudlet ${cl.name} has no service network range or announce command in ${cl.daemon.configPath}`, { kind: 'internal' });
+  if (!sn?.ipRange || !sn.announce)
+    throw new CloudletError('bench_failed', `cloudlet ${cl.name} has no service network range or announce command in ${cl.daemon.configPath}`, {
+      kind: 'internal',
+    });
   return { ipRange: sn.ipRange, announce: sn.announce };
 }
 
@@ -282,7 +292,14 @@ async function handoffsUnderClient(lab: LabState, w: Workload, repeat: number, p
   const ea = engineOf(lab, ca.name);
   await removeService(lab, w.name);
   const address = await pickBenchAddress(lab, ca);
-  const probe: WorkloadProbe = { address, port: 8080, path: w.path, connectionPerRequest: w.connectionPerRequest, intervalMs: CLIENT_INTERVAL_MS, window: w.connectionPerRequest ? 1 : PROBE_WINDOW };
+  const probe: WorkloadProbe = {
+    address,
+    port: 8080,
+    path: w.path,
+    connectionPerRequest: w.connectionPerRequest,
+    intervalMs: CLIENT_INTERVAL_MS,
+    window: w.connectionPerRequest ? 1 : PROBE_WINDOW,
+  };
   try {
     await startWorkload(ea, { name: w.name, ...w.options }, w.network, address);
     await announceOn(ca, address);
@@ -299,13 +316,17 @@ async function handoffsUnderClient(lab: LabState, w: Workload, repeat: number, p
     let report: ClientReport;
     try {
       await client.ready;
-      progress(`${w.label}: client in the lab's client namespace, GET ${w.path} on ${address}:8080 every ${CLIENT_INTERVAL_MS} ms${w.connectionPerRequest ? ' (a connection per request)' : ` (one kept-alive connection, ${probe.window} pipelined)`}`);
+      progress(
+        `${w.label}: client in the lab's client namespace, GET ${w.path} on ${address}:8080 every ${CLIENT_INTERVAL_MS} ms${w.connectionPerRequest ? ' (a connection per request)' : ` (one kept-alive connection, ${probe.window} pipelined)`}`,
+      );
       await sleep(PAUSE_MS);
       for (let i = 0; i < repeat; i++) {
         const [from, to] = i % 2 === 0 ? [ca, cb] : [cb, ca];
         const r = await migrate(lab, from.name, { container: w.name, to: to.name });
         reports.push(r);
-        progress(`${w.label}: run ${i + 1}/${repeat} ${from.name} -> ${to.name}: total ${r.totalMs} ms, downtime ${r.downtimeMs} ms, ${r.restoreMode ?? '-'} restore${r.postCopyMs !== null ? `, post-copy ${r.postCopyMs} ms` : ''}`);
+        progress(
+          `${w.label}: run ${i + 1}/${repeat} ${from.name} -> ${to.name}: total ${r.totalMs} ms, downtime ${r.downtimeMs} ms, ${r.restoreMode ?? '-'} restore${r.postCopyMs !== null ? `, post-copy ${r.postCopyMs} ms` : ''}`,
+        );
         await spareReady(engineOf(lab, to.name));
         await sleep(PAUSE_MS);
       }
@@ -319,7 +340,13 @@ async function handoffsUnderClient(lab: LabState, w: Workload, repeat: number, p
   }
 }
 
-function scenario(w: Workload, u: UnderClient, floor: EngineFloor, targets: Target[], extra: Pick<ScenarioResult, 'baseline' | 'eagerRestore'> = {}): ScenarioResult {
+function scenario(
+  w: Workload,
+  u: UnderClient,
+  floor: EngineFloor,
+  targets: Target[],
+  extra: Pick<ScenarioResult, 'baseline' | 'eagerRestore'> = {},
+): ScenarioResult {
   const summary = summarizeMigrateRuns(u.runs);
   const first = u.reports[0]!;
   return {
@@ -370,9 +397,10 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
       opts.progress(`${w.label}: checkpoint and restore in place on ${u.home.name}, ${mode} (the engine floor)`);
       const floor = await measureEngineFloor(u.home, w.name, { restore: mode });
       const s = summarizeMigrateRuns(u.runs);
-      const targets = network === 'holder'
-        ? [target('totalMs <= 1000 (median)', s.totalMs?.median ?? null, 1000), target('downtimeMs <= 800 (median)', s.downtimeMs?.median ?? null, 800)]
-        : [];
+      const targets =
+        network === 'holder'
+          ? [target('totalMs <= 1000 (median)', s.totalMs?.median ?? null, 1000), target('downtimeMs <= 800 (median)', s.downtimeMs?.median ?? null, 800)]
+          : [];
       scenarios.push(scenario(w, u, floor, targets));
     } finally {
       await removeWorkload(lab, w.name, u.probe.address, opts.progress);

@@ -228,7 +228,12 @@ async function runOnLab(lab: LabState, work: string, opts: OverlayBenchOptions):
   return {
     bench: 'overlay',
     date: new Date().toISOString(),
-    machine: { cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), loadAverage: os.loadavg().map((x) => Math.round(x * 100) / 100) },
+    machine: {
+      cores: os.cpus().length,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      kernel: os.release(),
+      loadAverage: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    },
     link: b.link,
     workloads,
     reference2016: { large: { overlayMB: 69, synthesisS: 18 }, small: { overlayMB: 0.69, synthesisS: 4 } },
@@ -240,7 +245,12 @@ async function runOnLab(lab: LabState, work: string, opts: OverlayBenchOptions):
  * overlay's layers (decompressed) and the app's config and manifest on it, re-tar the whole
  * image and load it.
  */
-async function prototypeSynthesis(engine: DockerEngine, baseArchive: string, overlay: { path: string; header: OverlayHeader }, dir: string): Promise<PrototypeBaseline> {
+async function prototypeSynthesis(
+  engine: DockerEngine,
+  baseArchive: string,
+  overlay: { path: string; header: OverlayHeader },
+  dir: string,
+): Promise<PrototypeBaseline> {
   const tree = join(dir, 'image');
   const whole = join(dir, 'image.tar');
   await rm(dir, { recursive: true, force: true });
@@ -264,7 +274,12 @@ async function prototypeSynthesis(engine: DockerEngine, baseArchive: string, ove
         }
         out = createWriteStream(target);
         const o = out;
-        closing.push(new Promise((res, rej) => { o.on('close', () => res()); o.on('error', rej); }));
+        closing.push(
+          new Promise((res, rej) => {
+            o.on('close', () => res());
+            o.on('error', rej);
+          }),
+        );
       } else if (ev.type === 'data') {
         if (!out!.write(ev.chunk)) await new Promise<void>((r) => out!.once('drain', () => r()));
       } else if (ev.type === 'end') {

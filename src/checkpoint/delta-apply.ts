@@ -206,8 +206,16 @@ export async function applyDeltaInPlace(baseDir: string, delta: Delta, opts: App
   const baseIndex = await readBaseIndex(baseDir);
   const extras = await readExtras(baseDir);
   const stats: ApplyStats = {
-    pagesWritten: 0, extraPages: 0, zeroWritten: 0, inPlacePagemaps: 0, rewrittenPagemaps: 0, rewrittenPages: 0,
-    removedPagemaps: 0, verified: baseIndex !== null && verify, ms: 0, index: new Map(),
+    pagesWritten: 0,
+    extraPages: 0,
+    zeroWritten: 0,
+    inPlacePagemaps: 0,
+    rewrittenPagemaps: 0,
+    rewrittenPages: 0,
+    removedPagemaps: 0,
+    verified: baseIndex !== null && verify,
+    ms: 0,
+    index: new Map(),
   };
   // Plan everything (and check the base) before writing anything.
   const basePms = await readBasePagemaps(baseDir);
@@ -234,7 +242,7 @@ export async function applyDeltaInPlace(baseDir: string, delta: Delta, opts: App
 function writePagesAtSync(path: string, writes: Array<[number, Buffer]>): void {
   const fd = openSync(path, 'r+');
   try {
-    for (let w = 0; w < writes.length; ) {
+    for (let w = 0; w < writes.length;) {
       let n = 1;
       while (w + n < writes.length && n < MAX_IOV && writes[w + n]![0] === writes[w]![0] + n) n++;
       let bufs = writes.slice(w, w + n).map((x) => x[1]);
@@ -311,8 +319,6 @@ function planInPlace(
     next32[2 * j + 1] = cur32[2 * i + 1]!;
     zero[j] = pp.zero[i]!;
   }
-  const next: ProcessPages = known
-    ? { ...known, hashes, zero }
-    : { ...pp, pagesId: pm.pagesId, hashes, zero };
+  const next: ProcessPages = known ? { ...known, hashes, zero } : { ...pp, pagesId: pm.pagesId, hashes, zero };
   return { kind: 'inplace', pp, path: pagesPath(baseDir, pm.pagesId), extra, writes, zeros, next };
 }

@@ -80,8 +80,14 @@ export async function writeExtras(dir: string, extras: Extras): Promise<number> 
       else entries.push({ vaddr: v, nrPages: 1, flags: PE_PRESENT });
     }
     const pp: ProcessPages = {
-      id, pid: idToPid(id), pagesId: 0, entries, vaddrs: Float64Array.from(vs),
-      hashes: BigUint64Array.from(vs.map((v) => m.get(v)!.hash)), zero: new Uint8Array(vs.length), parentPages: 0,
+      id,
+      pid: idToPid(id),
+      pagesId: 0,
+      entries,
+      vaddrs: Float64Array.from(vs),
+      hashes: BigUint64Array.from(vs.map((v) => m.get(v)!.hash)),
+      zero: new Uint8Array(vs.length),
+      parentPages: 0,
     };
     index.set(id, pp);
     vs.forEach((v, i) => pages.push({ id, index: i, vaddr: v, data: m.get(v)!.data }));
@@ -99,7 +105,11 @@ export async function writeExtras(dir: string, extras: Extras): Promise<number> 
  * The delta's data of pp by present-page index, plus the base's extra pages for the other
  * non-zero pages of pp whose hash matches (they are then taken from there, not the base).
  */
-export function dataWithExtras(pp: ProcessPages, dataOf: Map<number, Buffer> | undefined, extra: Map<number, ExtraPage> | undefined): Map<number, Buffer> | undefined {
+export function dataWithExtras(
+  pp: ProcessPages,
+  dataOf: Map<number, Buffer> | undefined,
+  extra: Map<number, ExtraPage> | undefined,
+): Map<number, Buffer> | undefined {
   if (!extra || extra.size === 0) return dataOf;
   const out = new Map(dataOf);
   for (let i = 0; i < pp.vaddrs.length; i++) {

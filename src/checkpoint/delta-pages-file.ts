@@ -111,10 +111,9 @@ function fillChunk(
     }
     const j = base ? findPage(base.vaddrs, pp.vaddrs[i]!) : -1;
     if (j < 0) {
-      throw new UsageError(
-        `page ${pp.id} @0x${pp.vaddrs[i]!.toString(16)} is neither in the delta nor in the base directory`,
-        { context: { id: pp.id, vaddr: pp.vaddrs[i], baseDir } },
-      );
+      throw new UsageError(`page ${pp.id} @0x${pp.vaddrs[i]!.toString(16)} is neither in the delta nor in the base directory`, {
+        context: { id: pp.id, vaddr: pp.vaddrs[i], baseDir },
+      });
     }
     if (runLen > 0 && s === runOut + runLen && j === runBase + runLen) runLen++;
     else {
@@ -179,16 +178,12 @@ export async function writeFullPagesFile(
 }
 
 /** Reads base pages (by index in the base's pages file) and checks their hashes. */
-export async function verifyBasePages(
-  path: string,
-  checks: Array<[baseIndex: number, hash: bigint, vaddr: number]>,
-  id: string,
-): Promise<void> {
+export async function verifyBasePages(path: string, checks: Array<[baseIndex: number, hash: bigint, vaddr: number]>, id: string): Promise<void> {
   if (checks.length === 0) return;
   const fh = await open(path, 'r');
   try {
     const buf = Buffer.allocUnsafe(SLAB_PAGES * PAGE_SIZE);
-    for (let c = 0; c < checks.length; ) {
+    for (let c = 0; c < checks.length;) {
       // one read for a run of consecutive base pages (up to a slab)
       let n = 1;
       while (c + n < checks.length && n < SLAB_PAGES && checks[c + n]![0] === checks[c]![0] + n) n++;
@@ -196,7 +191,11 @@ export async function verifyBasePages(
       for (let x = 0; x < n; x++) {
         const [, hash, vaddr] = checks[c + x]!;
         if (hashPage(buf.subarray(x * PAGE_SIZE, (x + 1) * PAGE_SIZE)) !== hash) {
-          throw new ImageFormatError(path, undefined, `base page ${id} @0x${vaddr.toString(16)} does not match the delta's hash: the base is not the previous round`);
+          throw new ImageFormatError(
+            path,
+            undefined,
+            `base page ${id} @0x${vaddr.toString(16)} does not match the delta's hash: the base is not the previous round`,
+          );
         }
       }
       c += n;

@@ -206,15 +206,19 @@ async function rebuildOnParent(opts: RebuildOptions, parent: ParentImage, stats:
     if ((await readdir(opts.lazyView)).length > 0) throw new UsageError(`rebuildImageDir: ${opts.lazyView} is not empty`);
   }
   for (const pp of delta.index.values()) {
-    await writeParentPagemap(pp, {
-      parentDir: parent.dir,
-      baseIndex,
-      dataOf: fromDelta.get(pp.id),
-      extra: extras.get(pp.id),
-      outDir,
-      verify: opts.verify ?? true,
-      lazyView: opts.lazyView ?? null,
-    }, stats);
+    await writeParentPagemap(
+      pp,
+      {
+        parentDir: parent.dir,
+        baseIndex,
+        dataOf: fromDelta.get(pp.id),
+        extra: extras.get(pp.id),
+        outDir,
+        verify: opts.verify ?? true,
+        lazyView: opts.lazyView ?? null,
+      },
+      stats,
+    );
   }
   await symlink(parent.link, join(outDir, 'parent'));
 }

@@ -46,15 +46,7 @@ import { open, readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { UsageError } from '../util/errors.js';
 import { ImageFormatError } from './image-file.js';
-import {
-  findPage,
-  hashPage,
-  idToPid,
-  presentVaddrs,
-  type PageDiffCounts,
-  type PageIndex,
-  type ProcessPages,
-} from './page-index.js';
+import { findPage, hashPage, idToPid, presentVaddrs, type PageDiffCounts, type PageIndex, type ProcessPages } from './page-index.js';
 import { PAGE_SIZE, presentPageCount, type PagemapEntry } from './pagemap.js';
 import { hashView, sameHash, SLAB_PAGES, type Delta, type DeltaPage } from './delta-types.js';
 
@@ -182,12 +174,7 @@ export function* encodeDeltaChunks(delta: Delta, opts: { against?: PageIndex | n
   let run: Buffer | null = null;
   for (const p of delta.pages) {
     if (p.data.length !== PAGE_SIZE) throw new UsageError(`delta page ${p.id} @0x${p.vaddr.toString(16)} is not ${PAGE_SIZE} bytes`);
-    if (
-      run !== null &&
-      run.length < maxRun &&
-      p.data.buffer === run.buffer &&
-      p.data.byteOffset === run.byteOffset + run.length
-    ) {
+    if (run !== null && run.length < maxRun && p.data.buffer === run.buffer && p.data.byteOffset === run.byteOffset + run.length) {
       run = Buffer.from(run.buffer, run.byteOffset, run.length + PAGE_SIZE);
       continue;
     }
@@ -259,9 +246,7 @@ function decodeHeader(c: DeltaCursor, against: PageIndex | null): DeltaHeader {
   if (pageSize !== PAGE_SIZE) c.fail(8, `page size ${pageSize} is not supported`);
   const nProcs = buf.readUInt32LE(12);
   const nPages = buf.readUInt32LE(16);
-  const [scanned, unchanged, changed, zero, nw] = [0, 1, 2, 3, 4].map((i) => buf.readUInt32LE(20 + 4 * i)) as [
-    number, number, number, number, number,
-  ];
+  const [scanned, unchanged, changed, zero, nw] = [0, 1, 2, 3, 4].map((i) => buf.readUInt32LE(20 + 4 * i)) as [number, number, number, number, number];
   const counts: PageDiffCounts = { scanned, unchanged, changed, zero, new: nw };
   return { version, headerBytes, pageSize, nProcs, nPages, counts };
 }
@@ -289,13 +274,7 @@ function decodeEntries(c: DeltaCursor, start: number, nEntries: number, id: stri
 }
 
 /** v2: the inherit bitmap, then the hashes of the pages without its bit (see the format). */
-function decodeInheritedHashes(
-  c: DeltaCursor,
-  start: number,
-  id: string,
-  vaddrs: Float64Array,
-  against: PageIndex,
-): { hashes: BigUint64Array; pos: number } {
+function decodeInheritedHashes(c: DeltaCursor, start: number, id: string, vaddrs: Float64Array, against: PageIndex): { hashes: BigUint64Array; pos: number } {
   const { buf } = c;
   const k = vaddrs.length;
   const hashes = new BigUint64Array(k);
@@ -322,13 +301,7 @@ function decodeInheritedHashes(
 }
 
 /** One pagemap section at `start`: its layout, hashes and zero flags. */
-function decodeSection(
-  c: DeltaCursor,
-  start: number,
-  version: number,
-  against: PageIndex | null,
-  index: PageIndex,
-): { pp: ProcessPages; pos: number } {
+function decodeSection(c: DeltaCursor, start: number, version: number, against: PageIndex | null, index: PageIndex): { pp: ProcessPages; pos: number } {
   const { buf } = c;
   let pos = start;
   c.need(pos, 2, 'pagemap id length');

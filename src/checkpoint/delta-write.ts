@@ -32,10 +32,9 @@ export async function writeDelta(prev: PageIndex | null, curDir: string): Promis
   });
   for (const pp of index.values()) {
     if (pp.parentPages > 0) {
-      throw new UsageError(
-        `dump ${curDir} has ${pp.parentPages} pages in a parent image (pagemap-${pp.id}.img): deltas need full dumps`,
-        { context: { dir: curDir, id: pp.id } },
-      );
+      throw new UsageError(`dump ${curDir} has ${pp.parentPages} pages in a parent image (pagemap-${pp.id}.img): deltas need full dumps`, {
+        context: { dir: curDir, id: pp.id },
+      });
     }
   }
   return { pageSize: PAGE_SIZE, index, pages, counts };

@@ -36,11 +36,7 @@ export class ImageFormatError extends CloudletError {
   readonly file: string;
   readonly offset: number | undefined;
   constructor(file: string, offset: number | undefined, message: string, context: ErrorContext = {}) {
-    super(
-      'image_format',
-      `${file}${offset === undefined ? '' : ` @${offset}`}: ${message}`,
-      { context: { file, offset, ...context }, kind: 'invalid-data' },
-    );
+    super('image_format', `${file}${offset === undefined ? '' : ` @${offset}`}: ${message}`, { context: { file, offset, ...context }, kind: 'invalid-data' });
     this.file = file;
     this.offset = offset;
   }
@@ -89,12 +85,9 @@ export function parseImage(buf: Buffer, file: string, opts: ParseImageOptions = 
     });
   }
   if (opts.expectMagic !== undefined && typeMagic !== opts.expectMagic) {
-    throw new ImageFormatError(
-      file,
-      prefix === 'none' ? 0 : 4,
-      `bad type magic 0x${hex32(typeMagic)} (expected 0x${hex32(opts.expectMagic)})`,
-      { magic: typeMagic },
-    );
+    throw new ImageFormatError(file, prefix === 'none' ? 0 : 4, `bad type magic 0x${hex32(typeMagic)} (expected 0x${hex32(opts.expectMagic)})`, {
+      magic: typeMagic,
+    });
   }
   const entries: Buffer[] = [];
   const offsets: number[] = [];

@@ -15,17 +15,7 @@
 import { open } from 'node:fs/promises';
 import { xxh64 } from '@node-rs/xxhash';
 import { ImageFormatError } from './image-file.js';
-import {
-  listPagemapIds,
-  PAGE_SIZE,
-  PE_PARENT,
-  PE_PRESENT,
-  pagesPath,
-  presentPageCount,
-  readPagemap,
-  type Pagemap,
-  type PagemapEntry,
-} from './pagemap.js';
+import { listPagemapIds, PAGE_SIZE, PE_PARENT, PE_PRESENT, pagesPath, presentPageCount, readPagemap, type Pagemap, type PagemapEntry } from './pagemap.js';
 
 export const ZERO_PAGE: Buffer = Buffer.alloc(PAGE_SIZE);
 export const ZERO_PAGE_HASH: bigint = xxh64(ZERO_PAGE);
@@ -95,12 +85,7 @@ const CHUNK_PAGES = 256; // 1 MiB reads
  * Streams pages-N.img of one pagemap in 1 MiB reads (two buffers: the next read is in
  * flight while the current chunk is hashed) and calls `each` for every page.
  */
-export async function streamPages(
-  dir: string,
-  pm: Pagemap,
-  total: number,
-  each: (index: number, page: Buffer) => void,
-): Promise<void> {
+export async function streamPages(dir: string, pm: Pagemap, total: number, each: (index: number, page: Buffer) => void): Promise<void> {
   if (total === 0) return;
   const path = pagesPath(dir, pm.pagesId);
   const fh = await open(path, 'r');

@@ -114,11 +114,15 @@ export async function readPagemap(dir: string, id: PagemapId, opts: ReadPagemapO
     if ((flags & ~KNOWN_FLAGS) !== 0) {
       throw new ImageFormatError(file, offset, `entry ${i}: unknown flags 0x${flags.toString(16)}`);
     }
-    if ((flags & PE_PRESENT) && (flags & PE_PARENT)) {
+    if (flags & PE_PRESENT && flags & PE_PARENT) {
       throw new ImageFormatError(file, offset, `entry ${i}: both PE_PRESENT and PE_PARENT set`);
     }
     if (m.vaddr < prevEnd) {
-      throw new ImageFormatError(file, offset, `entry ${i}: vaddr 0x${m.vaddr.toString(16)} is below the end of the previous entry (not sorted or overlapping)`);
+      throw new ImageFormatError(
+        file,
+        offset,
+        `entry ${i}: vaddr 0x${m.vaddr.toString(16)} is below the end of the previous entry (not sorted or overlapping)`,
+      );
     }
     const end = m.vaddr + nrPages * PAGE_SIZE;
     if (!Number.isSafeInteger(end)) throw new ImageFormatError(file, offset, `entry ${i}: range end is above 2^53`);
@@ -197,9 +201,7 @@ export function encodePagemap(pm: Pick<Pagemap, 'pagesId' | 'entries'>): Buffer 
 export function encodePagemapSlow(pm: Pick<Pagemap, 'pagesId' | 'entries'>): Buffer {
   const entries = [encodePagemapHead({ pagesId: pm.pagesId, unknown: [] })];
   for (const e of pm.entries) {
-    entries.push(
-      encodePagemapEntry({ vaddr: e.vaddr, compatNrPages: 0, inParent: undefined, flags: e.flags, nrPages: e.nrPages, unknown: [] }),
-    );
+    entries.push(encodePagemapEntry({ vaddr: e.vaddr, compatNrPages: 0, inParent: undefined, flags: e.flags, nrPages: e.nrPages, unknown: [] }));
   }
   return serializeImage({ prefix: 'common', typeMagic: PAGEMAP_MAGIC, entries });
 }

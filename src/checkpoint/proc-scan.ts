@@ -83,7 +83,6 @@ export interface ScanProcessDetail {
   entries: number;
 }
 
-
 // pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst), in the high 32-bit word.
 const PM_PRESENT_HI = 1 << 31; // bit 63
 const PM_SWAP_HI = 1 << 30; // bit 62
@@ -169,7 +168,7 @@ async function takenRuns(pid: number, vmas: Vma[]): Promise<Run[]> {
       const fileMask = v.inode !== 0 ? PM_FILE_HI : 0;
       const first = v.start / PAGE_SIZE;
       const total = (v.end - v.start) / PAGE_SIZE;
-      for (let done = 0; done < total; ) {
+      for (let done = 0; done < total;) {
         const n = Math.min(PAGEMAP_CHUNK, total - done);
         let got = 0;
         while (got < n * 8) {
@@ -313,13 +312,7 @@ function takePieces(buf: Buffer, pieces: Piece[], copied: CopiedPages): Buffer[]
  * Copies the runs from /proc/PID/mem into the pages file `out`, batch by batch: two
  * buffers, so that one batch is read while the previous one is written.
  */
-async function copyRuns(
-  proc: { pid: number; vpid: number },
-  runs: Run[],
-  mem: FileHandle,
-  out: FileHandle,
-  opts: ScanOptions,
-): Promise<CopiedPages> {
+async function copyRuns(proc: { pid: number; vpid: number }, runs: Run[], mem: FileHandle, out: FileHandle, opts: ScanOptions): Promise<CopiedPages> {
   const { pid, vpid } = proc;
   const copied: CopiedPages = { entries: [], written: 0, skipped: 0 };
   const concurrency = Math.max(1, opts.concurrency ?? 4);

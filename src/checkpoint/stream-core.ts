@@ -162,8 +162,14 @@ export class PageStreamer {
       }
       const cap = 4096;
       this.files.set(name, {
-        name, pagesId: Number(m[1]), fd, ino: fstatSync(fd).ino, pages: 0,
-        hashes: new BigUint64Array(cap), zero: new Uint8Array(cap), kept: new Map(),
+        name,
+        pagesId: Number(m[1]),
+        fd,
+        ino: fstatSync(fd).ino,
+        pages: 0,
+        hashes: new BigUint64Array(cap),
+        zero: new Uint8Array(cap),
+        kept: new Map(),
       });
     }
   }

@@ -164,8 +164,16 @@ class PagesTracker {
     this.dir = opts.dir;
     this.prev = opts.prev;
     this.stats = {
-      bytesDuringDump: 0, bytesTotal: 0, tailMs: 0, busyMsDuringDump: 0, keptPages: 0, readBackPages: 0, pagesFiles: 0,
-      hasher: opts.hasher ?? 'worker', nice: null, fallback: null,
+      bytesDuringDump: 0,
+      bytesTotal: 0,
+      tailMs: 0,
+      busyMsDuringDump: 0,
+      keptPages: 0,
+      readBackPages: 0,
+      pagesFiles: 0,
+      hasher: opts.hasher ?? 'worker',
+      nice: null,
+      fallback: null,
     };
   }
 
@@ -384,10 +392,9 @@ class PagesTracker {
     }
     for (const pp of index.values()) {
       if (pp.parentPages > 0) {
-        throw new UsageError(
-          `dump ${this.dir} has ${pp.parentPages} pages in a parent image (pagemap-${pp.id}.img): deltas need full dumps`,
-          { context: { dir: this.dir, id: pp.id } },
-        );
+        throw new UsageError(`dump ${this.dir} has ${pp.parentPages} pages in a parent image (pagemap-${pp.id}.img): deltas need full dumps`, {
+          context: { dir: this.dir, id: pp.id },
+        });
       }
     }
     return { pageSize: PAGE_SIZE, index, pages, counts };

@@ -15,7 +15,10 @@ export function printTable(rows: readonly Record<string, unknown>[], columns: re
   const cells = rows.map((r) => columns.map((c) => formatCell(r[c])));
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
   const line = (vals: readonly string[]) =>
-    vals.map((v, i) => (i === vals.length - 1 ? v : v.padEnd(widths[i]!))).join('  ').trimEnd();
+    vals
+      .map((v, i) => (i === vals.length - 1 ? v : v.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   process.stdout.write(line(columns.map((c) => c.toUpperCase())) + '\n');
   for (const row of cells) process.stdout.write(line(row) + '\n');
 }
@@ -35,8 +38,7 @@ export function progress(message: string): void {
 /** Reports an error the way every command does and returns the exit code to use. */
 export function reportError(err: unknown, json: boolean): number {
   if (json) {
-    const body =
-      err instanceof CloudletError ? err.toJSON() : { error: 'internal', message: errorMessage(err) };
+    const body = err instanceof CloudletError ? err.toJSON() : { error: 'internal', message: errorMessage(err) };
     process.stdout.write(JSON.stringify(body, null, 2) + '\n');
   }
   if (err instanceof CloudletError) {
@@ -53,9 +55,7 @@ export function reportError(err: unknown, json: boolean): number {
  * Wraps a command action: runs it, turns thrown errors into a message and exit code.
  * The action's last argument from commander is the Command; options are read from it.
  */
-export function action<A extends unknown[]>(
-  fn: (...args: A) => Promise<number | void>,
-): (...args: A) => Promise<void> {
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
     const cmd = args[args.length - 1] as { optsWithGlobals?: () => Record<string, unknown> } | undefined;
     const json = Boolean(cmd?.optsWithGlobals?.().json);

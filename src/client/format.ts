@@ -16,9 +16,14 @@ export function formatSummary(r: ClientReport): string {
 function sessionLines(x: SessionReport): string[] {
   const out: string[] = [];
   out.push(`${x.kind} ${x.target}:${x.port}  ${x.survived ? 'survived' : 'DID NOT SURVIVE'}`);
-  out.push(`  sent ${x.sent}, answered ${x.answered}, lost ${x.lost}${x.answeredInGrace ? ` (${x.answeredInGrace} answered in the grace period)` : ''}, errors ${x.errors.length}, reconnects ${x.reconnects}, connections ${x.connections.length}`);
+  out.push(
+    `  sent ${x.sent}, answered ${x.answered}, lost ${x.lost}${x.answeredInGrace ? ` (${x.answeredInGrace} answered in the grace period)` : ''}, errors ${x.errors.length}, reconnects ${x.reconnects}, connections ${x.connections.length}`,
+  );
   if (x.latencyMs) out.push(`  latency ms: p50 ${x.latencyMs.p50}, p95 ${x.latencyMs.p95}, max ${x.latencyMs.max}, mean ${x.latencyMs.mean}`);
-  if (x.largestGap) out.push(`  largest gap between replies: ${x.largestGap.ms} ms from ${s(x.largestGap.startMs)} (${x.largestGap.start}), after #${x.largestGap.afterN}, before #${x.largestGap.beforeN}`);
+  if (x.largestGap)
+    out.push(
+      `  largest gap between replies: ${x.largestGap.ms} ms from ${s(x.largestGap.startMs)} (${x.largestGap.start}), after #${x.largestGap.afterN}, before #${x.largestGap.beforeN}`,
+    );
   const c = x.served;
   out.push(
     `  served: ${c.first ?? '-'} .. ${c.last ?? '-'}, ${c.continuous ? 'continuous' : `${c.jumps.length} jump(s), ${c.resets.length} reset(s)`}` +
@@ -28,7 +33,9 @@ function sessionLines(x: SessionReport): string[] {
   for (const j of c.resets.slice(0, 5)) out.push(`    reset at #${j.n}: ${j.from} -> ${j.to}`);
   const q = x.sequence;
   if (q.duplicates.length + q.outOfOrder.length + q.unexpected.length > 0) {
-    out.push(`  replies: duplicated ${q.duplicates.join(',') || '-'}; out of order ${q.outOfOrder.join(',') || '-'}; never sent ${q.unexpected.join(',') || '-'}`);
+    out.push(
+      `  replies: duplicated ${q.duplicates.join(',') || '-'}; out of order ${q.outOfOrder.join(',') || '-'}; never sent ${q.unexpected.join(',') || '-'}`,
+    );
   }
   if (x.lostNumbers.length > 0) out.push(`  lost requests: ${x.lostNumbers.join(',')}${x.lost > x.lostNumbers.length ? ', ...' : ''}`);
   for (const e of x.errors.slice(0, 10)) out.push(`  error at ${s(e.atMs)}: ${e.code}: ${e.message}`);
@@ -48,9 +55,7 @@ export function formatTimeline(r: ClientReport, width = 100): string {
   const lines: string[] = [];
   for (const x of Object.values(r.sessions)) {
     const row = Array<string>(width).fill(' ');
-    const replies = (x.samples ?? [])
-      .flatMap((p) => (p.repliedAtMs === null ? [] : [p.repliedAtMs]))
-      .sort((a, b) => a - b);
+    const replies = (x.samples ?? []).flatMap((p) => (p.repliedAtMs === null ? [] : [p.repliedAtMs])).sort((a, b) => a - b);
     if (replies.length > 0) {
       for (let c = col(replies[0]!); c <= col(replies[replies.length - 1]!); c++) row[c] = '-';
       for (let i = 1; i < replies.length; i++) {

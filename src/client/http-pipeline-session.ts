@@ -117,7 +117,6 @@ export class HttpPipelineSession extends Session {
       .finally(() => this.p.onChange());
   }
 
-
   close(): void {
     this.closing = true;
     this.recorder.connectionClosed();

@@ -130,7 +130,9 @@ export class HttpSession extends Session {
     };
     // Only the set-up has a deadline: an established connection to a frozen service is waited for.
     const connectTimer = setTimeout(() => {
-      this.connectionError(Object.assign(new Error(`no connection to ${this.p.host}:${this.p.port} after ${this.p.connectTimeoutMs} ms`), { code: 'connect_timeout' }));
+      this.connectionError(
+        Object.assign(new Error(`no connection to ${this.p.host}:${this.p.port} after ${this.p.connectTimeoutMs} ms`), { code: 'connect_timeout' }),
+      );
       s.destroy();
     }, this.p.connectTimeoutMs);
     if (s.connecting) s.once('connect', connected);
@@ -173,7 +175,6 @@ export class HttpSession extends Session {
       this.recorder.connectionClosed(s.localPort ?? null);
     });
   }
-
 
   close(): void {
     this.closing = true;

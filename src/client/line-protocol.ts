@@ -5,10 +5,7 @@ export function encodeRequest(n: number, payloadBytes: number): string {
   return `REQ ${n} ${'p'.repeat(Math.max(0, payloadBytes))}\n`;
 }
 
-export type ReplyLine =
-  | { kind: 'res'; n: number; served: number; instance: string }
-  | { kind: 'err'; reason: string }
-  | { kind: 'bad'; line: string };
+export type ReplyLine = { kind: 'res'; n: number; served: number; instance: string } | { kind: 'err'; reason: string } | { kind: 'bad'; line: string };
 
 export function parseReply(line: string): ReplyLine {
   const res = /^RES (\d+) (\d+) (\S+)$/.exec(line);

@@ -177,16 +177,14 @@ export class SessionRecorder {
         this.duplicates.length + this.outOfOrder.length + this.unexpected.length === 0,
     };
     if (withSamples) {
-      report.samples = [...this.requests.values()].map(
-        (r): RequestSample => ({
-          n: r.n,
-          sentAtMs: r.sentAtMs,
-          repliedAtMs: r.repliedAtMs,
-          latencyMs: r.repliedAtMs === null ? null : round2(r.repliedAtMs - r.sentAtMs),
-          served: r.served,
-          instance: r.instance,
-        }),
-      );
+      report.samples = [...this.requests.values()].map((r): RequestSample => ({
+        n: r.n,
+        sentAtMs: r.sentAtMs,
+        repliedAtMs: r.repliedAtMs,
+        latencyMs: r.repliedAtMs === null ? null : round2(r.repliedAtMs - r.sentAtMs),
+        served: r.served,
+        instance: r.instance,
+      }));
     }
     return report;
   }

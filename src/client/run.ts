@@ -52,7 +52,8 @@ function checkOptions(o: ClientOptions): void {
   positiveInt(o.payloadBytes, 'payload bytes', 0);
   positiveInt(o.graceMs, 'grace (ms)', 0);
   positiveInt(o.connectTimeoutMs, 'connect timeout (ms)');
-  if (o.httpPath !== undefined && !/^\/[^\s#]*$/.test(o.httpPath)) throw new UsageError(`the HTTP path must start with / and hold no space or # (got '${o.httpPath}')`);
+  if (o.httpPath !== undefined && !/^\/[^\s#]*$/.test(o.httpPath))
+    throw new UsageError(`the HTTP path must start with / and hold no space or # (got '${o.httpPath}')`);
 }
 
 export function startClient(opts: ClientOptions): ClientHandle {
@@ -89,7 +90,14 @@ export function startClient(opts: ClientOptions): ClientHandle {
     sessions.http =
       window > 1 && !perRequest
         ? new HttpPipelineSession({ ...common, port, recorder, window, ...path })
-        : new HttpSession({ ...common, port, recorder, newConnectionPerRequest: perRequest, ...(opts.requestTimeoutMs ? { requestTimeoutMs: opts.requestTimeoutMs } : {}), ...path });
+        : new HttpSession({
+            ...common,
+            port,
+            recorder,
+            newConnectionPerRequest: perRequest,
+            ...(opts.requestTimeoutMs ? { requestTimeoutMs: opts.requestTimeoutMs } : {}),
+            ...path,
+          });
   }
   const all = Object.values(sessions);
 

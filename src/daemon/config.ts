@@ -18,7 +18,10 @@ export const daemonConfigSchema = z
     /** This cloudlet's name, unique within the deployment. */
     node: z.string().regex(NODE_NAME, 'lower-case letters, digits and dashes, starting with a letter'),
     /** Where the HTTP API listens: TCP addresses and/or unix sockets. Default: 127.0.0.1:7070. */
-    listen: z.array(listenSchema).min(1).default([{ host: '127.0.0.1', port: 7070 }]),
+    listen: z
+      .array(listenSchema)
+      .min(1)
+      .default([{ host: '127.0.0.1', port: 7070 }]),
     /** Bearer token shared by the cloudlets of one deployment. */
     token: z.string().min(16, 'token must be at least 16 characters'),
     /** The Docker engine this cloudlet drives. */
@@ -54,28 +57,46 @@ export const daemonConfigSchema = z
      */
     scratchDir: z.string().min(1).nullable().default(null),
     /** Other cloudlets of the deployment. */
-    peers: z
-      .array(z.object({ name: z.string().regex(NODE_NAME), url: z.string().url() }).strict())
-      .default([]),
+    peers: z.array(z.object({ name: z.string().regex(NODE_NAME), url: z.string().url() }).strict()).default([]),
     /**
      * HTTPS on the TCP listeners (unix sockets stay plain: their file mode guards them). PEM
      * files: this cloudlet's certificate (chain) and key; `ca`, the deployment's CA, is also
      * what peers are verified against when `peerCa` is not set.
      */
-    tls: z.object({ cert: z.string().min(1), key: z.string().min(1), ca: z.string().min(1).optional() }).strict().optional(),
+    tls: z
+      .object({ cert: z.string().min(1), key: z.string().min(1), ca: z.string().min(1).optional() })
+      .strict()
+      .optional(),
     /** PEM file of the CA that https peer certificates must chain to (default: tls.ca, else the system's CAs). */
     peerCa: z.string().min(1).optional(),
     /** Size limits of what clients and peers may send; exceeding one is refused with 413. */
     limits: z
       .object({
         /** JSON request bodies. */
-        requestBodyBytes: z.number().int().positive().default(1 << 20),
+        requestBodyBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(1 << 20),
         /** One overlay file or image archive upload, as sent. */
-        overlayBytes: z.number().int().positive().default(8 * 2 ** 30),
+        overlayBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(8 * 2 ** 30),
         /** One migration round upload, as sent (framed, compressed). */
-        roundBytes: z.number().int().positive().default(4 * 2 ** 30),
+        roundBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(4 * 2 ** 30),
         /** One artifact of a round once decoded (rounds are held in memory artifact by artifact). */
-        roundArtifactBytes: z.number().int().positive().max(2 ** 32).default(2 ** 32),
+        roundArtifactBytes: z
+          .number()
+          .int()
+          .positive()
+          .max(2 ** 32)
+          .default(2 ** 32),
       })
       .strict()
       .default({}),
@@ -90,7 +111,11 @@ export const daemonConfigSchema = z
      * join one (src/network/netns-holder.ts): \`image\` (it needs a \`sleep\`) and the network
      * mode it stands for. Null: each such handoff starts its holder itself (~0.3 s more).
      */
-    netnsSpare: z.object({ image: z.string().min(1), network: z.string().min(1) }).strict().nullable().default(null),
+    netnsSpare: z
+      .object({ image: z.string().min(1), network: z.string().min(1) })
+      .strict()
+      .nullable()
+      .default(null),
     /**
      * Lets migration requests inject faults (tests, the lab); never on in production. cloudletd
      * also needs CLOUDLET_LAB_FAULTS=1 in its environment to start with it (checkFaultInjection).

@@ -134,18 +134,14 @@ export class DaemonDb implements MigrationJournal {
   }
 
   recordEvent(kind: string, data: Record<string, unknown> = {}): number {
-    const r = this.db
-      .prepare('INSERT INTO events (ts, kind, data) VALUES (?, ?, ?)')
-      .run(new Date().toISOString(), kind, JSON.stringify(data));
+    const r = this.db.prepare('INSERT INTO events (ts, kind, data) VALUES (?, ?, ?)').run(new Date().toISOString(), kind, JSON.stringify(data));
     return Number(r.lastInsertRowid);
   }
 
   /** Most recent first. */
   events(opts: { kind?: string; limit?: number } = {}): EventRow[] {
     const rows = this.db
-      .prepare(
-        `SELECT id, ts, kind, data FROM events WHERE (@kind IS NULL OR kind = @kind) ORDER BY id DESC LIMIT @limit`,
-      )
+      .prepare(`SELECT id, ts, kind, data FROM events WHERE (@kind IS NULL OR kind = @kind) ORDER BY id DESC LIMIT @limit`)
       .all({ kind: opts.kind ?? null, limit: opts.limit ?? 100 }) as { id: number; ts: string; kind: string; data: string }[];
     return rows.map((r) => ({ ...r, data: JSON.parse(r.data) as Record<string, unknown> }));
   }
@@ -187,23 +183,17 @@ export class DaemonDb implements MigrationJournal {
       .run({ ...m, options: JSON.stringify(m.options), now });
   }
 
-  updateMigration(
-    id: string,
-    role: MigrationRole,
-    patch: { state?: string; report?: Record<string, unknown> | null; error?: string | null },
-  ): void {
+  updateMigration(id: string, role: MigrationRole, patch: { state?: string; report?: Record<string, unknown> | null; error?: string | null }): void {
     const cur = this.migration(id, role);
     if (!cur) throw new CloudletError('db_missing_row', `no ${role} migration ${id} in the journal`, { kind: 'internal', context: { id, role } });
-    this.db
-      .prepare('UPDATE migrations SET state = @state, report = @report, error = @error, updated = @now WHERE id = @id AND role = @role')
-      .run({
-        id,
-        role,
-        state: patch.state ?? cur.state,
-        report: JSON.stringify(patch.report === undefined ? cur.report : patch.report),
-        error: patch.error === undefined ? cur.error : patch.error,
-        now: new Date().toISOString(),
-      });
+    this.db.prepare('UPDATE migrations SET state = @state, report = @report, error = @error, updated = @now WHERE id = @id AND role = @role').run({
+      id,
+      role,
+      state: patch.state ?? cur.state,
+      report: JSON.stringify(patch.report === undefined ? cur.report : patch.report),
+      error: patch.error === undefined ? cur.error : patch.error,
+      now: new Date().toISOString(),
+    });
   }
 
   migration(id: string, role: MigrationRole): MigrationRow | null {
@@ -222,9 +212,7 @@ export class DaemonDb implements MigrationJournal {
   /** Migrations of this role that have not reached a final state. */
   activeMigrations(role: MigrationRole): MigrationRow[] {
     const finals = FINAL_MIGRATION_STATES.map((s) => `'${s}'`).join(',');
-    const rows = this.db
-      .prepare(`SELECT * FROM migrations WHERE role = ? AND state NOT IN (${finals}) ORDER BY created`)
-      .all(role) as RawMigration[];
+    const rows = this.db.prepare(`SELECT * FROM migrations WHERE role = ? AND state NOT IN (${finals}) ORDER BY created`).all(role) as RawMigration[];
     return rows.map(toMigrationRow);
   }
 

@@ -101,7 +101,10 @@ export function registerDashboardRoutes(app: FastifyInstance, ctx: DaemonContext
     const res = await app.inject({ method: 'GET', url, headers: auth });
     const body = res.json() as T & { error?: string; message?: string };
     if (res.statusCode !== 200) {
-      throw new CloudletError(body.error ?? 'internal', body.message ?? `GET ${url} answered ${res.statusCode}`, { kind: kindFromHttpStatus(res.statusCode), context: { url } });
+      throw new CloudletError(body.error ?? 'internal', body.message ?? `GET ${url} answered ${res.statusCode}`, {
+        kind: kindFromHttpStatus(res.statusCode),
+        context: { url },
+      });
     }
     return body;
   };

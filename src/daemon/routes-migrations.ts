@@ -53,7 +53,10 @@ function parseBody<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, body: unknown
 }
 
 /** Both sides of a handoff on this daemon, sharing its engine's restores. */
-function handoffSides(app: FastifyInstance, ctx: DaemonContext): { source: MigrationSource; destination: MigrationDestination; spareHolder: SpareHolder | null } {
+function handoffSides(
+  app: FastifyInstance,
+  ctx: DaemonContext,
+): { source: MigrationSource; destination: MigrationDestination; spareHolder: SpareHolder | null } {
   const { config } = ctx;
   // One engine, two sides restoring on it: the twin here, a rolled-back source container.
   const restores = new CheckpointRestores();
@@ -115,7 +118,17 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
   app.post<{ Querystring: { wait?: string } }>('/v1/migrations', async (req, reply) => {
     const o = parseBody(StartMigrationSchema, req.body, 'migration request');
     if (o.inject && !config.allowFaultInjection) throw new UsageError('fault injection is not enabled on this cloudlet');
-    const request: MigrationRequest = { container: o.container, to: o.to, policy: policyFromOptions(o), codec: o.codec, precopy: o.precopy, ...(o.inject ? { inject: o.inject } : {}), ...(o.peerTimeoutMs ? { peerTimeoutMs: o.peerTimeoutMs } : {}), ...(o.strategy ? { strategy: o.strategy } : {}), ...(o.restore ? { restore: o.restore } : {}) };
+    const request: MigrationRequest = {
+      container: o.container,
+      to: o.to,
+      policy: policyFromOptions(o),
+      codec: o.codec,
+      precopy: o.precopy,
+      ...(o.inject ? { inject: o.inject } : {}),
+      ...(o.peerTimeoutMs ? { peerTimeoutMs: o.peerTimeoutMs } : {}),
+      ...(o.strategy ? { strategy: o.strategy } : {}),
+      ...(o.restore ? { restore: o.restore } : {}),
+    };
     const started = await source.start(request);
     if (req.query.wait === '1' || req.query.wait === 'true') return reply.status(200).send(await source.wait(started.id));
     return reply.status(202).send(started);
@@ -140,25 +153,28 @@ function registerIncomingRoutes(app: FastifyInstance, ctx: DaemonContext, destin
 
   app.get<{ Params: { id: string } }>('/v1/incoming/:id', async (req) => destination.status(req.params.id));
 
-  app.put<{ Params: { id: string; k: string }; Querystring: { final?: string; inject?: string; restore?: string } }>('/v1/incoming/:id/rounds/:k', async (req) => {
-    const k = Number(req.params.k);
-    if (!Number.isInteger(k) || k < 1) throw new UsageError(`invalid round number '${req.params.k}'`);
-    const inject = req.query.inject as FaultPoint | undefined;
-    if (inject !== undefined && (!config.allowFaultInjection || !FAULT_POINTS.includes(inject))) {
-      throw new UsageError(`fault injection '${inject}' is not enabled on this cloudlet`);
-    }
-    if (req.query.restore !== undefined && req.query.restore !== 'eager' && req.query.restore !== 'lazy') {
-      throw new UsageError(`invalid restore mode '${req.query.restore}' (lazy or eager)`);
-    }
-    const body = req.body as NodeJS.ReadableStream;
-    return destination.round(req.params.id, {
-      index: k,
-      final: req.query.final === '1',
-      artifacts: receiveRound(body, config.limits),
-      inject,
-      eagerRestore: req.query.restore === 'eager',
-    });
-  });
+  app.put<{ Params: { id: string; k: string }; Querystring: { final?: string; inject?: string; restore?: string } }>(
+    '/v1/incoming/:id/rounds/:k',
+    async (req) => {
+      const k = Number(req.params.k);
+      if (!Number.isInteger(k) || k < 1) throw new UsageError(`invalid round number '${req.params.k}'`);
+      const inject = req.query.inject as FaultPoint | undefined;
+      if (inject !== undefined && (!config.allowFaultInjection || !FAULT_POINTS.includes(inject))) {
+        throw new UsageError(`fault injection '${inject}' is not enabled on this cloudlet`);
+      }
+      if (req.query.restore !== undefined && req.query.restore !== 'eager' && req.query.restore !== 'lazy') {
+        throw new UsageError(`invalid restore mode '${req.query.restore}' (lazy or eager)`);
+      }
+      const body = req.body as NodeJS.ReadableStream;
+      return destination.round(req.params.id, {
+        index: k,
+        final: req.query.final === '1',
+        artifacts: receiveRound(body, config.limits),
+        inject,
+        eagerRestore: req.query.restore === 'eager',
+      });
+    },
+  );
 
   app.post<{ Params: { id: string } }>('/v1/incoming/:id/address', async (req) => destination.takeAddress(req.params.id));
 

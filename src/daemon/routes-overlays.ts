@@ -82,7 +82,9 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
   /** The image of a new service's network namespace holder (the spare's), or a clear refusal. */
   const holderImageFor = (handoff: HandoffStrategy): string => {
     if (handoff !== 'migrate') {
-      throw new UsageError(`a service in a network namespace holder is handed off by migration only (handoff '${handoff}' asked)`, { hint: 'drop netnsHolder, or use handoff migrate' });
+      throw new UsageError(`a service in a network namespace holder is handed off by migration only (handoff '${handoff}' asked)`, {
+        hint: 'drop netnsHolder, or use handoff migrate',
+      });
     }
     const image = ctx.config.netnsSpare?.image;
     if (!image) throw new UsageError('netnsHolder needs the holder image: set netnsSpare in the cloudletd configuration');
@@ -108,7 +110,9 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
   const checkLength = (raw: string | undefined, limit: number): void => {
     const len = raw === undefined ? NaN : Number(raw);
     if (Number.isFinite(len) && len > limit) {
-      throw new ImageError('overlay_too_large', `upload of ${len} bytes exceeds this cloudlet's limit of ${limit} bytes (limits.overlayBytes)`, { context: { size: len, limit } });
+      throw new ImageError('overlay_too_large', `upload of ${len} bytes exceeds this cloudlet's limit of ${limit} bytes (limits.overlayBytes)`, {
+        context: { size: len, limit },
+      });
     }
   };
 
@@ -189,7 +193,8 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
     const labels = handoffLabels(o); // refuses recreate without a health check, before any work
     const holderImage = o.netnsHolder ? holderImageFor(o.handoff) : null;
     const name = o.name ?? `ovl-${row.id}-${Math.random().toString(16).slice(2, 8)}`;
-    if (await engine.containerExists(name)) throw new ConflictError(`a container named '${name}' already exists on ${config.node}`, { hint: 'choose another --name' });
+    if (await engine.containerExists(name))
+      throw new ConflictError(`a container named '${name}' already exists on ${config.node}`, { hint: 'choose another --name' });
     const s = await synth(row);
     const t1 = performance.now();
     const portKey = o.port !== undefined ? `${o.port}/tcp` : null;
@@ -204,14 +209,22 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
       HostConfig: { ...(ports ? { PortBindings: ports.PortBindings } : {}), NetworkMode: svcNet?.name ?? 'default' },
       ...(svcNet && address ? { NetworkingConfig: { EndpointsConfig: { [svcNet.name]: { IPAMConfig: { IPv4Address: address } } } } } : {}),
     };
-    const app: ContainerCreateOptions = { name, Image: row.appImageId, Env: o.env, ...(o.cmd ? { Cmd: o.cmd } : {}), Labels: { 'cloudlet.overlay': row.id, ...labels } };
+    const app: ContainerCreateOptions = {
+      name,
+      Image: row.appImageId,
+      Env: o.env,
+      ...(o.cmd ? { Cmd: o.cmd } : {}),
+      Labels: { 'cloudlet.overlay': row.id, ...labels },
+    };
     // In a holder, the network (address, published port) is the holder's and the app joins it.
     const holderBase = holderImage ? holderCreateOptions({ name: holderNameFor(name), image: holderImage, network: network.HostConfig.NetworkMode }) : null;
     const holder = holderBase ? { ...holderBase, ...network, HostConfig: { ...holderBase.HostConfig, ...network.HostConfig } } : null;
     const made: string[] = [];
     const removeMade = async () => {
       for (const c of made.splice(0).reverse()) {
-        await engine.removeContainer(c, { force: true }).catch((e: unknown) => req.log.warn({ err: e, container: c }, 'removing a container of a failed provisioning failed'));
+        await engine
+          .removeContainer(c, { force: true })
+          .catch((e: unknown) => req.log.warn({ err: e, container: c }, 'removing a container of a failed provisioning failed'));
       }
     };
     try {
@@ -284,7 +297,8 @@ export function registerOverlayRoutes(app: FastifyInstance, ctx: DaemonContext):
     let wireBytes = 0;
     body.on('data', (c: Buffer) => {
       wireBytes += c.length;
-      if (wireBytes > limits.maxFileBytes) body.destroy(new ImageError('overlay_too_large', `upload exceeds this cloudlet's limit of ${limits.maxFileBytes} bytes (limits.overlayBytes)`));
+      if (wireBytes > limits.maxFileBytes)
+        body.destroy(new ImageError('overlay_too_large', `upload exceeds this cloudlet's limit of ${limits.maxFileBytes} bytes (limits.overlayBytes)`));
     });
     const archive = gz ? body.pipe(createGunzip()) : body;
     if (gz) body.on('error', (e) => archive.destroy(e));

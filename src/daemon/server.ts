@@ -64,7 +64,10 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.decorate('cloudlet', ctx);
   // Outgoing calls to https peers verify their certificates against the deployment's CA.
   if (peerCaPem) {
-    const untrust = trustOrigins(config.peers.map((p) => p.url), peerCaPem);
+    const untrust = trustOrigins(
+      config.peers.map((p) => p.url),
+      peerCaPem,
+    );
     app.addHook('onClose', async () => untrust());
   }
   // The service network exists before any request can provision or receive a service.
@@ -97,7 +100,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     }
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       const limit = config.limits.requestBodyBytes;
-      return reply.status(kindToHttpStatus('too-large')).send({ error: 'body_too_large', message: `request body exceeds this cloudlet's limit of ${limit} bytes (limits.requestBodyBytes)`, context: { limit } });
+      return reply.status(kindToHttpStatus('too-large')).send({
+        error: 'body_too_large',
+        message: `request body exceeds this cloudlet's limit of ${limit} bytes (limits.requestBodyBytes)`,
+        context: { limit },
+      });
     }
     if (err.validation) {
       return reply.status(kindToHttpStatus('invalid-argument')).send({ error: 'usage', message: `invalid request: ${err.message}` });
@@ -247,7 +254,11 @@ export async function startDaemon(deps: ServerDeps): Promise<RunningDaemon> {
       // The first listener is Fastify's own server; the others share its handler. With TLS,
       // TCP listeners are HTTPS servers of their own (unix sockets stay plain: mode 0600).
       const server =
-        tls && !('socket' in entry) ? (https.createServer(tls, handler) as unknown as http.Server) : i === 0 ? (app.server as http.Server) : http.createServer(handler);
+        tls && !('socket' in entry)
+          ? (https.createServer(tls, handler) as unknown as http.Server)
+          : i === 0
+            ? (app.server as http.Server)
+            : http.createServer(handler);
       if ('socket' in entry) {
         await prepareSocketPath(entry.socket);
         await listen(server, { path: entry.socket }, `unix:${entry.socket}`);
@@ -375,7 +386,8 @@ export function packageVersion(): string {
       if (pkg.name === 'cloudlet' && pkg.version) return (cachedVersion = pkg.version);
     }
     const parent = dirname(dir);
-    if (parent === dir) throw new CloudletError('no_package_json', 'cannot find cloudlet package.json above ' + fileURLToPath(import.meta.url), { kind: 'internal' });
+    if (parent === dir)
+      throw new CloudletError('no_package_json', 'cannot find cloudlet package.json above ' + fileURLToPath(import.meta.url), { kind: 'internal' });
     dir = parent;
   }
 }

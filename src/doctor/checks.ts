@@ -255,7 +255,13 @@ export function nodeVersionCheck(version: string): CheckResult {
 }
 
 function lastLine(s: string): string {
-  return s.split('\n').filter((l) => l.trim()).pop()?.trim() ?? '';
+  return (
+    s
+      .split('\n')
+      .filter((l) => l.trim())
+      .pop()
+      ?.trim() ?? ''
+  );
 }
 
 // ------------------------------------------------------------------------------ engines
@@ -278,18 +284,39 @@ export const LAB_UP_FIX = 'cloudlet lab up (starts one engine per cloudlet)';
 
 export function engineChecks(probes: EngineProbe[] | null, labError?: string): CheckResult[] {
   if (labError) {
-    return [{ id: 'docker-engine', title: 'Docker engine', required: true, status: 'missing', detail: `lab state unreadable: ${labError}`, fix: 'cloudlet lab down, then cloudlet lab up' }];
+    return [
+      {
+        id: 'docker-engine',
+        title: 'Docker engine',
+        required: true,
+        status: 'missing',
+        detail: `lab state unreadable: ${labError}`,
+        fix: 'cloudlet lab down, then cloudlet lab up',
+      },
+    ];
   }
   if (!probes) {
-    return [{ id: 'docker-engine', title: 'Docker engine', required: false, status: 'skipped', detail: 'no lab is up and no --docker-host given', fix: LAB_UP_FIX }];
+    return [
+      { id: 'docker-engine', title: 'Docker engine', required: false, status: 'skipped', detail: 'no lab is up and no --docker-host given', fix: LAB_UP_FIX },
+    ];
   }
   return probes.map((p) => {
     const base = { id: `docker-engine:${p.target.name}`, title: `Docker engine ${p.target.name}`, required: true };
     if (!p.reachable) {
-      return { ...base, status: 'missing' as const, detail: `${p.target.socket}: ${p.error ?? 'unreachable'}`, fix: 'cloudlet lab down, then cloudlet lab up (or start that dockerd)' };
+      return {
+        ...base,
+        status: 'missing' as const,
+        detail: `${p.target.socket}: ${p.error ?? 'unreachable'}`,
+        fix: 'cloudlet lab down, then cloudlet lab up (or start that dockerd)',
+      };
     }
     if (!p.experimental) {
-      return { ...base, status: 'missing' as const, detail: `${p.target.socket}: ${p.version ?? ''} without experimental features`, fix: 'start dockerd with --experimental (needed for checkpoint/restore)' };
+      return {
+        ...base,
+        status: 'missing' as const,
+        detail: `${p.target.socket}: ${p.version ?? ''} without experimental features`,
+        fix: 'start dockerd with --experimental (needed for checkpoint/restore)',
+      };
     }
     return { ...base, status: 'ok' as const, detail: `${p.target.socket}: Docker ${p.version ?? '?'}, experimental` };
   });
@@ -363,11 +390,17 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
     overlayCheck(filesystems, kernel.config),
     criuVersionCheck(criuVersion),
     criuCheckCheck(criuCheck),
-    programCheck({ id: 'crit', title: 'crit (decodes CRIU images)', required: true, hasVersion: false, fix: `${SETUP_FIX} (Debian package criu provides crit)` }, crit),
+    programCheck(
+      { id: 'crit', title: 'crit (decodes CRIU images)', required: true, hasVersion: false, fix: `${SETUP_FIX} (Debian package criu provides crit)` },
+      crit,
+    ),
     programCheck({ id: 'runc', title: 'runc', required: true, fix: `${SETUP_FIX} (Debian package runc)` }, runc),
     programCheck({ id: 'dockerd', title: 'dockerd', required: true, fix: `${SETUP_FIX} (Debian package docker.io)` }, dockerd),
     ...engineChecks(engines, labError),
-    programCheck({ id: 'netns', title: 'network namespaces (ip netns)', required: true, hasVersion: false, fix: `${SETUP_FIX} (Debian package iproute2)` }, netns),
+    programCheck(
+      { id: 'netns', title: 'network namespaces (ip netns)', required: true, hasVersion: false, fix: `${SETUP_FIX} (Debian package iproute2)` },
+      netns,
+    ),
     programCheck({ id: 'tc', title: 'tc (link shaping)', required: true, fix: `${SETUP_FIX} (Debian package iproute2)` }, tc),
     programCheck({ id: 'iptables', title: 'iptables', required: true, fix: `${SETUP_FIX} (Debian package iptables)` }, iptables),
     programCheck({ id: 'nsenter', title: 'nsenter', required: true, fix: `${SETUP_FIX} (Debian package util-linux)` }, nsenter),

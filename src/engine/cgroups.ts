@@ -48,7 +48,10 @@ export async function freezeCgroup(pid: number, timeoutMs = 5000): Promise<Froze
       if (state === 'FROZEN') break;
       if (performance.now() - t0 > timeoutMs) {
         await writeFile(file, 'THAWED');
-        throw new CloudletError('freeze_failed', `cgroup of pid ${pid} did not freeze within ${timeoutMs} ms (state ${state})`, { kind: 'internal', context: { pid, file } });
+        throw new CloudletError('freeze_failed', `cgroup of pid ${pid} did not freeze within ${timeoutMs} ms (state ${state})`, {
+          kind: 'internal',
+          context: { pid, file },
+        });
       }
       await sleepMs(1);
     }

@@ -113,12 +113,7 @@ export async function installCheckpoint(opts: InstallCheckpointOptions): Promise
 }
 
 /** Removes an installed checkpoint and its staged files (no-op for parts already gone). */
-export async function removeInstalledCheckpoint(opts: {
-  dataRoot: string;
-  containerId: string;
-  name: string;
-  xdgRuntimeDir: string | null;
-}): Promise<void> {
+export async function removeInstalledCheckpoint(opts: { dataRoot: string; containerId: string; name: string; xdgRuntimeDir: string | null }): Promise<void> {
   const { checkpointDir, stageDir } = checkpointPaths(opts);
   await rm(checkpointDir, { recursive: true, force: true });
   if (stageDir !== null) await rm(stageDir, { recursive: true, force: true });
@@ -175,9 +170,15 @@ async function moveFile(from: string, to: string): Promise<void> {
 }
 
 async function exists(p: string): Promise<boolean> {
-  return lstat(p).then(() => true, () => false);
+  return lstat(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function isDir(p: string): Promise<boolean> {
-  return stat(p).then((s) => s.isDirectory(), () => false);
+  return stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 }

@@ -53,7 +53,10 @@ export async function ensureCriuKdatCache(criu: string): Promise<KdatState> {
   if (at === 'other') return 'present';
   if (at === 'ours' && (await sizeOf(KDAT_CACHE)) > 0) return 'present';
   if (!(await isTmpfs('/dev/shm'))) {
-    throw new CloudletError('kdat_cache', '/dev/shm is not tmpfs: nowhere to keep CRIU\'s kernel-data cache', { kind: 'internal', context: { path: '/dev/shm' } });
+    throw new CloudletError('kdat_cache', "/dev/shm is not tmpfs: nowhere to keep CRIU's kernel-data cache", {
+      kind: 'internal',
+      context: { path: '/dev/shm' },
+    });
   }
   const tmp = `${KDAT_CACHE}.${process.pid}`;
   // criu check may report a missing optional feature (exit 1) and still write the cache.

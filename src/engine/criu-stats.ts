@@ -47,7 +47,10 @@ export interface CriuStats {
 
 /** A stats file is truncated or not a CRIU stats image. */
 export class CriuStatsFormatError extends CloudletError {
-  constructor(readonly file: string, message: string) {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
     super('criu_stats_format', `${file}: ${message}`, { context: { file }, kind: 'invalid-data' });
   }
 }
@@ -117,9 +120,20 @@ function decodeMessage<T extends object>(r: Reader, fields: Record<number, keyof
 
 function emptyDump(): DumpStats {
   return {
-    freezingTimeUs: 0, frozenTimeUs: 0, memdumpTimeUs: 0, memwriteTimeUs: 0,
-    pagesScanned: 0, pagesSkippedParent: 0, pagesWritten: 0, irmapResolveUs: 0, pagesLazy: 0,
-    pagePipes: 0, pagePipeBufs: 0, shpagesScanned: 0, shpagesSkippedParent: 0, shpagesWritten: 0,
+    freezingTimeUs: 0,
+    frozenTimeUs: 0,
+    memdumpTimeUs: 0,
+    memwriteTimeUs: 0,
+    pagesScanned: 0,
+    pagesSkippedParent: 0,
+    pagesWritten: 0,
+    irmapResolveUs: 0,
+    pagesLazy: 0,
+    pagePipes: 0,
+    pagePipeBufs: 0,
+    shpagesScanned: 0,
+    shpagesSkippedParent: 0,
+    shpagesWritten: 0,
   };
 }
 
@@ -129,7 +143,12 @@ function emptyRestore(): RestoreStats {
 
 /** Just enough of the protobuf wire format: varints, length-delimited, fixed32/64 skipping. */
 class Reader {
-  constructor(private readonly buf: Buffer, private pos: number, private readonly end: number, private readonly file: string) {}
+  constructor(
+    private readonly buf: Buffer,
+    private pos: number,
+    private readonly end: number,
+    private readonly file: string,
+  ) {}
 
   done(): boolean {
     return this.pos >= this.end;
@@ -167,11 +186,20 @@ class Reader {
 
   skip(wire: number): void {
     switch (wire) {
-      case 0: this.varint(); return;
-      case 1: this.advance(8); return;
-      case 2: this.sub(); return;
-      case 5: this.advance(4); return;
-      default: throw new CriuStatsFormatError(this.file, `unsupported wire type ${wire} at byte ${this.pos}`);
+      case 0:
+        this.varint();
+        return;
+      case 1:
+        this.advance(8);
+        return;
+      case 2:
+        this.sub();
+        return;
+      case 5:
+        this.advance(4);
+        return;
+      default:
+        throw new CriuStatsFormatError(this.file, `unsupported wire type ${wire} at byte ${this.pos}`);
     }
   }
 

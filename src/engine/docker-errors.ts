@@ -4,7 +4,10 @@ import { CloudletError, errorMessage } from '../util/errors.js';
 
 /** The engine's socket is missing, refuses connections or does not answer in time. */
 export class EngineUnavailableError extends CloudletError {
-  constructor(readonly socketPath: string, cause: unknown) {
+  constructor(
+    readonly socketPath: string,
+    cause: unknown,
+  ) {
     super('engine_unavailable', `Docker engine at ${socketPath} is unreachable: ${errorMessage(cause)}`, {
       context: { socketPath },
       hint: 'is the engine running? (`cloudlet lab status` or `cloudlet doctor`)',
@@ -16,7 +19,12 @@ export class EngineUnavailableError extends CloudletError {
 
 /** The engine answered, but with an error (bad request, missing container, conflict...). */
 export class EngineError extends CloudletError {
-  constructor(readonly socketPath: string, operation: string, readonly engineStatus: number | null, cause: unknown) {
+  constructor(
+    readonly socketPath: string,
+    operation: string,
+    readonly engineStatus: number | null,
+    cause: unknown,
+  ) {
     super('engine_error', `Docker engine at ${socketPath}: ${operation} failed: ${engineMessage(cause)}`, {
       context: { socketPath, operation, engineStatus },
       // A missing object stays a 404 for our clients; everything else is a bad gateway.

@@ -7,7 +7,17 @@ import { PassThrough } from 'node:stream';
 import { CloudletError, ConflictError } from '../util/errors.js';
 import { EngineError, mapEngineError } from './docker-errors.js';
 import { twinCreateOptions } from './twin-options.js';
-import type { BridgeNetworkSpec, ContainerCreateOptions, ContainerDetails, ContainerSummary, EngineInfo, EngineVersion, ExecResult, ImageDetails, RestartPolicy } from './docker-types.js';
+import type {
+  BridgeNetworkSpec,
+  ContainerCreateOptions,
+  ContainerDetails,
+  ContainerSummary,
+  EngineInfo,
+  EngineVersion,
+  ExecResult,
+  ImageDetails,
+  RestartPolicy,
+} from './docker-types.js';
 
 export { EngineError, EngineUnavailableError } from './docker-errors.js';
 export type * from './docker-types.js';
@@ -113,9 +123,7 @@ export class DockerEngine {
         destination: m.Destination,
         rw: m.RW,
       })),
-      networks: Object.fromEntries(
-        Object.entries(i.NetworkSettings?.Networks ?? {}).map(([n, ep]) => [n, ep.IPAddress || null]),
-      ),
+      networks: Object.fromEntries(Object.entries(i.NetworkSettings?.Networks ?? {}).map(([n, ep]) => [n, ep.IPAddress || null])),
       createOptions: twinCreateOptions(i),
     };
   }
@@ -137,9 +145,7 @@ export class DockerEngine {
     if (Object.keys(first).length > 0) create.NetworkingConfig = { EndpointsConfig: first };
     const c = await this.call(`create ${options.name ?? options.Image ?? 'container'}`, () => this.docker.createContainer(create));
     for (const [net, endpoint] of Object.entries(endpoints)) {
-      await this.call(`connect ${c.id.slice(0, 12)} to ${net}`, () =>
-        this.docker.getNetwork(net).connect({ Container: c.id, EndpointConfig: endpoint }),
-      );
+      await this.call(`connect ${c.id.slice(0, 12)} to ${net}`, () => this.docker.getNetwork(net).connect({ Container: c.id, EndpointConfig: endpoint }));
     }
     return c.id;
   }
@@ -163,18 +169,20 @@ export class DockerEngine {
     const modem = this.client(opts.timeoutMs ?? 300_000).modem as unknown as {
       dial(o: Record<string, unknown>, cb: (err: unknown, data: unknown) => void): void;
     };
-    await this.call(`start ${id.slice(0, 12)} from checkpoint ${checkpointName}`, () =>
-      new Promise<void>((resolve, reject) => {
-        modem.dial(
-          {
-            path: `/containers/${encodeURIComponent(id)}/start?`,
-            method: 'POST',
-            options: { _query: { checkpoint: checkpointName }, _body: {} },
-            statusCodes: { 200: true, 204: true, 304: 'container already started', 404: 'no such container', 500: 'server error' },
-          },
-          (err) => (err ? reject(err) : resolve()),
-        );
-      }),
+    await this.call(
+      `start ${id.slice(0, 12)} from checkpoint ${checkpointName}`,
+      () =>
+        new Promise<void>((resolve, reject) => {
+          modem.dial(
+            {
+              path: `/containers/${encodeURIComponent(id)}/start?`,
+              method: 'POST',
+              options: { _query: { checkpoint: checkpointName }, _body: {} },
+              statusCodes: { 200: true, 204: true, 304: 'container already started', 404: 'no such container', 500: 'server error' },
+            },
+            (err) => (err ? reject(err) : resolve()),
+          );
+        }),
     );
   }
 
@@ -183,7 +191,11 @@ export class DockerEngine {
     try {
       const t = opts.timeoutS ?? 10;
       // The engine answers after the grace time (and the kill): the request may take longer than t.
-      await this.call(`stop ${id}`, () => this.client((t + 30) * 1000).getContainer(id).stop({ t }));
+      await this.call(`stop ${id}`, () =>
+        this.client((t + 30) * 1000)
+          .getContainer(id)
+          .stop({ t }),
+      );
     } catch (err) {
       if (err instanceof EngineError && err.engineStatus === 304) return;
       throw err;
@@ -193,9 +205,7 @@ export class DockerEngine {
   /** Removes a container; returns false when it did not exist. */
   async removeContainer(id: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<boolean> {
     try {
-      await this.call(`remove ${id}`, () =>
-        this.docker.getContainer(id).remove({ force: opts.force ?? false, v: opts.volumes ?? false }),
-      );
+      await this.call(`remove ${id}`, () => this.docker.getContainer(id).remove({ force: opts.force ?? false, v: opts.volumes ?? false }));
       return true;
     } catch (err) {
       if (err instanceof EngineError && err.engineStatus === 404) return false;
@@ -370,9 +380,7 @@ export class DockerEngine {
   /** Runs a command in a running container (no TTY) and collects its output and exit code. */
   async exec(id: string, cmd: readonly string[], opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
     const container = this.docker.getContainer(id);
-    const ex = await this.call(`exec in ${id}`, () =>
-      container.exec({ Cmd: [...cmd], AttachStdout: true, AttachStderr: true }),
-    );
+    const ex = await this.call(`exec in ${id}`, () => container.exec({ Cmd: [...cmd], AttachStdout: true, AttachStderr: true }));
     const stream = await this.call(`exec start in ${id}`, () => ex.start({ hijack: true, stdin: false }));
     const out = new PassThrough();
     const err = new PassThrough();
@@ -384,10 +392,12 @@ export class DockerEngine {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         stream.destroy();
-        reject(new CloudletError('engine_timeout', `exec ${cmd.join(' ')} in ${id} did not finish in time`, {
-          context: { socketPath: this.socketPath, id, cmd },
-          kind: 'deadline-exceeded',
-        }));
+        reject(
+          new CloudletError('engine_timeout', `exec ${cmd.join(' ')} in ${id} did not finish in time`, {
+            context: { socketPath: this.socketPath, id, cmd },
+            kind: 'deadline-exceeded',
+          }),
+        );
       }, opts.timeoutMs ?? 60_000);
       const done = (): void => {
         clearTimeout(timer);
@@ -447,9 +457,7 @@ export class DockerEngine {
       Name: (before.HostConfig.RestartPolicy?.Name ?? 'no') || 'no',
       MaximumRetryCount: before.HostConfig.RestartPolicy?.MaximumRetryCount ?? 0,
     };
-    await this.call(`update ${id.slice(0, 12)} restart policy`, () =>
-      this.docker.getContainer(id).update({ RestartPolicy: policy }),
-    );
+    await this.call(`update ${id.slice(0, 12)} restart policy`, () => this.docker.getContainer(id).update({ RestartPolicy: policy }));
     return previous;
   }
 

@@ -84,9 +84,13 @@ export async function startLazyPagesDaemon(opts: { criu: string; imagesDir: stri
   // Under `timeout`: a daemon whose restore never comes (cloudletd killed before it) waits
   // for a connection forever; bounded, it cannot outlive a handoff by much. `timeout` passes
   // our SIGTERM on to CRIU.
-  const child = startTracked('timeout', ['-k', '5', String(DAEMON_LIFETIME_S), opts.criu, 'lazy-pages', '--images-dir', opts.imagesDir, '--work-dir', opts.workDir, '-o', opts.logFile, '-v2'], {
-    maxStdout: 4096,
-  });
+  const child = startTracked(
+    'timeout',
+    ['-k', '5', String(DAEMON_LIFETIME_S), opts.criu, 'lazy-pages', '--images-dir', opts.imagesDir, '--work-dir', opts.workDir, '-o', opts.logFile, '-v2'],
+    {
+      maxStdout: 4096,
+    },
+  );
   const context = { imagesDir: opts.imagesDir, log: opts.logFile };
   let running = true;
   const done = child.exited.then(
@@ -94,8 +98,15 @@ export async function startLazyPagesDaemon(opts: { criu: string; imagesDir: stri
       running = false;
       const code = x.signal ? null : x.code;
       if (code !== 0) {
-        const tail = (await readFile(opts.logFile, 'utf8').catch(() => '')).split('\n').filter((l) => /Error|Only \d+ of/.test(l)).slice(-3).join(' | ');
-        throw new LazyPagesError(`CRIU's lazy-pages daemon failed (exit ${code ?? 'by signal'}): ${tail || x.stderr.slice(0, 4096).trim() || 'see its log'}`, context);
+        const tail = (await readFile(opts.logFile, 'utf8').catch(() => ''))
+          .split('\n')
+          .filter((l) => /Error|Only \d+ of/.test(l))
+          .slice(-3)
+          .join(' | ');
+        throw new LazyPagesError(
+          `CRIU's lazy-pages daemon failed (exit ${code ?? 'by signal'}): ${tail || x.stderr.slice(0, 4096).trim() || 'see its log'}`,
+          context,
+        );
       }
     },
     (e: unknown) => {

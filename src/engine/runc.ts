@@ -64,7 +64,9 @@ export class CheckpointFailedError extends CloudletError {
     // CRIU's own `Error (file:line)` lines name the cause first; else whatever says error.
     const lines = dumpLogTail.split('\n');
     const criuErrors = lines.filter((l) => /\bError \(/.test(l));
-    const lastErrors = (criuErrors.length ? [...new Set([...criuErrors.slice(0, 2), criuErrors[criuErrors.length - 1]!])] : lines.filter((l) => /error|fail/i.test(l)).slice(-3)).join('\n');
+    const lastErrors = (
+      criuErrors.length ? [...new Set([...criuErrors.slice(0, 2), criuErrors[criuErrors.length - 1]!])] : lines.filter((l) => /error|fail/i.test(l)).slice(-3)
+    ).join('\n');
     super(
       'checkpoint_failed',
       `runc checkpoint of ${containerId.slice(0, 12)} failed` +
@@ -123,7 +125,10 @@ export async function runcCheckpoint(opts: RuncCheckpointOptions): Promise<RuncC
 export function criuLogSummary(log: string, lines: number): string {
   const all = log.trimEnd().split('\n');
   const tail = all.slice(-lines);
-  const errors = all.slice(0, -lines).filter((l) => /\bError \(/.test(l)).slice(0, 10);
+  const errors = all
+    .slice(0, -lines)
+    .filter((l) => /\bError \(/.test(l))
+    .slice(0, 10);
   return [...errors, ...(errors.length ? ['...'] : []), ...tail].join('\n');
 }
 

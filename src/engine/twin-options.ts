@@ -28,10 +28,7 @@ export function twinCreateOptions(i: Docker.ContainerInspectInfo): ContainerCrea
     delete config.Domainname;
   }
   const binds = [...(host.Binds ?? [])];
-  const covered = new Set<string>([
-    ...binds.map((b) => b.split(':')[1] ?? ''),
-    ...((host.Mounts ?? []) as Array<{ Target: string }>).map((m) => m.Target),
-  ]);
+  const covered = new Set<string>([...binds.map((b) => b.split(':')[1] ?? ''), ...((host.Mounts ?? []) as Array<{ Target: string }>).map((m) => m.Target)]);
   for (const m of i.Mounts ?? []) {
     if (m.Type === 'volume' && m.Name && !covered.has(m.Destination)) {
       binds.push(`${m.Name}:${m.Destination}${m.RW ? '' : ':ro'}`);

@@ -2,16 +2,7 @@
 // batch to a directory, after checking the batch and that the directory holds what the
 // batch was written against. The source runs the same code on its shadow.
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import {
-  CAPS_ATTRS,
-  checkBatchHeader,
-  DEFAULT_TIMEOUT_MS,
-  readTrailer,
-  RSYNC_COMMON,
-  RSYNC_PARTIAL,
-  RSYNC_VANISHED,
-  type Trailer,
-} from './batch-file.js';
+import { CAPS_ATTRS, checkBatchHeader, DEFAULT_TIMEOUT_MS, readTrailer, RSYNC_COMMON, RSYNC_PARTIAL, RSYNC_VANISHED, type Trailer } from './batch-file.js';
 import { FsSyncError } from './errors.js';
 import { runChecked } from './programs.js';
 import { treeDigest } from './tree-digest.js';
@@ -32,8 +23,7 @@ async function checkTarget(batchFile: string, targetDir: string, trailer: Traile
   if (have.digest !== trailer.base) {
     throw new FsSyncError(
       'fssync_target_diverged',
-      `${targetDir} does not hold what batch round ${trailer.round} was written against ` +
-        `(${have.entries} entries here, ${trailer.baseEntries} expected)`,
+      `${targetDir} does not hold what batch round ${trailer.round} was written against ` + `(${have.entries} entries here, ${trailer.baseEntries} expected)`,
       {
         context: { step, batchFile, targetDir, round: trailer.round, haveEntries: have.entries, expectedEntries: trailer.baseEntries },
         hint: 'apply every batch of a source once, in order, to a destination that was empty before the first; otherwise start over with a new FsSyncSource and an empty destination',
@@ -102,11 +92,7 @@ export async function applyBatchStep(batchFile: string, targetDir: string, opts:
  * Applies a batch written by FsSyncSource.nextBatch to the destination directory (which held
  * exactly the previous batches' result; empty before the first). Run as root.
  */
-export async function applyBatch(
-  batchFile: string,
-  targetDir: string,
-  opts: { timeoutMs?: number } = {},
-): Promise<{ ms: number }> {
+export async function applyBatch(batchFile: string, targetDir: string, opts: { timeoutMs?: number } = {}): Promise<{ ms: number }> {
   const { ms } = await applyBatchStep(batchFile, targetDir, { timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, step: 'apply' });
   return { ms };
 }

@@ -83,14 +83,7 @@ import { mkdir, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import type { ProgramExit } from '../util/spawner.js';
 import { applyBatchStep } from './apply.js';
-import {
-  appendTrailer,
-  DEFAULT_TIMEOUT_MS,
-  RSYNC_COMMON,
-  RSYNC_PARTIAL,
-  RSYNC_VANISHED,
-  TRAILER_VERSION,
-} from './batch-file.js';
+import { appendTrailer, DEFAULT_TIMEOUT_MS, RSYNC_COMMON, RSYNC_PARTIAL, RSYNC_VANISHED, TRAILER_VERSION } from './batch-file.js';
 import { FsSyncError } from './errors.js';
 import { runChecked } from './programs.js';
 import { treeDigest } from './tree-digest.js';
@@ -189,7 +182,10 @@ export class FsSyncSource {
     try {
       await this.prepareRound(out, ctx);
       const { w, rewrites, deferred, caps } = await this.writeRound(out, final, ctx);
-      const files = w.stdout.toString('utf8').split('\n').filter((l) => l.trim() !== '').length;
+      const files = w.stdout
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '').length;
       await appendTrailer(out, {
         v: TRAILER_VERSION,
         rsyncBytes: (await stat(out)).size,
@@ -213,13 +209,19 @@ export class FsSyncSource {
   /** Refuses a round on a closed, broken or busy source, or into a bad outFile; its path. */
   private checkRoundAllowed(outFile: string, ctx: RoundContext): string {
     if (this.disposed || this.finished) {
-      throw new FsSyncError('fssync_closed', `fssync source for ${this.sourceDir} is ${this.disposed ? 'disposed' : 'finished (final round written)'}`, { context: ctx });
+      throw new FsSyncError('fssync_closed', `fssync source for ${this.sourceDir} is ${this.disposed ? 'disposed' : 'finished (final round written)'}`, {
+        context: ctx,
+      });
     }
     if (this.broken) {
-      throw new FsSyncError('fssync_state_lost', `fssync source for ${this.sourceDir} lost its shadow state in an earlier round; start over with an empty destination`, {
-        context: ctx,
-        cause: this.broken,
-      });
+      throw new FsSyncError(
+        'fssync_state_lost',
+        `fssync source for ${this.sourceDir} lost its shadow state in an earlier round; start over with an empty destination`,
+        {
+          context: ctx,
+          cause: this.broken,
+        },
+      );
     }
     if (this.busy) throw new FsSyncError('fssync_busy', 'a round is already running for this source', { context: ctx });
     const out = resolve(outFile);

@@ -42,14 +42,10 @@ export async function runChecked(
   }
   if (r.code === null || !opts.okCodes.includes(r.code)) {
     const tail = stderrTail(r.stderr);
-    throw new FsSyncError(
-      'fssync_' + step.replace(/-/g, '_') + '_failed',
-      `${step}: ${cmd} exited ${r.code ?? `on ${r.signal}`}${tail ? `: ${tail}` : ''}`,
-      {
-        context: { step, command: cmd, args, exitCode: r.code, signal: r.signal, stderrTail: tail, ...context },
-        hint: process.getuid?.() === 0 ? undefined : 'fssync needs root (devices, owners, trusted.* xattrs)',
-      },
-    );
+    throw new FsSyncError('fssync_' + step.replace(/-/g, '_') + '_failed', `${step}: ${cmd} exited ${r.code ?? `on ${r.signal}`}${tail ? `: ${tail}` : ''}`, {
+      context: { step, command: cmd, args, exitCode: r.code, signal: r.signal, stderrTail: tail, ...context },
+      hint: process.getuid?.() === 0 ? undefined : 'fssync needs root (devices, owners, trusted.* xattrs)',
+    });
   }
   return r;
 }

@@ -14,14 +14,22 @@ import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 
 function typeChar(mode: bigint): string {
   switch (Number(mode & 0o170000n)) {
-    case 0o100000: return 'f';
-    case 0o040000: return 'd';
-    case 0o120000: return 'l';
-    case 0o020000: return 'c';
-    case 0o060000: return 'b';
-    case 0o010000: return 'p';
-    case 0o140000: return 's';
-    default: return '?';
+    case 0o100000:
+      return 'f';
+    case 0o040000:
+      return 'd';
+    case 0o120000:
+      return 'l';
+    case 0o020000:
+      return 'c';
+    case 0o060000:
+      return 'b';
+    case 0o010000:
+      return 'p';
+    case 0o140000:
+      return 's';
+    default:
+      return '?';
   }
 }
 

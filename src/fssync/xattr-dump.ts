@@ -196,7 +196,7 @@ export function parseXattrDump(dump: Buffer, opts: { allowedNames?: readonly str
   let cur: XattrDumpEntry | null = null;
   let shown = '';
   let lineNo = 0;
-  for (let start = 0; start < dump.length; ) {
+  for (let start = 0; start < dump.length;) {
     let end = dump.indexOf(0x0a, start);
     if (end < 0) end = dump.length;
     const line = dump.subarray(start, end);
@@ -286,7 +286,15 @@ export async function confinedXattrDump(targetDir: string, entries: readonly Xat
         }
         if (st?.isSymbolicLink()) {
           const path = e.components.map(printable).join('/');
-          throw refuse('unsafe', e.line, path, `component "${e.components.slice(0, i + 1).map(printable).join('/')}" is a symlink in the target: setfattr would follow it`);
+          throw refuse(
+            'unsafe',
+            e.line,
+            path,
+            `component "${e.components
+              .slice(0, i + 1)
+              .map(printable)
+              .join('/')}" is a symlink in the target: setfattr would follow it`,
+          );
         }
         kind = st?.isDirectory() ? 'dir' : 'stop';
         seen.set(key, kind);

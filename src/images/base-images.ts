@@ -147,12 +147,7 @@ async function cached(
 }
 
 /** Stages a rootfs with `fill`, tars it deterministically into cacheDir/layers/<diff hex>.tar. */
-async function buildLayer(
-  cacheDir: string,
-  root: string,
-  fill: (root: string) => Promise<void>,
-  meta: { createdBy: string },
-): Promise<LayerFile> {
+async function buildLayer(cacheDir: string, root: string, fill: (root: string) => Promise<void>, meta: { createdBy: string }): Promise<LayerFile> {
   await mkdir(root, { recursive: true });
   await fill(root);
   const tmp = join(cacheDir, 'layers', `.layer-${process.pid}.tmp`);
@@ -176,7 +171,10 @@ async function file(path: string, content: string, mode: number): Promise<void> 
 
 async function stageBusyboxRootfs(root: string, busyboxPath: string): Promise<void> {
   const { stdout } = await run(busyboxPath, ['--list']);
-  const applets = stdout.split('\n').map((s) => s.trim()).filter((s) => /^[a-zA-Z0-9._[\]-]+$/.test(s) && s !== 'busybox');
+  const applets = stdout
+    .split('\n')
+    .map((s) => s.trim())
+    .filter((s) => /^[a-zA-Z0-9._[\]-]+$/.test(s) && s !== 'busybox');
   if (!applets.includes('sh')) {
     throw new ImageError('busybox_unusable', `${busyboxPath} --list names no 'sh' applet`, {
       context: { busyboxPath, applets: applets.length },
@@ -188,7 +186,14 @@ async function stageBusyboxRootfs(root: string, busyboxPath: string): Promise<vo
   await chmod(join(root, 'bin', 'busybox'), 0o755);
   // Relative links: they resolve to /bin/busybox inside any container rootfs.
   for (const a of applets) await symlink('busybox', join(root, 'bin', a));
-  for (const [d, mode] of [['dev', 0o755], ['proc', 0o555], ['sys', 0o555], ['root', 0o700], ['tmp', 0o1777], ['etc', 0o755]] as const) {
+  for (const [d, mode] of [
+    ['dev', 0o755],
+    ['proc', 0o555],
+    ['sys', 0o555],
+    ['root', 0o700],
+    ['tmp', 0o1777],
+    ['etc', 0o755],
+  ] as const) {
     await dir(join(root, d), mode);
   }
   await file(join(root, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n', 0o644);

@@ -46,11 +46,7 @@ export function compareBytes(a: string, b: string): number {
  * Writes `entries` (paths relative to `cwd`, in the given order) to `file` as a tar whose
  * bytes depend only on the entries' names, types, modes, link targets and contents.
  */
-export async function writeDeterministicTar(
-  cwd: string,
-  entries: readonly string[],
-  file: string,
-): Promise<void> {
+export async function writeDeterministicTar(cwd: string, entries: readonly string[], file: string): Promise<void> {
   for (const e of entries) {
     const isDir = (await lstat(join(cwd, e))).isDirectory();
     if (e.length + (isDir ? 1 : 0) > MAX_PATH || e.startsWith('/') || e.split('/').includes('..')) {

@@ -15,15 +15,7 @@ import { FrameWriter } from '../transfer/frame-writer.js';
 import type { CodecName } from '../transfer/codecs.js';
 import { sha256Hex } from './archive.js';
 import { ImageError } from './errors.js';
-import {
-  OVERLAY_FORMAT,
-  encodeHeader,
-  layerArtifactName,
-  loadManifest,
-  overlayId,
-  validateHeader,
-  type OverlayHeader,
-} from './overlay.js';
+import { OVERLAY_FORMAT, encodeHeader, layerArtifactName, loadManifest, overlayId, validateHeader, type OverlayHeader } from './overlay.js';
 
 export interface ImageRef {
   /** A name to record (repo:tag) or null. */
@@ -78,13 +70,7 @@ async function imageRef(engine: DockerEngine, ref: string, what: string): Promis
 }
 
 /** Creates an overlay of `app` on `base`, both on `engine`, written to `out`. */
-export async function createOverlay(opts: {
-  engine: DockerEngine;
-  base: string;
-  app: string;
-  out: string;
-  codec: CodecName;
-}): Promise<CreateResult> {
+export async function createOverlay(opts: { engine: DockerEngine; base: string; app: string; out: string; codec: CodecName }): Promise<CreateResult> {
   const base = await imageRef(opts.engine, opts.base, 'base');
   const app = await imageRef(opts.engine, opts.app, 'app');
   checkBuiltOn(base, app);

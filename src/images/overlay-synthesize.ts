@@ -82,7 +82,11 @@ export function loadArchiveFromOverlay(
       ...header.layers.map((l) => [layerArtifactName(l.diffId), l.size] as [string, number]),
     ]);
     const tarName = (artifact: string): string =>
-      artifact === 'manifest.json' ? 'manifest.json' : artifact === 'config.json' ? `${digestHex(header.app.imageId)}.json` : `${artifact.slice('layer/'.length)}/layer.tar`;
+      artifact === 'manifest.json'
+        ? 'manifest.json'
+        : artifact === 'config.json'
+          ? `${digestHex(header.app.imageId)}.json`
+          : `${artifact.slice('layer/'.length)}/layer.tar`;
     let current = '';
     for (;;) {
       const t0 = performance.now();
@@ -132,7 +136,15 @@ export async function synthesize(opts: { engine: DockerEngine; path: string; hea
   const started = performance.now();
   const present = await engine.inspectImage(header.app.imageId);
   if (present) {
-    return { imageId: present.id, imageIdMatches: present.id === header.app.imageId, synthesized: false, decompressMs: 0, loadMs: 0, totalMs: Math.round(performance.now() - started), loadedBytes: 0 };
+    return {
+      imageId: present.id,
+      imageIdMatches: present.id === header.app.imageId,
+      synthesized: false,
+      decompressMs: 0,
+      loadMs: 0,
+      totalMs: Math.round(performance.now() - started),
+      loadedBytes: 0,
+    };
   }
   await requireBase(engine, header, opts.node);
   let waited = 0;
@@ -151,7 +163,9 @@ export async function synthesize(opts: { engine: DockerEngine; path: string; hea
   const total = performance.now() - loadStart;
   const img = await engine.inspectImage(header.app.imageId);
   if (!img) {
-    throw new ImageError('synthesis_failed', `the engine loaded the overlay but has no image ${header.app.imageId}`, { context: { imageId: header.app.imageId } });
+    throw new ImageError('synthesis_failed', `the engine loaded the overlay but has no image ${header.app.imageId}`, {
+      context: { imageId: header.app.imageId },
+    });
   }
   return {
     imageId: img.id,

@@ -35,7 +35,11 @@ export async function uploadFile<T = unknown>(opts: {
     const fail = (err: Error) => {
       if (settled) return;
       settled = true;
-      reject(err instanceof ApiError ? err : new ApiError(target.href, 0, `upload to ${target.origin} failed: ${err.message}`, { code: 'unreachable', cause: err, hint: tlsHint(err) }));
+      reject(
+        err instanceof ApiError
+          ? err
+          : new ApiError(target.href, 0, `upload to ${target.origin} failed: ${err.message}`, { code: 'unreachable', cause: err, hint: tlsHint(err) }),
+      );
     };
     // https: the server's certificate is verified against the deployment's CA (daemon/tls.ts).
     const req = (target.protocol === 'https:' ? https.request : http.request)(
@@ -121,7 +125,9 @@ export async function uploadFileInNamespace<T = unknown>(
         return;
       }
       if (!r.ok) {
-        reject(new ApiError(opts.url, r.status ?? 0, r.message ?? 'upload failed', { ...(r.error ? { code: r.error } : {}), ...(r.hint ? { hint: r.hint } : {}) }));
+        reject(
+          new ApiError(opts.url, r.status ?? 0, r.message ?? 'upload failed', { ...(r.error ? { code: r.error } : {}), ...(r.hint ? { hint: r.hint } : {}) }),
+        );
         return;
       }
       resolve({ status: r.status, body: r.body, bytes: r.bytes, ms: r.ms });

@@ -17,15 +17,7 @@ import { join } from 'node:path';
 import { FrameReader } from '../transfer/frame-reader.js';
 import { sha256Hex } from './archive.js';
 import { ImageError } from './errors.js';
-import {
-  LayerTarChecker,
-  layerArtifactName,
-  loadManifest,
-  overlayId,
-  overlayRawBytes,
-  readHeader,
-  type OverlayHeader,
-} from './overlay.js';
+import { LayerTarChecker, layerArtifactName, loadManifest, overlayId, overlayRawBytes, readHeader, type OverlayHeader } from './overlay.js';
 
 export interface ReceiveLimits {
   /** Largest overlay file accepted (bytes on the wire). */
@@ -76,10 +68,7 @@ async function writeChunk(out: WriteStream, chunk: Buffer): Promise<void> {
  * Checks the artifacts of an overlay's framed stream against its header. With `tee`, every
  * stream byte is also handed to it (the receiver's staging file) before it is parsed.
  */
-export async function verifyOverlayStream(
-  header: OverlayHeader,
-  stream: AsyncIterable<Buffer>,
-): Promise<{ tarEntries: number; rawBytes: number }> {
+export async function verifyOverlayStream(header: OverlayHeader, stream: AsyncIterable<Buffer>): Promise<{ tarEntries: number; rawBytes: number }> {
   const expected: { name: string; size: number; diffId?: string }[] = [
     { name: 'manifest.json', size: header.app.manifestBytes },
     { name: 'config.json', size: header.app.configBytes },
@@ -98,13 +87,19 @@ export async function verifyOverlayStream(
       const a = ev.artifact;
       if (!want) throw new ImageError('bad_overlay', `overlay holds an unexpected extra artifact '${a.name}'`, { context: { artifact: a.name } });
       if (a.name !== want.name) {
-        throw new ImageError('bad_overlay', `overlay artifact ${index} is '${a.name}', expected '${want.name}'`, { context: { artifact: a.name, expected: want.name } });
+        throw new ImageError('bad_overlay', `overlay artifact ${index} is '${a.name}', expected '${want.name}'`, {
+          context: { artifact: a.name, expected: want.name },
+        });
       }
       if (a.codec !== header.codec) {
-        throw new ImageError('bad_overlay', `artifact '${a.name}' is compressed with ${a.codec}, the header says ${header.codec}`, { context: { artifact: a.name } });
+        throw new ImageError('bad_overlay', `artifact '${a.name}' is compressed with ${a.codec}, the header says ${header.codec}`, {
+          context: { artifact: a.name },
+        });
       }
       if (a.rawSize !== want.size) {
-        throw new ImageError('bad_overlay', `artifact '${a.name}' announces ${a.rawSize} bytes, the header says ${want.size}`, { context: { artifact: a.name } });
+        throw new ImageError('bad_overlay', `artifact '${a.name}' announces ${a.rawSize} bytes, the header says ${want.size}`, {
+          context: { artifact: a.name },
+        });
       }
       small = [];
       checker = want.diffId ? new LayerTarChecker(want.diffId) : null;
@@ -139,7 +134,9 @@ export async function verifyOverlayStream(
           diffIds = undefined;
         }
         if (!Array.isArray(diffIds) || diffIds.length !== header.app.diffIds.length || diffIds.some((d, i) => d !== header.app.diffIds[i])) {
-          throw new ImageError('bad_overlay', 'the app config lists other layers than the overlay header', { context: { config: diffIds, header: header.app.diffIds } });
+          throw new ImageError('bad_overlay', 'the app config lists other layers than the overlay header', {
+            context: { config: diffIds, header: header.app.diffIds },
+          });
         }
       } else {
         if (Buffer.concat(small).toString('utf8') !== loadManifest(header)) {
@@ -149,7 +146,9 @@ export async function verifyOverlayStream(
       index++;
     } else if (ev.type === 'eos') {
       if (index !== expected.length) {
-        throw new ImageError('bad_overlay', `overlay ends after ${index} of ${expected.length} artifacts`, { context: { got: index, expected: expected.length } });
+        throw new ImageError('bad_overlay', `overlay ends after ${index} of ${expected.length} artifacts`, {
+          context: { got: index, expected: expected.length },
+        });
       }
     }
   }

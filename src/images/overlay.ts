@@ -97,10 +97,14 @@ export function validateHeader(raw: unknown): OverlayHeader {
   if (h.format !== OVERLAY_FORMAT) throw bad(`not an overlay header (format ${JSON.stringify(h.format)})`);
   if (h.version !== 1) throw bad(`unsupported overlay version ${JSON.stringify(h.version)} (this cloudlet reads version 1)`);
   if (typeof h.codec !== 'string' || !isCodecName(h.codec)) {
-    throw new ImageError('unknown_codec', `overlay header names codec ${JSON.stringify(h.codec)}, which this cloudlet does not know (known: ${CODEC_NAMES.join(', ')})`, {
-      context: { codec: h.codec, known: [...CODEC_NAMES] },
-      hint: 'recreate the overlay with --codec lz4, zstd, gzip or none',
-    });
+    throw new ImageError(
+      'unknown_codec',
+      `overlay header names codec ${JSON.stringify(h.codec)}, which this cloudlet does not know (known: ${CODEC_NAMES.join(', ')})`,
+      {
+        context: { codec: h.codec, known: [...CODEC_NAMES] },
+        hint: 'recreate the overlay with --codec lz4, zstd, gzip or none',
+      },
+    );
   }
   const isDigests = (v: unknown): v is string[] => Array.isArray(v) && v.every((d) => typeof d === 'string' && DIGEST.test(d));
   const isSize = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
@@ -112,8 +116,10 @@ export function validateHeader(raw: unknown): OverlayHeader {
   if (!app || typeof app !== 'object' || typeof app.imageId !== 'string' || !DIGEST.test(app.imageId) || !isDigests(app.diffIds)) {
     throw bad('overlay header: app must have imageId and diffIds (sha256 digests)');
   }
-  if (!isSize(app.configBytes) || app.configBytes === 0 || app.configBytes > MAX_HEADER_BYTES * 16) throw bad('overlay header: app.configBytes is not a plausible size');
-  if (!isSize(app.manifestBytes) || app.manifestBytes === 0 || app.manifestBytes > MAX_HEADER_BYTES * 16) throw bad('overlay header: app.manifestBytes is not a plausible size');
+  if (!isSize(app.configBytes) || app.configBytes === 0 || app.configBytes > MAX_HEADER_BYTES * 16)
+    throw bad('overlay header: app.configBytes is not a plausible size');
+  if (!isSize(app.manifestBytes) || app.manifestBytes === 0 || app.manifestBytes > MAX_HEADER_BYTES * 16)
+    throw bad('overlay header: app.manifestBytes is not a plausible size');
   const nameOk = (v: unknown) => v === null || v === undefined || (typeof v === 'string' && v.length > 0 && v.length <= 255);
   if (!nameOk(base.name) || !nameOk(app.name)) throw bad('overlay header: image names must be strings of 1..255 characters or null');
   if (!Array.isArray(h.layers)) throw bad('overlay header: layers must be a list');

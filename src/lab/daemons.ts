@@ -132,10 +132,7 @@ export async function startForwarder(state: LabState, dir: string): Promise<{ pi
   const portsFile = join(dir, 'forwarder-ports.json');
   const log = join(dir, 'forwarder.log');
   rmSync(portsFile, { force: true });
-  writeFileSync(
-    specFile,
-    JSON.stringify(state.cloudlets.map((cl, i) => ({ name: cl.name, socket: cl.daemon.socket, port: FIRST_HOST_PORT + i }))),
-  );
+  writeFileSync(specFile, JSON.stringify(state.cloudlets.map((cl, i) => ({ name: cl.name, socket: cl.daemon.socket, port: FIRST_HOST_PORT + i }))));
   const fd = openSync(log, 'a');
   let pid: number;
   try {

@@ -58,7 +58,7 @@ function installCriuWrapper(home: string, workDir: string): string {
     join(bin, 'criu'),
     [
       '#!/bin/sh',
-      '# Written by cloudlet lab up: this engine\'s CRIU runs with the configuration in',
+      "# Written by cloudlet lab up: this engine's CRIU runs with the configuration in",
       `# ${etc} mounted over /etc/criu (see src/lab/engines.ts).`,
       `exec unshare -m --propagation slave /bin/sh -c 'mount --bind "$0" /etc/criu && exec ${REAL_CRIU} "$@"' '${etc}' "$@"`,
       '',
@@ -102,12 +102,18 @@ export async function startEngine(name: string, ns: string, layout: Omit<EngineI
     pid = spawnDetached(
       'nsenter',
       nsenterArgs(ns, 'dockerd', [
-        '--data-root', layout.dataRoot,
-        '--exec-root', layout.execRoot,
-        '-H', `unix://${layout.socket}`,
-        '--pidfile', layout.pidfile,
-        '--config-file', configFile,
-        '--cgroup-parent', layout.cgroupParent,
+        '--data-root',
+        layout.dataRoot,
+        '--exec-root',
+        layout.execRoot,
+        '-H',
+        `unix://${layout.socket}`,
+        '--pidfile',
+        layout.pidfile,
+        '--config-file',
+        configFile,
+        '--cgroup-parent',
+        layout.cgroupParent,
         '--experimental',
       ]),
       { logFd, env: { PATH: `${criuBin}:${ENGINE_PATH}`, XDG_RUNTIME_DIR: xdg, HOME: home } },
@@ -125,7 +131,13 @@ export async function startEngine(name: string, ns: string, layout: Omit<EngineI
         hint: `see ${layout.log}`,
       });
     }
-    if (await engine.ping().then(() => true, () => false)) break;
+    if (
+      await engine.ping().then(
+        () => true,
+        () => false,
+      )
+    )
+      break;
     if (Date.now() > deadline) {
       throw new CloudletError('engine_start_failed', `Docker engine of ${name} did not answer within 60 s`, {
         kind: 'unavailable',

@@ -24,7 +24,19 @@ import { validateLink } from './link-shaping.js';
 import { buildLabNetwork, hostOnLink, requireNativeHelpers } from './links.js';
 import { listNetns } from './netns.js';
 import { isOurProcess } from './processes.js';
-import { LAB_PREFIX, labDir, labRunDir, readLabState, scratchOf, writeLabState, type LabCloudlet, type LabHost, type LabState, type LinkSpec, type RestoreMode } from './state.js';
+import {
+  LAB_PREFIX,
+  labDir,
+  labRunDir,
+  readLabState,
+  scratchOf,
+  writeLabState,
+  type LabCloudlet,
+  type LabHost,
+  type LabState,
+  type LinkSpec,
+  type RestoreMode,
+} from './state.js';
 
 // The lab's parts, named here as before for the lab's callers.
 export { DAEMON_PORT, FIRST_HOST_PORT, LAB_SERVICE_NETWORK, labDaemonEnv, spawnDaemon, waitForDaemon } from './daemons.js';

@@ -36,11 +36,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * SIGTERM, wait up to graceMs, then SIGKILL. Returns how it ended. Only signals the PID when
  * its command line still contains `marker`.
  */
-export async function terminate(
-  pid: number,
-  marker: string | readonly string[],
-  graceMs = 10_000,
-): Promise<'not-running' | 'terminated' | 'killed'> {
+export async function terminate(pid: number, marker: string | readonly string[], graceMs = 10_000): Promise<'not-running' | 'terminated' | 'killed'> {
   if (!isOurProcess(pid, marker)) return 'not-running';
   process.kill(pid, 'SIGTERM');
   const deadline = Date.now() + graceMs;

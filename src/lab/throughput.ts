@@ -54,9 +54,11 @@ export async function measureThroughput(
   const done = new Promise<number | null>((resolve) => sink.on('exit', resolve));
   try {
     await ready;
-    await run('nsenter', nsenterArgs(from.namespace, process.execPath, [
-      WORKER, 'source', to.address, String(PORT), String(opts.bytes), String(opts.maxSeconds),
-    ]), { timeoutMs: (opts.maxSeconds + 30) * 1000 });
+    await run(
+      'nsenter',
+      nsenterArgs(from.namespace, process.execPath, [WORKER, 'source', to.address, String(PORT), String(opts.bytes), String(opts.maxSeconds)]),
+      { timeoutMs: (opts.maxSeconds + 30) * 1000 },
+    );
     const code = await done;
     if (code !== 0) throw new CloudletError('throughput_failed', `sink exited with ${code}: ${err.trim()}`, { kind: 'internal' });
   } finally {

@@ -82,7 +82,7 @@ export function describePolicy(p: Policy): string {
     case 'phaul':
       return 'P.Haul rule: stop at <= 64 pages written, > 10 % growth, or 8 rounds';
     case 'lxd':
-      return "LXD rule: stop when >= 70 % of pages were unchanged, or 10 rounds";
+      return 'LXD rule: stop when >= 70 % of pages were unchanged, or 10 rounds';
   }
 }
 
@@ -119,12 +119,27 @@ export function decideInitial(p: Policy, memoryBytes: number, linkBps: number, c
   // Pre-copy can at best save the final send; when that is small next to the fixed costs
   // of a freeze and a restore, a pre-copy round would only add its own dump and send.
   if (sendAllMs <= Math.max(50, 0.1 * fixedMs)) {
-    return { stop: true, reason: 'small-memory', predictedDowntimeMs: predicted, explanation: `all ${(memoryBytes / 2 ** 20).toFixed(1)} MiB send in ~${Math.round(sendAllMs)} ms: pre-copy cannot shorten the downtime` };
+    return {
+      stop: true,
+      reason: 'small-memory',
+      predictedDowntimeMs: predicted,
+      explanation: `all ${(memoryBytes / 2 ** 20).toFixed(1)} MiB send in ~${Math.round(sendAllMs)} ms: pre-copy cannot shorten the downtime`,
+    };
   }
   if (predicted <= p.maxDowntimeMs) {
-    return { stop: true, reason: 'predicted-downtime', predictedDowntimeMs: predicted, explanation: `stop-and-copy of ${(memoryBytes / 2 ** 20).toFixed(1)} MiB predicted at ${Math.round(predicted)} ms <= ${p.maxDowntimeMs} ms` };
+    return {
+      stop: true,
+      reason: 'predicted-downtime',
+      predictedDowntimeMs: predicted,
+      explanation: `stop-and-copy of ${(memoryBytes / 2 ** 20).toFixed(1)} MiB predicted at ${Math.round(predicted)} ms <= ${p.maxDowntimeMs} ms`,
+    };
   }
-  return { stop: false, reason: null, predictedDowntimeMs: predicted, explanation: `stop-and-copy predicted at ${Math.round(predicted)} ms > ${p.maxDowntimeMs} ms` };
+  return {
+    stop: false,
+    reason: null,
+    predictedDowntimeMs: predicted,
+    explanation: `stop-and-copy predicted at ${Math.round(predicted)} ms > ${p.maxDowntimeMs} ms`,
+  };
 }
 
 /** Prior for the final dump's freeze before any dump was measured (busybox: ~0.25-0.35 s). */
@@ -155,12 +170,7 @@ export function predictFinal(rounds: readonly RoundObservation[], costs: FixedCo
 }
 
 /** Called after each pre-copy round: stop now (final round next) or run another round? */
-export function decide(
-  policy: Policy,
-  rounds: readonly RoundObservation[],
-  elapsedMs: number,
-  costs: FixedCosts = DEFAULT_COSTS,
-): Decision {
+export function decide(policy: Policy, rounds: readonly RoundObservation[], elapsedMs: number, costs: FixedCosts = DEFAULT_COSTS): Decision {
   const k = rounds.length;
   const last = rounds[k - 1];
   const prev = rounds[k - 2];
@@ -186,7 +196,10 @@ export function decide(
       // is the freeze and the restore, which more rounds do not shorten.
       const parts = predictFinal(rounds, costs);
       if (parts !== null && parts.sendMs < NEGLIGIBLE_SEND_MS) {
-        return stop('converged', `predicted final send ${Math.round(parts.sendMs)} ms is negligible; the predicted downtime (${Math.round(parts.downtimeMs)} ms) is freeze and restore`);
+        return stop(
+          'converged',
+          `predicted final send ${Math.round(parts.sendMs)} ms is negligible; the predicted downtime (${Math.round(parts.downtimeMs)} ms) is freeze and restore`,
+        );
       }
       if (k >= policy.maxRounds) return stop('max-rounds', `${k} rounds reached --max-rounds`);
       if (elapsedMs >= policy.maxTimeMs) return stop('max-time', `${Math.round(elapsedMs)} ms reached --max-time`);

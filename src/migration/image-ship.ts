@@ -108,7 +108,10 @@ export async function shipImageIfMissing(opts: {
       });
       const s = await peer.post<SynthesisResult>(`/v1/overlays/${up.body.id}/synthesize`, {});
       if (!s.imageIdMatches || s.imageId !== img.id) {
-        throw new CloudletError('synthesis_failed', `the destination synthesized ${s.imageId}, not ${img.id}`, { kind: 'internal', context: { got: s.imageId, want: img.id } });
+        throw new CloudletError('synthesis_failed', `the destination synthesized ${s.imageId}, not ${img.id}`, {
+          kind: 'internal',
+          context: { got: s.imageId, want: img.id },
+        });
       }
       // The image is there now; the overlay file need not stay in the destination's catalog.
       await peer.delete(`/v1/overlays/${up.body.id}`).catch(() => undefined);
@@ -121,7 +124,8 @@ export async function shipImageIfMissing(opts: {
       bytes = up.bytes;
       layers = img.diffIds.length;
       const check = await peer.post<LayersAnswer>('/v1/images/layers', { imageId: img.id, diffIds: img.diffIds } satisfies LayersQuery);
-      if (!check.imagePresent) throw new CloudletError('image_load_failed', `the destination loaded the archive but has no image ${img.id}`, { kind: 'internal' });
+      if (!check.imagePresent)
+        throw new CloudletError('image_load_failed', `the destination loaded the archive but has no image ${img.id}`, { kind: 'internal' });
     }
     return { bytes, layers, ms: Math.round(performance.now() - t0) };
   } finally {

@@ -27,7 +27,12 @@ const prepareSchema = z
   .object({
     ...handoffIdentityFields,
     container: incomingContainerSchema
-      .extend({ serviceAddress: z.string().refine((a) => isIPv4(a), 'an IPv4 address').nullable() })
+      .extend({
+        serviceAddress: z
+          .string()
+          .refine((a) => isIPv4(a), 'an IPv4 address')
+          .nullable(),
+      })
       .strict(),
     health: healthSchema,
     healthTimeoutMs: z.number().int().min(100).max(600_000),
@@ -85,7 +90,15 @@ export class RecreateDestination {
     if (c.serviceAddress !== null && !this.deps.serviceNetwork) {
       throw new ConflictError(`the service has address ${c.serviceAddress}, but ${node} has no service network`);
     }
-    db.insertMigration({ id: body.id, role: 'destination', container: c.name, fromNode: body.from, toNode: '', state: 'preparing', options: { strategy: 'recreate' } });
+    db.insertMigration({
+      id: body.id,
+      role: 'destination',
+      container: c.name,
+      fromNode: body.from,
+      toNode: '',
+      state: 'preparing',
+      options: { strategy: 'recreate' },
+    });
     const r: Recreating = { req: body, stageDir: join(this.deps.stageRoot, body.id), volumes: new Map(), createdVolumes: [], containerId: null, busy: false };
     this.held.set(body.id, r);
     try {
@@ -213,7 +226,12 @@ export class RecreateDestination {
     setTimeout(() => this.switched.delete(id), DRAIN_LIMIT_MS).unref();
     db.updateMigration(id, 'destination', { state: 'done' });
     if (r.req.container.serviceAddress) db.clearMovedAddress(r.req.container.serviceAddress);
-    db.recordEvent('service.recreated', { container: r.req.container.name, from: r.req.from, address: r.req.container.serviceAddress, containerId: r.containerId });
+    db.recordEvent('service.recreated', {
+      container: r.req.container.name,
+      from: r.req.from,
+      address: r.req.container.serviceAddress,
+      containerId: r.containerId,
+    });
     return answer;
   }
 

@@ -118,7 +118,25 @@ export async function openDestinationDrain(id: string, address: string, remote: 
     await run('ip', ['rule', 'add', 'fwmark', mark, 'lookup', String(names.table)]);
     await run('iptables', ['-w', '-t', 'mangle', '-N', names.chain]);
     // A flow first seen here without its SYN started at the source: mark it for good...
-    await run('iptables', ['-w', '-t', 'mangle', '-A', names.chain, '-p', 'tcp', '-m', 'conntrack', '--ctstate', 'NEW', '!', '--syn', '-j', 'CONNMARK', '--set-mark', mark]);
+    await run('iptables', [
+      '-w',
+      '-t',
+      'mangle',
+      '-A',
+      names.chain,
+      '-p',
+      'tcp',
+      '-m',
+      'conntrack',
+      '--ctstate',
+      'NEW',
+      '!',
+      '--syn',
+      '-j',
+      'CONNMARK',
+      '--set-mark',
+      mark,
+    ]);
     // ...and give every packet of a marked flow the mark the routing rule looks for.
     await run('iptables', ['-w', '-t', 'mangle', '-A', names.chain, '-j', 'CONNMARK', '--restore-mark']);
     await run('iptables', ['-w', '-t', 'mangle', '-I', 'PREROUTING', '-d', `${address}/32`, '-j', names.chain]);

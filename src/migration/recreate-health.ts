@@ -59,10 +59,14 @@ export async function waitHealthy(o: {
       });
     }
     if (performance.now() - t0 > timeoutMs) {
-      throw new CloudletError('health_check_failed', `the new instance did not pass its health check ${formatHealth(h)} at ${address} within ${timeoutMs} ms (${checks} probes; last: ${last})`, {
-        kind: 'deadline-exceeded',
-        context: { containerId, checks },
-      });
+      throw new CloudletError(
+        'health_check_failed',
+        `the new instance did not pass its health check ${formatHealth(h)} at ${address} within ${timeoutMs} ms (${checks} probes; last: ${last})`,
+        {
+          kind: 'deadline-exceeded',
+          context: { containerId, checks },
+        },
+      );
     }
     await new Promise((r) => setTimeout(r, PROBE_INTERVAL_MS));
   }

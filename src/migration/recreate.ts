@@ -106,8 +106,17 @@ export function chooseStrategy(requested: HandoffStrategy | undefined, labels: R
       return { strategy: 'recreate', reason: `recreate: ${by}; ready when ${formatHealth(health)} passes`, health };
     case 'auto':
       if (!stateless) return { strategy: 'migrate', reason: `auto (${by}): not declared stateless, its memory may hold state: live migration`, health };
-      if (!health) return { strategy: 'migrate', reason: `auto (${by}): declared stateless but has no health check to tell when a new instance serves: live migration`, health };
-      return { strategy: 'recreate', reason: `auto (${by}): declared stateless, a fresh instance is started and switched to when ${formatHealth(health)} passes`, health };
+      if (!health)
+        return {
+          strategy: 'migrate',
+          reason: `auto (${by}): declared stateless but has no health check to tell when a new instance serves: live migration`,
+          health,
+        };
+      return {
+        strategy: 'recreate',
+        reason: `auto (${by}): declared stateless, a fresh instance is started and switched to when ${formatHealth(health)} passes`,
+        health,
+      };
   }
 }
 

@@ -50,10 +50,7 @@ export async function sendRound<T>(
   });
   // Fault injection only (corrupt-frame): damage in transit, which the receiver must detect.
   // (pipeline, not pipe: a failed writer's destroy must reach the upload.)
-  const body =
-    opts.corruptByteAt === undefined
-      ? stream
-      : pipeline(stream, corruptOneByte(opts.corruptByteAt), (err) => void (err && stream.destroy(err)));
+  const body = opts.corruptByteAt === undefined ? stream : pipeline(stream, corruptOneByte(opts.corruptByteAt), (err) => void (err && stream.destroy(err)));
   const [uploaded, sentBytes] = await Promise.all([peer.upload<T>(path, body), writing]);
   return { response: uploaded.response, rawBytes, sentBytes, sendMs: uploaded.uploadMs };
 }

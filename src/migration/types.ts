@@ -117,16 +117,7 @@ export interface RoundReport {
   predictedDowntimeMs: number | null;
 }
 
-export type MigrationState =
-  | 'preparing'
-  | 'precopy'
-  | 'final'
-  | 'restoring'
-  | 'committing'
-  | 'done'
-  | 'rolling-back'
-  | 'rolled-back'
-  | 'failed';
+export type MigrationState = 'preparing' | 'precopy' | 'final' | 'restoring' | 'committing' | 'done' | 'rolling-back' | 'rolled-back' | 'failed';
 
 export interface MigrationReport {
   id: string;

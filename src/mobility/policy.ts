@@ -23,9 +23,7 @@ export interface RttSample {
   rttMs: Record<string, number>;
 }
 
-export type PolicyDecision =
-  | { move: false; reason: string }
-  | { move: true; to: string; reason: string };
+export type PolicyDecision = { move: false; reason: string } | { move: true; to: string; reason: string };
 
 export class HandoffPolicy {
   /** The cloudlet that has been the better candidate since `since` (null: none). */

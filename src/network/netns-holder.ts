@@ -69,9 +69,7 @@ export async function describeHolder(engine: DockerEngine, details: ContainerDet
     throw new UsageError(`the network namespace holder ${holder.name} itself joins another container's namespace: not supported`);
   }
   // Docker records the holder by id in the mode of containers joining it.
-  const sharing = (await engine.listContainers(true))
-    .filter((c) => c.id !== details.id && c.networkMode === `container:${holder.id}`)
-    .map((c) => c.name);
+  const sharing = (await engine.listContainers(true)).filter((c) => c.id !== details.id && c.networkMode === `container:${holder.id}`).map((c) => c.name);
   if (sharing.length > 0) {
     throw new ConflictError(`${details.name} shares the network namespace of ${holder.name} with ${sharing.join(', ')}: moving it would cut them off`, {
       context: { holder: holder.name, sharing },

@@ -77,7 +77,12 @@ function deleteRule(rule: string[]): string[] {
 /** Queue numbers bound by some process in this network namespace. */
 async function boundQueues(): Promise<Set<number>> {
   const text = await readFile(QUEUES_FILE, 'utf8').catch(() => '');
-  return new Set(text.split('\n').filter(Boolean).map((l) => Number(l.trim().split(/\s+/)[0])));
+  return new Set(
+    text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => Number(l.trim().split(/\s+/)[0])),
+  );
 }
 
 let nextQueue = 0;
@@ -121,13 +126,17 @@ export class PacketHold {
       await keeper.pid;
       const deadline = performance.now() + BIND_TIMEOUT_MS;
       let exited = false;
-      void keeper.exited.then(() => (exited = true), () => (exited = true));
+      void keeper.exited.then(
+        () => (exited = true),
+        () => (exited = true),
+      );
       while (!(await boundQueues()).has(queue)) {
         if (exited) {
           const x = await keeper.exited;
           throw new PacketHoldError(`cl-hold could not bind netfilter queue ${queue}: ${x.stderr.trim() || `exit ${x.code}`}`, { queue, address });
         }
-        if (performance.now() > deadline) throw new PacketHoldError(`cl-hold did not bind netfilter queue ${queue} within ${BIND_TIMEOUT_MS} ms`, { queue, address });
+        if (performance.now() > deadline)
+          throw new PacketHoldError(`cl-hold did not bind netfilter queue ${queue} within ${BIND_TIMEOUT_MS} ms`, { queue, address });
         await sleep(2);
       }
       await run('iptables', ['-w', ...holdRule(address, queue)]);
@@ -172,7 +181,12 @@ export class PacketHold {
       await run('iptables', ['-w', ...deleteRule(holdRule(this.address, this.queue))]).catch((e: unknown) => (ruleError = e));
       this.keeper.kill('SIGTERM');
       const x = await this.keeper.exited.catch(() => null);
-      if (ruleError) throw new PacketHoldError(`removing the hold on ${this.address} (iptables raw PREROUTING) failed: ${errorMessage(ruleError)}`, { queue: this.queue }, ruleError);
+      if (ruleError)
+        throw new PacketHoldError(
+          `removing the hold on ${this.address} (iptables raw PREROUTING) failed: ${errorMessage(ruleError)}`,
+          { queue: this.queue },
+          ruleError,
+        );
       try {
         return JSON.parse(x?.stdout.toString('utf8') ?? '') as PacketHoldStats;
       } catch {

@@ -92,22 +92,35 @@ async function main(): Promise<void> {
     for (let o = 0; o + 4096 <= data.length; o += 4096) if (data.subarray(o, o + 4096).every((b) => b === 0)) z++;
     return z / Math.max(1, Math.floor(data.length / 4096));
   })();
-  console.log(`sample: ${pidIdx >= 0 ? `memory of pid ${args[pidIdx + 1]}` : file}, ${(data.length / 2 ** 20).toFixed(1)} MiB, ${(zeroPages * 100).toFixed(1)}% zero pages`);
+  console.log(
+    `sample: ${pidIdx >= 0 ? `memory of pid ${args[pidIdx + 1]}` : file}, ${(data.length / 2 ** 20).toFixed(1)} MiB, ${(zeroPages * 100).toFixed(1)}% zero pages`,
+  );
   console.log(`${'codec'.padEnd(16)} ${'ratio'.padStart(7)} ${'comp MB/s'.padStart(10)} ${'dec MB/s'.padStart(10)}`);
   const ms = await measureCodecs(data, CODEC_NAMES, { maxSampleBytes: data.length, minSeconds: 0.3, maxRepeats: 5 });
   for (const m of ms) console.log(row(m.codec, m.ratio, m.compressBps, m.decompressBps));
   const cctx = new zstdBinding.CCtx();
   const dctx = new zstdBinding.DCtx();
-  const zc = (level: number) => (b: Buffer): Buffer => {
-    const dst = Buffer.allocUnsafe(zstdBinding.compressBound(b.length));
-    return dst.subarray(0, cctx.compress(dst, b, level));
-  };
+  const zc =
+    (level: number) =>
+    (b: Buffer): Buffer => {
+      const dst = Buffer.allocUnsafe(zstdBinding.compressBound(b.length));
+      return dst.subarray(0, cctx.compress(dst, b, level));
+    };
   const zd = (b: Buffer, n: number): void => void dctx.decompress(Buffer.allocUnsafe(n), b);
   console.log(refRow('(zstd level 3)', data, zc(3), zd));
-  console.log(refRow('(gzip level 6)', data, (b) => zlib.gzipSync(b, { level: 6 }), (b) => void zlib.gunzipSync(b)));
+  console.log(
+    refRow(
+      '(gzip level 6)',
+      data,
+      (b) => zlib.gzipSync(b, { level: 6 }),
+      (b) => void zlib.gunzipSync(b),
+    ),
+  );
   for (const mbit of [5, 20, 100, 1000]) {
     const d = chooseCodec(ms, mbitToBytesPerSecond(mbit), { bytes: data.length });
-    console.log(`${String(mbit).padStart(5)} Mbit/s -> ${d.codec.padEnd(5)} ${d.predictedSeconds.toFixed(3)} s | ${d.candidates.map((c) => `${c.codec} ${c.predictedSeconds.toFixed(3)}`).join(', ')}`);
+    console.log(
+      `${String(mbit).padStart(5)} Mbit/s -> ${d.codec.padEnd(5)} ${d.predictedSeconds.toFixed(3)} s | ${d.candidates.map((c) => `${c.codec} ${c.predictedSeconds.toFixed(3)}`).join(', ')}`,
+    );
   }
 }
 

@@ -67,11 +67,7 @@ export function sampleOf(buf: Buffer, max: number): Buffer {
 }
 
 /** Measure ratio and speeds of `codecs` on `sample` exactly as framed transfers use them (blocks). */
-export async function measureCodecs(
-  sample: Buffer,
-  codecs: readonly CodecName[] = CODEC_NAMES,
-  opts: MeasureOptions = {},
-): Promise<CodecMeasurement[]> {
+export async function measureCodecs(sample: Buffer, codecs: readonly CodecName[] = CODEC_NAMES, opts: MeasureOptions = {}): Promise<CodecMeasurement[]> {
   const data = sampleOf(sample, opts.maxSampleBytes ?? 4 << 20);
   const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
   const minSeconds = opts.minSeconds ?? 0.05;
@@ -188,7 +184,12 @@ export function chooseCodec(measurements: readonly CodecMeasurement[], linkBps: 
     `${w.codec}: ratio ${w.ratio.toFixed(3)}, compress ${fmtRate(w.compressBps)}, decompress ${fmtRate(w.decompressBps)}; ` +
     `link ${fmtRate(linkBps)} (${((linkBps * 8) / 1e6).toFixed(1)} Mbit/s); ${(bytes / 1e6).toFixed(1)} MB predicted ` +
     `${winner.p.predictedSeconds.toFixed(3)} s, ${winner.p.bottleneck}-bound` +
-    (tied.length > 1 ? ` (tie within ${tolerance * 100}% with ${tied.filter((t) => t !== winner).map((t) => t.p.codec).join(', ')}: least CPU wins)` : '') +
+    (tied.length > 1
+      ? ` (tie within ${tolerance * 100}% with ${tied
+          .filter((t) => t !== winner)
+          .map((t) => t.p.codec)
+          .join(', ')}: least CPU wins)`
+      : '') +
     (others ? `; others: ${others}` : '');
   return { codec: w.codec, predictedSeconds: winner.p.predictedSeconds, reason, candidates: candidates.map((c) => c.p) };
 }

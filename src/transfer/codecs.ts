@@ -206,12 +206,7 @@ export async function compress(codec: CodecName, buf: Buffer): Promise<Buffer> {
  * larger is ever allocated); without it the output may not exceed `maxSize`. Damaged input
  * and oversize output throw a TransferError (kind 'codec' or 'bomb').
  */
-export async function decompress(
-  codec: CodecName,
-  buf: Buffer,
-  expectedSize?: number,
-  maxSize: number = DEFAULT_MAX_DECOMPRESSED,
-): Promise<Buffer> {
+export async function decompress(codec: CodecName, buf: Buffer, expectedSize?: number, maxSize: number = DEFAULT_MAX_DECOMPRESSED): Promise<Buffer> {
   const limit = expectedSize ?? maxSize;
   let out: Buffer;
   try {
@@ -279,13 +274,7 @@ export async function encodeBlock(codec: CodecName, raw: Buffer): Promise<Encode
 }
 
 /** Decode one block; its size rules are checked here, so callers can trust rawLen. */
-export async function decodeBlock(
-  codec: CodecName,
-  rawLen: number,
-  stored: boolean,
-  payload: Buffer,
-  maxBlockSize: number = MAX_BLOCK_SIZE,
-): Promise<Buffer> {
+export async function decodeBlock(codec: CodecName, rawLen: number, stored: boolean, payload: Buffer, maxBlockSize: number = MAX_BLOCK_SIZE): Promise<Buffer> {
   if (rawLen > maxBlockSize) {
     throw new TransferError('oversize', `block of ${rawLen} raw bytes exceeds the limit of ${maxBlockSize}`, {
       context: { codec, rawLen, maxBlockSize },

@@ -23,10 +23,7 @@ export class TransferError extends CloudletError {
       cause: opts.cause,
       // A stream over the receiver's size limits is refused as too large, not as malformed.
       kind: kind === 'oversize' || kind === 'bomb' ? 'too-large' : 'invalid-data',
-      hint:
-        kind === 'source'
-          ? undefined
-          : 'the transfer stream is damaged or was cut: the round must be re-sent (nothing received in it can be trusted)',
+      hint: kind === 'source' ? undefined : 'the transfer stream is damaged or was cut: the round must be re-sent (nothing received in it can be trusted)',
     });
     this.kind = kind;
   }

@@ -150,10 +150,14 @@ export class FrameReader implements AsyncIterable<TransferEvent> {
     const limit = type === FrameType.DATA ? this.maxFrame : MAX_CONTROL_FRAME;
     if (length > limit) throw this.err('oversize', `${frameTypeName(type)} frame of ${length} bytes exceeds the limit of ${limit}`, { ...ctx, limit });
     if (!(await this.fill(FRAME_HEADER_BYTES + length))) {
-      throw this.err('truncated', `stream ended inside a ${frameTypeName(type)} frame (${this.q.length - FRAME_HEADER_BYTES} of ${length} payload bytes, ${where})`, {
-        ...ctx,
-        have: this.q.length - FRAME_HEADER_BYTES,
-      });
+      throw this.err(
+        'truncated',
+        `stream ended inside a ${frameTypeName(type)} frame (${this.q.length - FRAME_HEADER_BYTES} of ${length} payload bytes, ${where})`,
+        {
+          ...ctx,
+          have: this.q.length - FRAME_HEADER_BYTES,
+        },
+      );
     }
     // Consumed before the CRC check: on a mismatch the stream is dead anyway.
     const whole = this.q.take(FRAME_HEADER_BYTES + length);
@@ -181,7 +185,13 @@ export class FrameReader implements AsyncIterable<TransferEvent> {
     }
   }
 
-  private frameErr(f: RawFrame, kind: ConstructorParameters<typeof TransferError>[0], msg: string, ctx: Record<string, unknown> = {}, cause?: unknown): TransferError {
+  private frameErr(
+    f: RawFrame,
+    kind: ConstructorParameters<typeof TransferError>[0],
+    msg: string,
+    ctx: Record<string, unknown> = {},
+    cause?: unknown,
+  ): TransferError {
     return new TransferError(kind, msg, { context: { frameIndex: f.index, offset: f.offset, type: frameTypeName(f.type), ...ctx }, cause });
   }
 
@@ -253,7 +263,8 @@ export class FrameReader implements AsyncIterable<TransferEvent> {
         while (window.length >= this.concurrency) yield await this.emitBlock(window, current);
         continue;
       }
-      if (f.type !== FrameType.END) throw this.frameErr(f, 'bad_frame', `expected DATA or END inside artifact '${name}', got ${frameTypeName(f.type)}`, { artifact: name });
+      if (f.type !== FrameType.END)
+        throw this.frameErr(f, 'bad_frame', `expected DATA or END inside artifact '${name}', got ${frameTypeName(f.type)}`, { artifact: name });
       while (window.length > 0) yield await this.emitBlock(window, current);
       const summary = this.endArtifact(f, current);
       stream.artifacts++;
@@ -274,10 +285,15 @@ export class FrameReader implements AsyncIterable<TransferEvent> {
       throw this.frameErr(f, 'checksum', 'HELLO does not match the sha256 that EOS gives for it (stream metadata damaged)');
     }
     if (n !== artifacts || raw !== rawTotal || wire !== f.offset) {
-      throw this.frameErr(f, 'checksum', `EOS totals disagree with the stream: ${n} artifacts/${raw} raw/${wire} wire bytes announced, ${artifacts}/${rawTotal}/${f.offset} received`, {
-        announced: { artifacts: n, rawBytes: raw, wireBytes: wire },
-        received: { artifacts, rawBytes: rawTotal, wireBytes: f.offset },
-      });
+      throw this.frameErr(
+        f,
+        'checksum',
+        `EOS totals disagree with the stream: ${n} artifacts/${raw} raw/${wire} wire bytes announced, ${artifacts}/${rawTotal}/${f.offset} received`,
+        {
+          announced: { artifacts: n, rawBytes: raw, wireBytes: wire },
+          received: { artifacts, rawBytes: rawTotal, wireBytes: f.offset },
+        },
+      );
     }
     if (this.q.length > 0) throw this.err('bad_frame', `${this.q.length} bytes after END-OF-STREAM`);
     return { artifacts, rawBytes: rawTotal, wireBytes: this.offset };
@@ -292,19 +308,32 @@ export class FrameReader implements AsyncIterable<TransferEvent> {
       throw this.frameErr(f, 'bad_frame', `BEGIN with an invalid artifact name ${JSON.stringify(name)}`);
     }
     if (names.has(name)) throw this.frameErr(f, 'bad_frame', `artifact '${name}' appears twice`, { artifact: name });
-    if (typeof codec !== 'string' || !isCodecName(codec)) throw this.frameErr(f, 'bad_frame', `artifact '${name}' has unknown codec ${JSON.stringify(codec)}`, { artifact: name });
+    if (typeof codec !== 'string' || !isCodecName(codec))
+      throw this.frameErr(f, 'bad_frame', `artifact '${name}' has unknown codec ${JSON.stringify(codec)}`, { artifact: name });
     if (rawSize !== null && !(typeof rawSize === 'number' && Number.isSafeInteger(rawSize) && rawSize >= 0)) {
       throw this.frameErr(f, 'bad_frame', `artifact '${name}' has an invalid rawSize ${JSON.stringify(rawSize)}`, { artifact: name });
     }
     if (rawSize !== null && rawSize > this.maxArtifact) {
       const named = this.limitNames.artifact ? ` (${this.limitNames.artifact})` : '';
-      throw this.frameErr(f, 'oversize', `artifact '${name}' of ${rawSize} bytes exceeds the limit of ${this.maxArtifact} bytes${named}`, { artifact: name, limit: this.maxArtifact });
+      throw this.frameErr(f, 'oversize', `artifact '${name}' of ${rawSize} bytes exceeds the limit of ${this.maxArtifact} bytes${named}`, {
+        artifact: name,
+        limit: this.maxArtifact,
+      });
     }
     names.add(name);
     const header: ArtifactHeader = { name, codec, rawSize: rawSize ?? null };
     const m = j['meta'];
     if (m !== undefined && m !== null && typeof m === 'object' && !Array.isArray(m)) header.meta = m as Meta;
-    return { header, beginSha: createHash('sha256').update(f.payload).digest(), hash: createHash('sha256'), rawBytes: 0, declaredRaw: 0, sent: FRAME_HEADER_BYTES + f.payload.length, blocks: 0, storedBlocks: 0 };
+    return {
+      header,
+      beginSha: createHash('sha256').update(f.payload).digest(),
+      hash: createHash('sha256'),
+      rawBytes: 0,
+      declaredRaw: 0,
+      sent: FRAME_HEADER_BYTES + f.payload.length,
+      blocks: 0,
+      storedBlocks: 0,
+    };
   }
 
   /** DATA: checked against the limits and the announced size, then decoded (not awaited). */
@@ -319,8 +348,12 @@ export class FrameReader implements AsyncIterable<TransferEvent> {
     art.declaredRaw += rawLen;
     const cap = Math.min(art.header.rawSize ?? Number.POSITIVE_INFINITY, this.maxArtifact);
     if (art.declaredRaw > cap) {
-      throw this.frameErr(f, art.header.rawSize !== null && art.declaredRaw > art.header.rawSize ? 'checksum' : 'oversize',
-        `artifact '${name}' grows to ${art.declaredRaw} raw bytes, more than ${cap}`, { artifact: name, rawSize: art.header.rawSize });
+      throw this.frameErr(
+        f,
+        art.header.rawSize !== null && art.declaredRaw > art.header.rawSize ? 'checksum' : 'oversize',
+        `artifact '${name}' grows to ${art.declaredRaw} raw bytes, more than ${cap}`,
+        { artifact: name, rawSize: art.header.rawSize },
+      );
     }
     art.sent += FRAME_HEADER_BYTES + f.payload.length;
     art.blocks++;
@@ -351,7 +384,8 @@ export class FrameReader implements AsyncIterable<TransferEvent> {
   /** END: the artifact's sha256, sizes and BEGIN digest must match what arrived. */
   private endArtifact(f: RawFrame, art: OpenArtifact): ArtifactSummary {
     const name = art.header.name;
-    if (f.payload.length !== END_PAYLOAD) throw this.frameErr(f, 'bad_frame', `END payload of ${f.payload.length} bytes, expected ${END_PAYLOAD}`, { artifact: name });
+    if (f.payload.length !== END_PAYLOAD)
+      throw this.frameErr(f, 'bad_frame', `END payload of ${f.payload.length} bytes, expected ${END_PAYLOAD}`, { artifact: name });
     const sha = f.payload.subarray(0, 32);
     const rawBytes = Number(f.payload.readBigUInt64BE(64));
     const sentBytes = Number(f.payload.readBigUInt64BE(72));
@@ -361,15 +395,24 @@ export class FrameReader implements AsyncIterable<TransferEvent> {
       throw this.frameErr(f, 'checksum', `artifact '${name}': BEGIN does not match the sha256 that END gives for it (name, codec or meta damaged)`, ctx);
     }
     if (rawBytes !== art.rawBytes || (art.header.rawSize !== null && art.header.rawSize !== art.rawBytes)) {
-      throw this.frameErr(f, 'checksum', `artifact '${name}': ${art.rawBytes} raw bytes received, END says ${rawBytes}, BEGIN said ${art.header.rawSize ?? 'unknown'}`, {
-        ...ctx,
-        received: art.rawBytes,
-        announced: rawBytes,
-        rawSize: art.header.rawSize,
-      });
+      throw this.frameErr(
+        f,
+        'checksum',
+        `artifact '${name}': ${art.rawBytes} raw bytes received, END says ${rawBytes}, BEGIN said ${art.header.rawSize ?? 'unknown'}`,
+        {
+          ...ctx,
+          received: art.rawBytes,
+          announced: rawBytes,
+          rawSize: art.header.rawSize,
+        },
+      );
     }
     if (sentBytes !== art.sent) {
-      throw this.frameErr(f, 'checksum', `artifact '${name}': ${art.sent} wire bytes received, END says ${sentBytes}`, { ...ctx, received: art.sent, announced: sentBytes });
+      throw this.frameErr(f, 'checksum', `artifact '${name}': ${art.sent} wire bytes received, END says ${sentBytes}`, {
+        ...ctx,
+        received: art.sent,
+        announced: sentBytes,
+      });
     }
     if (!digest.equals(sha)) {
       throw this.frameErr(f, 'checksum', `artifact '${name}': sha256 mismatch (received ${digest.toString('hex')}, END says ${sha.toString('hex')})`, {
@@ -378,7 +421,15 @@ export class FrameReader implements AsyncIterable<TransferEvent> {
         actual: digest.toString('hex'),
       });
     }
-    return { name, codec: art.header.codec, rawBytes: art.rawBytes, sentBytes: art.sent, sha256: digest.toString('hex'), blocks: art.blocks, storedBlocks: art.storedBlocks };
+    return {
+      name,
+      codec: art.header.codec,
+      rawBytes: art.rawBytes,
+      sentBytes: art.sent,
+      sha256: digest.toString('hex'),
+      blocks: art.blocks,
+      storedBlocks: art.storedBlocks,
+    };
   }
 }
 

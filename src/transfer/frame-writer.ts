@@ -141,12 +141,7 @@ export class FrameWriter {
    * while earlier ones are written), END with its sha256. `rawSize` is announced in BEGIN
    * (known for a Buffer) and checked against what the source yields.
    */
-  writeArtifact(
-    name: string,
-    codec: CodecName,
-    source: ArtifactSource,
-    opts: { rawSize?: number; meta?: Meta } = {},
-  ): Promise<ArtifactSummary> {
+  writeArtifact(name: string, codec: CodecName, source: ArtifactSource, opts: { rawSize?: number; meta?: Meta } = {}): Promise<ArtifactSummary> {
     // Misuse is refused before anything is written, so it does not spoil the stream.
     try {
       if (this.finished) throw new UsageError('frame writer: artifact after finish()');
@@ -161,12 +156,7 @@ export class FrameWriter {
     return this.serialize(() => this.doWriteArtifact(name, codec, source, opts));
   }
 
-  private async doWriteArtifact(
-    name: string,
-    codec: CodecName,
-    source: ArtifactSource,
-    opts: { rawSize?: number; meta?: Meta },
-  ): Promise<ArtifactSummary> {
+  private async doWriteArtifact(name: string, codec: CodecName, source: ArtifactSource, opts: { rawSize?: number; meta?: Meta }): Promise<ArtifactSummary> {
     if (this.finished) throw new UsageError('frame writer: artifact after finish()');
     const rawSize = opts.rawSize ?? (Buffer.isBuffer(source) ? source.length : null);
     await this.start();

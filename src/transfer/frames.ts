@@ -86,7 +86,6 @@ export interface StreamSummary {
   wireBytes: number;
 }
 
-
 /** What an artifact is read from: whole (a Buffer, its size then announced) or streamed. */
 export type ArtifactSource = Buffer | Iterable<Buffer | Uint8Array> | AsyncIterable<Buffer | Uint8Array>;
 

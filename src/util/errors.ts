@@ -77,13 +77,11 @@ export class CommandError extends CloudletError {
     cause?: unknown,
   ) {
     const tail = stderr.trim().split('\n').slice(-5).join('\n');
-    super(
-      'command_failed',
-      `${command} ${args.join(' ')} failed` +
-        (exitCode === null ? '' : ` (exit ${exitCode})`) +
-        (tail ? `: ${tail}` : ''),
-      { kind: 'internal', context: { command, args, exitCode }, cause },
-    );
+    super('command_failed', `${command} ${args.join(' ')} failed` + (exitCode === null ? '' : ` (exit ${exitCode})`) + (tail ? `: ${tail}` : ''), {
+      kind: 'internal',
+      context: { command, args, exitCode },
+      cause,
+    });
   }
 }
 

@@ -40,11 +40,7 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
 }
 
 /** Like run, but returns the exit code instead of throwing on a non-zero exit. */
-export async function tryRun(
-  cmd: string,
-  args: readonly string[],
-  opts: RunOptions = {},
-): Promise<RunResult & { exitCode: number }> {
+export async function tryRun(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult & { exitCode: number }> {
   try {
     const r = await run(cmd, args, opts);
     return { ...r, exitCode: 0 };
@@ -60,11 +56,7 @@ export async function tryRun(
  * Starts a long-running program detached from us (own process group, output to a log file
  * descriptor) and returns its PID. Used for engines and daemons that outlive the CLI call.
  */
-export function spawnDetached(
-  cmd: string,
-  args: readonly string[],
-  opts: { logFd: number; env?: NodeJS.ProcessEnv; cwd?: string },
-): number {
+export function spawnDetached(cmd: string, args: readonly string[], opts: { logFd: number; env?: NodeJS.ProcessEnv; cwd?: string }): number {
   const child = spawn(cmd, args as string[], {
     detached: true,
     stdio: ['ignore', opts.logFd, opts.logFd],

@@ -92,7 +92,15 @@ async function launchSpawner(): Promise<void> {
   child.once('exit', (code, signal) => {
     if (spawner === s) spawner = null;
     for (const [id, p] of pending) {
-      p.onAnswer({ t: 'exit', id, code: null, signal: null, stdout: new Uint8Array(0), stderr: '', error: { code: SPAWNER_EXITED, message: `the spawner process exited (${signal ?? `exit ${code}`}) while it watched this program` } });
+      p.onAnswer({
+        t: 'exit',
+        id,
+        code: null,
+        signal: null,
+        stdout: new Uint8Array(0),
+        stderr: '',
+        error: { code: SPAWNER_EXITED, message: `the spawner process exited (${signal ?? `exit ${code}`}) while it watched this program` },
+      });
     }
     pending.clear();
   });
@@ -197,7 +205,11 @@ export function startTracked(cmd: string, args: readonly string[], opts: Program
     exited,
     kill(signal, killOpts = {}) {
       if (over || knownPid === null) {
-        if (!over) void pid.then(() => this.kill(signal, killOpts), () => undefined);
+        if (!over)
+          void pid.then(
+            () => this.kill(signal, killOpts),
+            () => undefined,
+          );
         return !over;
       }
       try {

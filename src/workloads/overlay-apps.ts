@@ -30,7 +30,14 @@ export interface AppSpec {
 
 export const LARGE_APP: AppSpec = { name: 'cloudlet-bench/app-large:1', files: 200, fileBytes: 1 << 20, randomFraction: 0.35, seed: 1 };
 /** The service of network handoffs (src/workloads/handoff-service.ts) as an app on the node base. */
-export const HANDOFF_APP: AppSpec = { name: 'cloudlet/handoff-service:1', files: 0, fileBytes: 0, randomFraction: 0, seed: 3, serverJs: HANDOFF_SERVICE_SCRIPT };
+export const HANDOFF_APP: AppSpec = {
+  name: 'cloudlet/handoff-service:1',
+  files: 0,
+  fileBytes: 0,
+  randomFraction: 0,
+  seed: 3,
+  serverJs: HANDOFF_SERVICE_SCRIPT,
+};
 export const SMALL_APP: AppSpec = { name: 'cloudlet-bench/app-small:1', files: 8, fileBytes: 256 << 10, randomFraction: 0.35, seed: 2 };
 
 export interface AppArchive {
@@ -55,9 +62,10 @@ http.createServer((req, res) => {
 `;
 
 const GENERATOR_VERSION = 1;
-const WORDS = 'const let function return import export from await async class this new if else for while of in true false null undefined model tensor layer weight bias input output shape dtype float32 buffer array map filter reduce object string number'
-  .split(' ')
-  .map((w) => Buffer.from(w + ' '));
+const WORDS =
+  'const let function return import export from await async class this new if else for while of in true false null undefined model tensor layer weight bias input output shape dtype float32 buffer array map filter reduce object string number'
+    .split(' ')
+    .map((w) => Buffer.from(w + ' '));
 
 /** Deterministic content of file `i` of a spec. */
 export function appFileContent(spec: AppSpec, i: number): Buffer {
@@ -123,7 +131,11 @@ export async function buildAppArchive(cacheDir: string, spec: AppSpec): Promise<
     const layerPath = join(dir, `${slug(spec.name)}-layer.tar`);
     await rename(layerTar, layerPath);
     await rm(root, { recursive: true, force: true });
-    const baseLayers: LayerFile[] = node.diffIds.map((d) => ({ diffId: d, path: join(cacheDir, 'layers', `${d.slice(7)}.tar`), createdBy: 'cloudlet/node:20' }));
+    const baseLayers: LayerFile[] = node.diffIds.map((d) => ({
+      diffId: d,
+      path: join(cacheDir, 'layers', `${d.slice(7)}.tar`),
+      createdBy: 'cloudlet/node:20',
+    }));
     const layers: LayerFile[] = [...baseLayers, { diffId, path: layerPath, createdBy: `cloudlet bench: ${spec.files} generated app files and /app/server.js` }];
     const imageSpec = { name: spec.name, cmd: ['node', '/app/server.js'], layers };
     const archivePath = join(dir, `${slug(spec.name)}.tar`);

@@ -138,7 +138,13 @@ export class CriuLab {
       await run('criu', args, { timeoutMs: 60_000 });
     } catch (err) {
       const log = await readFile(join(dir, 'dump.log'), 'utf8').catch(() => '');
-      throw new Error(`criu dump failed: ${String(err)}\n${log.split('\n').filter((l) => /Error|error/.test(l)).slice(-10).join('\n')}`);
+      throw new Error(
+        `criu dump failed: ${String(err)}\n${log
+          .split('\n')
+          .filter((l) => /Error|error/.test(l))
+          .slice(-10)
+          .join('\n')}`,
+      );
     }
     if (!leaveRunning) this.pids.delete(pid);
   }
@@ -160,7 +166,11 @@ export class CriuLab {
       const text = await readFile(log, 'utf8').catch(() => '');
       if (text.includes('Restore finished successfully')) break;
       if (exited !== undefined || Date.now() > deadline) {
-        const errs = text.split('\n').filter((l) => /Error|error/.test(l)).slice(-10).join('\n');
+        const errs = text
+          .split('\n')
+          .filter((l) => /Error|error/.test(l))
+          .slice(-10)
+          .join('\n');
         throw new Error(`criu restore failed (exit ${exited}): ${errs || text.slice(-2000)}`);
       }
       await sleep(50);

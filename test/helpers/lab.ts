@@ -39,7 +39,17 @@ export function useLab(name: string, opts: { cloudlets?: number; bandwidth?: str
   before(async () => {
     await runCli(['lab', 'down'], { env });
     await cliJson(
-      ['lab', 'up', '--cloudlets', String(opts.cloudlets ?? 2), '--bandwidth', opts.bandwidth ?? '100mbit', '--latency', opts.latency ?? '5ms', ...(opts.restore ? ['--restore', opts.restore] : [])],
+      [
+        'lab',
+        'up',
+        '--cloudlets',
+        String(opts.cloudlets ?? 2),
+        '--bandwidth',
+        opts.bandwidth ?? '100mbit',
+        '--latency',
+        opts.latency ?? '5ms',
+        ...(opts.restore ? ['--restore', opts.restore] : []),
+      ],
       { env, timeoutMs: 600_000 },
     );
     state = readLabState(env.CLOUDLET_LAB_DIR);

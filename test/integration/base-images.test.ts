@@ -6,12 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  buildBaseImageArchives,
-  imageIdOfArchive,
-  loadImageArchive,
-  type BaseImageArchive,
-} from '../../src/images/base-images.js';
+import { buildBaseImageArchives, imageIdOfArchive, loadImageArchive, type BaseImageArchive } from '../../src/images/base-images.js';
 import { ImageError } from '../../src/images/errors.js';
 import { sha256File } from '../../src/images/det-tar.js';
 import { run } from '../../src/util/exec.js';
@@ -105,16 +100,12 @@ describe('base images on a private engine', { skip: isRoot ? false : 'needs root
   });
 
   it('runs node in cloudlet/node:20', async () => {
-    const { stdout } = await run('docker', [
-      '-H', engine!.host, 'run', '--rm', '--network', 'none', 'cloudlet/node:20', 'node', '-e', 'console.log(1+1)',
-    ]);
+    const { stdout } = await run('docker', ['-H', engine!.host, 'run', '--rm', '--network', 'none', 'cloudlet/node:20', 'node', '-e', 'console.log(1+1)']);
     assert.equal(stdout.trim(), '2');
   });
 
   it('runs sh in cloudlet/busybox:1', async () => {
-    const { stdout } = await run('docker', [
-      '-H', engine!.host, 'run', '--rm', '--network', 'none', 'cloudlet/busybox:1', 'sh', '-c', 'echo hi; ls -ld /tmp',
-    ]);
+    const { stdout } = await run('docker', ['-H', engine!.host, 'run', '--rm', '--network', 'none', 'cloudlet/busybox:1', 'sh', '-c', 'echo hi; ls -ld /tmp']);
     const [hi, tmpLine] = stdout.trim().split('\n');
     assert.equal(hi, 'hi');
     assert.match(tmpLine!, /^drwxrwxrwt/);

@@ -116,9 +116,11 @@ test('engine: runc checkpoint on a, restore of a twin on b', { skip: !isRoot && 
     const workDir = join(WORK, 'counter', 'work');
     const cp = await runcCheckpoint({ runcRoot: runcRoot(nodeA), containerId: srcId, imageDir, workDir, leaveRunning: false });
     assert.ok(cp.stats, 'stats-dump parsed');
-    t.diagnostic(`busybox runc checkpoint (final): wall ${ms(cp.wallMs)}, frozen ${ms(cp.stats.frozenTimeUs / 1000)}, ` +
-      `freezing ${ms(cp.stats.freezingTimeUs / 1000)}, memdump ${ms(cp.stats.memdumpTimeUs / 1000)}, ` +
-      `memwrite ${ms(cp.stats.memwriteTimeUs / 1000)}, pages written ${cp.stats.pagesWritten}/${cp.stats.pagesScanned} scanned`);
+    t.diagnostic(
+      `busybox runc checkpoint (final): wall ${ms(cp.wallMs)}, frozen ${ms(cp.stats.frozenTimeUs / 1000)}, ` +
+        `freezing ${ms(cp.stats.freezingTimeUs / 1000)}, memdump ${ms(cp.stats.memdumpTimeUs / 1000)}, ` +
+        `memwrite ${ms(cp.stats.memwriteTimeUs / 1000)}, pages written ${cp.stats.pagesWritten}/${cp.stats.pagesScanned} scanned`,
+    );
 
     // Our decoder agrees with crit on every field of the same file.
     const crit = JSON.parse((await run('crit', ['show', join(workDir, 'stats-dump')])).stdout) as {
@@ -127,8 +129,30 @@ test('engine: runc checkpoint on a, restore of a twin on b', { skip: !isRoot && 
     const d = crit.entries[0]!.dump;
     const mine = (await readCriuStats(join(workDir, 'stats-dump')))!.dump!;
     assert.deepEqual(
-      [mine.freezingTimeUs, mine.frozenTimeUs, mine.memdumpTimeUs, mine.memwriteTimeUs, mine.pagesScanned, mine.pagesSkippedParent, mine.pagesWritten, mine.pagesLazy, mine.pagePipes, mine.pagePipeBufs],
-      [d.freezing_time, d.frozen_time, d.memdump_time, d.memwrite_time, d.pages_scanned, d.pages_skipped_parent, d.pages_written, d.pages_lazy, d.page_pipes, d.page_pipe_bufs].map(Number),
+      [
+        mine.freezingTimeUs,
+        mine.frozenTimeUs,
+        mine.memdumpTimeUs,
+        mine.memwriteTimeUs,
+        mine.pagesScanned,
+        mine.pagesSkippedParent,
+        mine.pagesWritten,
+        mine.pagesLazy,
+        mine.pagePipes,
+        mine.pagePipeBufs,
+      ],
+      [
+        d.freezing_time,
+        d.frozen_time,
+        d.memdump_time,
+        d.memwrite_time,
+        d.pages_scanned,
+        d.pages_skipped_parent,
+        d.pages_written,
+        d.pages_lazy,
+        d.page_pipes,
+        d.page_pipe_bufs,
+      ].map(Number),
     );
 
     await engA.waitNotRunning(srcId);
@@ -165,11 +189,15 @@ test('engine: runc checkpoint on a, restore of a twin on b', { skip: !isRoot && 
     assert.ok((await engB.inspectContainer(twinId)).running);
     // Logs of the twin: its output since the restore continues the numbering (a tick every 10).
     const dockerB = new Docker({ socketPath: nodeB.engine.socket });
-    const ticks = await waitFor('a tick in the logs on b', async () => {
-      const logs = (await dockerB.getContainer(twinId).logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
-      const found = [...logs.toString('latin1').matchAll(/tick (\d+)/g)].map((m) => Number(m[1]));
-      return found.length > 0 ? found : null;
-    }, 10_000);
+    const ticks = await waitFor(
+      'a tick in the logs on b',
+      async () => {
+        const logs = (await dockerB.getContainer(twinId).logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
+        const found = [...logs.toString('latin1').matchAll(/tick (\d+)/g)].map((m) => Number(m[1]));
+        return found.length > 0 ? found : null;
+      },
+      10_000,
+    );
     assert.ok(ticks[0]! >= lastOnA && ticks[0]! <= lastOnA + 60, `ticks on b: ${ticks.join(',')}, a ended at ${lastOnA}`);
     const t1 = performance.now();
     await engB.stopContainer(twinId, { timeoutS: 1 });
@@ -210,18 +238,30 @@ test('engine: runc checkpoint on a, restore of a twin on b', { skip: !isRoot && 
         return r.exitCode === 0 && r.stdout.trim() ? r.stdout.trim().split(' ')[1]! : null;
       });
     };
-    const s0 = await waitFor('node state on a', async () => {
-      const s = await readState(engA, srcId);
-      return s.n >= 3 ? s : null;
-    }, 60_000);
+    const s0 = await waitFor(
+      'node state on a',
+      async () => {
+        const s = await readState(engA, srcId);
+        return s.n >= 3 ? s : null;
+      },
+      60_000,
+    );
     assert.match(s0.sum, /^[0-9a-f]{64}$/);
     const src = await engA.inspectContainer(srcId);
 
     // (c) --leave-running: a short freeze, then the container carries on at a.
     const lrImg = join(WORK, 'state-lr', 'img');
-    const lr = await runcCheckpoint({ runcRoot: runcRoot(nodeA), containerId: srcId, imageDir: lrImg, workDir: join(WORK, 'state-lr', 'work'), leaveRunning: true });
-    t.diagnostic(`256 MiB runc checkpoint --leave-running: wall ${ms(lr.wallMs)}, frozen ${ms(lr.stats!.frozenTimeUs / 1000)}, ` +
-      `memdump ${ms(lr.stats!.memdumpTimeUs / 1000)}, memwrite ${ms(lr.stats!.memwriteTimeUs / 1000)}, pages written ${lr.stats!.pagesWritten}`);
+    const lr = await runcCheckpoint({
+      runcRoot: runcRoot(nodeA),
+      containerId: srcId,
+      imageDir: lrImg,
+      workDir: join(WORK, 'state-lr', 'work'),
+      leaveRunning: true,
+    });
+    t.diagnostic(
+      `256 MiB runc checkpoint --leave-running: wall ${ms(lr.wallMs)}, frozen ${ms(lr.stats!.frozenTimeUs / 1000)}, ` +
+        `memdump ${ms(lr.stats!.memdumpTimeUs / 1000)}, memwrite ${ms(lr.stats!.memwriteTimeUs / 1000)}, pages written ${lr.stats!.pagesWritten}`,
+    );
     assert.ok(lr.stats!.pagesWritten >= 65536, `>= 256 MiB of pages written: ${lr.stats!.pagesWritten}`);
     assert.equal((await engA.inspectContainer(srcId)).running, true, 'still running on a after --leave-running');
     const afterLr = await readState(engA, srcId);
@@ -229,16 +269,30 @@ test('engine: runc checkpoint on a, restore of a twin on b', { skip: !isRoot && 
 
     // Final dump.
     const finImg = join(WORK, 'state-final', 'img');
-    const fin = await runcCheckpoint({ runcRoot: runcRoot(nodeA), containerId: srcId, imageDir: finImg, workDir: join(WORK, 'state-final', 'work'), leaveRunning: false });
-    t.diagnostic(`256 MiB runc checkpoint (final): wall ${ms(fin.wallMs)}, frozen ${ms(fin.stats!.frozenTimeUs / 1000)}, ` +
-      `memdump ${ms(fin.stats!.memdumpTimeUs / 1000)}, memwrite ${ms(fin.stats!.memwriteTimeUs / 1000)}, pages written ${fin.stats!.pagesWritten}`);
+    const fin = await runcCheckpoint({
+      runcRoot: runcRoot(nodeA),
+      containerId: srcId,
+      imageDir: finImg,
+      workDir: join(WORK, 'state-final', 'work'),
+      leaveRunning: false,
+    });
+    t.diagnostic(
+      `256 MiB runc checkpoint (final): wall ${ms(fin.wallMs)}, frozen ${ms(fin.stats!.frozenTimeUs / 1000)}, ` +
+        `memdump ${ms(fin.stats!.memdumpTimeUs / 1000)}, memwrite ${ms(fin.stats!.memwriteTimeUs / 1000)}, pages written ${fin.stats!.pagesWritten}`,
+    );
     await engA.waitNotRunning(srcId);
     const fileOnA = readFileSync(join(src.upperDir!, 'tmp', 'state'), 'utf8').trim();
     const lastOnA = fileOnA === '' ? afterLr.n : Number(fileOnA.split(' ')[0]);
 
     // (b) restore with staged pages (relative symlinks).
     const twinId = await makeTwin(src);
-    const inst = await installCheckpoint({ dataRoot: nodeB.engine.dataRoot, containerId: twinId, name: 'final', imageDir: finImg, xdgRuntimeDir: xdgOf(nodeB) });
+    const inst = await installCheckpoint({
+      dataRoot: nodeB.engine.dataRoot,
+      containerId: twinId,
+      name: 'final',
+      imageDir: finImg,
+      xdgRuntimeDir: xdgOf(nodeB),
+    });
     assert.ok(inst.linked.length >= 1);
     await run('sync', []); // the dumps' dirty pages are written back before timing restores
     const t0 = performance.now();
@@ -267,8 +321,10 @@ test('engine: runc checkpoint on a, restore of a twin on b', { skip: !isRoot && 
     const pruned = await pruneContainerdCheckpointCopies(xdgOf(nodeB));
     assert.equal(pruned.length, 1);
     await removeInstalledCheckpoint({ dataRoot: nodeB.engine.dataRoot, containerId: fullId, name: 'lr', xdgRuntimeDir: null });
-    t.diagnostic(`256 MiB startFromCheckpoint: ${ms(withLinks)} with symlinked pages (CRIU restore_time ${ms((rsLinks?.restoreTimeUs ?? NaN) / 1000)}, ` +
-      `${rsLinks?.pagesRestored} pages), ${ms(fullCopy)} with containerd's full copy (CRIU restore_time ${ms((rsFull?.restoreTimeUs ?? NaN) / 1000)})`);
+    t.diagnostic(
+      `256 MiB startFromCheckpoint: ${ms(withLinks)} with symlinked pages (CRIU restore_time ${ms((rsLinks?.restoreTimeUs ?? NaN) / 1000)}, ` +
+        `${rsLinks?.pagesRestored} pages), ${ms(fullCopy)} with containerd's full copy (CRIU restore_time ${ms((rsFull?.restoreTimeUs ?? NaN) / 1000)})`,
+    );
     assert.ok(withLinks < fullCopy, 'staging beats the full copy');
 
     for (const id of [twinId, fullId]) await engB.removeContainer(id, { force: true });
@@ -299,10 +355,21 @@ test('engine: runc checkpoint on a, restore of a twin on b', { skip: !isRoot && 
     assert.equal((await engA.inspectContainer(id)).running, true, 'still running at a after the failed dump');
     // With tcpEstablished the same dump succeeds (skipInFlight reaches CRIU through its config file).
     const okWork = join(WORK, 'tcp', 'work');
-    const ok = await runcCheckpoint({ runcRoot: runcRoot(nodeA), containerId: id, imageDir: join(WORK, 'tcp', 'img'), workDir: okWork, leaveRunning: true, tcpEstablished: true, skipInFlight: true });
+    const ok = await runcCheckpoint({
+      runcRoot: runcRoot(nodeA),
+      containerId: id,
+      imageDir: join(WORK, 'tcp', 'img'),
+      workDir: okWork,
+      leaveRunning: true,
+      tcpEstablished: true,
+      skipInFlight: true,
+    });
     assert.ok(ok.stats && ok.stats.pagesWritten > 0);
     assert.match(readFileSync(join(okWork, 'dump.log'), 'utf8'), /Parsing config file .*cloudlet-criu\.conf/);
-    assert.ok(readdirSync(join(WORK, 'tcp', 'img')).some((f) => f.startsWith('tcp-stream-')), 'tcp-stream images written');
+    assert.ok(
+      readdirSync(join(WORK, 'tcp', 'img')).some((f) => f.startsWith('tcp-stream-')),
+      'tcp-stream images written',
+    );
     assert.equal((await engA.inspectContainer(id)).running, true);
     await engA.removeContainer(id, { force: true });
   });

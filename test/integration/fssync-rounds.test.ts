@@ -6,23 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import {
-  appendFile,
-  chmod,
-  chown,
-  lchown,
-  link,
-  lstat,
-  mkdir,
-  mkdtemp,
-  open,
-  readdir,
-  readFile,
-  readlink,
-  rm,
-  symlink,
-  writeFile,
-} from 'node:fs/promises';
+import { appendFile, chmod, chown, lchown, link, lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,14 +40,22 @@ interface Snapshot {
 
 function typeOf(mode: number): string {
   switch (mode & 0o170000) {
-    case 0o100000: return 'file';
-    case 0o040000: return 'dir';
-    case 0o120000: return 'symlink';
-    case 0o020000: return 'chardev';
-    case 0o060000: return 'blockdev';
-    case 0o010000: return 'fifo';
-    case 0o140000: return 'socket';
-    default: return 'unknown';
+    case 0o100000:
+      return 'file';
+    case 0o040000:
+      return 'dir';
+    case 0o120000:
+      return 'symlink';
+    case 0o020000:
+      return 'chardev';
+    case 0o060000:
+      return 'blockdev';
+    case 0o010000:
+      return 'fifo';
+    case 0o140000:
+      return 'socket';
+    default:
+      return 'unknown';
   }
 }
 
@@ -86,7 +78,8 @@ async function xattrDump(dir: string): Promise<Map<string, string[]>> {
     }
   }
   for (const [k, v] of m) {
-    if (v.length === 0) m.delete(k); // only host-only xattrs: nothing that is carried
+    if (v.length === 0)
+      m.delete(k); // only host-only xattrs: nothing that is carried
     else v.sort();
   }
   return m;
@@ -107,7 +100,9 @@ async function snapshot(dir: string, opts: { mtimes?: boolean } = {}): Promise<S
     };
     if (type === 'file') {
       e.size = Number(st.size);
-      e.sha256 = createHash('sha256').update(await readFile(abs)).digest('hex');
+      e.sha256 = createHash('sha256')
+        .update(await readFile(abs))
+        .digest('hex');
       if (opts.mtimes !== false) e.mtimeNs = st.mtimeNs.toString();
     } else if (type === 'symlink') {
       e.target = await readlink(abs);
@@ -126,7 +121,10 @@ async function snapshot(dir: string, opts: { mtimes?: boolean } = {}): Promise<S
   await walk('.');
   // Groups within the tree only: the kernel links every whiteout of an overlay to one shared
   // inode in the workdir (nlink 2 in the upper), which is not part of the layer.
-  const links = [...inodes.values()].filter((g) => g.length > 1).map((g) => g.sort().join(' = ')).sort();
+  const links = [...inodes.values()]
+    .filter((g) => g.length > 1)
+    .map((g) => g.sort().join(' = '))
+    .sort();
   return { entries, links, xattrs: await xattrDump(dir) };
 }
 
@@ -178,13 +176,7 @@ interface Round {
 }
 
 /** One round: batch from the source, applied to the target, trees compared. */
-async function syncRound(
-  src: FsSyncSource,
-  target: string,
-  batchDir: string,
-  n: number,
-  opts: { final?: boolean; compare?: boolean } = {},
-): Promise<Round> {
+async function syncRound(src: FsSyncSource, target: string, batchDir: string, n: number, opts: { final?: boolean; compare?: boolean } = {}): Promise<Round> {
   const batch = join(batchDir, `batch-${n}`);
   const st = await src.nextBatch(batch, { final: opts.final === true });
   const ap = await applyBatch(batch, target);
@@ -452,7 +444,7 @@ describe('fssync rounds on real directories', { skip: isRoot ? false : 'needs ro
       const final = await syncRound(src, tgt, bd, 2, { final: true, compare: false });
       assertSameTree(await snapshot(up), await snapshot(tgt), 'after final round');
       console.log(
-        `fssync measure: initial 1000 files/${(perFile * 1000 / 1e6).toFixed(1)} MB: batch ${initial.bytes} B, ` +
+        `fssync measure: initial 1000 files/${((perFile * 1000) / 1e6).toFixed(1)} MB: batch ${initial.bytes} B, ` +
           `write ${initial.writeMs} ms (incl. shadow), apply ${initial.applyMs} ms; ` +
           `final after 3 changed files: batch ${final.bytes} B, write ${final.writeMs} ms, apply ${final.applyMs} ms, items ${final.files}`,
       );

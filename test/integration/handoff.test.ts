@@ -39,7 +39,10 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
     assert.equal(d.migration.state, 'done');
     assert.equal(d.migration.serviceAddress, d.service.address, 'the service kept its address');
     assert.equal(d.routedTo, 'b', 'the router sends the address to b');
-    for (const [kind, s] of [['tcp', d.summary.tcp], ['http', d.summary.http]] as const) {
+    for (const [kind, s] of [
+      ['tcp', d.summary.tcp],
+      ['http', d.summary.http],
+    ] as const) {
       assert.ok(s, `${kind} session ran`);
       assert.ok(s.sent > 50, `${kind}: enough requests (${s.sent})`);
       assert.equal(s.lost, 0, `${kind}: nothing lost`);
@@ -62,7 +65,9 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
     const m = r.mobility!;
     t.diagnostic(`mobility: ${m.events.map((e) => `${e.atMs} ${e.what}`).join(' | ')}`);
     for (const [kind, s] of Object.entries(m.client.sessions)) {
-      t.diagnostic(`mobility ${kind}: ${JSON.stringify({ sent: s.sent, answered: s.answered, lost: s.lostNumbers, errors: s.errors, reconnects: s.reconnects, gap: s.largestGap, grace: s.answeredInGrace, stoppedBy: m.client.stoppedBy })}`);
+      t.diagnostic(
+        `mobility ${kind}: ${JSON.stringify({ sent: s.sent, answered: s.answered, lost: s.lostNumbers, errors: s.errors, reconnects: s.reconnects, gap: s.largestGap, grace: s.answeredInGrace, stoppedBy: m.client.stoppedBy })}`,
+      );
     }
     t.diagnostic(`mobility RTT: near a ${m.rttNearStartMs} ms, before the move ${m.rttBeforeMoveMs} ms, near b ${m.rttNearEndMs} ms`);
     assert.equal(m.migrations.length, 1, 'exactly one move (none while the user is between the cells, none back)');
@@ -77,7 +82,7 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
     assert.ok(m.rttNearEndMs! <= m.rttNearStartMs! + 5, `RTT back to the near value (${m.rttNearEndMs} vs ${m.rttNearStartMs} ms)`);
   });
 
-  test("a moved service keeps its address: the cloudlet it left never hands that address to a new service", async () => {
+  test('a moved service keeps its address: the cloudlet it left never hands that address to a new service', async () => {
     const state = lab.state();
     const api = (node: string) => new CloudletClient(state.cloudlets.find((c) => c.name === node)!.daemon.apiUrl, state.token, { timeoutMs: 300_000 });
     const first = await provisionHandoffService(state, 'a', 'addr-one');
@@ -120,7 +125,9 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
       const clientReport = await client.stop();
       const s = summarize(clientReport, reports);
       const detail = sessionDetail(clientReport, reports.at(-1) ?? null);
-      t.diagnostic(`holder: downtime ${reports[0]?.downtimeMs} ms (restore ${reports[0]?.restoreMs} ms, holder ${reports[0]?.netnsHolderFrom}); client gap ${s.clientGapMs} ms; ${detail}`);
+      t.diagnostic(
+        `holder: downtime ${reports[0]?.downtimeMs} ms (restore ${reports[0]?.restoreMs} ms, holder ${reports[0]?.netnsHolderFrom}); client gap ${s.clientGapMs} ms; ${detail}`,
+      );
       assert.equal(s.messagesLost, 0, `nothing lost: ${detail}`);
       assert.equal(s.tcpConnectionSurvived, true, `TCP session survived both: ${detail}`);
       assert.equal(s.httpKeepAliveSurvived, true, `HTTP keep-alive session survived both: ${detail}`);
@@ -129,10 +136,10 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
     assert.equal(moved.state, 'done', moved.error?.message);
     assert.equal(moved.netnsHolder, holder);
     assert.equal(moved.netnsHolderFrom, 'started', 'a holder on the service network has a pinned address: no spare stands for it');
-    assert.equal(moved.serviceAddress, svc.address, 'the address is the holder\'s, and it moved');
+    assert.equal(moved.serviceAddress, svc.address, "the address is the holder's, and it moved");
     await assert.rejects(lab.docker('a').getContainer(holder).inspect(), 'the holder left a with the service');
     const holderB = await lab.docker('b').getContainer(holder).inspect();
-    assert.equal(holderB.NetworkSettings.Networks['cloudlet-svc']?.IPAddress, svc.address, 'b\'s holder has the address');
+    assert.equal(holderB.NetworkSettings.Networks['cloudlet-svc']?.IPAddress, svc.address, "b's holder has the address");
     assert.equal(failed.state, 'rolled-back', failed.error?.message);
     assert.equal(await routedTo(state, svc.address), 'b');
     assert.equal((await lab.docker('b').getContainer(name).inspect()).State.Running, true, 'still running at b');

@@ -49,13 +49,19 @@ test('lab: up, nodes, containers, tokens, shaped links, down', { skip: !isRoot &
   await t.test('lab status reports both cloudlets', async () => {
     const s = await cliJson(['lab', 'status']);
     assert.equal(s.up, true);
-    assert.deepEqual(s.cloudlets.map((c: { name: string }) => c.name), ['a', 'b']);
+    assert.deepEqual(
+      s.cloudlets.map((c: { name: string }) => c.name),
+      ['a', 'b'],
+    );
     assert.ok(!JSON.stringify(s).includes(state!.token), 'status must not print the token');
   });
 
   await t.test('both engines answer through cloudletd (`cloudlet nodes`)', async () => {
     const nodes = await cliJson(['nodes']);
-    assert.deepEqual(nodes.map((n: { name: string }) => n.name), ['a', 'b']);
+    assert.deepEqual(
+      nodes.map((n: { name: string }) => n.name),
+      ['a', 'b'],
+    );
     for (const n of nodes) {
       assert.equal(n.status, 'up', JSON.stringify(n));
       assert.match(n.engine, /^20\./, JSON.stringify(n));
@@ -74,7 +80,10 @@ test('lab: up, nodes, containers, tokens, shaped links, down', { skip: !isRoot &
     });
     await c.start();
     const listA = await cliJson(['ps', '--node', 'a']);
-    assert.ok(listA.some((x: { name: string }) => x.name === 'labtest-sleeper'), JSON.stringify(listA));
+    assert.ok(
+      listA.some((x: { name: string }) => x.name === 'labtest-sleeper'),
+      JSON.stringify(listA),
+    );
     const listB = await cliJson(['ps', '--node', 'b']);
     assert.ok(!listB.some((x: { name: string }) => x.name === 'labtest-sleeper'));
     // The same base image has the same id on both engines (deterministic archives).
@@ -135,7 +144,10 @@ test('lab: up, nodes, containers, tokens, shaped links, down', { skip: !isRoot &
     const report = JSON.parse(r.stdout);
     assert.equal(report.wasUp, true);
     assert.deepEqual(report.errors, []);
-    assert.deepEqual((await listNetns()).filter((n) => n.startsWith(prefix)), []);
+    assert.deepEqual(
+      (await listNetns()).filter((n) => n.startsWith(prefix)),
+      [],
+    );
     assert.deepEqual(processesMentioning([labDir() + '/', labRunDir() + '/']), []);
     for (const cl of state!.cloudlets) {
       assert.equal(existsSync(`/proc/${cl.engine.pid}`) && readFileSync(`/proc/${cl.engine.pid}/cmdline`, 'utf8').includes(labDir()), false);
@@ -151,7 +163,11 @@ test('lab: up, nodes, containers, tokens, shaped links, down', { skip: !isRoot &
       } catch {
         continue; // not a directory
       }
-      assert.deepEqual(entries.filter((e) => e.startsWith(prefix)), [], `cgroup ${d}`);
+      assert.deepEqual(
+        entries.filter((e) => e.startsWith(prefix)),
+        [],
+        `cgroup ${d}`,
+      );
     }
   });
 

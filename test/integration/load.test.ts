@@ -14,11 +14,16 @@ describe('load on the lab', { skip: !isRoot && 'needs root' }, () => {
   test('ten concurrent provisionings and migrations across three cloudlets', { timeout: 20 * 60_000 }, async (t) => {
     const r = await runLoad(lab.state().dir, (m) => t.diagnostic(m));
     for (const o of r.operations) {
-      t.diagnostic(`${o.kind} ${o.container} on ${o.node}${o.to ? ` -> ${o.to}` : ''}: ${o.ok ? 'ok' : 'FAILED'} in ${o.ms} ms${o.error ? ` (${o.error})` : ''}`);
+      t.diagnostic(
+        `${o.kind} ${o.container} on ${o.node}${o.to ? ` -> ${o.to}` : ''}: ${o.ok ? 'ok' : 'FAILED'} in ${o.ms} ms${o.error ? ` (${o.error})` : ''}`,
+      );
     }
     t.diagnostic(`concurrent phase: ${r.wallMs} ms`);
     assert.equal(r.operations.length, 10);
-    assert.deepEqual(r.operations.filter((o) => !o.ok).map((o) => `${o.container}: ${o.error}`), []);
+    assert.deepEqual(
+      r.operations.filter((o) => !o.ok).map((o) => `${o.container}: ${o.error}`),
+      [],
+    );
     assert.equal(r.placementsOk, true, r.notes.join('\n'));
     assert.deepEqual(r.leftovers, []);
     assert.equal(r.allCompleted, true);

@@ -29,7 +29,7 @@ async function commitImage(docker: Docker, ref: string, change: string): Promise
 describe('handoffs of images the destination engine refused to create from', { skip: !isRoot && 'needs root' }, () => {
   const lab = useLab('h3im');
 
-  test('a service in a holder, from an image with EXPOSE: the twin joins the holder without the ports Docker refuses there, and gets the image\'s again', async (t) => {
+  test("a service in a holder, from an image with EXPOSE: the twin joins the holder without the ports Docker refuses there, and gets the image's again", async (t) => {
     const a = lab.docker('a');
     const b = lab.docker('b');
     await commitImage(a, 'cltest/exposed:1', 'EXPOSE 8080');
@@ -39,7 +39,11 @@ describe('handoffs of images the destination engine refused to create from', { s
     await (await a.createContainer(holder)).start();
     // As `cloudlet run --netns-holder` creates a service: joining the holder, no ports asked.
     await (await a.createContainer(joiningHolder({ name: 'web', Image: 'cltest/exposed:1', Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT] }, 'web-netns'))).start();
-    assert.deepEqual((await a.getContainer('web').inspect()).Config.ExposedPorts, { '8080/tcp': {} }, "Docker merged the image's EXPOSE into the container's Config");
+    assert.deepEqual(
+      (await a.getContainer('web').inspect()).Config.ExposedPorts,
+      { '8080/tcp': {} },
+      "Docker merged the image's EXPOSE into the container's Config",
+    );
     await sleep(1000);
     const before = await readCounter(a, 'web');
 
@@ -73,7 +77,9 @@ describe('handoffs of images the destination engine refused to create from', { s
     assert.deepEqual((await b.getImage(id).inspect()).RepoTags ?? [], [], 'b holds the image by id only');
     await assert.rejects(b.getImage('cltest/byid:1').inspect(), 'b does not know the name');
 
-    await (await a.createContainer({ name: 'plain', Image: 'cltest/byid:1', Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT], HostConfig: { NetworkMode: 'none' } })).start();
+    await (
+      await a.createContainer({ name: 'plain', Image: 'cltest/byid:1', Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT], HostConfig: { NetworkMode: 'none' } })
+    ).start();
     await sleep(1000);
     const before = await readCounter(a, 'plain');
     const r = await lab.cli(['migrate', 'plain', '--from', 'a', '--to', 'b', '--rounds', '1', '--json'], 300_000);

@@ -86,7 +86,10 @@ describe('migration ships the missing image layers', { skip: !isRoot && 'needs r
     assert.equal((await b.getImage(app.imageId).inspect()).Id, app.imageId);
     assert.equal((await b.getImage(APP).inspect()).Id, app.imageId);
     assert.equal((await b.getContainer('appctr').inspect()).State.Running, true);
-    assert.equal((await a.listContainers({ all: true })).some((x) => x.Names.includes('/appctr')), false);
+    assert.equal(
+      (await a.listContainers({ all: true })).some((x) => x.Names.includes('/appctr')),
+      false,
+    );
     const after1 = await readCounter(b, 'appctr');
     await sleep(500);
     const after2 = await readCounter(b, 'appctr');
@@ -104,7 +107,10 @@ describe('migration ships the missing image layers', { skip: !isRoot && 'needs r
     // b with neither the app image nor its base: the whole image goes (no base to diff against).
     await b.getImage(APP).remove({ force: true });
     // cloudletd's spare network namespace holder runs the busybox image: it goes first.
-    await b.getContainer(SPARE_HOLDER_NAME).remove({ force: true }).catch(() => undefined);
+    await b
+      .getContainer(SPARE_HOLDER_NAME)
+      .remove({ force: true })
+      .catch(() => undefined);
     await b.getImage(BUSYBOX_IMAGE).remove({ force: true });
     await assert.rejects(b.getImage(app.imageId).inspect());
     const whole = await lab.cliJson(['migrate', 'appctr', '--from', 'a', '--to', 'b', '--rounds', '0'], 300_000);

@@ -24,7 +24,11 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     const c = await a.createContainer({
       name: 'counter',
       Image: 'cloudlet/busybox:1',
-      Cmd: ['sh', '-c', `mkdir -p /data; echo hello > /data/hello; rm /bin/vi; echo persisted > /vol/file; ln -s /data/hello /data/link; ${BUSYBOX_COUNTER_SCRIPT}`],
+      Cmd: [
+        'sh',
+        '-c',
+        `mkdir -p /data; echo hello > /data/hello; rm /bin/vi; echo persisted > /vol/file; ln -s /data/hello /data/link; ${BUSYBOX_COUNTER_SCRIPT}`,
+      ],
       HostConfig: { NetworkMode: 'none', Binds: ['counter-data:/vol'] },
     });
     await c.start();
@@ -43,7 +47,10 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     assert.ok(r.downtimeMs > 0 && r.totalMs >= r.downtimeMs);
 
     // Gone from a, running on b with the counter continuing (not reset).
-    assert.equal((await a.listContainers({ all: true })).some((x) => x.Names.includes('/counter')), false);
+    assert.equal(
+      (await a.listContainers({ all: true })).some((x) => x.Names.includes('/counter')),
+      false,
+    );
     const info = await b.getContainer('counter').inspect();
     assert.equal(info.State.Running, true);
     const after1 = await readCounter(b, 'counter');
@@ -60,14 +67,21 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
 
     // The engine floor of `bench migrate`: checkpointed and restored in place on b, the
     // counter carries on from where it was and no checkpoint is left behind.
-    const floor = await measureEngineFloor(lab.state().cloudlets.find((c) => c.name === 'b')!, 'counter');
+    const floor = await measureEngineFloor(
+      lab.state().cloudlets.find((c) => c.name === 'b')!,
+      'counter',
+    );
     t.diagnostic(`engine floor on b: ${JSON.stringify(floor)}`);
     assert.ok(floor.checkpointMs > 0 && floor.restoreMs > 0 && floor.floorMs === floor.checkpointMs + floor.restoreMs);
     assert.equal((await b.getContainer('counter').inspect()).State.Running, true, 'running again after the floor measurement');
     const after3 = await readCounter(b, 'counter');
     assert.ok(after3 >= after2, `counter continued across the in-place restore: ${after2} -> ${after3}`);
     const info2 = await b.getContainer('counter').inspect();
-    assert.deepEqual(await readdir(join(lab.state().cloudlets.find((c) => c.name === 'b')!.engine.dataRoot, 'containers', info2.Id, 'checkpoints')).catch(() => []), [], 'no checkpoint left');
+    assert.deepEqual(
+      await readdir(join(lab.state().cloudlets.find((c) => c.name === 'b')!.engine.dataRoot, 'containers', info2.Id, 'checkpoints')).catch(() => []),
+      [],
+      'no checkpoint left',
+    );
 
     // Managed by b's engine: logs, stop work there.
     await b.getContainer('counter').logs({ stdout: true, stderr: true });
@@ -102,7 +116,9 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     const onA = await get(a, '/checksum');
     assert.equal(onA.counter, 2);
     const pre = await lab.cliJson(['migrate', 'svc', '--from', 'a', '--to', 'b'], 600_000);
-    t.diagnostic(`256 MiB pre-copy: total ${pre.totalMs} ms, downtime ${pre.downtimeMs} ms, restore ${pre.restoreMs} ms, post-copy ${pre.postCopyMs} ms, rounds ${pre.precopyRounds} (${pre.stopReason}), ${pre.bytesSent} B`);
+    t.diagnostic(
+      `256 MiB pre-copy: total ${pre.totalMs} ms, downtime ${pre.downtimeMs} ms, restore ${pre.restoreMs} ms, post-copy ${pre.postCopyMs} ms, rounds ${pre.precopyRounds} (${pre.stopReason}), ${pre.bytesSent} B`,
+    );
     assert.equal(pre.state, 'done', JSON.stringify(pre.error));
     assert.ok(pre.precopyRounds >= 1);
     assert.ok(typeof pre.postCopyMs === 'number', 'the lab restores lazily: the last pages arrived after the service ran');
@@ -140,7 +156,10 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     assert.equal((await a.getContainer('survivor').inspect()).State.Running, true);
     const after = await readCounter(a, 'survivor');
     assert.ok(after >= before, `counter kept: ${before} -> ${after}`);
-    assert.equal((await b.listContainers({ all: true })).some((x) => x.Names.includes('/survivor')), false);
+    assert.equal(
+      (await b.listContainers({ all: true })).some((x) => x.Names.includes('/survivor')),
+      false,
+    );
     await a.getContainer('survivor').remove({ force: true });
   });
 
@@ -149,7 +168,10 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     const b = lab.docker('b');
     const spareOn = async (d: Docker): Promise<string> => {
       for (let i = 0; i < 100; i++) {
-        const s = await d.getContainer(SPARE_HOLDER_NAME).inspect().catch(() => null);
+        const s = await d
+          .getContainer(SPARE_HOLDER_NAME)
+          .inspect()
+          .catch(() => null);
         if (s?.State.Running) return s.Id;
         await sleep(100);
       }
@@ -158,7 +180,9 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     const spareB = await spareOn(b);
     const holder = holderCreateOptions({ name: 'hcounter-netns', image: 'cloudlet/busybox:1', network: 'none' });
     await (await a.createContainer(holder)).start();
-    await (await a.createContainer(joiningHolder({ name: 'hcounter', Image: 'cloudlet/busybox:1', Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT] }, 'hcounter-netns'))).start();
+    await (
+      await a.createContainer(joiningHolder({ name: 'hcounter', Image: 'cloudlet/busybox:1', Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT] }, 'hcounter-netns'))
+    ).start();
     await sleep(1000);
     const before = await readCounter(a, 'hcounter');
 

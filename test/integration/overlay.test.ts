@@ -19,7 +19,10 @@ describe('overlays on the lab', { skip: !isRoot && 'needs root' }, () => {
   const work = mkdtempSync(join(tmpdir(), 'overlay-it-'));
   process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 
-  for (const [name, spec, codec] of [['small', SMALL_APP, 'zstd'], ['large', LARGE_APP, 'lz4']] as const) {
+  for (const [name, spec, codec] of [
+    ['small', SMALL_APP, 'zstd'],
+    ['large', LARGE_APP, 'lz4'],
+  ] as const) {
     test(`${name} workload: created on a, pushed to b, synthesized and started there, same image id`, async (t) => {
       const app = await buildAppArchive(IMAGE_CACHE_DIR, spec);
       const a = lab.state().cloudlets.find((c) => c.name === 'a')!;
@@ -28,10 +31,15 @@ describe('overlays on the lab', { skip: !isRoot && 'needs root' }, () => {
       await assert.rejects(b.getImage(app.imageId).inspect(), 'b does not have the app image before');
 
       const file = join(work, `${name}.ovl`);
-      const created = await lab.cliJson(['overlay', 'create', '--node', 'a', '--base', 'cloudlet/node:20', '--app', spec.name, '-o', file, '--codec', codec], 300_000);
+      const created = await lab.cliJson(
+        ['overlay', 'create', '--node', 'a', '--base', 'cloudlet/node:20', '--app', spec.name, '-o', file, '--codec', codec],
+        300_000,
+      );
       assert.equal(created.header.app.imageId, app.imageId);
       assert.equal(created.header.layers.length, 1, 'only the app layer is in the overlay');
-      t.diagnostic(`${name}: overlay ${(created.fileBytes / 1e6).toFixed(2)} MB (${codec}) of ${(created.layerBytes / 1e6).toFixed(2)} MB raw, created in ${created.totalMs} ms`);
+      t.diagnostic(
+        `${name}: overlay ${(created.fileBytes / 1e6).toFixed(2)} MB (${codec}) of ${(created.layerBytes / 1e6).toFixed(2)} MB raw, created in ${created.totalMs} ms`,
+      );
 
       const inspected = await lab.cliJson(['overlay', 'inspect', file]);
       assert.equal(inspected.id, created.id);
@@ -80,7 +88,10 @@ describe('overlays on the lab', { skip: !isRoot && 'needs root' }, () => {
     await lab.cliJson(['overlay', 'create', '--node', 'a', '--base', 'cloudlet/busybox:1', '--app', SMALL_APP.name, '-o', file]);
     const b = lab.docker('b');
     // cloudletd's spare network namespace holder runs the busybox image: it goes first.
-    await b.getContainer(SPARE_HOLDER_NAME).remove({ force: true }).catch(() => undefined);
+    await b
+      .getContainer(SPARE_HOLDER_NAME)
+      .remove({ force: true })
+      .catch(() => undefined);
     await b.getImage('cloudlet/busybox:1').remove();
     const r = await lab.cli(['overlay', 'push', file, '--node', 'b', '--json']);
     assert.notEqual(r.code, 0);

@@ -50,7 +50,9 @@ describe('handoff by re-creation on the lab', { skip: !isRoot && 'needs root' },
       c = await client.stop();
     }
     const h = c.sessions.http!;
-    t.diagnostic(`recreate: total ${report.totalMs} ms, ${JSON.stringify(report.recreate)}; client ${h.answered}/${h.sent} answered, ${h.errors.length} errors, ${h.connections.length} connections, largest gap ${h.largestGap?.ms} ms`);
+    t.diagnostic(
+      `recreate: total ${report.totalMs} ms, ${JSON.stringify(report.recreate)}; client ${h.answered}/${h.sent} answered, ${h.errors.length} errors, ${h.connections.length} connections, largest gap ${h.largestGap?.ms} ms`,
+    );
     if (h.errors.length) t.diagnostic(`client errors: ${JSON.stringify(h.errors.slice(0, 5))}`);
     assert.equal(report.state, 'done', report.error?.message);
     assert.equal(report.strategy, 'recreate');
@@ -86,7 +88,13 @@ describe('handoff by re-creation on the lab', { skip: !isRoot && 'needs root' },
     const first = await provisionHandoffService(state, 'a', 'auto-stateful', { handoff: { handoff: 'auto', stateless: false, health: HEALTH } });
     // The second from the same overlay while the first runs at a: both have their own address
     // (an address freed at a by a move would be handed out again and clash at b).
-    const second = await apiA().post<ServiceReply>('/v1/services', { overlay: first.overlay, name: 'auto-stateless', handoff: 'auto', stateless: true, health: HEALTH });
+    const second = await apiA().post<ServiceReply>('/v1/services', {
+      overlay: first.overlay,
+      name: 'auto-stateless',
+      handoff: 'auto',
+      stateless: true,
+      health: HEALTH,
+    });
     assert.notEqual(second.address, first.address);
     const stateful = await apiA().post<MigrationReport>('/v1/migrations?wait=1', { container: 'auto-stateful', to: 'b' });
     const stateless = await apiA().post<MigrationReport>('/v1/migrations?wait=1', { container: 'auto-stateless', to: 'b' });
@@ -112,7 +120,9 @@ describe('handoff by re-creation on the lab', { skip: !isRoot && 'needs root' },
   test('a new instance that never passes its health check is removed; the old one kept serving at a', async (t) => {
     const state = lab.state();
     t.after(() => removeService(state, 'sick-svc'));
-    const svc = await provisionHandoffService(state, 'a', 'sick-svc', { handoff: { handoff: 'recreate', stateless: true, health: { http: { port: 8080, path: '/not-here' } } } });
+    const svc = await provisionHandoffService(state, 'a', 'sick-svc', {
+      handoff: { handoff: 'recreate', stateless: true, health: { http: { port: 8080, path: '/not-here' } } },
+    });
     const report = await apiA().post<MigrationReport>('/v1/migrations?wait=1', { container: 'sick-svc', to: 'b' });
     assert.equal(report.state, 'rolled-back');
     assert.equal(report.error?.code, 'health_check_failed');
@@ -128,7 +138,12 @@ describe('handoff by re-creation on the lab', { skip: !isRoot && 'needs root' },
     t.after(async () => {
       await removeService(state, 'vol-base');
       await removeService(state, 'vol-svc');
-      for (const node of ['a', 'b']) await lab.docker(node).getVolume('recr-data').remove().catch(() => undefined);
+      for (const node of ['a', 'b'])
+        await lab
+          .docker(node)
+          .getVolume('recr-data')
+          .remove()
+          .catch(() => undefined);
     });
     // The image from a provisioned service; the container made directly, with a named volume.
     const base = await provisionHandoffService(state, 'a', 'vol-base');

@@ -45,6 +45,6 @@ test('the OpenAPI document the daemon serves is the generated one', async (t) =>
 test('the generated document names the schemas the routes validate with', () => {
   const doc = openApiDocument('test') as { components: { schemas: Record<string, { properties?: Record<string, unknown> }> } };
   const start = doc.components.schemas.StartMigration!;
-  assert.ok(start.properties?.container && start.properties.strategy, 'StartMigration has the route schema\'s fields');
+  assert.ok(start.properties?.container && start.properties.strategy, "StartMigration has the route schema's fields");
   assert.ok(doc.components.schemas.MigrationReport?.properties?.rounds, 'MigrationReport is generated');
 });

@@ -30,19 +30,54 @@ function samples(endMs: number, rtt: number, silence: { from: number; to: number
 
 function session(kind: 'tcp' | 'http', s: RequestSample[] | undefined): SessionReport {
   return {
-    kind, target: '10.240.1.254', port: 8080, sent: s?.length ?? 0, answered: s?.length ?? 0, lost: 0, lostNumbers: [], answeredInGrace: 0,
-    errors: [], reconnects: 0, connections: [], latencyMs: null, largestGap: null, topGaps: [],
-    served: { first: 1, last: s?.length ?? 0, continuous: true, jumps: [], resets: [] }, instances: ['x'],
-    sequence: { duplicates: [], outOfOrder: [], unexpected: [] }, survived: true, ...(s ? { samples: s } : {}),
+    kind,
+    target: '10.240.1.254',
+    port: 8080,
+    sent: s?.length ?? 0,
+    answered: s?.length ?? 0,
+    lost: 0,
+    lostNumbers: [],
+    answeredInGrace: 0,
+    errors: [],
+    reconnects: 0,
+    connections: [],
+    latencyMs: null,
+    largestGap: null,
+    topGaps: [],
+    served: { first: 1, last: s?.length ?? 0, continuous: true, jumps: [], resets: [] },
+    instances: ['x'],
+    sequence: { duplicates: [], outOfOrder: [], unexpected: [] },
+    survived: true,
+    ...(s ? { samples: s } : {}),
   };
 }
 
 function client(durationMs: number, sessions: ClientReport['sessions']): ClientReport {
-  return { target: '10.240.1.254', startedAt: iso(0), endedAt: iso(durationMs), durationMs, intervalMs: 20, stoppedBy: 'signal', readyAtMs: 10, sessions, ok: true };
+  return {
+    target: '10.240.1.254',
+    startedAt: iso(0),
+    endedAt: iso(durationMs),
+    durationMs,
+    intervalMs: 20,
+    stoppedBy: 'signal',
+    readyAtMs: 10,
+    sessions,
+    ok: true,
+  };
 }
 
 function migration(startMs: number, endMs: number, downtimeMs: number): MigrationReport {
-  const r = newReport({ id: 'm', container: 'svc', from: 'a', to: 'b', policy: 'adaptive', codec: 'none', serviceAddress: '10.240.1.254', strategy: 'migrate', strategyReason: 'test' });
+  const r = newReport({
+    id: 'm',
+    container: 'svc',
+    from: 'a',
+    to: 'b',
+    policy: 'adaptive',
+    codec: 'none',
+    serviceAddress: '10.240.1.254',
+    strategy: 'migrate',
+    strategyReason: 'test',
+  });
   return { ...r, state: 'done', startedAt: iso(startMs), finishedAt: iso(endMs), downtimeMs, totalMs: endMs - startMs };
 }
 

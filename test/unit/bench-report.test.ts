@@ -48,7 +48,10 @@ function checkSvg(file: string, xml: string): void {
   const group = (cls: string) => els.find((e) => e.name === 'g' && (e.attrs.class ?? '').split(' ').includes(cls));
   for (const cls of ['x-axis', 'y-axis', 'legend', 'data']) assert.ok(group(cls), `${file}: no <g class="${cls}">`);
   const data = elements(group('data')!.children);
-  assert.ok(data.some((e) => e.name === 'rect' || e.name === 'circle'), `${file}: no data marks`);
+  assert.ok(
+    data.some((e) => e.name === 'rect' || e.name === 'circle'),
+    `${file}: no data marks`,
+  );
   const texts = els.filter((e) => e.name === 'text');
   assert.ok(texts.length >= 5, `${file}: too few text elements (${texts.length})`);
   // The y axis says its unit: "(s)", "(%...)" and so on.
@@ -71,7 +74,8 @@ test('the recorded run re-renders: REPORT.md, one CSV and one valid SVG chart pe
     assert.ok(md.includes(`kernel ${r.machine.kernel}`), 'the machine');
     assert.match(md, /\| figure \| ours \| published \| ratio \|/);
     for (const c of charts) assert.ok(md.includes(`(charts/${c})`), `REPORT.md links ${c}`);
-    for (const h of ['## 1. Overlay', '## 2. Compression', '## 3. Pre-copy rounds', '## 4. Alpha', '## 5. Bandwidth', '## 6. Decision']) assert.ok(md.includes(h), h);
+    for (const h of ['## 1. Overlay', '## 2. Compression', '## 3. Pre-copy rounds', '## 4. Alpha', '## 5. Bandwidth', '## 6. Decision'])
+      assert.ok(md.includes(h), h);
     for (const d of r.plan.quickDrops) assert.ok(md.includes(d), `the quick drop "${d}" is listed`);
 
     // One CSV per scenario, one line per raw row (+ header).
@@ -102,7 +106,11 @@ test('the comparison table has a row for every published figure the run measured
     assert.ok(what.includes(`busybox total at ${m} Mbit/s`));
     assert.ok(what.includes(`busybox downtime at ${m} Mbit/s`));
   }
-  for (const m of [5, 100]) assert.equal(what.some((x) => x.startsWith(`large-memory total at ${m} Mbit/s`)), mbits.has(m));
+  for (const m of [5, 100])
+    assert.equal(
+      what.some((x) => x.startsWith(`large-memory total at ${m} Mbit/s`)),
+      mbits.has(m),
+    );
   // The large overlay row: ours is the median of the raw overlay sizes, the ratio ours / 69.
   const large = cmp.find((c) => c.what.startsWith('overlay size, large'))!;
   const sizes = summarize(r.overlay.filter((o) => o.workload === 'large').map((o) => o.overlayBytes / 1e6))!;
@@ -126,7 +134,14 @@ test('charts: round axis scales, escaped text, valid SVG even without data', () 
   assert.deepEqual(niceScale(7.3), { max: 8, step: 2 });
   assert.deepEqual(niceScale(0), { max: 1, step: 0.2 });
   assert.equal(escapeXml('a<b & "c">'), 'a&lt;b &amp; &quot;c&quot;&gt;');
-  const svg = renderSvg({ kind: 'bars', title: 'x < y & z', xLabel: 'k', yLabel: 'time (s)', groups: ['a'], series: [{ name: 's', values: [{ n: 1, median: 1, p95: 1, min: 1, max: 1 }] }] });
+  const svg = renderSvg({
+    kind: 'bars',
+    title: 'x < y & z',
+    xLabel: 'k',
+    yLabel: 'time (s)',
+    groups: ['a'],
+    series: [{ name: 's', values: [{ n: 1, median: 1, p95: 1, min: 1, max: 1 }] }],
+  });
   checkSvg('inline', svg);
   const empty = renderSvg({ kind: 'lines', title: 'empty', xLabel: 'x', yLabel: 'y (s)', series: [] });
   assert.equal(XMLValidator.validate(empty), true);

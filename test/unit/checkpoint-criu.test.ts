@@ -179,7 +179,10 @@ describe('checkpoint on real CRIU images', { skip: skip ?? false, timeout: 110_0
   });
 
   it('indexes one entry per present page, including zero pages', async () => {
-    for (const [dir, idx] of [[d1, idx1], [d2, idx2]] as const) {
+    for (const [dir, idx] of [
+      [d1, idx1],
+      [d2, idx2],
+    ] as const) {
       for (const pp of idx.values()) {
         const size = (await readFile(pagesPath(dir, pp.pagesId))).length;
         assert.equal(pp.vaddrs.length, size / PAGE_SIZE, `pagemap-${pp.id}`);
@@ -216,7 +219,9 @@ describe('checkpoint on real CRIU images', { skip: skip ?? false, timeout: 110_0
     const wire2 = encodeDelta(await writeDelta(idx1, d2));
     const delta2 = decodeDelta(wire2);
     const full = idx2.get(String(w.pid))!.vaddrs.length;
-    t.diagnostic(`delta2: ${delta2.pages.length} pages, ${wire2.length} bytes on the wire (dump2 has ${full} present pages); counts ${JSON.stringify(delta2.counts)}`);
+    t.diagnostic(
+      `delta2: ${delta2.pages.length} pages, ${wire2.length} bytes on the wire (dump2 has ${full} present pages); counts ${JSON.stringify(delta2.counts)}`,
+    );
     assert.ok(delta2.pages.length < full / 3);
 
     // Receiver: the small images of dump 2 are all its non-pages files.

@@ -165,11 +165,14 @@ describe('pagemap image', () => {
     assert.throws(() => parseImage(good.subarray(0, 10), 'cut2.img'), isFormatError(/truncated entry length/));
     assert.throws(() => parseImage(Buffer.from([0x19, 0x43]), 'tiny.img'), isFormatError(/truncated header/));
     const huge = Buffer.concat([good.subarray(0, 8), u32(0xfffffff0), Buffer.alloc(16)]);
-    assert.throws(() => parseImage(huge, 'huge.img'), (err: unknown) => {
-      isFormatError(/entry length 4294967280 over the limit/)(err);
-      assert.equal((err as ImageFormatError).offset, 8);
-      return true;
-    });
+    assert.throws(
+      () => parseImage(huge, 'huge.img'),
+      (err: unknown) => {
+        isFormatError(/entry length 4294967280 over the limit/)(err);
+        assert.equal((err as ImageFormatError).offset, 8);
+        return true;
+      },
+    );
   });
 
   it('rejects malformed pagemap files on disk with file and offset', async () => {
@@ -197,7 +200,16 @@ describe('pagemap image', () => {
     await writeFile(file, Buffer.concat([good, u32(far.length), far]));
     await assert.rejects(readPagemap(dir, 1), isFormatError(/above 2\^53/));
     // overlapping entries
-    await writeFile(file, encodePagemap({ pagesId: 1, entries: [{ vaddr: 0x1000, nrPages: 2, flags: 4 }, { vaddr: 0x2000, nrPages: 1, flags: 4 }] }));
+    await writeFile(
+      file,
+      encodePagemap({
+        pagesId: 1,
+        entries: [
+          { vaddr: 0x1000, nrPages: 2, flags: 4 },
+          { vaddr: 0x2000, nrPages: 1, flags: 4 },
+        ],
+      }),
+    );
     await assert.rejects(readPagemap(dir, 1), isFormatError(/not sorted or overlapping/));
   });
 });
@@ -233,11 +245,14 @@ describe('page index, delta and rebuild (synthetic dumps)', () => {
       { scanned: diff.scanned, unchanged: diff.unchanged, changed: diff.changed, zero: diff.zero, new: diff.new },
       { scanned: 8, unchanged: 3, changed: 1, zero: 2, new: 2 },
     );
-    assert.deepEqual(diff.toSend.map((p) => [p.id, p.vaddr]), [
-      ['100', 0x11000],
-      ['100', 0x42000],
-      ['shmem-5', 0],
-    ]);
+    assert.deepEqual(
+      diff.toSend.map((p) => [p.id, p.vaddr]),
+      [
+        ['100', 0x11000],
+        ['100', 0x42000],
+        ['shmem-5', 0],
+      ],
+    );
 
     // round 1 (everything) into a pages-only dir, round 2 (delta) with small images
     const delta1 = decodeDelta(encodeDelta(await writeDelta(null, d1)));
@@ -299,7 +314,10 @@ describe('page index, delta and rebuild (synthetic dumps)', () => {
     const d2 = join(tmp, 'syn-v2-2');
     await makeDump(d1, '7', 1, [{ vaddr: 0x10000, pages: [...unchanged, randomBytes(P)] }]);
     // round 2: page 64 changed, one page added further up, one zero page
-    await makeDump(d2, '7', 1, [{ vaddr: 0x10000, pages: [...unchanged, randomBytes(P)] }, { vaddr: 0x90000, pages: [randomBytes(P), page(0)] }]);
+    await makeDump(d2, '7', 1, [
+      { vaddr: 0x10000, pages: [...unchanged, randomBytes(P)] },
+      { vaddr: 0x90000, pages: [randomBytes(P), page(0)] },
+    ]);
     const idx1 = await indexDump(d1);
     const delta2 = await writeDelta(idx1, d2);
     const v1 = encodeDelta(delta2);
@@ -311,7 +329,10 @@ describe('page index, delta and rebuild (synthetic dumps)', () => {
     const b = decodeDelta(v2, 'v2', { against: idx1 });
     assert.deepEqual([...b.index.get('7')!.hashes], [...a.index.get('7')!.hashes]);
     assert.deepEqual([...b.index.get('7')!.zero], [...a.index.get('7')!.zero]);
-    assert.deepEqual(b.pages.map((p) => [p.vaddr, p.data.equals(a.pages.find((q) => q.vaddr === p.vaddr)!.data)]), a.pages.map((p) => [p.vaddr, true]));
+    assert.deepEqual(
+      b.pages.map((p) => [p.vaddr, p.data.equals(a.pages.find((q) => q.vaddr === p.vaddr)!.data)]),
+      a.pages.map((p) => [p.vaddr, true]),
+    );
     assert.deepEqual(b.counts, a.counts);
     // without the base index, or with one that lacks an inherited page, it is refused
     assert.throws(() => decodeDelta(v2, 'v2'), isFormatError(/no base index was given/));

@@ -143,7 +143,12 @@ describe('CRIU parent images from an in-place base', { skip: skip ?? false, time
   before(async () => {
     tmp = await mkdtemp(join(tmpdir(), 'cloudlet-ckpt-parent-'));
     lab = new CriuLab(tmp);
-    p = await precopy(tmp, lab, (w) => w.mutate(), (w) => w.mutate());
+    p = await precopy(
+      tmp,
+      lab,
+      (w) => w.mutate(),
+      (w) => w.mutate(),
+    );
   });
 
   after(async () => {
@@ -180,13 +185,23 @@ describe('CRIU parent images from an in-place base', { skip: skip ?? false, time
     const out = join(p.tmp, 'stage', 'final-lazy');
     const view = join(p.tmp, 'stage', 'lazy-view');
     const small = join(p.tmp, 'small3');
-    const st = await rebuildImageDir({ baseDir: p.base, delta: p.delta3, smallImagesDir: small, outDir: out, parent: { dir: p.base, link: '../base' }, lazyView: view });
+    const st = await rebuildImageDir({
+      baseDir: p.base,
+      delta: p.delta3,
+      smallImagesDir: small,
+      outDir: out,
+      parent: { dir: p.base, link: '../base' },
+      lazyView: view,
+    });
     const main = String(p.w.pid);
     const restorePm = await readPagemap(out, main);
     const viewPm = await readPagemap(view, main, { checkPagesFile: false });
     const lazyIn = (entries: { flags: number; nrPages: number }[]): number => entries.filter((e) => e.flags & PE_LAZY).reduce((n, e) => n + e.nrPages, 0);
     t.diagnostic(`final: ${JSON.stringify(st)}; lazy pages: restore dir ${lazyIn(restorePm.entries)}, daemon view ${lazyIn(viewPm.entries)}`);
-    assert.ok(restorePm.entries.some((e) => e.flags === (PE_PARENT | PE_LAZY)), 'pages left in the parent are lazy');
+    assert.ok(
+      restorePm.entries.some((e) => e.flags === (PE_PARENT | PE_LAZY)),
+      'pages left in the parent are lazy',
+    );
     assert.equal(lazyIn(viewPm.entries), lazyIn(restorePm.entries), 'the daemon serves exactly the pages the restore leaves to it');
     assert.ok(lazyIn(viewPm.entries) > st.pages * 0.8, 'most pages are served lazily');
     assert.equal(await realpath(pagesPath(view, viewPm.pagesId)), await realpath(pagesPath(p.base, viewPm.pagesId)));

@@ -69,7 +69,7 @@ describe('scanContainerMemory on plain processes', { skip, timeout: 120_000 }, (
     assert.equal(await namespacePid(p.pid), p.pid, 'no pid namespace: NSpid is the pid itself');
     assert.deepEqual(await containerProcesses(p.pid), [p.pid], 'only the process (a descendant-free member of our cgroup)');
     await new Promise((r) => setTimeout(r, 50));
-    const before = (await readTicks(tickFile));
+    const before = await readTicks(tickFile);
     const out = join(dir, 'scan1');
     let ticksDuringScan = -1;
     const r = await scanContainerMemory({
@@ -78,13 +78,13 @@ describe('scanContainerMemory on plain processes', { skip, timeout: 120_000 }, (
       onBatch: async () => {
         // Between batches: the process is running (its counter moves while we read it).
         if (ticksDuringScan < 0) {
-          const a = (await readTicks(tickFile));
+          const a = await readTicks(tickFile);
           await new Promise((res) => setTimeout(res, 20));
           ticksDuringScan = (await readTicks(tickFile)) - a;
         }
       },
     });
-    const afterTicks = (await readTicks(tickFile));
+    const afterTicks = await readTicks(tickFile);
     assert.ok(ticksDuringScan > 0, `counter advanced during the scan (${ticksDuringScan})`);
     assert.ok(afterTicks > before, 'counter advanced over the scan');
     assert.equal(r.processes, 1);
@@ -110,7 +110,7 @@ describe('scanContainerMemory on plain processes', { skip, timeout: 120_000 }, (
     }
     const scanned = (vaddr: number, len: number): Buffer | null => {
       const parts: Buffer[] = [];
-      for (let a = vaddr; a < vaddr + len; ) {
+      for (let a = vaddr; a < vaddr + len;) {
         const base = a - (a % PAGE_SIZE);
         const pg = pageAt.get(base);
         if (!pg) return null;

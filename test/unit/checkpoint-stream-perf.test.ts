@@ -44,7 +44,14 @@ describe('dumpAndDelta against dump + writeDelta (perf)', { skip: skip ?? false,
     let n = 0;
     const dirOf = () => join(tmp, `d${++n}`);
     const seq = { wall: [] as number[], dump: [] as number[], hash: [] as number[], frozen: [] as number[] };
-    const mkStr = () => ({ wall: [] as number[], dump: [] as number[], tail: [] as number[], overlap: [] as number[], during: [] as number[], frozen: [] as number[] });
+    const mkStr = () => ({
+      wall: [] as number[],
+      dump: [] as number[],
+      tail: [] as number[],
+      overlap: [] as number[],
+      during: [] as number[],
+      frozen: [] as number[],
+    });
     const strs = { main: mkStr(), worker: mkStr() };
     const frozenMs = async (d: string) => ((await readCriuStats(join(d, 'stats-dump')))?.dump?.frozenTimeUs ?? 0) / 1000;
     const prev: Record<'a' | 'b' | 'c', PageIndex | null> = { a: null, b: null, c: null };
@@ -62,26 +69,58 @@ describe('dumpAndDelta against dump + writeDelta (perf)', { skip: skip ?? false,
       const d = dirOf();
       const t0 = performance.now();
       let tDumped = 0;
-      const r = await dumpAndDelta({ dump: async () => { await w.dump(d, !final); tDumped = performance.now(); }, dir: d, prev: prev[key], hasher });
+      const r = await dumpAndDelta({
+        dump: async () => {
+          await w.dump(d, !final);
+          tDumped = performance.now();
+        },
+        dir: d,
+        prev: prev[key],
+        hasher,
+      });
       const t2 = performance.now();
       prev[key] = r.delta.index;
-      return { d, delta: r.delta, wall: t2 - t0, dump: tDumped - t0, tail: r.stats.tailMs, overlap: r.overlapMs, during: r.stats.bytesDuringDump / (r.stats.bytesTotal || 1) };
+      return {
+        d,
+        delta: r.delta,
+        wall: t2 - t0,
+        dump: tDumped - t0,
+        tail: r.stats.tailMs,
+        overlap: r.overlapMs,
+        during: r.stats.bytesDuringDump / (r.stats.bytesTotal || 1),
+      };
     };
     // round 1 of each workload (full delta), not counted
-    for (const [w, k] of [[wa, 'a'], [wb, 'b'], [wc, 'c']] as const) await rm((await sequential(w, k, false)).d, { recursive: true });
-    const orders = [['s', 'main', 'worker'], ['worker', 's', 'main'], ['main', 'worker', 's']];
+    for (const [w, k] of [
+      [wa, 'a'],
+      [wb, 'b'],
+      [wc, 'c'],
+    ] as const)
+      await rm((await sequential(w, k, false)).d, { recursive: true });
+    const orders = [
+      ['s', 'main', 'worker'],
+      ['worker', 's', 'main'],
+      ['main', 'worker', 's'],
+    ];
     for (let i = 0; i < REPS; i++) {
       for (const w of [wa, wb, wc]) await w.mutate();
       for (const o of orders[i % 3]!) {
         if (o === 's') {
           const x = await sequential(wa, 'a', false);
-          seq.wall.push(x.wall); seq.dump.push(x.dump); seq.hash.push(x.hash); seq.frozen.push(await frozenMs(x.d));
+          seq.wall.push(x.wall);
+          seq.dump.push(x.dump);
+          seq.hash.push(x.hash);
+          seq.frozen.push(await frozenMs(x.d));
           await rm(x.d, { recursive: true });
         } else {
           const hasher = o as 'main' | 'worker';
           const str = strs[hasher];
           const x = await streamed(hasher === 'main' ? wb : wc, hasher === 'main' ? 'b' : 'c', false, hasher);
-          str.wall.push(x.wall); str.dump.push(x.dump); str.tail.push(x.tail); str.overlap.push(x.overlap); str.during.push(x.during);
+          str.wall.push(x.wall);
+          str.dump.push(x.dump);
+          str.tail.push(x.tail);
+          str.overlap.push(x.overlap);
+          str.during.push(x.during);
           str.frozen.push(await frozenMs(x.d));
           await rm(x.d, { recursive: true });
         }
@@ -93,17 +132,35 @@ describe('dumpAndDelta against dump + writeDelta (perf)', { skip: skip ?? false,
     const fw = await streamed(wc, 'c', true, 'worker');
     for (const w of [wa, wb, wc]) await w.waitExit();
     const strOut = (str: ReturnType<typeof mkStr>) => ({
-      wallMs: str.wall.map(r0), dumpMs: str.dump.map(r0), frozenMs: str.frozen.map(r0), tailMs: str.tail.map(r0), overlapMs: str.overlap.map(r0),
-      hashedDuringDump: str.during.map((x) => Math.round(x * 100) / 100), medianWallMs: r0(med(str.wall)), medianFrozenMs: r0(med(str.frozen)),
+      wallMs: str.wall.map(r0),
+      dumpMs: str.dump.map(r0),
+      frozenMs: str.frozen.map(r0),
+      tailMs: str.tail.map(r0),
+      overlapMs: str.overlap.map(r0),
+      hashedDuringDump: str.during.map((x) => Math.round(x * 100) / 100),
+      medianWallMs: r0(med(str.wall)),
+      medianFrozenMs: r0(med(str.frozen)),
     });
     const finOut = async (fp: Awaited<ReturnType<typeof streamed>>) => ({
-      wallMs: r0(fp.wall), dumpMs: r0(fp.dump), frozenMs: r0(await frozenMs(fp.d)), tailMs: r0(fp.tail), overlapMs: r0(fp.overlap), hashedDuringDump: Math.round(fp.during * 100) / 100,
+      wallMs: r0(fp.wall),
+      dumpMs: r0(fp.dump),
+      frozenMs: r0(await frozenMs(fp.d)),
+      tailMs: r0(fp.tail),
+      overlapMs: r0(fp.overlap),
+      hashedDuringDump: Math.round(fp.during * 100) / 100,
     });
     const out = {
       mib: MIB,
       reps: REPS,
       leaveRunning: {
-        sequential: { wallMs: seq.wall.map(r0), dumpMs: seq.dump.map(r0), writeDeltaMs: seq.hash.map(r0), frozenMs: seq.frozen.map(r0), medianWallMs: r0(med(seq.wall)), medianFrozenMs: r0(med(seq.frozen)) },
+        sequential: {
+          wallMs: seq.wall.map(r0),
+          dumpMs: seq.dump.map(r0),
+          writeDeltaMs: seq.hash.map(r0),
+          frozenMs: seq.frozen.map(r0),
+          medianWallMs: r0(med(seq.wall)),
+          medianFrozenMs: r0(med(seq.frozen)),
+        },
         streamedMain: strOut(strs.main),
         streamedWorker: strOut(strs.worker),
       },

@@ -66,7 +66,16 @@ function synthMaps(): SynthMap[] {
     return { id, pagesId, entries, pages: Array.from({ length: n }, (_, k) => page(fill(k))) };
   };
   return [
-    mk('100', 1, [[0x400000, 700, PE_PRESENT], [0x800000, 33, PE_PRESENT | PE_LAZY], [0x900000, 300, PE_PRESENT]], (k) => (k % 50 === 7 ? 0 : null)),
+    mk(
+      '100',
+      1,
+      [
+        [0x400000, 700, PE_PRESENT],
+        [0x800000, 33, PE_PRESENT | PE_LAZY],
+        [0x900000, 300, PE_PRESENT],
+      ],
+      (k) => (k % 50 === 7 ? 0 : null),
+    ),
     mk('200', 2, [[0x10000, 5, PE_PRESENT]], () => null),
     mk('shmem-9', 3, [[0, 400, PE_PRESENT]], (k) => (k < 100 ? 0 : k < 110 ? 0x5a : null)),
   ];
@@ -168,7 +177,10 @@ describe('dumpAndDelta on synthetic progressive dumps', () => {
     const d = join(tmp, 'parent');
     const ref = join(tmp, 'parent-ref');
     await progressiveDump(ref, maps);
-    const expected = await writeDelta(null, ref).then(() => null, (e: Error) => e);
+    const expected = await writeDelta(null, ref).then(
+      () => null,
+      (e: Error) => e,
+    );
     assert.ok(expected, 'writeDelta rejects parent pages');
     await assert.rejects(dumpAndDelta({ dump: () => progressiveDump(d, maps), dir: d, prev: null }), (err: Error) => {
       assert.equal(err.constructor, expected.constructor);
@@ -222,7 +234,11 @@ describe('dumpAndDelta on real CRIU dumps', { skip: skip ?? false, timeout: 80_0
 
   it('three rounds (leave-running on the main thread, grown layout and final with the worker): same delta as writeDelta', async (t) => {
     let prev: PageIndex | null = null;
-    for (const [round, final] of [[1, false], [2, false], [3, true]] as const) {
+    for (const [round, final] of [
+      [1, false],
+      [2, false],
+      [3, true],
+    ] as const) {
       if (round === 2) {
         await w.mutate();
         await w.grow();
@@ -237,9 +253,7 @@ describe('dumpAndDelta on real CRIU dumps', { skip: skip ?? false, timeout: 80_0
       assert.equal(r.stats.bytesTotal, ref.counts.scanned * PAGE_SIZE);
       if (round > 1) assert.ok(ref.counts.unchanged > ref.counts.changed, `round ${round}: mostly unchanged`);
       if (hasher === 'main') assert.ok(r.stats.bytesDuringDump > 0, 'some pages were hashed while CRIU was still writing');
-      t.diagnostic(
-        `round ${round}: ${JSON.stringify({ overlapMs: Math.round(r.overlapMs), ...r.stats, counts: ref.counts })}`,
-      );
+      t.diagnostic(`round ${round}: ${JSON.stringify({ overlapMs: Math.round(r.overlapMs), ...r.stats, counts: ref.counts })}`);
       prev = r.delta.index;
     }
     await w.waitExit();

@@ -53,10 +53,13 @@ test('nodes come from the lab state; an unknown node lists the known ones', asyn
   writeLab(dir, 'lab-token-0123456789', [cloudlet('alpha', 'http://127.0.0.1:17001'), cloudlet('beta', 'http://127.0.0.1:17002')]);
 
   const nodes = await resolveNodes({});
-  assert.deepEqual(nodes.map((n) => [n.name, n.url, n.client.token]), [
-    ['alpha', 'http://127.0.0.1:17001', 'lab-token-0123456789'],
-    ['beta', 'http://127.0.0.1:17002', 'lab-token-0123456789'],
-  ]);
+  assert.deepEqual(
+    nodes.map((n) => [n.name, n.url, n.client.token]),
+    [
+      ['alpha', 'http://127.0.0.1:17001', 'lab-token-0123456789'],
+      ['beta', 'http://127.0.0.1:17002', 'lab-token-0123456789'],
+    ],
+  );
   assert.equal((await resolveNode('beta', {})).url, 'http://127.0.0.1:17002');
 
   await assert.rejects(resolveNode('gamma', {}), (err: unknown) => {
@@ -164,6 +167,9 @@ test('`nodes` status: a live daemon with a dead engine is degraded, a dead daemo
   await d.close();
   d = null;
   const allDown = await collectNodeStatus(await resolveNodes({}));
-  assert.deepEqual(allDown.map((r) => r.status), ['down', 'down']);
+  assert.deepEqual(
+    allDown.map((r) => r.status),
+    ['down', 'down'],
+  );
   assert.equal(nodesExitCode(allDown), 1);
 });

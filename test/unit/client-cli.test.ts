@@ -24,7 +24,6 @@ after(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-
 test('options: durations, the time bound with only --count, and bad input refused by name', () => {
   const base = { target: '10.0.0.9', tcpPort: '7000', httpPort: '8080', interval: '20ms', tcp: true, http: true, window: '1', grace: '1s' };
   const a = clientOptions(base);
@@ -60,7 +59,22 @@ test('cloudlet client --count --json: a report with both sessions, exit 0, the r
   const svc = await startLocalService();
   const readyFile = join(tmp, 'ready.json');
   const r = await runCli(
-    ['client', '--target', '127.0.0.1', '--tcp-port', String(svc.tcpPort), '--http-port', String(svc.httpPort), '--count', '20', '--interval', '10ms', '--json', '--ready-file', readyFile],
+    [
+      'client',
+      '--target',
+      '127.0.0.1',
+      '--tcp-port',
+      String(svc.tcpPort),
+      '--http-port',
+      String(svc.httpPort),
+      '--count',
+      '20',
+      '--interval',
+      '10ms',
+      '--json',
+      '--ready-file',
+      readyFile,
+    ],
     { env, timeoutMs: 20_000 },
   );
   svc.child.kill('SIGKILL');
@@ -78,10 +92,28 @@ test('cloudlet client --count --json: a report with both sessions, exit 0, the r
 test('SIGINT stops the run and the report is still printed; a dead target exits 1; bad options exit 2', { timeout: 30_000 }, async () => {
   const svc = await startLocalService();
   const readyFile = join(mkdtempSync(join(tmpdir(), 'client-cli-')), 'ready');
-  const child = spawn(process.execPath, [CLI, 'client', '--target', '127.0.0.1', '--tcp-port', String(svc.tcpPort), '--http-port', String(svc.httpPort), '--duration', '20s', '--timeline', '--ready-file', readyFile], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'client',
+      '--target',
+      '127.0.0.1',
+      '--tcp-port',
+      String(svc.tcpPort),
+      '--http-port',
+      String(svc.httpPort),
+      '--duration',
+      '20s',
+      '--timeline',
+      '--ready-file',
+      readyFile,
+    ],
+    {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   children.push(child);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -98,7 +130,10 @@ test('SIGINT stops the run and the report is still printed; a dead target exits 
   assert.match(out, /^tcp  \|.*\|$/m, 'the timeline');
 
   // The service is gone now: connection refused, the report says so, exit 1.
-  const dead = await runCli(['client', '--target', '127.0.0.1', '--tcp-port', String(svc.tcpPort), '--http-port', String(svc.httpPort), '--duration', '5s'], { env, timeoutMs: 20_000 });
+  const dead = await runCli(['client', '--target', '127.0.0.1', '--tcp-port', String(svc.tcpPort), '--http-port', String(svc.httpPort), '--duration', '5s'], {
+    env,
+    timeoutMs: 20_000,
+  });
   assert.equal(dead.code, 1);
   assert.match(dead.stdout, /ECONNREFUSED/);
   assert.match(dead.stdout, /never ready/);

@@ -13,8 +13,6 @@ import type { SessionReport } from '../../src/client/types.js';
 
 type Service = LocalService;
 
-
-
 async function killService(s: Service): Promise<void> {
   if (s.child.exitCode !== null || s.child.signalCode !== null) return;
   s.child.kill('SIGKILL');
@@ -38,7 +36,14 @@ test('a 2 s run against the service: every request answered, one connection each
   const svc = await startLocalService();
   try {
     let readyCalls = 0;
-    const r = await runClient({ target: '127.0.0.1', tcpPort: svc.tcpPort, httpPort: svc.httpPort, intervalMs: 20, durationMs: 2000, onReady: () => readyCalls++ });
+    const r = await runClient({
+      target: '127.0.0.1',
+      tcpPort: svc.tcpPort,
+      httpPort: svc.httpPort,
+      intervalMs: 20,
+      durationMs: 2000,
+      onReady: () => readyCalls++,
+    });
     assert.equal(r.stoppedBy, 'duration');
     assert.equal(readyCalls, 1);
     assert.ok(r.readyAtMs !== null && r.readyAtMs < 1000, `ready at ${r.readyAtMs}`);
@@ -238,7 +243,15 @@ function maxInFlight(s: SessionReport): number {
 test('a window of 4 on both sessions: a paused service lets it fill and no further; nothing lost', { timeout: 20_000 }, async () => {
   const svc = await startLocalService();
   try {
-    const handle = startClient({ target: '127.0.0.1', tcpPort: svc.tcpPort, httpPort: svc.httpPort, intervalMs: 10, durationMs: 1500, window: 4, samples: true });
+    const handle = startClient({
+      target: '127.0.0.1',
+      tcpPort: svc.tcpPort,
+      httpPort: svc.httpPort,
+      intervalMs: 10,
+      durationMs: 1500,
+      window: 4,
+      samples: true,
+    });
     assert.equal(await handle.ready, true);
     await sleep(300);
     process.kill(svc.child.pid!, 'SIGSTOP');

@@ -11,11 +11,14 @@ import { tryRun } from '../../src/util/exec.js';
 
 const isRoot = process.getuid?.() === 0;
 
-test("CRIU loads its kernel-data cache after ensureCriuKdatCache, also where /run is not tmpfs", { skip: !isRoot && 'needs root' }, async (t) => {
+test('CRIU loads its kernel-data cache after ensureCriuKdatCache, also where /run is not tmpfs', { skip: !isRoot && 'needs root' }, async (t) => {
   const runIsTmpfs = (await statfs('/run')).type === 0x01021994;
   if (!runIsTmpfs) {
     // Start from nothing when the link is ours (a fresh machine has none: made now too).
-    const ours = await lstat(KDAT_PATH).then((s) => s.isSymbolicLink(), () => false);
+    const ours = await lstat(KDAT_PATH).then(
+      (s) => s.isSymbolicLink(),
+      () => false,
+    );
     if (ours) {
       await rm(KDAT_PATH);
       await rm(KDAT_CACHE, { force: true });

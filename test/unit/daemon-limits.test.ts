@@ -111,7 +111,14 @@ test('bodies over the configured limits are refused with 413 naming the limit', 
   // Overlay upload: refused from its Content-Length, or while streaming when it has none.
   assert.ok(ovl.bytes.length > 1024, `fixture overlay of ${ovl.bytes.length} bytes`);
   for (const length of [true, false]) {
-    const r = await request(url, { method: 'PUT', path: '/v1/overlays', token, type: OVERLAY_CONTENT_TYPE, body: [ovl.bytes.subarray(0, 512), ovl.bytes.subarray(512)], length });
+    const r = await request(url, {
+      method: 'PUT',
+      path: '/v1/overlays',
+      token,
+      type: OVERLAY_CONTENT_TYPE,
+      body: [ovl.bytes.subarray(0, 512), ovl.bytes.subarray(512)],
+      length,
+    });
     assert.equal(r.status, 413, JSON.stringify(r.body));
     assert.equal(r.body.error, 'overlay_too_large');
     assert.match(r.body.message ?? '', /limit of 1024 bytes \(limits\.overlayBytes\)/);
@@ -128,13 +135,28 @@ test('bodies over the configured limits are refused with 413 naming the limit', 
     path: '/v1/incoming',
     token,
     type: 'application/json',
-    body: Buffer.from(JSON.stringify({ id, from: 'beta', container: { name: 'web', imageId: `sha256:${'a'.repeat(64)}`, imageName: 'web:1', createOptions: { name: 'web', Image: 'web:1' }, volumes: [] } })),
+    body: Buffer.from(
+      JSON.stringify({
+        id,
+        from: 'beta',
+        container: { name: 'web', imageId: `sha256:${'a'.repeat(64)}`, imageName: 'web:1', createOptions: { name: 'web', Image: 'web:1' }, volumes: [] },
+      }),
+    ),
     length: true,
   });
   assert.equal(prep.status, 200, JSON.stringify(prep.body));
   // Ten artifacts of 10 KiB: each under the artifact limit, together over the round limit.
-  const round = await framedStream(Array.from({ length: 10 }, (_, i): [string, Buffer] => [`img/core-${i}.img`, randomBytes(10 * 1024)]), 'none');
-  const r = await request(url, { method: 'PUT', path: `/v1/incoming/${id}/rounds/1?final=0`, token, type: 'application/octet-stream', body: chunks(round, 8192) });
+  const round = await framedStream(
+    Array.from({ length: 10 }, (_, i): [string, Buffer] => [`img/core-${i}.img`, randomBytes(10 * 1024)]),
+    'none',
+  );
+  const r = await request(url, {
+    method: 'PUT',
+    path: `/v1/incoming/${id}/rounds/1?final=0`,
+    token,
+    type: 'application/octet-stream',
+    body: chunks(round, 8192),
+  });
   assert.equal(r.status, 413, JSON.stringify(r.body));
   assert.equal(r.body.error, 'transfer_oversize');
   assert.match(r.body.message ?? '', /limit of 65536 bytes \(limits\.roundBytes\)/);

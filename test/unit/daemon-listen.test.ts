@@ -68,7 +68,10 @@ test('one app serves a TCP port and a unix socket at once; close stops both', as
   assert.equal(existsSync(socket), false, 'socket file removed on close');
 
   const after = DaemonDb.open(fx.config.dataDir, { readonly: true });
-  assert.deepEqual(after.events().map((e) => e.kind), ['daemon.stop', 'daemon.start']);
+  assert.deepEqual(
+    after.events().map((e) => e.kind),
+    ['daemon.stop', 'daemon.start'],
+  );
   after.close();
 });
 
@@ -81,10 +84,7 @@ test('a stale socket left by a killed process is replaced', async (t) => {
     fx.cleanup();
   });
   // A process that listens and dies by SIGKILL leaves its socket file behind.
-  const child = spawn(process.execPath, [
-    '-e',
-    `require('net').createServer().listen(${JSON.stringify(socket)}, () => console.log('ready'))`,
-  ]);
+  const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(socket)}, () => console.log('ready'))`]);
   await new Promise<void>((resolve, reject) => {
     child.stdout.once('data', () => resolve());
     child.once('error', reject);

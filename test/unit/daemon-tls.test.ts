@@ -32,11 +32,17 @@ function openssl(args: string[], cwd: string): void {
 function makePki(): Pki {
   const dir = mkdtempSync(join(tmpdir(), 'cloudlet-pki-'));
   for (const name of ['ca', 'other']) {
-    openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '1', '-subj', `/CN=cloudlet test ${name} CA`], dir);
+    openssl(
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '1', '-subj', `/CN=cloudlet test ${name} CA`],
+      dir,
+    );
   }
   openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1'], dir);
   writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'ext.cnf'], dir);
+  openssl(
+    ['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'ext.cnf'],
+    dir,
+  );
   return { dir, ca: join(dir, 'ca.pem'), cert: join(dir, 'server.pem'), key: join(dir, 'server.key'), otherCa: join(dir, 'other.pem') };
 }
 
@@ -102,7 +108,10 @@ test('cloudletd serves HTTPS with its certificate; clients verify it against the
   // A CA file that is not PEM is refused by name.
   const bogus = join(pki.dir, 'bogus.pem');
   writeFileSync(bogus, 'not a certificate');
-  assert.throws(() => new CloudletClient(url, fx.config.token, { ca: bogus }), (err: unknown) => err instanceof UsageError && /is not a PEM file/.test(err.message));
+  assert.throws(
+    () => new CloudletClient(url, fx.config.token, { ca: bogus }),
+    (err: unknown) => err instanceof UsageError && /is not a PEM file/.test(err.message),
+  );
 });
 
 test('peer calls go over https and verify the peer against peerCa', async (t) => {

@@ -21,7 +21,17 @@ function setup(t: { after(fn: () => unknown): void }) {
 }
 
 function report(id: string, patch: Partial<MigrationReport> = {}): MigrationReport {
-  const base = newReport({ id, container: 'web', from: 'alpha', to: 'beta', policy: 'model', codec: 'auto', serviceAddress: null, strategy: 'migrate', strategyReason: 'test' });
+  const base = newReport({
+    id,
+    container: 'web',
+    from: 'alpha',
+    to: 'beta',
+    policy: 'model',
+    codec: 'auto',
+    serviceAddress: null,
+    strategy: 'migrate',
+    strategyReason: 'test',
+  });
   return { ...base, state: 'precopy', ...patch };
 }
 

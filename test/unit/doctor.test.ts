@@ -49,9 +49,7 @@ test("this machine's kernel config: the parser agrees with zcat/grep", async (t)
     return;
   }
   // An independent reading of the same option with the system's own tools.
-  const raw = src.source.endsWith('.gz')
-    ? (await run('zcat', [src.source])).stdout
-    : (await run('cat', [src.source])).stdout;
+  const raw = src.source.endsWith('.gz') ? (await run('zcat', [src.source])).stdout : (await run('cat', [src.source])).stdout;
   const line = raw.split('\n').find((l) => /^(# )?CONFIG_CHECKPOINT_RESTORE[= ]/.test(l)) ?? '';
   const expected = line.startsWith('CONFIG_CHECKPOINT_RESTORE=') ? line.split('=')[1] : 'n';
   assert.equal(src.config.get('CONFIG_CHECKPOINT_RESTORE') ?? 'n', expected);

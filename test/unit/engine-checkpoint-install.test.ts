@@ -7,12 +7,7 @@ import { mkdtemp, mkdir, writeFile, readFile, readlink, readdir, rm, symlink, ut
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  installCheckpoint,
-  removeInstalledCheckpoint,
-  pruneContainerdCheckpointCopies,
-  checkpointPaths,
-} from '../../src/engine/checkpoint-install.js';
+import { installCheckpoint, removeInstalledCheckpoint, pruneContainerdCheckpointCopies, checkpointPaths } from '../../src/engine/checkpoint-install.js';
 import { ConflictError, UsageError } from '../../src/util/errors.js';
 
 const ID = 'ab'.repeat(32);
@@ -86,7 +81,10 @@ test('installCheckpoint refuses bad names, unknown containers and existing check
   try {
     assert.throws(() => checkpointPaths({ dataRoot: f.dataRoot, containerId: ID, name: '../x', xdgRuntimeDir: null }), UsageError);
     assert.throws(() => checkpointPaths({ dataRoot: f.dataRoot, containerId: 'abc', name: 'x', xdgRuntimeDir: null }), UsageError);
-    await assert.rejects(installCheckpoint({ dataRoot: f.dataRoot, containerId: 'cd'.repeat(32), name: 'x', imageDir: f.img, xdgRuntimeDir: null }), UsageError);
+    await assert.rejects(
+      installCheckpoint({ dataRoot: f.dataRoot, containerId: 'cd'.repeat(32), name: 'x', imageDir: f.img, xdgRuntimeDir: null }),
+      UsageError,
+    );
     await mkdir(join(f.dataRoot, 'containers', ID, 'checkpoints', 'dup'), { recursive: true });
     await assert.rejects(installCheckpoint({ dataRoot: f.dataRoot, containerId: ID, name: 'dup', imageDir: f.img, xdgRuntimeDir: f.xdg }), ConflictError);
     assert.ok(existsSync(join(f.img, 'pages-1.img')), 'nothing moved on refusal');

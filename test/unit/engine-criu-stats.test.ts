@@ -5,8 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseCriuStats, CriuStatsFormatError } from '../../src/engine/criu-stats.js';
 
-const STATS_DUMP_HEX =
-  '405910550633095724000000' + '0a2208f19a0610d0991a18c61d20dc0228313000382340004800500858086000680070' + '00';
+const STATS_DUMP_HEX = '405910550633095724000000' + '0a2208f19a0610d0991a18c61d20dc0228313000382340004800500858086000680070' + '00';
 
 test('criu stats: a real stats-dump decodes to what crit showed', () => {
   const s = parseCriuStats(Buffer.from(STATS_DUMP_HEX, 'hex'));
@@ -46,7 +45,10 @@ test('criu stats: wrong magics and truncation are format errors', () => {
   const good = Buffer.from(STATS_DUMP_HEX, 'hex');
   const badMagic = Buffer.from(good);
   badMagic.writeUInt32LE(0x56084025, 4);
-  assert.throws(() => parseCriuStats(badMagic, 'x'), (e: unknown) => e instanceof CriuStatsFormatError && /type magic/.test(e.message));
+  assert.throws(
+    () => parseCriuStats(badMagic, 'x'),
+    (e: unknown) => e instanceof CriuStatsFormatError && /type magic/.test(e.message),
+  );
   assert.throws(() => parseCriuStats(good.subarray(0, 20), 'x'), CriuStatsFormatError);
   assert.throws(() => parseCriuStats(Buffer.alloc(4)), CriuStatsFormatError);
 });

@@ -30,22 +30,26 @@ test('twin options keep name, hostname, command and host config; drop ContainerI
 });
 
 test('anonymous volumes become named binds; declared binds stay as they are', () => {
-  const o = twinCreateOptions(inspect({
-    HostConfig: { Binds: ['data:/data'] },
-    Mounts: [
-      { Type: 'volume', Name: 'data', Source: '/v/data/_data', Destination: '/data', RW: true },
-      { Type: 'volume', Name: 'f00d', Source: '/v/f00d/_data', Destination: '/cache', RW: false },
-      { Type: 'bind', Source: '/etc/x', Destination: '/x', RW: true },
-    ],
-  }));
+  const o = twinCreateOptions(
+    inspect({
+      HostConfig: { Binds: ['data:/data'] },
+      Mounts: [
+        { Type: 'volume', Name: 'data', Source: '/v/data/_data', Destination: '/data', RW: true },
+        { Type: 'volume', Name: 'f00d', Source: '/v/f00d/_data', Destination: '/cache', RW: false },
+        { Type: 'bind', Source: '/etc/x', Destination: '/x', RW: true },
+      ],
+    }),
+  );
   assert.deepEqual(o.HostConfig?.Binds, ['data:/data', 'f00d:/cache:ro']);
 });
 
 test('user-defined networks: address pinned, own short-id alias dropped', () => {
-  const o = twinCreateOptions(inspect({
-    HostConfig: { NetworkMode: 'svc' },
-    Networks: { svc: { IPAMConfig: null, IPAddress: '172.30.0.5', Aliases: ['0123456789ab', 'web'], NetworkID: 'n' } },
-  }));
+  const o = twinCreateOptions(
+    inspect({
+      HostConfig: { NetworkMode: 'svc' },
+      Networks: { svc: { IPAMConfig: null, IPAddress: '172.30.0.5', Aliases: ['0123456789ab', 'web'], NetworkID: 'n' } },
+    }),
+  );
   assert.deepEqual(o.NetworkingConfig, { EndpointsConfig: { svc: { IPAMConfig: { IPv4Address: '172.30.0.5' }, Aliases: ['web'] } } });
   const b = twinCreateOptions(inspect({ HostConfig: { NetworkMode: 'default' }, Networks: { bridge: { IPAddress: '172.17.0.2' } } }));
   assert.equal(b.NetworkingConfig, undefined);

@@ -72,7 +72,7 @@ test('a status outside the mapping falls back by class; no error status means th
   assert.ok(!isErrorKind('not_found'));
 });
 
-test('the status of an error is its kind\'s, and ApiError reads its kind from the answer', () => {
+test("the status of an error is its kind's, and ApiError reads its kind from the answer", () => {
   const made: CloudletError[] = [
     new UsageError('x'),
     new NotFoundError('container', 'c'),
@@ -94,14 +94,25 @@ test('the status of an error is its kind\'s, and ApiError reads its kind from th
   assert.deepEqual(
     made.map((e) => [e.code, e.httpStatus]),
     [
-      ['usage', 400], ['not_found', 404], ['conflict', 409], ['command_failed', 500],
-      ['api_error', 409], ['unreachable', 502], ['api_error', 503],
-      ['transfer_oversize', 413], ['transfer_crc', 422],
-      ['overlay_too_large', 413], ['bad_image_archive', 500], ['fssync_busy', 500],
+      ['usage', 400],
+      ['not_found', 404],
+      ['conflict', 409],
+      ['command_failed', 500],
+      ['api_error', 409],
+      ['unreachable', 502],
+      ['api_error', 503],
+      ['transfer_oversize', 413],
+      ['transfer_crc', 422],
+      ['overlay_too_large', 413],
+      ['bad_image_archive', 500],
+      ['fssync_busy', 500],
     ],
   );
-  // @ts-expect-error: a CloudletError cannot be made without a kind.
-  assert.throws(() => { throw new CloudletError('x', 'y', {}); }, (e: unknown) => e instanceof CloudletError);
+  const noKind = () => {
+    // @ts-expect-error: a CloudletError cannot be made without a kind.
+    throw new CloudletError('x', 'y', {});
+  };
+  assert.throws(noKind, (e: unknown) => e instanceof CloudletError);
 });
 
 test('every CloudletError made in src names its kind', () => {

@@ -28,7 +28,8 @@ function refusal(fn: () => unknown, code: 'fssync_xattr_dump_unsafe' | 'fssync_x
   });
 }
 
-const parse = (s: string | Buffer, allowedNames?: string[]) => parseXattrDump(typeof s === 'string' ? Buffer.from(s, 'latin1') : s, allowedNames ? { allowedNames } : {});
+const parse = (s: string | Buffer, allowedNames?: string[]) =>
+  parseXattrDump(typeof s === 'string' ? Buffer.from(s, 'latin1') : s, allowedNames ? { allowedNames } : {});
 const paths = (es: XattrDumpEntry[]) => es.map((e) => Buffer.concat(e.components.flatMap((c, i) => (i === 0 ? [c] : [Buffer.from('/'), c]))).toString('utf8'));
 
 describe('xattr dump parser', () => {
@@ -76,7 +77,10 @@ describe('xattr dump parser', () => {
     for (const a of es[0]!.attrs) assert.deepEqual(a.value, Buffer.from([0, 0xff]), a.name.toString());
     assert.deepEqual(paths(es), ['', 'x/y']);
     assert.equal(es[1]!.line, 7);
-    assert.deepEqual(parse(renderXattrDump(es)).map((e) => [e.components, e.attrs.map((a) => [a.name, a.value])]), es.map((e) => [e.components, e.attrs.map((a) => [a.name, a.value])]));
+    assert.deepEqual(
+      parse(renderXattrDump(es)).map((e) => [e.components, e.attrs.map((a) => [a.name, a.value])]),
+      es.map((e) => [e.components, e.attrs.map((a) => [a.name, a.value])]),
+    );
     assert.deepEqual(parse(''), []);
   });
 
@@ -154,7 +158,10 @@ async function withTrailer(batch: string, out: string, edit: (t: Record<string, 
 /** Contents hash and every xattr (getfattr, all namespaces) of a file: what must not change. */
 function fingerprint(file: string): string {
   const data = execFileSync('sha256sum', [file]).toString().split(' ')[0];
-  const xattrs = execFileSync('getfattr', ['-h', '-d', '-e', 'hex', '-m', '-', file], { env: { ...process.env, LC_ALL: 'C' }, stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+  const xattrs = execFileSync('getfattr', ['-h', '-d', '-e', 'hex', '-m', '-', file], {
+    env: { ...process.env, LC_ALL: 'C' },
+    stdio: ['ignore', 'pipe', 'ignore'],
+  }).toString();
   return `${data}\n${xattrs}`;
 }
 
@@ -220,7 +227,11 @@ describe('hostile batches', { skip: isRoot && HAVE_GETFATTR ? false : 'needs roo
       await symlink(outsideDir, join(src, 'lnk'));
     });
     const hostile = join(work, 'hostile-link');
-    await withTrailer(b, hostile, (t) => void (t.caps = capsOf(`# file: f\nsecurity.capability=${CAP_NET_RAW}\n\n# file: lnk/victim\nsecurity.capability=${CAP_NET_RAW}\n`)));
+    await withTrailer(
+      b,
+      hostile,
+      (t) => void (t.caps = capsOf(`# file: f\nsecurity.capability=${CAP_NET_RAW}\n\n# file: lnk/victim\nsecurity.capability=${CAP_NET_RAW}\n`)),
+    );
     const tgt = join(work, 'tgt-link');
     await assert.rejects(applyBatch(hostile, tgt), (e: unknown) => {
       assert.ok(e instanceof FsSyncError && e.code === 'fssync_xattr_dump_unsafe', String(e));
@@ -245,11 +256,16 @@ describe('hostile batches', { skip: isRoot && HAVE_GETFATTR ? false : 'needs roo
       const stand = 'q'.repeat(evil.length);
       const b = await realBatch(`rs-${name}`, async (src) => writeFile(join(src, stand), 'PWNED\n'));
       const hostile = join(work, `hostile-rs-${name}`);
-      await withTrailer(b, hostile, () => undefined, (r) => {
-        const at = r.indexOf(stand);
-        assert.ok(at > 0 && r.indexOf(stand, at + 1) < 0, 'the name is in the file list once');
-        r.write(evil, at, 'latin1');
-      });
+      await withTrailer(
+        b,
+        hostile,
+        () => undefined,
+        (r) => {
+          const at = r.indexOf(stand);
+          assert.ok(at > 0 && r.indexOf(stand, at + 1) < 0, 'the name is in the file list once');
+          r.write(evil, at, 'latin1');
+        },
+      );
       await assert.rejects(applyBatch(hostile, join(work, `tgt-rs-${name}`)), (e: unknown) => {
         assert.ok(e instanceof FsSyncError && e.code === 'fssync_apply_failed', String(e));
         assert.match(String(e.context.stderrTail), /unsafe pathname from sender/);
@@ -270,12 +286,17 @@ describe('hostile batches', { skip: isRoot && HAVE_GETFATTR ? false : 'needs roo
       await writeFile(join(src, 'ab', 'x'), 'PWNED\n');
     });
     const hostile = join(work, 'hostile-rs-link');
-    await withTrailer(b, hostile, () => undefined, (r) => {
-      const pattern = Buffer.from([2, 2, 0x2f, 0x78]);
-      const at = r.indexOf(pattern);
-      assert.ok(at > 0 && r.indexOf(pattern, at + 1) < 0, 'the encoding of ab/x is as expected (rsync protocol 32)');
-      r[at] = 1;
-    });
+    await withTrailer(
+      b,
+      hostile,
+      () => undefined,
+      (r) => {
+        const pattern = Buffer.from([2, 2, 0x2f, 0x78]);
+        const at = r.indexOf(pattern);
+        assert.ok(at > 0 && r.indexOf(pattern, at + 1) < 0, 'the encoding of ab/x is as expected (rsync protocol 32)');
+        r[at] = 1;
+      },
+    );
     await assert.rejects(applyBatch(hostile, join(work, 'tgt-rs-link')), (e: unknown) => {
       assert.ok(e instanceof FsSyncError && e.code === 'fssync_apply_failed', String(e));
       assert.match(String(e.context.stderrTail), /invalid path from sender: a\/x/);
@@ -289,9 +310,17 @@ describe('hostile batches', { skip: isRoot && HAVE_GETFATTR ? false : 'needs roo
     const b = await realBatch('flags', async (src) => writeFile(join(src, 'f'), 'hello\n'));
     const hostile = join(work, 'hostile-flags');
     // Bit 12 of the stream flags: --inplace (rsync batch.c).
-    await withTrailer(b, hostile, () => undefined, (r) => r.writeInt32LE(r.readInt32LE(0) | (1 << 12), 0));
+    await withTrailer(
+      b,
+      hostile,
+      () => undefined,
+      (r) => r.writeInt32LE(r.readInt32LE(0) | (1 << 12), 0),
+    );
     const tgt = join(work, 'tgt-flags');
-    await assert.rejects(applyBatch(hostile, tgt), (e: unknown) => e instanceof FsSyncError && e.code === 'fssync_batch_options' && /stream flags 0x1cbf/.test(e.message));
+    await assert.rejects(
+      applyBatch(hostile, tgt),
+      (e: unknown) => e instanceof FsSyncError && e.code === 'fssync_batch_options' && /stream flags 0x1cbf/.test(e.message),
+    );
     await assert.rejects(stat(tgt), /ENOENT/);
     // The untouched batch applies, capabilities included when the source had one.
     await applyBatch(b, tgt);

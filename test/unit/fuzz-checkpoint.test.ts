@@ -40,7 +40,10 @@ test.before(async () => {
   }
   const [i1, i2] = [await indexDump(dirs[0]!), await indexDump(dirs[1]!)];
   deltas.push(encodeDelta(await writeDelta(i1, dirs[1]!)), encodeDelta(await writeDelta(i2, dirs[2]!)));
-  against.push({ wire: encodeDelta(await writeDelta(i1, dirs[1]!), { against: i1 }), base: i1 }, { wire: encodeDelta(await writeDelta(i2, dirs[2]!), { against: i2 }), base: i2 });
+  against.push(
+    { wire: encodeDelta(await writeDelta(i1, dirs[1]!), { against: i1 }), base: i1 },
+    { wire: encodeDelta(await writeDelta(i2, dirs[2]!), { against: i2 }), base: i2 },
+  );
   await lab.cleanup();
   lab = null;
   for (const d of dirs) await rm(d, { recursive: true, force: true });
@@ -161,7 +164,9 @@ test('delta: an entry claiming 2^32-1 present pages is refused before anything i
 
 test(`delta wire format: ${FUZZ_CASES} mutated deltas -> decoded or ImageFormatError`, { skip: skip ?? false, timeout: 180_000 }, async (t) => {
   for (const d of deltas) decodeDelta(d, 'seed'); // the seeds decode and verify
-  t.diagnostic(`seeds: ${deltas.length} deltas between real criu dumps (${deltas.map((d) => d.length).join(', ')} bytes, ${deltas.map((d) => decodeDelta(d).pages.length).join(', ')} pages)`);
+  t.diagnostic(
+    `seeds: ${deltas.length} deltas between real criu dumps (${deltas.map((d) => d.length).join(', ')} bytes, ${deltas.map((d) => decodeDelta(d).pages.length).join(', ')} pages)`,
+  );
   const fields = deltas.map(deltaFields);
   const rnd = prng(FUZZ_SEED + 5);
   let verify = true;
@@ -183,27 +188,31 @@ test(`delta wire format: ${FUZZ_CASES} mutated deltas -> decoded or ImageFormatE
   assert.ok((stats.outcomes['image_format'] ?? 0) > FUZZ_CASES / 2, JSON.stringify(stats.outcomes));
 });
 
-test(`delta wire format v2 (hashes inherited from a base index): ${FUZZ_CASES} mutated deltas -> decoded or ImageFormatError`, { skip: skip ?? false, timeout: 180_000 }, async (t) => {
-  for (const a of against) decodeDelta(a.wire, 'seed', { against: a.base }); // the seeds decode and verify
-  t.diagnostic(`seeds: ${against.length} v2 deltas (${against.map((a) => a.wire.length).join(', ')} bytes; v1: ${deltas.map((d) => d.length).join(', ')})`);
-  const rnd = prng(FUZZ_SEED + 6);
-  let base: PageIndex = against[0]!.base;
-  let verify = true;
-  const stats = await runFuzz({
-    name: 'delta-v2',
-    cases: FUZZ_CASES,
-    seed: FUZZ_SEED + 6,
-    gen: () => {
-      const k = rnd(against.length);
-      // Sometimes decoded against the other round's index: a base that does not fit.
-      base = against[rnd(4) === 0 ? 1 - k : k]!.base;
-      const m = mutate(against[k]!.wire, rnd, { others: against.map((a) => a.wire) });
-      verify = rnd(2) === 0;
-      return { input: m.buf, what: `${m.what}, verify ${verify}` };
-    },
-    parse: (buf) => decodeDelta(buf, 'fuzz', { verify, against: base }),
-  });
-  t.diagnostic(describe('delta-v2', stats, FUZZ_SEED + 6));
-  assert.ok(stats.maxCaseMs < 2000, `slowest case ${stats.maxCaseMs} ms`);
-  assert.ok((stats.outcomes['image_format'] ?? 0) > 0, JSON.stringify(stats.outcomes));
-});
+test(
+  `delta wire format v2 (hashes inherited from a base index): ${FUZZ_CASES} mutated deltas -> decoded or ImageFormatError`,
+  { skip: skip ?? false, timeout: 180_000 },
+  async (t) => {
+    for (const a of against) decodeDelta(a.wire, 'seed', { against: a.base }); // the seeds decode and verify
+    t.diagnostic(`seeds: ${against.length} v2 deltas (${against.map((a) => a.wire.length).join(', ')} bytes; v1: ${deltas.map((d) => d.length).join(', ')})`);
+    const rnd = prng(FUZZ_SEED + 6);
+    let base: PageIndex = against[0]!.base;
+    let verify = true;
+    const stats = await runFuzz({
+      name: 'delta-v2',
+      cases: FUZZ_CASES,
+      seed: FUZZ_SEED + 6,
+      gen: () => {
+        const k = rnd(against.length);
+        // Sometimes decoded against the other round's index: a base that does not fit.
+        base = against[rnd(4) === 0 ? 1 - k : k]!.base;
+        const m = mutate(against[k]!.wire, rnd, { others: against.map((a) => a.wire) });
+        verify = rnd(2) === 0;
+        return { input: m.buf, what: `${m.what}, verify ${verify}` };
+      },
+      parse: (buf) => decodeDelta(buf, 'fuzz', { verify, against: base }),
+    });
+    t.diagnostic(describe('delta-v2', stats, FUZZ_SEED + 6));
+    assert.ok(stats.maxCaseMs < 2000, `slowest case ${stats.maxCaseMs} ms`);
+    assert.ok((stats.outcomes['image_format'] ?? 0) > 0, JSON.stringify(stats.outcomes));
+  },
+);

@@ -170,7 +170,12 @@ test('ids and names from requests are validated before use (cases the fuzz found
     fx.cleanup();
   });
   const post = (url: string, body: unknown) =>
-    app.inject({ method: 'POST', url, headers: { authorization: `Bearer ${fx.config.token}`, 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+    app.inject({
+      method: 'POST',
+      url,
+      headers: { authorization: `Bearer ${fx.config.token}`, 'content-type': 'application/json' },
+      payload: JSON.stringify(body),
+    });
   // A prepare without its container was a TypeError (500 'internal') before it was validated.
   const cases: [string, unknown, RegExp][] = [
     ['/v1/incoming', { id: 'm20261128-0a1b2c3d', from: 'beta' }, /container: Required/],

@@ -26,7 +26,7 @@ async function writeStream(artifacts: [string, CodecName, Buffer][], blockSize: 
 
 function frameSpans(wire: Buffer): { offset: number; length: number }[] {
   const out = [];
-  for (let off = FRAME_MAGIC.length; off + FRAME_HEADER_BYTES <= wire.length; ) {
+  for (let off = FRAME_MAGIC.length; off + FRAME_HEADER_BYTES <= wire.length;) {
     const length = wire.readUInt32BE(off + 2);
     out.push({ offset: off, length });
     off += FRAME_HEADER_BYTES + length;
@@ -51,9 +51,31 @@ test(`frames: ${FUZZ_CASES} mutated streams -> result or TransferError, no hang`
   const pages = Buffer.alloc(12 * 1024);
   for (let i = 0; i < pages.length; i += 4) pages.writeUInt32LE((i * 2654435761) >>> 0, i);
   const seeds = [
-    await writeStream([['delta', 'lz4', pages], ['img/core-1.img', 'none', text.subarray(0, 700)]], 4096, { round: 1 }),
-    await writeStream([['fs/upper', 'zstd', text], ['img/mm-1.img', 'gzip', pages.subarray(0, 3000)]], 2048, { round: 2, final: true }),
-    await writeStream([['manifest.json', 'gzip', text.subarray(0, 500)], ['empty', 'none', Buffer.alloc(0)], ['layer', 'zstd', pages]], 8192, {}),
+    await writeStream(
+      [
+        ['delta', 'lz4', pages],
+        ['img/core-1.img', 'none', text.subarray(0, 700)],
+      ],
+      4096,
+      { round: 1 },
+    ),
+    await writeStream(
+      [
+        ['fs/upper', 'zstd', text],
+        ['img/mm-1.img', 'gzip', pages.subarray(0, 3000)],
+      ],
+      2048,
+      { round: 2, final: true },
+    ),
+    await writeStream(
+      [
+        ['manifest.json', 'gzip', text.subarray(0, 500)],
+        ['empty', 'none', Buffer.alloc(0)],
+        ['layer', 'zstd', pages],
+      ],
+      8192,
+      {},
+    ),
   ];
   const fields = seeds.map((s) => frameSpans(s).map((f): LengthField => ({ offset: f.offset + 2, bytes: 4, le: false })));
   const rnd = prng(FUZZ_SEED);
@@ -79,5 +101,8 @@ test(`frames: ${FUZZ_CASES} mutated streams -> result or TransferError, no hang`
   assert.ok(stats.maxCaseMs < 2000, `slowest case took ${stats.maxCaseMs} ms`);
   // The damage is caught where it should be: CRC for raw damage, the trailers behind it.
   assert.ok((outcomes['transfer_crc'] ?? 0) > FUZZ_CASES / 10, JSON.stringify(outcomes));
-  assert.ok((outcomes['transfer_checksum'] ?? 0) + (outcomes['transfer_codec'] ?? 0) + (outcomes['transfer_bad_frame'] ?? 0) > FUZZ_CASES / 20, JSON.stringify(outcomes));
+  assert.ok(
+    (outcomes['transfer_checksum'] ?? 0) + (outcomes['transfer_codec'] ?? 0) + (outcomes['transfer_bad_frame'] ?? 0) > FUZZ_CASES / 20,
+    JSON.stringify(outcomes),
+  );
 });

@@ -122,7 +122,17 @@ export function mutate(seed: Buffer, rnd: Rnd, opts: { fields?: LengthField[]; o
     default: {
       const f = fields[rnd(fields.length)]!;
       const old = readField(b, f);
-      const choices: bigint[] = [0n, 1n, old + 1n, old - 1n, old * 2n, old + 4096n, (1n << BigInt(f.bytes * 8)) - 1n, BigInt(INTERESTING_32[rnd(INTERESTING_32.length)]!), BigInt(rnd(1 << 30))];
+      const choices: bigint[] = [
+        0n,
+        1n,
+        old + 1n,
+        old - 1n,
+        old * 2n,
+        old + 4096n,
+        (1n << BigInt(f.bytes * 8)) - 1n,
+        BigInt(INTERESTING_32[rnd(INTERESTING_32.length)]!),
+        BigInt(rnd(1 << 30)),
+      ];
       const v = choices[rnd(choices.length)]!;
       writeField(b, f, v);
       return { buf: b, what: `length field @${f.offset} (${f.bytes}${f.le ? 'LE' : 'BE'}) ${old} -> ${v}` };
@@ -176,7 +186,12 @@ export function mutateJson(doc: unknown, rnd: Rnd): { value: unknown; what: stri
     case 1: {
       // Same kind, other value: numbers off by one or huge, strings altered.
       const v = p[c.key];
-      p[c.key] = typeof v === 'number' ? [v + 1, v - 1, -v, v * 1024, 0][rnd(5)] : typeof v === 'string' ? v.slice(0, rnd(v.length + 1)) + (rnd(2) ? '..' : '') : junkValue(rnd);
+      p[c.key] =
+        typeof v === 'number'
+          ? [v + 1, v - 1, -v, v * 1024, 0][rnd(5)]
+          : typeof v === 'string'
+            ? v.slice(0, rnd(v.length + 1)) + (rnd(2) ? '..' : '')
+            : junkValue(rnd);
       return { value: copy, what: `tweaked ${c.path}` };
     }
     case 2:

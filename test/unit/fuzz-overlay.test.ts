@@ -47,7 +47,7 @@ test.after(() => {
 function overlayFields(file: Buffer): LengthField[] {
   const fields: LengthField[] = [{ offset: OVERLAY_MAGIC.length, bytes: 4, le: false }];
   const headerEnd = OVERLAY_MAGIC.length + 4 + file.readUInt32BE(OVERLAY_MAGIC.length);
-  for (let off = headerEnd + FRAME_MAGIC.length; off + FRAME_HEADER_BYTES <= file.length; ) {
+  for (let off = headerEnd + FRAME_MAGIC.length; off + FRAME_HEADER_BYTES <= file.length;) {
     fields.push({ offset: off + 2, bytes: 4, le: false });
     off += FRAME_HEADER_BYTES + file.readUInt32BE(off + 2);
   }
@@ -91,7 +91,10 @@ test(`overlay header: ${FUZZ_CASES} generated and mutated headers -> header or I
 /** Damage inside one frame's payload with its CRC recomputed: the artifact checks must catch it. */
 function mutateBehindCrc(file: Buffer, fields: LengthField[], rnd: Rnd): { buf: Buffer; what: string } {
   const b = Buffer.from(file);
-  const frames = fields.slice(1).map((f) => ({ offset: f.offset - 2, length: b.readUInt32BE(f.offset) })).filter((f) => f.length > 0);
+  const frames = fields
+    .slice(1)
+    .map((f) => ({ offset: f.offset - 2, length: b.readUInt32BE(f.offset) }))
+    .filter((f) => f.length > 0);
   const f = frames[rnd(frames.length)]!;
   const n = 1 + rnd(3);
   for (let i = 0; i < n; i++) b[f.offset + FRAME_HEADER_BYTES + rnd(f.length)] = rnd(256);
@@ -152,7 +155,10 @@ async function makeTars(): Promise<Buffer[]> {
   execFileSync('tar', [...same, '--format=pax', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-cf', pax, '-C', tree, 'app']);
   const lib = join(tmp, 'lib.tar');
   await tarCreate({ file: lib, cwd: tree, portable: true, mtime: new Date(0) }, ['app']);
-  const fixtureLayers = fixtures.slice(0, 1).concat(fixtures.slice(-1)).map((f) => readFileSync(join(f.dir, 'app.tar')));
+  const fixtureLayers = fixtures
+    .slice(0, 1)
+    .concat(fixtures.slice(-1))
+    .map((f) => readFileSync(join(f.dir, 'app.tar')));
   return [readFileSync(gnu), readFileSync(pax), readFileSync(lib), ...fixtureLayers];
 }
 

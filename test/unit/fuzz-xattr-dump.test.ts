@@ -47,7 +47,8 @@ function assertConfined(es: XattrDumpEntry[], what: string): void {
   }
 }
 
-const summary = (es: XattrDumpEntry[]) => es.map((e) => [e.components.map((c) => c.toString('hex')), e.attrs.map((a) => [a.name.toString('hex'), a.value.toString('hex')])]);
+const summary = (es: XattrDumpEntry[]) =>
+  es.map((e) => [e.components.map((c) => c.toString('hex')), e.attrs.map((a) => [a.name.toString('hex'), a.value.toString('hex')])]);
 
 /** Line-aware damage: hostile paths in headers, lines moved, dropped, duplicated, blank lines changed. */
 function mutateLines(seed: Buffer, rnd: Rnd): { buf: Buffer; what: string } {
@@ -90,42 +91,46 @@ function mutateLines(seed: Buffer, rnd: Rnd): { buf: Buffer; what: string } {
   }
 }
 
-test(`xattr dump: ${FUZZ_CASES} mutated getfattr dumps -> confined entries or FsSyncError`, { timeout: 120_000, skip: HAVE_GETFATTR ? false : 'needs getfattr/setfattr (attr)' }, async (t) => {
-  const tmp = mkdtempSync(join(tmpdir(), 'fuzz-xattr-dump-'));
-  t.after(() => rmSync(tmp, { recursive: true, force: true }));
-  const d = makeRealDumps(join(tmp, 'tree'));
-  const seeds = [d.hex, d.text, d.base64, ...(d.withCaps ? [d.caps] : [])];
-  for (const s of seeds) assertConfined(parseXattrDump(s), 'seed'); // the seeds themselves parse
-  const rnd = prng(FUZZ_SEED + 40);
-  let accepted = 0;
-  let hostileAccepted = 0;
-  let lastWhat = '';
-  const stats = await runFuzz({
-    name: 'xattr dump',
-    cases: FUZZ_CASES,
-    seed: FUZZ_SEED + 40,
-    gen: () => {
-      const k = rnd(seeds.length);
-      const m = rnd(2) === 0 ? mutateLines(seeds[k]!, rnd) : mutate(seeds[k]!, rnd, { others: seeds });
-      lastWhat = m.what;
-      return { input: m.buf, what: m.what };
-    },
-    parse: (buf) => {
-      const capsOnly = rnd(4) === 0;
-      const es = parseXattrDump(buf, capsOnly ? { allowedNames: ['security.capability'] } : {});
-      assertConfined(es, lastWhat);
-      // What setfattr is given parses back to exactly what was checked.
-      assert.deepEqual(summary(parseXattrDump(renderXattrDump(es))), summary(es), lastWhat);
-      accepted++;
-      if (lastWhat.startsWith('header')) hostileAccepted++;
-    },
-    typed: (err) => (err instanceof FsSyncError ? err.code : null),
-  });
-  t.diagnostic(describe('xattr dump', stats, FUZZ_SEED + 40));
-  t.diagnostic(`accepted ${accepted}, of which ${hostileAccepted} with a hostile header path (in a harmless form, e.g. inside a name)`);
-  assert.ok(stats.maxCaseMs < 2000, `slowest case ${stats.maxCaseMs} ms`);
-  const codes = Object.keys(stats.outcomes);
-  for (const c of codes) assert.ok(['ok', 'fssync_xattr_dump_invalid', 'fssync_xattr_dump_unsafe'].includes(c), `unexpected outcome ${c}`);
-  assert.ok((stats.outcomes['fssync_xattr_dump_unsafe'] ?? 0) > FUZZ_CASES / 20, JSON.stringify(stats.outcomes));
-  assert.ok((stats.outcomes['ok'] ?? 0) > FUZZ_CASES / 50, JSON.stringify(stats.outcomes));
-});
+test(
+  `xattr dump: ${FUZZ_CASES} mutated getfattr dumps -> confined entries or FsSyncError`,
+  { timeout: 120_000, skip: HAVE_GETFATTR ? false : 'needs getfattr/setfattr (attr)' },
+  async (t) => {
+    const tmp = mkdtempSync(join(tmpdir(), 'fuzz-xattr-dump-'));
+    t.after(() => rmSync(tmp, { recursive: true, force: true }));
+    const d = makeRealDumps(join(tmp, 'tree'));
+    const seeds = [d.hex, d.text, d.base64, ...(d.withCaps ? [d.caps] : [])];
+    for (const s of seeds) assertConfined(parseXattrDump(s), 'seed'); // the seeds themselves parse
+    const rnd = prng(FUZZ_SEED + 40);
+    let accepted = 0;
+    let hostileAccepted = 0;
+    let lastWhat = '';
+    const stats = await runFuzz({
+      name: 'xattr dump',
+      cases: FUZZ_CASES,
+      seed: FUZZ_SEED + 40,
+      gen: () => {
+        const k = rnd(seeds.length);
+        const m = rnd(2) === 0 ? mutateLines(seeds[k]!, rnd) : mutate(seeds[k]!, rnd, { others: seeds });
+        lastWhat = m.what;
+        return { input: m.buf, what: m.what };
+      },
+      parse: (buf) => {
+        const capsOnly = rnd(4) === 0;
+        const es = parseXattrDump(buf, capsOnly ? { allowedNames: ['security.capability'] } : {});
+        assertConfined(es, lastWhat);
+        // What setfattr is given parses back to exactly what was checked.
+        assert.deepEqual(summary(parseXattrDump(renderXattrDump(es))), summary(es), lastWhat);
+        accepted++;
+        if (lastWhat.startsWith('header')) hostileAccepted++;
+      },
+      typed: (err) => (err instanceof FsSyncError ? err.code : null),
+    });
+    t.diagnostic(describe('xattr dump', stats, FUZZ_SEED + 40));
+    t.diagnostic(`accepted ${accepted}, of which ${hostileAccepted} with a hostile header path (in a harmless form, e.g. inside a name)`);
+    assert.ok(stats.maxCaseMs < 2000, `slowest case ${stats.maxCaseMs} ms`);
+    const codes = Object.keys(stats.outcomes);
+    for (const c of codes) assert.ok(['ok', 'fssync_xattr_dump_invalid', 'fssync_xattr_dump_unsafe'].includes(c), `unexpected outcome ${c}`);
+    assert.ok((stats.outcomes['fssync_xattr_dump_unsafe'] ?? 0) > FUZZ_CASES / 20, JSON.stringify(stats.outcomes));
+    assert.ok((stats.outcomes['ok'] ?? 0) > FUZZ_CASES / 50, JSON.stringify(stats.outcomes));
+  },
+);

@@ -60,12 +60,42 @@ function session(kind: 'tcp' | 'http', s: RequestSample[], lost = 0): SessionRep
 }
 
 function client(sessions: { tcp?: SessionReport; http?: SessionReport }, durationMs: number): ClientReport {
-  return { target: '10.240.1.2', startedAt: iso(0), endedAt: iso(durationMs), durationMs, intervalMs: 20, stoppedBy: 'signal', readyAtMs: 10, sessions, ok: true };
+  return {
+    target: '10.240.1.2',
+    startedAt: iso(0),
+    endedAt: iso(durationMs),
+    durationMs,
+    intervalMs: 20,
+    stoppedBy: 'signal',
+    readyAtMs: 10,
+    sessions,
+    ok: true,
+  };
 }
 
 function migration(o: { from: string; to: string; startMs: number; endMs: number; downtimeMs: number }): MigrationReport {
-  const r = newReport({ id: `m-${o.startMs}`, container: 'svc', from: o.from, to: o.to, policy: 'adaptive', codec: 'lz4', serviceAddress: '10.240.1.2', strategy: 'migrate', strategyReason: 'test' });
-  return { ...r, state: 'done', startedAt: iso(o.startMs), finishedAt: iso(o.endMs), downtimeMs: o.downtimeMs, restoreMs: 100, totalMs: o.endMs - o.startMs - 50, bytesSent: 1e6, precopyRounds: 2 };
+  const r = newReport({
+    id: `m-${o.startMs}`,
+    container: 'svc',
+    from: o.from,
+    to: o.to,
+    policy: 'adaptive',
+    codec: 'lz4',
+    serviceAddress: '10.240.1.2',
+    strategy: 'migrate',
+    strategyReason: 'test',
+  });
+  return {
+    ...r,
+    state: 'done',
+    startedAt: iso(o.startMs),
+    finishedAt: iso(o.endMs),
+    downtimeMs: o.downtimeMs,
+    restoreMs: 100,
+    totalMs: o.endMs - o.startMs - 50,
+    bytesSent: 1e6,
+    precopyRounds: 2,
+  };
 }
 
 test('migrationWindow puts the report wall clock on the client clock', () => {
@@ -75,7 +105,14 @@ test('migrationWindow puts the report wall clock on the client clock', () => {
 
 test('largestGapIn: the longest silence overlapping the window, not a longer one outside it', () => {
   // Replies every 20 ms except: a 500 ms silence at 1000 (outside) and a 300 ms one at 3000 (inside).
-  const s = samples({ endMs: 6000, rtt: 10, silences: [{ from: 1000, to: 1500 }, { from: 3000, to: 3300 }] });
+  const s = samples({
+    endMs: 6000,
+    rtt: 10,
+    silences: [
+      { from: 1000, to: 1500 },
+      { from: 3000, to: 3300 },
+    ],
+  });
   assert.equal(largestGapIn(s, { startMs: 2500, endMs: 4000 }, 6000), 320);
   assert.equal(largestGapIn(s, { startMs: 800, endMs: 2000 }, 6000), 520);
   // A silence that starts before the window and ends inside it still belongs to it.
@@ -127,13 +164,38 @@ test('handoffRuns: each migration gets its own gap and RTT; a miss is kept and c
   ];
   const c = client({ tcp: session('tcp', tcp), http: session('http', http, 2) }, 18000);
   const runs = handoffRuns(c, migrations);
-  assert.deepEqual(runs.map((r) => [r.run, r.from, r.to]), [[1, 'a', 'b'], [2, 'b', 'a'], [3, 'a', 'b']]);
-  assert.deepEqual(runs.map((r) => r.tcpGapMs), [340, 920, 20]);
-  assert.deepEqual(runs.map((r) => r.httpGapMs), [340, 20, 20]);
-  assert.deepEqual(runs.map((r) => r.clientGapMs), [340, 920, 20]);
-  assert.deepEqual(runs.map((r) => r.gapMinusDowntimeMs), [40, 520, 15]);
-  assert.deepEqual(runs.map((r) => r.rttMs), [10, 10, 10]);
-  assert.deepEqual(runs.map((r) => r.gapWithinRttOfDowntime), [true, false, true]);
+  assert.deepEqual(
+    runs.map((r) => [r.run, r.from, r.to]),
+    [
+      [1, 'a', 'b'],
+      [2, 'b', 'a'],
+      [3, 'a', 'b'],
+    ],
+  );
+  assert.deepEqual(
+    runs.map((r) => r.tcpGapMs),
+    [340, 920, 20],
+  );
+  assert.deepEqual(
+    runs.map((r) => r.httpGapMs),
+    [340, 20, 20],
+  );
+  assert.deepEqual(
+    runs.map((r) => r.clientGapMs),
+    [340, 920, 20],
+  );
+  assert.deepEqual(
+    runs.map((r) => r.gapMinusDowntimeMs),
+    [40, 520, 15],
+  );
+  assert.deepEqual(
+    runs.map((r) => r.rttMs),
+    [10, 10, 10],
+  );
+  assert.deepEqual(
+    runs.map((r) => r.gapWithinRttOfDowntime),
+    [true, false, true],
+  );
   assert.equal(runs[0]!.restoreMs, 100);
   assert.equal(runs[0]!.precopyRounds, 2);
 

@@ -18,8 +18,14 @@ test('parseLddOutput keeps libraries and the loader, drops the vDSO, reports mis
 
 test("the running node's libraries (real ldd) include libc and a loader", async () => {
   const libs = await sharedLibraries(process.execPath);
-  assert.ok(libs.some((l) => /\/libc\.so\.6$/.test(l)), libs.join(' '));
-  assert.ok(libs.some((l) => /\/ld-linux[^/]*\.so\.\d+$/.test(l)), libs.join(' '));
+  assert.ok(
+    libs.some((l) => /\/libc\.so\.6$/.test(l)),
+    libs.join(' '),
+  );
+  assert.ok(
+    libs.some((l) => /\/ld-linux[^/]*\.so\.\d+$/.test(l)),
+    libs.join(' '),
+  );
 });
 
 test('compareBytes is byte order, not locale order', () => {

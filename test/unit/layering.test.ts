@@ -28,7 +28,8 @@ export function importsOf(source: string): string[] {
 }
 
 test('importsOf finds static, re-exported and dynamic imports', () => {
-  const src = "import { a } from '../daemon/db.js';\nexport { b } from './x.js';\nimport type {\n  C,\n} from '../cli/y.js';\nconst m = await import('../lab/z.js');";
+  const src =
+    "import { a } from '../daemon/db.js';\nexport { b } from './x.js';\nimport type {\n  C,\n} from '../cli/y.js';\nconst m = await import('../lab/z.js');";
   assert.deepEqual(importsOf(src).sort(), ['../cli/y.js', '../daemon/db.js', '../lab/z.js', './x.js']);
 });
 

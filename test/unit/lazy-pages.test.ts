@@ -29,7 +29,10 @@ describe('lazy-pages option in the engine CRIU configuration', () => {
     const during = await withLazyPagesOption(conf, () => readFile(conf, 'utf8'));
     assert.equal(during, 'tcp-established\nwork-dir /run/x/criu-work\nlazy-pages\n');
     assert.equal(await readFile(conf, 'utf8'), ORIGINAL);
-    await assert.rejects(withLazyPagesOption(conf, async () => Promise.reject(new Error('restore failed'))), /restore failed/);
+    await assert.rejects(
+      withLazyPagesOption(conf, async () => Promise.reject(new Error('restore failed'))),
+      /restore failed/,
+    );
     assert.equal(await readFile(conf, 'utf8'), ORIGINAL);
   });
 
@@ -70,10 +73,14 @@ describe('lazy-pages option in the engine CRIU configuration', () => {
 });
 
 describe('lazyPagesSupported', () => {
-  it("asks CRIU whether it can restore lazily here, and says no with CRIU's answer when it cannot", { skip: process.getuid?.() !== 0 && 'criu check needs root' }, async () => {
-    // PLATFORM.md: uffd-noncoop passes on this machine kind.
-    assert.equal((await lazyPagesSupported(REAL_CRIU)).ok, true);
-    const no = await lazyPagesSupported('false');
-    assert.equal(no.ok, false);
-  });
+  it(
+    "asks CRIU whether it can restore lazily here, and says no with CRIU's answer when it cannot",
+    { skip: process.getuid?.() !== 0 && 'criu check needs root' },
+    async () => {
+      // PLATFORM.md: uffd-noncoop passes on this machine kind.
+      assert.equal((await lazyPagesSupported(REAL_CRIU)).ok, true);
+      const no = await lazyPagesSupported('false');
+      assert.equal(no.ok, false);
+    },
+  );
 });

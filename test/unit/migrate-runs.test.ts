@@ -12,7 +12,15 @@ import { STATEFUL_SERVICE_SCRIPT, touchPages } from '../../src/workloads/statefu
 import { runClient, startClient } from '../../src/client/index.js';
 import { requestPath } from '../../src/client/http-session.js';
 import { UsageError } from '../../src/util/errors.js';
-import { gapCheckTarget, migrateRuns, pickFreeAddress, prevailingRestoreMode, summarizeMigrateRuns, target, type MigrateRun } from '../../src/bench/migrate-runs.js';
+import {
+  gapCheckTarget,
+  migrateRuns,
+  pickFreeAddress,
+  prevailingRestoreMode,
+  summarizeMigrateRuns,
+  target,
+  type MigrateRun,
+} from '../../src/bench/migrate-runs.js';
 import { migrateBenchMarkdown, migrateBenchText } from '../../src/bench/migrate-report.js';
 import type { MigrateBenchResult, ScenarioResult } from '../../src/bench/migrate.js';
 import { newReport, type MigrationReport } from '../../src/migration/types.js';
@@ -32,7 +40,10 @@ test('touchPages: k pages a stride apart over the whole state, shifted by a per-
   assert.ok(p0[63]! >= total - stride && p0[63]! < total);
   for (let seq = 0; seq < 50; seq++) {
     const p = touchPages(total, 64, seq);
-    assert.ok(p.every((x) => Number.isInteger(x) && x >= 0 && x < total), `seq ${seq}: a page outside the state`);
+    assert.ok(
+      p.every((x) => Number.isInteger(x) && x >= 0 && x < total),
+      `seq ${seq}: a page outside the state`,
+    );
     for (let i = 1; i < p.length; i++) assert.equal(p[i]! - p[i - 1]!, stride);
   }
   // Successive requests read other pages, and `stride` requests read every page once.
@@ -72,11 +83,17 @@ async function freePort(): Promise<number> {
 
 test('the stateful service answers GET /touch as the client expects (served +1 per request, one instance), read-only', { timeout: 30_000 }, async () => {
   const port = await freePort();
-  const child = spawn(process.execPath, ['-e', STATEFUL_SERVICE_SCRIPT], { env: { ...process.env, STATE_MB: '2', PORT: String(port), DIRTY_PER_REQUEST: '16' }, stdio: 'ignore' });
+  const child = spawn(process.execPath, ['-e', STATEFUL_SERVICE_SCRIPT], {
+    env: { ...process.env, STATE_MB: '2', PORT: String(port), DIRTY_PER_REQUEST: '16' },
+    stdio: 'ignore',
+  });
   try {
     const get = async (path: string) => (await fetch(`http://127.0.0.1:${port}${path}`)).json() as Promise<Record<string, unknown>>;
     for (let i = 0; ; i++) {
-      const up = await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false);
+      const up = await fetch(`http://127.0.0.1:${port}/health`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (up) break;
       assert.ok(i < 100, 'the service did not start');
       await sleep(50);
@@ -140,11 +157,39 @@ function httpSession(s: RequestSample[]): SessionReport {
 }
 
 function clientReport(s: RequestSample[], durationMs: number): ClientReport {
-  return { target: '10.240.1.254', startedAt: iso(0), endedAt: iso(durationMs), durationMs, intervalMs: 20, stoppedBy: 'signal', readyAtMs: 10, sessions: { http: httpSession(s) }, ok: true };
+  return {
+    target: '10.240.1.254',
+    startedAt: iso(0),
+    endedAt: iso(durationMs),
+    durationMs,
+    intervalMs: 20,
+    stoppedBy: 'signal',
+    readyAtMs: 10,
+    sessions: { http: httpSession(s) },
+    ok: true,
+  };
 }
 
-function migration(o: { from: string; to: string; startMs: number; endMs: number; downtimeMs: number; postCopyMs?: number | null; mode?: 'lazy' | 'eager' | null }): MigrationReport {
-  const r = newReport({ id: `m-${o.startMs}`, container: 'svc', from: o.from, to: o.to, policy: 'adaptive', codec: 'lz4', serviceAddress: '10.240.1.254', strategy: 'migrate', strategyReason: 'test' });
+function migration(o: {
+  from: string;
+  to: string;
+  startMs: number;
+  endMs: number;
+  downtimeMs: number;
+  postCopyMs?: number | null;
+  mode?: 'lazy' | 'eager' | null;
+}): MigrationReport {
+  const r = newReport({
+    id: `m-${o.startMs}`,
+    container: 'svc',
+    from: o.from,
+    to: o.to,
+    policy: 'adaptive',
+    codec: 'lz4',
+    serviceAddress: '10.240.1.254',
+    strategy: 'migrate',
+    strategyReason: 'test',
+  });
   return {
     ...r,
     state: 'done',
@@ -164,7 +209,15 @@ test('migrateRuns: each handoff gets the silence overlapping it and the RTT of t
   // Silences: 1000 ms in the first handoff (downtime 950: met), 1500 ms in the second (downtime
   // 1000: a post-copy stall after it, missed), and a 3 s one between them that is nobody's.
   const rtt = 20;
-  const s = samples({ endMs: 40_000, rtt, silences: [{ from: 5000, to: 6000 }, { from: 12_000, to: 15_000 }, { from: 22_000, to: 23_500 }] });
+  const s = samples({
+    endMs: 40_000,
+    rtt,
+    silences: [
+      { from: 5000, to: 6000 },
+      { from: 12_000, to: 15_000 },
+      { from: 22_000, to: 23_500 },
+    ],
+  });
   const ms = [
     migration({ from: 'a', to: 'b', startMs: 3000, endMs: 7000, downtimeMs: 950, postCopyMs: 80, mode: 'lazy' }),
     migration({ from: 'b', to: 'a', startMs: 20_000, endMs: 25_000, downtimeMs: 1000, postCopyMs: 400, mode: null }),
@@ -221,7 +274,14 @@ test('target, prevailingRestoreMode, pickFreeAddress', () => {
 });
 
 test('the text and Markdown reports show every run, the summaries, the floor mode and the counted targets', () => {
-  const s = samples({ endMs: 20_000, rtt: 20, silences: [{ from: 5000, to: 6000 }, { from: 12_000, to: 13_800 }] });
+  const s = samples({
+    endMs: 20_000,
+    rtt: 20,
+    silences: [
+      { from: 5000, to: 6000 },
+      { from: 12_000, to: 13_800 },
+    ],
+  });
   const ms = [
     migration({ from: 'a', to: 'b', startMs: 4000, endMs: 7000, downtimeMs: 950, postCopyMs: 80, mode: 'lazy' }),
     migration({ from: 'b', to: 'a', startMs: 11_000, endMs: 14_000, downtimeMs: 1000, postCopyMs: 90, mode: 'lazy' }),
@@ -254,7 +314,14 @@ test('the text and Markdown reports show every run, the summaries, the floor mod
     repeat: 2,
     scenarios: [sc],
     busybox: { totalMs: null, downtimeMs: null },
-    service256: { totalMs: sc.totalMs, downtimeMs: sc.downtimeMs, bytesSent: 3e8, stopAndCopyDowntimeMs: null, clientGapMs: summary.clientGapMs!.median, clientGapP95Ms: summary.clientGapMs!.p95 },
+    service256: {
+      totalMs: sc.totalMs,
+      downtimeMs: sc.downtimeMs,
+      bytesSent: 3e8,
+      stopAndCopyDowntimeMs: null,
+      clientGapMs: summary.clientGapMs!.median,
+      clientGapP95Ms: summary.clientGapMs!.p95,
+    },
     allTargetsMet: false,
   };
   const text = migrateBenchText(r);

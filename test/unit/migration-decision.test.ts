@@ -73,7 +73,7 @@ test('model honours max rounds and max time', () => {
 });
 
 test('P.Haul and LXD rules', () => {
-  assert.equal(decide({ kind: 'phaul' }, [round(1, 256), round(2, 64 * 4096 / MiB)], 0).reason, 'phaul-few-pages');
+  assert.equal(decide({ kind: 'phaul' }, [round(1, 256), round(2, (64 * 4096) / MiB)], 0).reason, 'phaul-few-pages');
   assert.equal(decide({ kind: 'phaul' }, [round(1, 256), round(2, 10), round(3, 12)], 0).reason, 'phaul-growth');
   assert.equal(decide({ kind: 'lxd' }, [round(1, 256)], 0).stop, false);
   // 20 % of 65536 pages changed -> 80 % unchanged

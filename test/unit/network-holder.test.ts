@@ -66,7 +66,12 @@ test('holderCreateOptions pins the address only when given', () => {
 test('the spare stands only for a holder of its network mode and command, without a pinned address', () => {
   // fits() looks at the spec only: the engine is never called.
   const spare = new SpareHolder(new DockerEngine('/nonexistent.sock'), { image: 'cloudlet/busybox:1', network: 'none' });
-  const spec = (o: Parameters<typeof holderCreateOptions>[0]): HolderSpec => ({ name: o.name, imageId: `sha256:${ID}`, imageName: o.image, createOptions: holderCreateOptions(o) });
+  const spec = (o: Parameters<typeof holderCreateOptions>[0]): HolderSpec => ({
+    name: o.name,
+    imageId: `sha256:${ID}`,
+    imageName: o.image,
+    createOptions: holderCreateOptions(o),
+  });
   assert.equal(spare.fits(spec({ name: 'h', image: 'cloudlet/busybox:1', network: 'none' })), true);
   assert.equal(spare.fits(spec({ name: 'h', image: 'cloudlet/busybox:1', network: 'svc' })), false, 'other network');
   assert.equal(spare.fits(spec({ name: 'h', image: 'cloudlet/busybox:1', network: 'none', address: '10.0.0.2' })), false, 'pinned address');

@@ -6,7 +6,14 @@ import type { ContainerDetails, DockerEngine } from '../../src/engine/docker.js'
 
 test('announce: {address} is replaced in each argument, nothing is joined into a command line', () => {
   assert.deepEqual(announceArgv(['ip', '-n', 'r', 'route', 'replace', '{address}/32', 'via', '10.0.0.2'], '10.240.1.7'), [
-    'ip', '-n', 'r', 'route', 'replace', '10.240.1.7/32', 'via', '10.0.0.2',
+    'ip',
+    '-n',
+    'r',
+    'route',
+    'replace',
+    '10.240.1.7/32',
+    'via',
+    '10.0.0.2',
   ]);
   assert.throws(() => announceArgv(['echo', '{address}'], '10.240.1.7; reboot'), /not an IPv4 service address/);
   assert.throws(() => announceArgv(['echo', '{address}'], '::1'), /not an IPv4/);
@@ -21,7 +28,10 @@ test('service network config: bad subnets, gateways and names are refused by fie
   assert.throws(() => parseDaemonConfig({ ...base, serviceNetwork: { name: 'n', subnet: '10.240.0.0/33', gateway: '10.240.0.1' } }), /serviceNetwork\.subnet/);
   assert.throws(() => parseDaemonConfig({ ...base, serviceNetwork: { name: 'n', subnet: '10.240.0.0/16', gateway: 'gw' } }), /serviceNetwork\.gateway/);
   assert.throws(() => parseDaemonConfig({ ...base, serviceNetwork: { name: '-x', subnet: '10.240.0.0/16', gateway: '10.240.0.1' } }), /serviceNetwork\.name/);
-  assert.throws(() => parseDaemonConfig({ ...base, serviceNetwork: { name: 'n', subnet: '10.240.0.0/16', gateway: '10.240.0.1', announce: [] } }), /serviceNetwork\.announce/);
+  assert.throws(
+    () => parseDaemonConfig({ ...base, serviceNetwork: { name: 'n', subnet: '10.240.0.0/16', gateway: '10.240.0.1', announce: [] } }),
+    /serviceNetwork\.announce/,
+  );
 });
 
 test('addressOf: the live address, else the pinned one of a stopped container, else none', () => {
@@ -60,5 +70,3 @@ test('allocate: skips addresses in use, pending and held by services that moved 
   const none = new ServiceNetwork(engine, serviceNetworkSchema.parse({ name: 'svc', subnet: '10.240.0.0/16', gateway: '10.240.0.1' }));
   assert.equal(await none.allocate(moved), null, 'without a range the engine chooses');
 });
-
-

@@ -56,7 +56,10 @@ test('every registered route is described and every described route exists', asy
   const { doc, routes } = await setup(t);
   // The collection itself works (an empty list would make the comparison vacuous).
   for (const expected of ['GET /healthz', 'POST /v1/migrations', 'GET /v1/migrations/:id/events', 'PUT /v1/incoming/:id/rounds/:k', 'GET /dashboard/']) {
-    assert.ok(routes.some((r) => `${r.method} ${r.url}` === expected), `route ${expected} collected`);
+    assert.ok(
+      routes.some((r) => `${r.method} ${r.url}` === expected),
+      `route ${expected} collected`,
+    );
   }
   assert.deepEqual(undescribed(routes, doc), [], 'routes missing from the OpenAPI document');
   assert.deepEqual(stale(routes, doc), [], 'documented operations that no route serves');

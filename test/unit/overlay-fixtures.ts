@@ -68,13 +68,20 @@ export const SAFE_APP_ENTRIES: TarEntry[] = [
 /** Base (one layer) + app (base + a layer of `appEntries`) -> an overlay file. */
 export async function makeOverlay(appEntries: TarEntry[] = SAFE_APP_ENTRIES, codec: CodecName = 'lz4'): Promise<OverlayFixture> {
   const dir = mkdtempSync(join(tmpdir(), 'overlay-test-'));
-  const baseTar = rawTar([{ name: 'etc/', type: 'dir' }, { name: 'etc/base-release', data: 'base 1\n' }]);
+  const baseTar = rawTar([
+    { name: 'etc/', type: 'dir' },
+    { name: 'etc/base-release', data: 'base 1\n' },
+  ]);
   const appTar = rawTar(appEntries);
   writeFileSync(join(dir, 'base.tar'), baseTar);
   writeFileSync(join(dir, 'app.tar'), appTar);
   const baseLayer = { diffId: `sha256:${sha256Hex(baseTar)}`, path: join(dir, 'base.tar'), createdBy: 'base' };
   const baseSpec: ImageSpec = { name: 'test/base:1', cmd: ['sh'], layers: [baseLayer] };
-  const appSpec: ImageSpec = { name: 'test/app:1', cmd: ['sh'], layers: [baseLayer, { diffId: `sha256:${sha256Hex(appTar)}`, path: join(dir, 'app.tar'), createdBy: 'app' }] };
+  const appSpec: ImageSpec = {
+    name: 'test/app:1',
+    cmd: ['sh'],
+    layers: [baseLayer, { diffId: `sha256:${sha256Hex(appTar)}`, path: join(dir, 'app.tar'), createdBy: 'app' }],
+  };
   await writeImageArchive(appSpec, join(dir, 'stage'), join(dir, 'app-image.tar'));
   const base = { name: 'test/base:1', imageId: imageIdOfConfig(imageConfigJson(baseSpec)), diffIds: [baseLayer.diffId] };
   const overlay = await createOverlayFromArchive({ archive: join(dir, 'app-image.tar'), base, out: join(dir, 'app.ovl'), codec });

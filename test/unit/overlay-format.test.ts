@@ -71,7 +71,10 @@ test('synthesis archive: manifest with every layer, the config, and only the ove
     assert.deepEqual([...entries.keys()].sort(), ['manifest.json', `${appHex}.json`, `${layerHex}/`, `${layerHex}/layer.tar`].sort());
     assert.equal(entries.get(`${layerHex}/layer.tar`), h.layers[0]!.size);
     const m = JSON.parse(manifest);
-    assert.deepEqual(m[0].Layers, h.app.diffIds.map((d) => `${d.slice(7)}/layer.tar`));
+    assert.deepEqual(
+      m[0].Layers,
+      h.app.diffIds.map((d) => `${d.slice(7)}/layer.tar`),
+    );
     assert.deepEqual(m[0].RepoTags, ['test/app:1']);
   } finally {
     o.cleanup();
@@ -80,7 +83,15 @@ test('synthesis archive: manifest with every layer, the config, and only the ove
 
 test('layer tar checker: ordinary layers pass, garbage is not a tar', async () => {
   const ok = new LayerTarChecker('L');
-  ok.write(rawTar([{ name: 'usr/', type: 'dir' }, { name: 'usr/bin/', type: 'dir' }, { name: 'usr/bin/sh', type: 'symlink', linkname: '/bin/busybox' }, { name: 'usr/bin/.wh.vi', data: '' }, { name: 'usr/bin/hl', type: 'hardlink', linkname: 'usr/bin/sh' }]));
+  ok.write(
+    rawTar([
+      { name: 'usr/', type: 'dir' },
+      { name: 'usr/bin/', type: 'dir' },
+      { name: 'usr/bin/sh', type: 'symlink', linkname: '/bin/busybox' },
+      { name: 'usr/bin/.wh.vi', data: '' },
+      { name: 'usr/bin/hl', type: 'hardlink', linkname: 'usr/bin/sh' },
+    ]),
+  );
   await ok.end();
   assert.equal(ok.entries, 5);
   const bad = new LayerTarChecker('L');

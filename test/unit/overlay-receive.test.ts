@@ -50,7 +50,14 @@ async function setup(opts: { basePresent?: boolean } = {}) {
     assert.deepEqual(loads, [], 'nothing may reach the engine');
   };
   return {
-    fx, ovl, app, auth, put, images, loads, assertNothingLeft,
+    fx,
+    ovl,
+    app,
+    auth,
+    put,
+    images,
+    loads,
+    assertNothingLeft,
     cleanup: async () => {
       await app.close();
       fx.cleanup();
@@ -164,7 +171,12 @@ test('tar entry with an absolute path is refused', async () => {
 test("tar entry with '..' is refused", async () => {
   const s = await setup();
   try {
-    const res = await s.put(await overlayWithLayer([{ name: 'app/', type: 'dir' }, { name: 'app/../../escape.txt', data: 'x' }]));
+    const res = await s.put(
+      await overlayWithLayer([
+        { name: 'app/', type: 'dir' },
+        { name: 'app/../../escape.txt', data: 'x' },
+      ]),
+    );
     assert.equal(res.statusCode, 422, res.body);
     assert.equal(res.json().error, 'unsafe_layer');
     assert.match(res.json().message, /tar entry 'app\/\.\.\/\.\.\/escape\.txt' has a '\.\.' component/);
@@ -177,14 +189,22 @@ test("tar entry with '..' is refused", async () => {
 test('escaping symlinks are refused: a relative target out of the root, and an entry written through a link', async () => {
   const s = await setup();
   try {
-    const res = await s.put(await overlayWithLayer([{ name: 'app/', type: 'dir' }, { name: 'app/evil', type: 'symlink', linkname: '../../../etc' }]));
+    const res = await s.put(
+      await overlayWithLayer([
+        { name: 'app/', type: 'dir' },
+        { name: 'app/evil', type: 'symlink', linkname: '../../../etc' },
+      ]),
+    );
     assert.equal(res.statusCode, 422, res.body);
     assert.equal(res.json().error, 'unsafe_layer');
     assert.match(res.json().message, /symbolic link 'app\/evil' -> '\.\.\/\.\.\/\.\.\/etc' points outside the image root/);
     await s.assertNothingLeft();
 
     const through = await s.put(
-      await overlayWithLayer([{ name: 'app', type: 'symlink', linkname: '/etc' }, { name: 'app/passwd', data: 'x' }]),
+      await overlayWithLayer([
+        { name: 'app', type: 'symlink', linkname: '/etc' },
+        { name: 'app/passwd', data: 'x' },
+      ]),
     );
     assert.equal(through.statusCode, 422, through.body);
     assert.match(through.json().message, /tar entry 'app\/passwd' lies beneath the symbolic link 'app'/);

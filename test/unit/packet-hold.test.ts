@@ -82,7 +82,6 @@ async function topology(): Promise<void> {
   for (const [ns, args] of cmds) await run('ip', ['-n', ns, ...args]);
   const inRouter = (cmd: string, args: string[]) => run('nsenter', [`--net=/run/netns/${NS.router}`, '--', cmd, ...args]);
   await inRouter('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
-
 }
 
 const SERVER_SCRIPT = `
@@ -138,7 +137,20 @@ test('hold: segments wait while held, reach the server at once on release, are d
     // Connection tracking on only now, as on a destination host that never saw the flow:
     // held segments of a flow new to conntrack must not be dropped on release (see holdRule
     // in packet-hold.ts).
-    await run('nsenter', [`--net=/run/netns/${NS.router}`, '--', 'iptables', '-w', '-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']);
+    await run('nsenter', [
+      `--net=/run/netns/${NS.router}`,
+      '--',
+      'iptables',
+      '-w',
+      '-A',
+      'FORWARD',
+      '-m',
+      'conntrack',
+      '--ctstate',
+      'RELATED,ESTABLISHED',
+      '-j',
+      'ACCEPT',
+    ]);
 
     // Held: no echo while the hold lasts.
     router.send('hold');

@@ -13,8 +13,6 @@ import { runClient, startClient } from '../../src/client/index.js';
 import { clientOptions } from '../../src/cli/commands/client.js';
 import { probeOnce } from '../../src/migration/recreate-health.js';
 
-
-
 async function kill(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill('SIGKILL');
@@ -53,38 +51,61 @@ test('the keep-alive mode (default) still uses one connection for the whole run'
   }
 });
 
-test('new connection per request through a restart of the service: failures counted, the session goes on, the new instance answers', { timeout: 30_000 }, async () => {
-  const svc = await startLocalService();
-  const client = startClient({ target: '127.0.0.1', tcp: false, httpPort: svc.httpPort, intervalMs: 20, durationMs: 20_000, newConnectionPerRequest: true, connectTimeoutMs: 1000 });
-  try {
-    assert.equal(await client.ready, true);
-    await sleep(400);
-    await kill(svc.child);
-    await sleep(300); // refused connections meanwhile
-    const again = await startLocalService({ httpPort: svc.httpPort });
+test(
+  'new connection per request through a restart of the service: failures counted, the session goes on, the new instance answers',
+  { timeout: 30_000 },
+  async () => {
+    const svc = await startLocalService();
+    const client = startClient({
+      target: '127.0.0.1',
+      tcp: false,
+      httpPort: svc.httpPort,
+      intervalMs: 20,
+      durationMs: 20_000,
+      newConnectionPerRequest: true,
+      connectTimeoutMs: 1000,
+    });
     try {
-      await sleep(600);
+      assert.equal(await client.ready, true);
+      await sleep(400);
+      await kill(svc.child);
+      await sleep(300); // refused connections meanwhile
+      const again = await startLocalService({ httpPort: svc.httpPort });
+      try {
+        await sleep(600);
+      } finally {
+        client.stop();
+        const r = await client.done;
+        await kill(again.child);
+        const h = r.sessions.http!;
+        assert.ok(h.errors.length > 0, 'requests during the outage failed and were counted');
+        assert.ok(
+          h.errors.some((e) => e.code === 'ECONNREFUSED'),
+          `errors: ${h.errors.map((e) => e.code).join(',')}`,
+        );
+        assert.equal(h.survived, false, 'not survived: requests failed');
+        assert.equal(h.instances.length, 2, 'answered by the old and the new instance');
+        assert.equal(h.served.continuous, false, 'the new instance counts from 1 again');
+        const lastReply = Math.max(...h.connections.map((c) => c.openedAtMs));
+        assert.ok(lastReply > h.errors[h.errors.length - 1]!.atMs, 'requests answered after the outage: the session did not end');
+      }
     } finally {
       client.stop();
-      const r = await client.done;
-      await kill(again.child);
-      const h = r.sessions.http!;
-      assert.ok(h.errors.length > 0, 'requests during the outage failed and were counted');
-      assert.ok(h.errors.some((e) => e.code === 'ECONNREFUSED'), `errors: ${h.errors.map((e) => e.code).join(',')}`);
-      assert.equal(h.survived, false, 'not survived: requests failed');
-      assert.equal(h.instances.length, 2, 'answered by the old and the new instance');
-      assert.equal(h.served.continuous, false, 'the new instance counts from 1 again');
-      const lastReply = Math.max(...h.connections.map((c) => c.openedAtMs));
-      assert.ok(lastReply > h.errors[h.errors.length - 1]!.atMs, 'requests answered after the outage: the session did not end');
     }
-  } finally {
-    client.stop();
-  }
-});
+  },
+);
 
 test('new connection per request: a silent request times out (recorded) and the next one goes on', { timeout: 30_000 }, async () => {
   const svc = await startLocalService();
-  const client = startClient({ target: '127.0.0.1', tcp: false, httpPort: svc.httpPort, intervalMs: 20, durationMs: 20_000, newConnectionPerRequest: true, requestTimeoutMs: 400 });
+  const client = startClient({
+    target: '127.0.0.1',
+    tcp: false,
+    httpPort: svc.httpPort,
+    intervalMs: 20,
+    durationMs: 20_000,
+    newConnectionPerRequest: true,
+    requestTimeoutMs: 400,
+  });
   try {
     assert.equal(await client.ready, true);
     svc.child.kill('SIGSTOP'); // the kernel still accepts connections; nobody answers
@@ -100,7 +121,10 @@ test('new connection per request: a silent request times out (recorded) and the 
   const timeouts = h.errors.filter((e) => e.code === 'request_timeout');
   assert.ok(timeouts.length >= 1 && timeouts.length <= 3, `request timeouts: ${h.errors.map((e) => e.code).join(',')}`);
   const lastTimeout = timeouts[timeouts.length - 1]!.atMs;
-  assert.ok(h.connections.some((c) => c.openedAtMs > lastTimeout + 100), 'requests went on after the pause');
+  assert.ok(
+    h.connections.some((c) => c.openedAtMs > lastTimeout + 100),
+    'requests went on after the pause',
+  );
   assert.ok(h.answered >= 20, `answered ${h.answered}`);
 });
 

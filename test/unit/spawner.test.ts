@@ -38,7 +38,10 @@ test('spawner: programs run through it with their output, exit codes, stdin and 
   assert.deepEqual(await run('echo', ['a b', 'c']), { stdout: 'a b c\n', stderr: '' });
   assert.equal((await run('cat', [], { input: 'from stdin' })).stdout, 'from stdin');
   assert.deepEqual(await tryRun('sh', ['-c', 'echo oops >&2; exit 3']), { stdout: '', stderr: 'oops\n', exitCode: 3 });
-  await assert.rejects(run('cloudlet-no-such-program', ['x']), (e: unknown) => e instanceof CommandError && /cannot run cloudlet-no-such-program: .*ENOENT/.test(e.message));
+  await assert.rejects(
+    run('cloudlet-no-such-program', ['x']),
+    (e: unknown) => e instanceof CommandError && /cannot run cloudlet-no-such-program: .*ENOENT/.test(e.message),
+  );
   const t0 = performance.now();
   await assert.rejects(run('sleep', ['5'], { timeoutMs: 200 }), (e: unknown) => e instanceof CommandError && /timed out after 200 ms/.test(e.message));
   assert.ok(performance.now() - t0 < 3000, 'the timeout ended the program');

@@ -32,7 +32,10 @@ function compressibleSample(bytes: number): Buffer {
 
 test('measureCodecs reports sane numbers for every codec', async () => {
   const ms = await measureCodecs(compressibleSample(2 << 20), CODEC_NAMES, { minSeconds: 0.01 });
-  assert.deepEqual(ms.map((m) => m.codec), [...CODEC_NAMES]);
+  assert.deepEqual(
+    ms.map((m) => m.codec),
+    [...CODEC_NAMES],
+  );
   for (const m of ms) {
     assert.equal(m.sampleBytes, 2 << 20);
     assert.ok(m.ratio > 0 && m.ratio <= 1.001, `${m.codec} ratio ${m.ratio}`);

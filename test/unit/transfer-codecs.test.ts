@@ -32,11 +32,13 @@ async function nodeBinaryChunk(bytes: number, at = 16 << 20): Promise<Buffer> {
   }
 }
 
-const isTransferError = (kind?: string) => (err: unknown): boolean => {
-  assert.ok(err instanceof TransferError, `expected a TransferError, got ${String(err)}`);
-  if (kind !== undefined) assert.equal(err.kind, kind, err.message);
-  return true;
-};
+const isTransferError =
+  (kind?: string) =>
+  (err: unknown): boolean => {
+    assert.ok(err instanceof TransferError, `expected a TransferError, got ${String(err)}`);
+    if (kind !== undefined) assert.equal(err.kind, kind, err.message);
+    return true;
+  };
 
 async function collect(s: NodeJS.ReadableStream): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -47,9 +49,15 @@ async function collect(s: NodeJS.ReadableStream): Promise<Buffer> {
 test('parseCodec accepts the four codecs and names an unknown one in a UsageError', () => {
   for (const c of CODEC_NAMES) assert.equal(parseCodec(c), c);
   assert.equal(parseCodecChoice('auto'), 'auto');
-  assert.throws(() => parseCodec('brotli'), (e: unknown) => e instanceof UsageError && /brotli/.test(e.message) && /lz4/.test(e.message));
+  assert.throws(
+    () => parseCodec('brotli'),
+    (e: unknown) => e instanceof UsageError && /brotli/.test(e.message) && /lz4/.test(e.message),
+  );
   assert.throws(() => parseCodec('auto'), UsageError);
-  assert.throws(() => parseCodecChoice('LZ4'), (e: unknown) => e instanceof UsageError && /'LZ4'/.test(e.message));
+  assert.throws(
+    () => parseCodecChoice('LZ4'),
+    (e: unknown) => e instanceof UsageError && /'LZ4'/.test(e.message),
+  );
 });
 
 test('every codec round-trips the node binary, random bytes, zeros and empty input (one-shot and blocks)', async () => {
@@ -103,9 +111,12 @@ test('decompression bombs are refused before the output is allocated', async () 
   assert.equal(lz4FrameBound(await compress('lz4', zeros)), 64 << 20);
   // A block stream declaring a block above the receiver's limit fails on the header alone.
   const s = await collect(Readable.from([Buffer.alloc(4 << 20)]).pipe(compressStream('zstd', { blockSize: 4 << 20 })));
-  await assert.rejects(pipeline(Readable.from([s]), decompressStream('zstd', { maxBlockSize: 1 << 20 }), async function* (src) {
-    for await (const _ of src) void _;
-  }), isTransferError('oversize'));
+  await assert.rejects(
+    pipeline(Readable.from([s]), decompressStream('zstd', { maxBlockSize: 1 << 20 }), async function* (src) {
+      for await (const _ of src) void _;
+    }),
+    isTransferError('oversize'),
+  );
 });
 
 test('damaged compressed input fails as a TransferError, never a crash (300 mutations per codec)', async () => {

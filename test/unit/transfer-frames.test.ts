@@ -78,17 +78,22 @@ function frameOffsets(wire: Buffer): { offset: number; type: number; length: num
 
 function fixCrc(wire: Buffer, frameOffset: number): void {
   const len = wire.readUInt32BE(frameOffset + 2);
-  const crc = zlib.crc32(wire.subarray(frameOffset + FRAME_HEADER_BYTES, frameOffset + FRAME_HEADER_BYTES + len), zlib.crc32(wire.subarray(frameOffset, frameOffset + 6)));
+  const crc = zlib.crc32(
+    wire.subarray(frameOffset + FRAME_HEADER_BYTES, frameOffset + FRAME_HEADER_BYTES + len),
+    zlib.crc32(wire.subarray(frameOffset, frameOffset + 6)),
+  );
   wire.writeUInt32BE(crc >>> 0, frameOffset + 6);
 }
 
-const transferError = (kind: string, extra?: (e: TransferError) => void) => (err: unknown): boolean => {
-  assert.ok(err instanceof TransferError, `expected a TransferError, got ${String(err)}`);
-  assert.equal(err.kind, kind, err.message);
-  assert.equal(err.code, `transfer_${kind}`);
-  extra?.(err);
-  return true;
-};
+const transferError =
+  (kind: string, extra?: (e: TransferError) => void) =>
+  (err: unknown): boolean => {
+    assert.ok(err instanceof TransferError, `expected a TransferError, got ${String(err)}`);
+    assert.equal(err.kind, kind, err.message);
+    assert.equal(err.code, `transfer_${kind}`);
+    extra?.(err);
+    return true;
+  };
 
 test('several artifacts through a real TCP socket pair: data, sizes and sha256 arrive intact', async () => {
   const { client, server, close } = await socketPair();
@@ -225,7 +230,9 @@ test('truncated streams fail clearly wherever they are cut', async () => {
   for (const cut of cuts) {
     await assert.rejects(readAllArtifacts(Readable.from([wire.subarray(0, cut)])), transferError('truncated'), `cut at ${cut}`);
   }
-  await assert.rejects(readAllArtifacts(Readable.from([wire.subarray(0, cuts.at(-1)!)])), (e: TransferError) => /without END-OF-STREAM.*1 complete/.test(e.message));
+  await assert.rejects(readAllArtifacts(Readable.from([wire.subarray(0, cuts.at(-1)!)])), (e: TransferError) =>
+    /without END-OF-STREAM.*1 complete/.test(e.message),
+  );
 });
 
 test('an oversize frame is refused from its header, before its payload is read', async () => {
@@ -235,7 +242,10 @@ test('an oversize frame is refused from its header, before its payload is read',
   // Only the header is ever sent: a reader that waited for the payload would hang.
   const src = new PassThrough();
   src.write(Buffer.concat([FRAME_MAGIC, header]));
-  await assert.rejects(readAllArtifacts(src), transferError('oversize', (e) => assert.equal(e.context['length'], 1 << 30)));
+  await assert.rejects(
+    readAllArtifacts(src),
+    transferError('oversize', (e) => assert.equal(e.context['length'], 1 << 30)),
+  );
 
   const { wire } = await sampleStream(256 << 10);
   await assert.rejects(readAllArtifacts(Readable.from([wire]), { maxBlockSize: 64 << 10 }), transferError('oversize'));
@@ -248,7 +258,10 @@ test('foreign data, unknown frame types and trailing bytes are refused', async (
   const f = frameOffsets(bad)[2]!;
   bad[f.offset] = 0x7e;
   fixCrc(bad, f.offset);
-  await assert.rejects(readAllArtifacts(Readable.from([bad])), transferError('bad_frame', (e) => assert.match(e.message, /unknown frame type 0x7e/)));
+  await assert.rejects(
+    readAllArtifacts(Readable.from([bad])),
+    transferError('bad_frame', (e) => assert.match(e.message, /unknown frame type 0x7e/)),
+  );
   await assert.rejects(readAllArtifacts(Readable.from([Buffer.concat([wire, Buffer.from([0])])])), transferError('bad_frame'));
 });
 

@@ -20,7 +20,7 @@ function prng(seed: number): (n: number) => number {
     let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * n | 0;
+    return ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n) | 0;
   };
 }
 
@@ -50,7 +50,7 @@ async function validStream(): Promise<{ wire: Buffer; arts: Map<string, Buffer> 
 
 function frames(wire: Buffer): { offset: number; length: number; type: number }[] {
   const out = [];
-  for (let off = FRAME_MAGIC.length; off + FRAME_HEADER_BYTES <= wire.length; ) {
+  for (let off = FRAME_MAGIC.length; off + FRAME_HEADER_BYTES <= wire.length;) {
     const length = wire.readUInt32BE(off + 2);
     out.push({ offset: off, length, type: wire[off]! });
     off += FRAME_HEADER_BYTES + length;
@@ -113,12 +113,7 @@ function mutateBehindCrc(wire: Buffer, rnd: (n: number) => number): { buf: Buffe
   return { buf: b, what: `${n} bytes in ${FrameType.DATA === f.type ? 'DATA' : `type ${f.type}`} payload at ${f.offset}, CRC fixed` };
 }
 
-async function check(
-  buf: Buffer,
-  arts: Map<string, Buffer>,
-  what: string,
-  split: number,
-): Promise<'ok' | string> {
+async function check(buf: Buffer, arts: Map<string, Buffer>, what: string, split: number): Promise<'ok' | string> {
   const chunks = [];
   for (let off = 0; off < buf.length; off += split) chunks.push(buf.subarray(off, off + split));
   let timer: NodeJS.Timeout | undefined;

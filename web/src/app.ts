@@ -113,13 +113,7 @@ async function loadPerCloudlet(): Promise<void> {
             ? h('p', { class: 'muted' }, 'no containers')
             : table(
                 ['name', 'image', 'state', 'status', ''],
-                cs.value.map((x) => [
-                  x.name,
-                  x.image,
-                  x.state,
-                  x.status,
-                  c.self && x.state === 'running' ? migrateButton(x.name) : '',
-                ]),
+                cs.value.map((x) => [x.name, x.image, x.state, x.status, c.self && x.state === 'running' ? migrateButton(x.name) : '']),
               ),
       ),
     ),
@@ -136,7 +130,15 @@ async function loadPerCloudlet(): Promise<void> {
             ? h('p', { class: 'muted' }, 'no overlays')
             : table(
                 ['id', 'app', 'base', 'codec', 'size', 'layers', 'synthesized'],
-                os.value.map((o) => [o.id, o.appName ?? o.appImageId.slice(0, 19), o.baseName ?? '-', o.codec, fmtBytes(o.fileBytes), o.layers, o.synthesized ? 'yes' : 'no']),
+                os.value.map((o) => [
+                  o.id,
+                  o.appName ?? o.appImageId.slice(0, 19),
+                  o.baseName ?? '-',
+                  o.codec,
+                  fmtBytes(o.fileBytes),
+                  o.layers,
+                  o.synthesized ? 'yes' : 'no',
+                ]),
               ),
       ),
     ),
@@ -320,7 +322,9 @@ function renderMigration(m: MigrationReport): void {
 
   if (following && following.id === m.id && following.lastState !== m.state) {
     following.lastState = m.state;
-    byId('mig-states').append(h('li', { 'data-state': m.state }, `${new Date().toLocaleTimeString()} ${m.state}${m.rounds.length ? ` (${m.rounds.length} round(s))` : ''}`));
+    byId('mig-states').append(
+      h('li', { 'data-state': m.state }, `${new Date().toLocaleTimeString()} ${m.state}${m.rounds.length ? ` (${m.rounds.length} round(s))` : ''}`),
+    );
   }
 
   const current = STEPS.indexOf(m.state === 'restoring' ? 'final' : m.state);
@@ -331,25 +335,27 @@ function renderMigration(m: MigrationReport): void {
 
   byId('timeline').replaceChildren(renderTimeline(m));
 
-  byId('rounds').querySelector('tbody')!.replaceChildren(
-    ...m.rounds.map((r) =>
-      h(
-        'tr',
-        {},
-        h('td', {}, r.final ? `${r.index} (final)` : r.index),
-        h('td', {}, fmtMs(r.dumpMs)),
-        h('td', {}, fmtMs(r.hashMs)),
-        h('td', {}, fmtMs(r.sendMs)),
-        h('td', {}, fmtMs(r.stallMs)),
-        h('td', {}, fmtMs(r.applyMs)),
-        h('td', {}, `${r.pagesChanged}/${r.pagesScanned}`),
-        h('td', {}, fmtBytes(r.rawBytes)),
-        h('td', {}, fmtBytes(r.sentBytes)),
-        h('td', {}, r.codec),
-        h('td', {}, `${(r.bandwidthBps / 1e6).toFixed(1)} Mbit/s`),
+  byId('rounds')
+    .querySelector('tbody')!
+    .replaceChildren(
+      ...m.rounds.map((r) =>
+        h(
+          'tr',
+          {},
+          h('td', {}, r.final ? `${r.index} (final)` : r.index),
+          h('td', {}, fmtMs(r.dumpMs)),
+          h('td', {}, fmtMs(r.hashMs)),
+          h('td', {}, fmtMs(r.sendMs)),
+          h('td', {}, fmtMs(r.stallMs)),
+          h('td', {}, fmtMs(r.applyMs)),
+          h('td', {}, `${r.pagesChanged}/${r.pagesScanned}`),
+          h('td', {}, fmtBytes(r.rawBytes)),
+          h('td', {}, fmtBytes(r.sentBytes)),
+          h('td', {}, r.codec),
+          h('td', {}, `${(r.bandwidthBps / 1e6).toFixed(1)} Mbit/s`),
+        ),
       ),
-    ),
-  );
+    );
 
   const facts: [string, string][] = [
     ['total', fmtMs(m.totalMs)],

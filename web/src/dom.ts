@@ -34,7 +34,8 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   return el as T;
 }
 
-export const fmtMs = (ms: number | null | undefined): string => (ms === null || ms === undefined ? '-' : ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`);
+export const fmtMs = (ms: number | null | undefined): string =>
+  ms === null || ms === undefined ? '-' : ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
 
 export function fmtBytes(b: number | null | undefined): string {
   if (b === null || b === undefined) return '-';

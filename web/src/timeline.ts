@@ -108,7 +108,10 @@ export function renderTimeline(report: MigrationReport): SVGSVGElement {
   const step = niceStep(maxMs, 5);
   for (let t = 0; t <= maxMs + 1e-9; t += step) {
     const x = LABEL_W + t * xs;
-    svg.append(s('line', { x1: x, y1: axisY, x2: x, y2: axisY + 4, class: 'axis-line' }), s('text', { x, y: axisY + 16, class: 'axis', 'text-anchor': 'middle' }, fmtMs(t)));
+    svg.append(
+      s('line', { x1: x, y1: axisY, x2: x, y2: axisY + 4, class: 'axis-line' }),
+      s('text', { x, y: axisY + 16, class: 'axis', 'text-anchor': 'middle' }, fmtMs(t)),
+    );
   }
   return svg;
 }

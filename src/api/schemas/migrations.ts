@@ -20,7 +20,10 @@ export type MigrationState = z.infer<typeof MigrationStateSchema>;
 export const StartMigrationSchema = z
   .object({
     // A Docker name or id: dockerode puts it into API paths unescaped ('/', '?' must not pass).
-    container: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/, 'a container name or id').describe('name or id on this cloudlet'),
+    container: z
+      .string()
+      .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/, 'a container name or id')
+      .describe('name or id on this cloudlet'),
     to: z.string().min(1).max(64).describe('a peer of this cloudlet'),
     rounds: z.number().int().min(0).max(50).optional().describe('exactly N pre-copy rounds (0: stop-and-copy)'),
     alpha: z.number().positive().max(600).optional().describe('stop when a round sends in less than alpha seconds'),
@@ -35,7 +38,9 @@ export const StartMigrationSchema = z
     restore: z
       .enum(['lazy', 'eager', 'auto'])
       .optional()
-      .describe('lazy: post-copy restore where the destination is configured for it; eager: every page restored before the service runs; auto (the default): lazy from 128 MiB of memory'),
+      .describe(
+        'lazy: post-copy restore where the destination is configured for it; eager: every page restored before the service runs; auto (the default): lazy from 128 MiB of memory',
+      ),
     strategy: z.enum(HANDOFF_STRATEGIES).optional().describe("handoff strategy; default: the container's cloudlet.handoff label, else migrate"),
     peerTimeoutMs: z.number().int().min(1000).max(600_000).optional().describe('give up a silent call to the destination after this long (default 120000)'),
   })

@@ -37,8 +37,14 @@ export type LayersAnswer = z.infer<typeof LayersAnswerSchema>;
 export const ServiceRequestSchema = z
   .object({
     overlay: z.string().regex(/^[0-9a-f]{12}$/, 'an overlay id: 12 hex digits'),
-    name: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/).optional(),
-    env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*=/, 'K=V')).max(256).default([]),
+    name: z
+      .string()
+      .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/)
+      .optional(),
+    env: z
+      .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*=/, 'K=V'))
+      .max(256)
+      .default([]),
     port: port.optional().describe('container port to publish on the cloudlet (TCP)'),
     cmd: z.array(z.string()).max(256).optional(),
     serviceNetwork: z.boolean().default(true).describe("attach to the cloudlet's service network (address kept across handoffs) when it has one"),
@@ -47,10 +53,7 @@ export const ServiceRequestSchema = z
     stateless: z.boolean().default(false).describe('declared to keep no state in memory (auto then recreates instead of migrating)'),
     health: HealthCheckSchema.optional().describe('{ http: { port, path } } or { tcp: { port } }: a recreated instance serves once it passes'),
     // Its handoffs restore into a namespace prepared before the freeze (src/network/netns-holder.ts).
-    netnsHolder: z
-      .boolean()
-      .default(false)
-      .describe('run in a network namespace holder of its own (needs cloudletd netnsSpare; migrate only)'),
+    netnsHolder: z.boolean().default(false).describe('run in a network namespace holder of its own (needs cloudletd netnsSpare; migrate only)'),
   })
   .strict()
   .openapi('ServiceRequest');

@@ -30,7 +30,7 @@ export function overlayChart(r: BenchAllResult): Chart {
     groups,
     series: [
       { name: 'ours (decompress + load)', values: groups.map((w) => of(w, (o) => s(o.synthesisMs))) },
-      { name: "2016 method, same run", values: groups.map((w) => of(w, (o) => s(o.prototypeSynthesisMs))) },
+      { name: '2016 method, same run', values: groups.map((w) => of(w, (o) => s(o.prototypeSynthesisMs))) },
       { name: '2016 published', values: groups.map((w) => fixed(r.published.overlay2016[w as 'large' | 'small'].synthesisS)) },
     ],
   };
@@ -74,8 +74,26 @@ export function roundsChart(r: BenchAllResult): Chart {
     yLabel: 'time (s)',
     groups: rounds.map(String),
     series: ns.flatMap((n) => [
-      { name: `total, n=${n}`, values: rounds.map((k) => pick(r.rounds, (x) => x.params.n === n && x.params.rounds === k, (x) => s(x.totalMs))) },
-      { name: `downtime, n=${n}`, values: rounds.map((k) => pick(r.rounds, (x) => x.params.n === n && x.params.rounds === k, (x) => s(x.downtimeMs))) },
+      {
+        name: `total, n=${n}`,
+        values: rounds.map((k) =>
+          pick(
+            r.rounds,
+            (x) => x.params.n === n && x.params.rounds === k,
+            (x) => s(x.totalMs),
+          ),
+        ),
+      },
+      {
+        name: `downtime, n=${n}`,
+        values: rounds.map((k) =>
+          pick(
+            r.rounds,
+            (x) => x.params.n === n && x.params.rounds === k,
+            (x) => s(x.downtimeMs),
+          ),
+        ),
+      },
     ]),
   };
 }
@@ -90,8 +108,26 @@ export function alphaChart(r: BenchAllResult): Chart {
     yLabel: 'time (s)',
     groups: ns.map((n) => `n=${n}`),
     series: alphas.flatMap((a) => [
-      { name: `total, alpha=${a}`, values: ns.map((n) => pick(r.alpha, (x) => x.params.n === n && x.params.alpha === a, (x) => s(x.totalMs))) },
-      { name: `downtime, alpha=${a}`, values: ns.map((n) => pick(r.alpha, (x) => x.params.n === n && x.params.alpha === a, (x) => s(x.downtimeMs))) },
+      {
+        name: `total, alpha=${a}`,
+        values: ns.map((n) =>
+          pick(
+            r.alpha,
+            (x) => x.params.n === n && x.params.alpha === a,
+            (x) => s(x.totalMs),
+          ),
+        ),
+      },
+      {
+        name: `downtime, alpha=${a}`,
+        values: ns.map((n) =>
+          pick(
+            r.alpha,
+            (x) => x.params.n === n && x.params.alpha === a,
+            (x) => s(x.downtimeMs),
+          ),
+        ),
+      },
     ]),
   };
 }
@@ -102,7 +138,11 @@ export function bandwidthChart(r: BenchAllResult): Chart {
   const line = (w: string, what: 'totalMs' | 'downtimeMs') => ({
     name: `${shortWorkload(w)} ${what === 'totalMs' ? 'total' : 'downtime'}`,
     points: mbits.flatMap((m) => {
-      const y = pick(r.bandwidth, (x) => x.workload === w && x.params.mbit === m, (x) => s(x[what]));
+      const y = pick(
+        r.bandwidth,
+        (x) => x.workload === w && x.params.mbit === m,
+        (x) => s(x[what]),
+      );
       return y ? [{ x: m, y }] : [];
     }),
   });
@@ -132,8 +172,26 @@ export function decisionChart(r: BenchAllResult): Chart {
     yLabel: 'time (s)',
     groups: policies,
     series: workloads.flatMap((w) => [
-      { name: `${shortWorkload(w)} total`, values: policies.map((p) => pick(r.decision, (x) => x.workload === w && x.policy === p, (x) => s(x.totalMs))) },
-      { name: `${shortWorkload(w)} downtime`, values: policies.map((p) => pick(r.decision, (x) => x.workload === w && x.policy === p, (x) => s(x.downtimeMs))) },
+      {
+        name: `${shortWorkload(w)} total`,
+        values: policies.map((p) =>
+          pick(
+            r.decision,
+            (x) => x.workload === w && x.policy === p,
+            (x) => s(x.totalMs),
+          ),
+        ),
+      },
+      {
+        name: `${shortWorkload(w)} downtime`,
+        values: policies.map((p) =>
+          pick(
+            r.decision,
+            (x) => x.workload === w && x.policy === p,
+            (x) => s(x.downtimeMs),
+          ),
+        ),
+      },
     ]),
   };
 }

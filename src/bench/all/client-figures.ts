@@ -17,7 +17,8 @@ export interface ClientFigures {
 /** The reasons a row has no client gap, as the report prints them. */
 export const CLIENT_NOTES = {
   noSamples: 'the client report has no per-request samples',
-  notAfter: 'the client got no reply after the migration ended (its requests stopped before the service answered again), so its silence around the migration is unknown',
+  notAfter:
+    'the client got no reply after the migration ended (its requests stopped before the service answered again), so its silence around the migration is unknown',
   noClient: 'no client ran (results.json of version 1)',
 } as const;
 

@@ -147,10 +147,20 @@ export class Shuttle {
    * may end before the freeze: what a user sees is measured by a probe of its own beside it
    * (GET /probe, which dirties nothing), from before the migration to after it.
    */
-  async migrateUnderLoad(address: string, n: number, windowMs: number, body: Partial<StartMigrationBody>): Promise<{ report: MigrationReport; requests: number; client: ClientFigures }> {
+  async migrateUnderLoad(
+    address: string,
+    n: number,
+    windowMs: number,
+    body: Partial<StartMigrationBody>,
+  ): Promise<{ report: MigrationReport; requests: number; client: ClientFigures }> {
     const perSession = Math.max(1, Math.round(n / 2));
     const intervalMs = Math.max(5, Math.round(windowMs / perSession));
-    const probe = await startLabHttpProbe(address, { durationMs: PROBE_MAX_MS, intervalMs: CLIENT_INTERVAL_MS, httpPath: ACTIVITY_PROBE_PATH, window: PROBE_WINDOW });
+    const probe = await startLabHttpProbe(address, {
+      durationMs: PROBE_MAX_MS,
+      intervalMs: CLIENT_INTERVAL_MS,
+      httpPath: ACTIVITY_PROBE_PATH,
+      window: PROBE_WINDOW,
+    });
     const { value, report: probed } = await whileClientRuns(probe, async () => {
       await sleep(PROBE_LEAD_MS);
       const client = await startLabClient(address, { durationMs: windowMs, intervalMs });

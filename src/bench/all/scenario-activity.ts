@@ -27,8 +27,16 @@ export async function runActivityScenario(
           const body = key === 'rounds' ? { rounds: Number(value), codec: plan.codec as 'none' } : { alpha: Number(value), codec: plan.codec as 'none' };
           progress(`[${which}] rep ${rep}/${plan.reps}, n=${n}, ${policy}: ${shuttle.where} -> other`);
           const { report, requests, client } = await shuttle.migrateUnderLoad(address, n, plan.windowMs, body);
-          progress(`[${which}]   total ${report.totalMs} ms, downtime ${report.downtimeMs} ms, client gap ${client.clientGapMs ?? '-'} ms (rtt ${client.rttMs ?? '-'} ms), ${report.precopyRounds} pre-copy rounds, ${requests} requests`);
-          rows.push(rowOf(report, { scenario: which, rep, workload: `activity service ${plan.stateMb} MiB`, params: { n, [key]: Number(value) }, policy, requests }, client));
+          progress(
+            `[${which}]   total ${report.totalMs} ms, downtime ${report.downtimeMs} ms, client gap ${client.clientGapMs ?? '-'} ms (rtt ${client.rttMs ?? '-'} ms), ${report.precopyRounds} pre-copy rounds, ${requests} requests`,
+          );
+          rows.push(
+            rowOf(
+              report,
+              { scenario: which, rep, workload: `activity service ${plan.stateMb} MiB`, params: { n, [key]: Number(value) }, policy, requests },
+              client,
+            ),
+          );
         }
       }
     }

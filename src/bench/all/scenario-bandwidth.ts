@@ -21,10 +21,15 @@ export async function runBandwidthScenario(lab: LabState, plan: BenchPlan['bandw
     for (let rep = 1; rep <= plan.reps; rep++) {
       for (const mbit of plan.mbits) {
         await setBandwidth(lab, mbit);
-        for (const [workload, s] of [['busybox counter', counter], [large, svc]] as const) {
+        for (const [workload, s] of [
+          ['busybox counter', counter],
+          [large, svc],
+        ] as const) {
           say(`rep ${rep}/${plan.reps}, ${mbit} Mbit/s, ${workload}: ${s.where} -> other`);
           const { report: r, client } = await s.migrateProbed({});
-          say(`  total ${r.totalMs} ms, downtime ${r.downtimeMs} ms, client gap ${client.clientGapMs ?? '-'} ms (rtt ${client.rttMs ?? '-'} ms), ${(r.bytesSent / 1e6).toFixed(1)} MB, stopped by ${r.stopReason}`);
+          say(
+            `  total ${r.totalMs} ms, downtime ${r.downtimeMs} ms, client gap ${client.clientGapMs ?? '-'} ms (rtt ${client.rttMs ?? '-'} ms), ${(r.bytesSent / 1e6).toFixed(1)} MB, stopped by ${r.stopReason}`,
+          );
           rows.push(rowOf(r, { scenario: 'bandwidth', rep, workload, params: { mbit }, policy: 'model' }, client));
         }
       }

@@ -86,7 +86,12 @@ export async function runCompressionScenario(lab: LabState, plan: BenchPlan['com
       name: 'busybox counter',
       container: 'bench-all-c-counter',
       create: async () => {
-        await ea.createContainer({ name: 'bench-all-c-counter', Image: 'cloudlet/busybox:1', Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT], HostConfig: { NetworkMode: 'none' } });
+        await ea.createContainer({
+          name: 'bench-all-c-counter',
+          Image: 'cloudlet/busybox:1',
+          Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT],
+          HostConfig: { NetworkMode: 'none' },
+        });
         await ea.startContainer('bench-all-c-counter');
         await sleep(1000);
       },

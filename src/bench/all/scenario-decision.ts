@@ -15,7 +15,12 @@ interface DecisionWorkload {
   run: (s: Shuttle, body: object) => Promise<{ report: MigrationReport; requests: number | null; client: ClientFigures }>;
 }
 
-export async function runDecisionScenario(lab: LabState, plan: BenchPlan['decision'], activity: BenchPlan['activity'], progress: (m: string) => void): Promise<MigrationRow[]> {
+export async function runDecisionScenario(
+  lab: LabState,
+  plan: BenchPlan['decision'],
+  activity: BenchPlan['activity'],
+  progress: (m: string) => void,
+): Promise<MigrationRow[]> {
   await setBandwidth(lab, plan.mbit);
   const rows: MigrationRow[] = [];
   const say = (m: string) => progress(`[decision] ${m}`);
@@ -41,7 +46,9 @@ export async function runDecisionScenario(lab: LabState, plan: BenchPlan['decisi
         for (const policy of plan.policies) {
           say(`rep ${rep}/${plan.reps}, ${w.name}, ${policy}: ${w.shuttle.where} -> other`);
           const { report, requests, client } = await w.run(w.shuttle, { ...policyBody(policy), codec: plan.codec });
-          say(`  total ${report.totalMs} ms, downtime ${report.downtimeMs} ms, client gap ${client.clientGapMs ?? '-'} ms, ${report.precopyRounds} rounds, stopped by ${report.stopReason}`);
+          say(
+            `  total ${report.totalMs} ms, downtime ${report.downtimeMs} ms, client gap ${client.clientGapMs ?? '-'} ms, ${report.precopyRounds} rounds, stopped by ${report.stopReason}`,
+          );
           rows.push(rowOf(report, { scenario: 'decision', rep, workload: w.name, params: { policy }, policy, requests }, client));
         }
       }

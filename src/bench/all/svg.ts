@@ -81,7 +81,8 @@ function legend(names: { name: string; color: string; dashed?: boolean; line?: b
   const x = M.left + PW + 16;
   names.forEach((n, i) => {
     const y = M.top + 8 + i * 20;
-    if (n.line) out.push(`<line x1="${x}" y1="${y}" x2="${x + 18}" y2="${y}" stroke="${n.color}" stroke-width="2.5"${n.dashed ? ' stroke-dasharray="5 3"' : ''}/>`);
+    if (n.line)
+      out.push(`<line x1="${x}" y1="${y}" x2="${x + 18}" y2="${y}" stroke="${n.color}" stroke-width="2.5"${n.dashed ? ' stroke-dasharray="5 3"' : ''}/>`);
     else out.push(`<rect x="${x}" y="${y - 6}" width="14" height="12" fill="${n.color}"/>`);
     out.push(text(x + 24, y + 4, n.name));
   });
@@ -105,7 +106,9 @@ function bars(c: BarChart): string[] {
     s.values.forEach((v, gi) => {
       if (!v) return;
       const x = M.left + gi * gw + gw * 0.1 + si * bw;
-      out.push(`<rect x="${f(x)}" y="${f(y(v.median))}" width="${f(bw * 0.92)}" height="${f(M.top + PH - y(v.median))}" fill="${COLORS[si % COLORS.length]}"><title>${escapeXml(`${s.name}, ${c.groups[gi]}: median ${f(v.median)} (min ${f(v.min)}, max ${f(v.max)}, n=${v.n})`)}</title></rect>`);
+      out.push(
+        `<rect x="${f(x)}" y="${f(y(v.median))}" width="${f(bw * 0.92)}" height="${f(M.top + PH - y(v.median))}" fill="${COLORS[si % COLORS.length]}"><title>${escapeXml(`${s.name}, ${c.groups[gi]}: median ${f(v.median)} (min ${f(v.min)}, max ${f(v.max)}, n=${v.n})`)}</title></rect>`,
+      );
       if (v.max > v.min) out.push(whisker(x + bw * 0.46, y(v.min), y(v.max)));
     });
   });
@@ -136,11 +139,15 @@ function lines(c: LineChart): string[] {
     const color = COLORS[si % COLORS.length]!;
     const sorted = [...s.points].sort((a, b) => a.x - b.x);
     if (sorted.length > 1) {
-      out.push(`<polyline points="${sorted.map((p) => `${f(x(p.x))},${f(y(p.y.median))}`).join(' ')}" fill="none" stroke="${color}" stroke-width="2.5"${s.dashed ? ' stroke-dasharray="5 3"' : ''}/>`);
+      out.push(
+        `<polyline points="${sorted.map((p) => `${f(x(p.x))},${f(y(p.y.median))}`).join(' ')}" fill="none" stroke="${color}" stroke-width="2.5"${s.dashed ? ' stroke-dasharray="5 3"' : ''}/>`,
+      );
     }
     for (const p of sorted) {
       if (p.y.max > p.y.min) out.push(whisker(x(p.x), y(p.y.min), y(p.y.max)));
-      out.push(`<circle cx="${f(x(p.x))}" cy="${f(y(p.y.median))}" r="4" fill="${color}"><title>${escapeXml(`${s.name}, ${p.x}: median ${f(p.y.median)} (min ${f(p.y.min)}, max ${f(p.y.max)}, n=${p.y.n})`)}</title></circle>`);
+      out.push(
+        `<circle cx="${f(x(p.x))}" cy="${f(y(p.y.median))}" r="4" fill="${color}"><title>${escapeXml(`${s.name}, ${p.x}: median ${f(p.y.median)} (min ${f(p.y.min)}, max ${f(p.y.max)}, n=${p.y.n})`)}</title></circle>`,
+      );
     }
   });
   out.push('</g>');

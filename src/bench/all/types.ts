@@ -91,7 +91,17 @@ export interface BenchPlan {
   quick: boolean;
   overlay: { reps: number; workloads: ('large' | 'small')[]; codec: string };
   compression: { reps: number; maxMiB: number; stateMb: number; mbits: number[] };
-  activity: { reps: number; stateMb: number; dirtyKbPerRequest: number; windowMs: number; ns: number[]; rounds: number[]; alphas: number[]; mbit: number; codec: string };
+  activity: {
+    reps: number;
+    stateMb: number;
+    dirtyKbPerRequest: number;
+    windowMs: number;
+    ns: number[];
+    rounds: number[];
+    alphas: number[];
+    mbit: number;
+    codec: string;
+  };
   bandwidth: { reps: number; mbits: number[]; stateMb: number; dirtyPagesPerSec: number };
   decision: { reps: number; policies: string[]; n: number; stateMb: number; dirtyPagesPerSec: number; codec: string; mbit: number };
   /** What --quick leaves out, in words (empty for the full run). */

@@ -48,19 +48,37 @@ async function startOnServiceNetwork(
   }
   // busybox httpd closes every connection after its answer: one request per connection.
   const window = probe.connectionPerRequest ? 1 : PROBE_WINDOW;
-  progress(`${name} on ${ca.name} at ${address}, probed with GET ${probe.path}${probe.connectionPerRequest ? ' (a connection per request)' : ` (one kept-alive connection, ${window} pipelined)`}`);
+  progress(
+    `${name} on ${ca.name} at ${address}, probed with GET ${probe.path}${probe.connectionPerRequest ? ' (a connection per request)' : ` (one kept-alive connection, ${window} pipelined)`}`,
+  );
   return new Shuttle(lab, name, ca.name, { address, ...probe, window });
 }
 
 export function startCounter(lab: LabState, name: string, progress: (m: string) => void): Promise<Shuttle> {
-  return startOnServiceNetwork(lab, name, { Image: BUSYBOX_IMAGE, Cmd: ['sh', '-c', BUSYBOX_COUNTER_HTTP_SCRIPT] }, { path: COUNTER_HTTP_PATH, connectionPerRequest: true }, progress);
-}
-
-export function startRandomStateService(lab: LabState, name: string, stateMb: number, dirtyPagesPerSec: number, progress: (m: string) => void): Promise<Shuttle> {
   return startOnServiceNetwork(
     lab,
     name,
-    { Image: 'cloudlet/node:20', Cmd: ['node', '-e', STATEFUL_SERVICE_SCRIPT], Env: [`STATE_MB=${stateMb}`, 'PORT=8080', `DIRTY_PAGES_PER_SEC=${dirtyPagesPerSec}`] },
+    { Image: BUSYBOX_IMAGE, Cmd: ['sh', '-c', BUSYBOX_COUNTER_HTTP_SCRIPT] },
+    { path: COUNTER_HTTP_PATH, connectionPerRequest: true },
+    progress,
+  );
+}
+
+export function startRandomStateService(
+  lab: LabState,
+  name: string,
+  stateMb: number,
+  dirtyPagesPerSec: number,
+  progress: (m: string) => void,
+): Promise<Shuttle> {
+  return startOnServiceNetwork(
+    lab,
+    name,
+    {
+      Image: 'cloudlet/node:20',
+      Cmd: ['node', '-e', STATEFUL_SERVICE_SCRIPT],
+      Env: [`STATE_MB=${stateMb}`, 'PORT=8080', `DIRTY_PAGES_PER_SEC=${dirtyPagesPerSec}`],
+    },
     // GET /touch reads pages over the whole state and dirties none: the dirty rate stays the timer's.
     { path: TOUCH_PATH, connectionPerRequest: false },
     progress,

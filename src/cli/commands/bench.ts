@@ -17,13 +17,14 @@ import { comparisons, fmt, readResults, writeReport } from '../../bench/all/repo
 import { parseCodec } from '../../transfer/codecs.js';
 import { action, printJson, printTable, progress, requireRoot } from '../output.js';
 
-
 export function registerBenchCommands(program: Command): void {
   const bench = program.command('bench').description('benchmarks on the lab (a lab is brought up if none is)');
 
   bench
     .command('all')
-    .description('the whole evaluation (overlay, compression, pre-copy rounds, alpha, bandwidth sweep, decision models): DIR/results.json, CSV, charts/*.svg, REPORT.md')
+    .description(
+      'the whole evaluation (overlay, compression, pre-copy rounds, alpha, bandwidth sweep, decision models): DIR/results.json, CSV, charts/*.svg, REPORT.md',
+    )
     .requiredOption('--out <dir>', 'directory for the results and the report')
     .option('--quick', 'fewer repetitions, bandwidths and memory (< 20 min; the report lists what it drops)')
     .option('--json', 'print results.json on stdout')
@@ -35,7 +36,12 @@ export function registerBenchCommands(program: Command): void {
         if (opts.json) return printJson(r);
         process.stdout.write(`${opts.out}/REPORT.md written (${(r.wallMs / 60000).toFixed(1)} min)\n\n`);
         printTable(
-          comparisons(r).map((c) => ({ figure: c.what, ours: `${fmt(c.ours)} ${c.unit}`, published: c.published, ratio: c.ours ? (c.ours.median / c.publishedValue).toFixed(2) : '-' })),
+          comparisons(r).map((c) => ({
+            figure: c.what,
+            ours: `${fmt(c.ours)} ${c.unit}`,
+            published: c.published,
+            ratio: c.ours ? (c.ours.median / c.publishedValue).toFixed(2) : '-',
+          })),
           ['figure', 'ours', 'published', 'ratio'],
         );
         return 0;
@@ -44,7 +50,7 @@ export function registerBenchCommands(program: Command): void {
 
   bench
     .command('report')
-    .description("re-render a `bench all` report (REPORT.md, CSV, charts) from its results.json")
+    .description('re-render a `bench all` report (REPORT.md, CSV, charts) from its results.json')
     .requiredOption('--from <file>', 'results.json of a `bench all` run')
     .requiredOption('--out <dir>', 'directory to write into')
     .action(
@@ -62,7 +68,9 @@ export function registerBenchCommands(program: Command): void {
 
   bench
     .command('migrate')
-    .description('handoff figures under a client: busybox counter, and a large-memory service (its client reading pages over all its memory) against stop-and-copy')
+    .description(
+      'handoff figures under a client: busybox counter, and a large-memory service (its client reading pages over all its memory) against stop-and-copy',
+    )
     .option('--state-mb <n>', 'memory state of the service (MiB)', '256')
     .option('--dirty <pages>', 'pages per second the service dirties', '100')
     .option('--repeat <n>', 'handoffs per workload under its client, alternating a -> b, b -> a...; per-run figures and their median, p95, min-max', '1')
@@ -92,7 +100,9 @@ export function registerBenchCommands(program: Command): void {
 
   bench
     .command('handoff')
-    .description('network handoff as the user sees it: a client keeps TCP and HTTP keep-alive sessions through a live migration, and through a walk from cell a to cell b')
+    .description(
+      'network handoff as the user sees it: a client keeps TCP and HTTP keep-alive sessions through a live migration, and through a walk from cell a to cell b',
+    )
     .option('--scenario <name>', 'direct, mobility, all (= direct + mobility) or strategies (migrate vs recreate of a stateless HTTP service)', 'all')
     .option('--interval <ms>', 'a client request every (per session)', '20')
     .option('--netns-holder', 'direct and mobility: run the service in a network namespace holder (cloudlet run --netns-holder)')
@@ -104,13 +114,17 @@ export function registerBenchCommands(program: Command): void {
         requireRoot('benchmarks on the lab');
         const scenarios = opts.scenario === 'all' ? (['direct', 'mobility'] as const) : [opts.scenario];
         for (const s of scenarios) {
-          if (s !== 'direct' && s !== 'mobility' && s !== 'strategies') throw new UsageError(`--scenario must be direct, mobility, all or strategies (got ${opts.scenario})`);
+          if (s !== 'direct' && s !== 'mobility' && s !== 'strategies')
+            throw new UsageError(`--scenario must be direct, mobility, all or strategies (got ${opts.scenario})`);
         }
         const intervalMs = Number(opts.interval);
-        if (!(Number.isInteger(intervalMs) && intervalMs >= 5 && intervalMs <= 10_000)) throw new UsageError(`--interval must be 5..10000 ms (got ${opts.interval})`);
+        if (!(Number.isInteger(intervalMs) && intervalMs >= 5 && intervalMs <= 10_000))
+          throw new UsageError(`--interval must be 5..10000 ms (got ${opts.interval})`);
         const repeat = opts.repeat === undefined ? undefined : Number(opts.repeat);
-        if (repeat !== undefined && !(/^\d+$/.test(opts.repeat!) && repeat >= 1 && repeat <= 1000)) throw new UsageError(`--repeat must be 1..1000 (got ${opts.repeat})`);
-        if (repeat !== undefined && !scenarios.includes('direct')) throw new UsageError('--repeat applies to the direct scenario', { hint: '--scenario direct (or all)' });
+        if (repeat !== undefined && !(/^\d+$/.test(opts.repeat!) && repeat >= 1 && repeat <= 1000))
+          throw new UsageError(`--repeat must be 1..1000 (got ${opts.repeat})`);
+        if (repeat !== undefined && !scenarios.includes('direct'))
+          throw new UsageError('--repeat applies to the direct scenario', { hint: '--scenario direct (or all)' });
         const window = Number(opts.window);
         if (!(/^\d+$/.test(opts.window) && window >= 1 && window <= 1000)) throw new UsageError(`--window must be 1..1000 (got ${opts.window})`);
         const r = await runHandoffBench({
@@ -145,14 +159,26 @@ export function registerBenchCommands(program: Command): void {
           if (opts.json) printJson(l);
           else {
             printTable(
-              l.operations.map((o) => ({ op: o.kind, container: o.container, node: o.to ? `${o.node}->${o.to}` : o.node, ok: o.ok ? 'yes' : 'NO', ms: o.ms, error: (o.error ?? '-').slice(0, 90) })),
+              l.operations.map((o) => ({
+                op: o.kind,
+                container: o.container,
+                node: o.to ? `${o.node}->${o.to}` : o.node,
+                ok: o.ok ? 'yes' : 'NO',
+                ms: o.ms,
+                error: (o.error ?? '-').slice(0, 90),
+              })),
               ['op', 'container', 'node', 'ok', 'ms', 'error'],
             );
             process.stdout.write(`\nconcurrent phase ${l.wallMs} ms; placements ${l.placementsOk ? 'ok' : 'WRONG'}; leftovers ${l.leftovers.length}\n`);
           }
           return l.allCompleted && l.placementsOk && l.leftovers.length === 0 ? 0 : 1;
         }
-        const only = opts.only ? opts.only.split(',').map((x) => x.trim()).filter(Boolean) : undefined;
+        const only = opts.only
+          ? opts.only
+              .split(',')
+              .map((x) => x.trim())
+              .filter(Boolean)
+          : undefined;
         const r = await runFaultMatrix(labDir(), { ...(only ? { only } : {}), progress });
         if (opts.json) printJson(r);
         else {

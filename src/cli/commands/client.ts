@@ -41,8 +41,7 @@ export function clientOptions(o: ClientCliOptions): ClientOptions {
   const intervalMs = parseDuration(o.interval, '--interval');
   const count = o.count === undefined ? undefined : intOption(o.count, '--count', 1);
   // Always bounded in time: with only --count, long enough for it at half the pace, plus 10 s.
-  const durationMs =
-    o.duration !== undefined ? parseDuration(o.duration, '--duration') : count !== undefined ? count * intervalMs * 2 + 10_000 : 30_000;
+  const durationMs = o.duration !== undefined ? parseDuration(o.duration, '--duration') : count !== undefined ? count * intervalMs * 2 + 10_000 : 30_000;
   return {
     target: o.target,
     tcpPort: intOption(o.tcpPort, '--tcp-port', 1),
@@ -64,7 +63,7 @@ export function clientOptions(o: ClientCliOptions): ClientOptions {
 export function registerClientCommand(program: Command): void {
   program
     .command('client')
-    .description("the mobile user: a raw TCP and an HTTP keep-alive session to the handoff service; reports losses, gaps, reconnects")
+    .description('the mobile user: a raw TCP and an HTTP keep-alive session to the handoff service; reports losses, gaps, reconnects')
     .requiredOption('--target <address>', 'service address')
     .option('--tcp-port <port>', 'raw TCP port of the service', String(CLIENT_DEFAULTS.tcpPort))
     .option('--http-port <port>', 'HTTP port of the service', String(CLIENT_DEFAULTS.httpPort))
@@ -77,7 +76,7 @@ export function registerClientCommand(program: Command): void {
     .option('--grace <time>', 'at stop, time left for in-flight requests before they count as lost', `${CLIENT_DEFAULTS.graceMs}ms`)
     .option('--reconnect', 'reconnect after a reset or closed connection (counted); default: the session ends')
     .option('--new-connection-per-request', 'HTTP: a new connection for every request (no keep-alive); failures are counted, the next request goes on')
-    .option('--http-path <path>', "HTTP: the path requested, n=N added to its query (default /req); the reply must be JSON {n, served, instance}")
+    .option('--http-path <path>', 'HTTP: the path requested, n=N added to its query (default /req); the reply must be JSON {n, served, instance}')
     .option('--json', 'print the report as JSON')
     .option('--timeline', 'print an ASCII timeline of replies and gaps (with --json: per-request samples)')
     .option('--ready-file <path>', 'write this file once every session is connected and answered once')

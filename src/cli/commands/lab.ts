@@ -8,7 +8,6 @@ import { labDir, readLabState, type LabState, type RestoreMode } from '../../lab
 import { labHost, measureThroughput } from '../../lab/throughput.js';
 import { action, printJson, printTable, progress, requireRoot } from '../output.js';
 
-
 function requireLab(): LabState {
   const state = readLabState();
   if (!state) throw new UsageError(`no lab is up (looked in ${labDir()})`, { hint: 'run `cloudlet lab up`' });
@@ -62,9 +61,7 @@ function printStatus(state: LabState): void {
     })),
     ['name', 'namespace', 'address', 'link', 'api', 'engine', 'daemon', 'docker_host'],
   );
-  process.stdout.write(
-    `client: ${state.client.namespace} ${state.client.address} link ${state.client.link.bandwidth}/${state.client.link.latency}\n`,
-  );
+  process.stdout.write(`client: ${state.client.namespace} ${state.client.address} link ${state.client.link.bandwidth}/${state.client.link.latency}\n`);
 }
 
 export function registerLabCommands(program: Command): void {

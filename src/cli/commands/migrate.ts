@@ -49,11 +49,13 @@ export function migrationBody(container: string, o: MigrateOptions): StartMigrat
   if (o.precopy !== undefined) body.precopy = o.precopy as StartMigrationBody['precopy'];
   if (o.inject !== undefined) body.inject = o.inject as StartMigrationBody['inject'];
   if (o.strategy !== undefined) {
-    if (!(HANDOFF_STRATEGIES as readonly string[]).includes(o.strategy)) throw new UsageError(`--strategy must be one of ${HANDOFF_STRATEGIES.join(', ')} (got '${o.strategy}')`);
+    if (!(HANDOFF_STRATEGIES as readonly string[]).includes(o.strategy))
+      throw new UsageError(`--strategy must be one of ${HANDOFF_STRATEGIES.join(', ')} (got '${o.strategy}')`);
     body.strategy = o.strategy as HandoffStrategy;
   }
   if (o.restore !== undefined) {
-    if (o.restore !== 'lazy' && o.restore !== 'eager' && o.restore !== 'auto') throw new UsageError(`--restore must be lazy, eager or auto (got '${o.restore}')`);
+    if (o.restore !== 'lazy' && o.restore !== 'eager' && o.restore !== 'auto')
+      throw new UsageError(`--restore must be lazy, eager or auto (got '${o.restore}')`);
     body.restore = o.restore;
   }
   return body;
@@ -114,7 +116,11 @@ export function registerMigrateCommand(program: Command): void {
     .option('--codec <codec>', 'lz4, zstd, gzip, none or auto (per round, from link and data)', 'auto')
     .option('--precopy <how>', 'pre-copy capture: scan (read /proc, no freeze) or dump (CRIU --leave-running)', 'scan')
     .option('--strategy <name>', "migrate, recreate or auto (default: the service's declared handoff)")
-    .option('--restore <mode>', 'lazy (post-copy, where the destination is configured for it), eager (every page in before the service runs) or auto: lazy from 128 MiB of memory', 'auto')
+    .option(
+      '--restore <mode>',
+      'lazy (post-copy, where the destination is configured for it), eager (every page in before the service runs) or auto: lazy from 128 MiB of memory',
+      'auto',
+    )
     .option('--json', 'print the report as JSON')
     .addOption(new Option('--inject <point>', 'test hook: make the destination fail (lab only)').hideHelp())
     .action(
@@ -160,7 +166,15 @@ export function registerMigrateCommand(program: Command): void {
         const list = await node.client.get<MigrationReport[]>('/v1/migrations');
         if (o.json) return printJson(list);
         printTable(
-          list.map((m) => ({ id: m.id, container: m.container, to: m.to, state: m.state, total_ms: m.totalMs, downtime_ms: m.downtimeMs, started: m.startedAt })),
+          list.map((m) => ({
+            id: m.id,
+            container: m.container,
+            to: m.to,
+            state: m.state,
+            total_ms: m.totalMs,
+            downtime_ms: m.downtimeMs,
+            started: m.startedAt,
+          })),
           ['id', 'container', 'to', 'state', 'total_ms', 'downtime_ms', 'started'],
         );
       }),

@@ -23,10 +23,7 @@ export async function collectNodeStatus(nodes: readonly NodeRef[]): Promise<Node
   return Promise.all(
     nodes.map(async (n): Promise<NodeStatus> => {
       const base = { name: n.name, url: n.url };
-      const [info, list] = await Promise.allSettled([
-        n.client.get<NodeInfo>('/v1/info'),
-        n.client.get<ContainerSummary[]>('/v1/containers?all=true'),
-      ]);
+      const [info, list] = await Promise.allSettled([n.client.get<NodeInfo>('/v1/info'), n.client.get<ContainerSummary[]>('/v1/containers?all=true')]);
       if (info.status === 'rejected') {
         if (!(info.reason instanceof CloudletError)) throw info.reason;
         return { ...base, status: 'down', engine: null, criu: null, containers: null, error: info.reason.message };
@@ -34,11 +31,7 @@ export async function collectNodeStatus(nodes: readonly NodeRef[]): Promise<Node
       const i = info.value;
       const containers = list.status === 'fulfilled' ? list.value.length : null;
       const engineUp = i.engine.reachable && list.status === 'fulfilled';
-      const error = !i.engine.reachable
-        ? i.engine.error ?? 'engine unreachable'
-        : list.status === 'rejected'
-          ? errorMessage(list.reason)
-          : undefined;
+      const error = !i.engine.reachable ? (i.engine.error ?? 'engine unreachable') : list.status === 'rejected' ? errorMessage(list.reason) : undefined;
       return {
         ...base,
         status: engineUp ? 'up' : 'degraded',

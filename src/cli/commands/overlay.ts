@@ -27,7 +27,10 @@ export function engineSocket(o: { dockerHost?: string; node?: string }, env: Nod
   if (o.node) {
     const lab = readLabState();
     const cl = lab?.cloudlets.find((c) => c.name === o.node);
-    if (!cl) throw new UsageError(`no lab cloudlet named '${o.node}'`, { hint: lab ? `lab cloudlets: ${lab.cloudlets.map((c) => c.name).join(', ')}` : 'no lab is up: pass --docker-host' });
+    if (!cl)
+      throw new UsageError(`no lab cloudlet named '${o.node}'`, {
+        hint: lab ? `lab cloudlets: ${lab.cloudlets.map((c) => c.name).join(', ')}` : 'no lab is up: pass --docker-host',
+      });
     return cl.engine.socket;
   }
   if (env.DOCKER_HOST) {
@@ -119,7 +122,10 @@ export function registerOverlayCommands(program: Command): void {
             `  base ${header.base.name ?? '-'} ${header.base.imageId} (${header.base.diffIds.length} layers)\n` +
             `  file ${mb(fileBytes)} MB, raw ${mb(overlayRawBytes(header))} MB\n\n`,
         );
-        printTable(header.layers.map((l) => ({ diff_id: l.diffId, mb: mb(l.size) })), ['diff_id', 'mb']);
+        printTable(
+          header.layers.map((l) => ({ diff_id: l.diffId, mb: mb(l.size) })),
+          ['diff_id', 'mb'],
+        );
       }),
     );
 
@@ -136,7 +142,9 @@ export function registerOverlayCommands(program: Command): void {
         const r = await pushOverlay(file, o.node, o);
         if (o.json) return printJson({ ...r.body, pushMs: r.ms, bytes: r.bytes });
         const b = r.body as { id: string; receiveMs: number };
-        process.stdout.write(`overlay ${b.id} on ${o.node}: ${mb(r.bytes)} MB in ${r.ms} ms (${((r.bytes * 8) / 1e6 / (r.ms / 1000)).toFixed(1)} Mbit/s), verified\n`);
+        process.stdout.write(
+          `overlay ${b.id} on ${o.node}: ${mb(r.bytes)} MB in ${r.ms} ms (${((r.bytes * 8) / 1e6 / (r.ms / 1000)).toFixed(1)} Mbit/s), verified\n`,
+        );
       }),
     );
 
@@ -152,7 +160,15 @@ export function registerOverlayCommands(program: Command): void {
         const list = await node.client.get<Record<string, unknown>[]>('/v1/overlays');
         if (o.json) return printJson(list);
         printTable(
-          list.map((r) => ({ id: r.id, app: r.appName ?? r.appImageId, base: r.baseName ?? r.baseImageId, codec: r.codec, mb: mb(Number(r.fileBytes)), received: r.received, synthesized: r.synthesized })),
+          list.map((r) => ({
+            id: r.id,
+            app: r.appName ?? r.appImageId,
+            base: r.baseName ?? r.baseImageId,
+            codec: r.codec,
+            mb: mb(Number(r.fileBytes)),
+            received: r.received,
+            synthesized: r.synthesized,
+          })),
           ['id', 'app', 'base', 'codec', 'mb', 'received', 'synthesized'],
         );
       }),
@@ -160,7 +176,7 @@ export function registerOverlayCommands(program: Command): void {
 
   program
     .command('run')
-    .description("start a service from an overlay on a cloudlet (synthesizing the image on first use)")
+    .description('start a service from an overlay on a cloudlet (synthesizing the image on first use)')
     .requiredOption('--node <name>', 'cloudlet')
     .requiredOption('--overlay <id>', 'overlay id (cloudlet overlays --node N)')
     .option('--name <name>', 'container name')
@@ -173,7 +189,20 @@ export function registerOverlayCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(
       action(async (_opts: unknown, cmd: Command) => {
-        const o = cmd.optsWithGlobals<GlobalOptions & { node: string; overlay: string; name?: string; env: string[]; port?: string; handoff: string; stateless?: boolean; health?: string; netnsHolder?: boolean; json?: boolean }>();
+        const o = cmd.optsWithGlobals<
+          GlobalOptions & {
+            node: string;
+            overlay: string;
+            name?: string;
+            env: string[];
+            port?: string;
+            handoff: string;
+            stateless?: boolean;
+            health?: string;
+            netnsHolder?: boolean;
+            json?: boolean;
+          }
+        >();
         const body: ServiceRequest = { overlay: o.overlay, env: parseEnv(o.env), ...handoffOptions(o), ...(o.netnsHolder ? { netnsHolder: true } : {}) };
         if (o.name) body.name = o.name;
         if (o.port !== undefined) {

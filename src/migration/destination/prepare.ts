@@ -29,10 +29,14 @@ export async function checkPrepare(deps: DestinationDeps, req: PrepareRequest): 
     });
   }
   if (!holderImageHere) {
-    throw new CloudletError('image_missing', `image ${c.netnsHolder!.imageName} of the network namespace holder ${c.netnsHolder!.name} is not on this cloudlet`, {
-      kind: 'conflict',
-      context: { imageId: c.netnsHolder!.imageId },
-    });
+    throw new CloudletError(
+      'image_missing',
+      `image ${c.netnsHolder!.imageName} of the network namespace holder ${c.netnsHolder!.name} is not on this cloudlet`,
+      {
+        kind: 'conflict',
+        context: { imageId: c.netnsHolder!.imageId },
+      },
+    );
   }
   const clash = names.find((_, i) => taken[i]);
   if (clash) {

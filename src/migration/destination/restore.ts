@@ -44,7 +44,10 @@ export interface Restored {
 async function waitPostCopy(lazy: LazyPagesDaemon, timeoutMs: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new LazyPagesError(`CRIU's lazy-pages daemon (pid ${lazy.pid}) did not finish within ${timeoutMs / 1000} s`, { pid: lazy.pid })), timeoutMs);
+    timer = setTimeout(
+      () => reject(new LazyPagesError(`CRIU's lazy-pages daemon (pid ${lazy.pid}) did not finish within ${timeoutMs / 1000} s`, { pid: lazy.pid })),
+      timeoutMs,
+    );
   });
   try {
     await Promise.race([lazy.done, timeout]);
@@ -85,7 +88,12 @@ export async function finalRestore(deps: DestinationDeps, inc: Incoming, o: Fina
   if (lazyCfg && lazyDir !== null) {
     await linkImagesForDaemon(checkpointDir, lazyDir);
     await withLazyPagesOption(lazyCfg.criuConfigFile, async () => {
-      inc.lazyDaemon = await startLazyPagesDaemon({ criu: lazyCfg.criu, imagesDir: lazyDir, workDir: lazyCfg.workDir, logFile: join(inc.stageDir, 'lazy-pages.log') });
+      inc.lazyDaemon = await startLazyPagesDaemon({
+        criu: lazyCfg.criu,
+        imagesDir: lazyDir,
+        workDir: lazyCfg.workDir,
+        logFile: join(inc.stageDir, 'lazy-pages.log'),
+      });
       await deps.restores.run(() => deps.engine.startFromCheckpoint(inc.twinId, name));
     });
   } else {

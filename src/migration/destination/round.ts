@@ -47,7 +47,20 @@ export async function applyRound(deps: DestinationDeps, inc: Incoming, r: Incomi
     enterState(deps, inc, final ? 'final' : 'precopy');
     const got = await receive(inc, r, t0);
     const { delta } = got;
-    let response: RoundResponse = { applyMs: 0, rebuildMs: 0, fsMs: got.fsMs, restoreMs: null, announceMs: null, reachableMs: null, hold: null, postCopyMs: null, running: null, receivedMs: got.receivedMs, fsDoneMs: got.fsDoneMs, baseReadyMs: null };
+    let response: RoundResponse = {
+      applyMs: 0,
+      rebuildMs: 0,
+      fsMs: got.fsMs,
+      restoreMs: null,
+      announceMs: null,
+      reachableMs: null,
+      hold: null,
+      postCopyMs: null,
+      running: null,
+      receivedMs: got.receivedMs,
+      fsDoneMs: got.fsDoneMs,
+      baseReadyMs: null,
+    };
     if (!final) {
       // The base is brought up to date in the background: the source is told the round
       // arrived and goes on with its next dump; the next round waits for this update.

@@ -52,7 +52,13 @@ export async function recoverSourceMigrations(deps: SourceDeps, journal: (report
       notes.push(`migration ${m.id} of ${m.container} marked failed`);
       continue;
     }
-    const r: Recovering = { row: m, report, what, peer: new PeerClient(peer.url, deps.token, RECOVERY_PEER_TIMEOUT_MS), stage: join(deps.scratchDir, 'migrations', m.id) };
+    const r: Recovering = {
+      row: m,
+      report,
+      what,
+      peer: new PeerClient(peer.url, deps.token, RECOVERY_PEER_TIMEOUT_MS),
+      stage: join(deps.scratchDir, 'migrations', m.id),
+    };
     let keepStage = false;
     try {
       keepStage = (await recoverOne(deps, r)).keepStage;
@@ -76,7 +82,10 @@ async function recoverOne(deps: SourceDeps, r: Recovering): Promise<{ keepStage:
   const details = (await deps.engine.containerExists(m.container)) ? await deps.engine.inspectContainer(m.container) : null;
   if (twin?.kind === 'unreachable') {
     report.state = 'failed';
-    report.error = { code: 'recovery_failed', message: `${what}; the destination could not be asked whether it runs the service (${twin.error.message}): check where ${m.container} runs; its final dump is kept in ${r.stage}` };
+    report.error = {
+      code: 'recovery_failed',
+      message: `${what}; the destination could not be asked whether it runs the service (${twin.error.message}): check where ${m.container} runs; its final dump is kept in ${r.stage}`,
+    };
     return { keepStage: true };
   }
   if (twin?.kind === 'running') {
@@ -126,7 +135,8 @@ async function rollBackAfterRestart(deps: SourceDeps, r: Recovering, o: { frozen
     finalDumpDir: dump ?? '',
     abortAttempts: RECOVERY_ABORT_ATTEMPTS,
   });
-  if (!details.running && frozen && dump === null) log.failed(`FAILED: ${r.row.container} is stopped and no final dump is in ${r.stage}`, { sourceContainer: true });
+  if (!details.running && frozen && dump === null)
+    log.failed(`FAILED: ${r.row.container} is stopped and no final dump is in ${r.stage}`, { sourceContainer: true });
   return log;
 }
 

@@ -78,7 +78,9 @@ export async function rollback(deps: SourceDeps, o: RollbackOptions): Promise<Ro
   // (e.g. the link was cut after the restore, before the answer): restoring here as well
   // would run the service twice. Before this check, the source was restored regardless.
   if (frozen && finalSent && !destinationClean) {
-    log.failed(`FAILED: the source container is not restored here, the destination may run it: check ${report.to}; the final dump is in ${o.finalDumpDir}`, { sourceContainer: true });
+    log.failed(`FAILED: the source container is not restored here, the destination may run it: check ${report.to}; the final dump is in ${o.finalDumpDir}`, {
+      sourceContainer: true,
+    });
     return log;
   }
   const svc = deps.serviceNetwork;
@@ -119,7 +121,11 @@ async function abortDestination(deps: SourceDeps, o: { id: string; peer: PeerCli
       await client.delete(`/v1/incoming/${o.id}`);
       return;
     } catch (err) {
-      if (attempt >= o.attempts) throw new CloudletError('abort_failed', `the destination did not confirm the clean-up after ${attempt} attempts: ${errorMessage(err)}`, { kind: 'internal', cause: err });
+      if (attempt >= o.attempts)
+        throw new CloudletError('abort_failed', `the destination did not confirm the clean-up after ${attempt} attempts: ${errorMessage(err)}`, {
+          kind: 'internal',
+          cause: err,
+        });
       await sleep(ABORT_RETRY_MS);
     }
   }
@@ -155,7 +161,9 @@ async function restoreHere(
   } finally {
     if (restored) hold?.release();
     else hold?.discard();
-    await hold?.close().catch((err: unknown) => o.log.failed(`FAILED to lift the hold on ${report.serviceAddress} (iptables raw PREROUTING): ${errorMessage(err)}`));
+    await hold
+      ?.close()
+      .catch((err: unknown) => o.log.failed(`FAILED to lift the hold on ${report.serviceAddress} (iptables raw PREROUTING): ${errorMessage(err)}`));
   }
   await removeInstalledCheckpoint({ dataRoot: deps.dataRoot, containerId: details.id, name, xdgRuntimeDir: deps.xdgRuntimeDir });
   const xdg = deps.xdgRuntimeDir;
