@@ -16,6 +16,13 @@ export interface ApplyStepOptions {
   knownDigest?: string;
 }
 
+export interface AppliedBatch {
+  ms: number;
+  trailer: Trailer;
+  /** The batch changed nothing (trailer.empty), so rsync did not run. */
+  skipped: boolean;
+}
+
 /** The target must hold what the batch was written against, and the batch must be complete. */
 async function checkTarget(batchFile: string, targetDir: string, trailer: Trailer, opts: ApplyStepOptions): Promise<void> {
   const { step, knownDigest } = opts;
@@ -62,15 +69,26 @@ async function restoreCaps(batchFile: string, targetDir: string, trailer: Traile
 }
 
 /** Checks a batch and applies it to targetDir (the destination, or the source's shadow). */
-export async function applyBatchStep(batchFile: string, targetDir: string, opts: ApplyStepOptions): Promise<{ ms: number; trailer: Trailer }> {
+export async function applyBatchStep(batchFile: string, targetDir: string, opts: ApplyStepOptions): Promise<AppliedBatch> {
   const t0 = performance.now();
-  const { step, timeoutMs } = opts;
   const trailer = await readTrailer(batchFile);
   // Both checks of what the peer sent come before anything in the target changes.
-  await checkBatchHeader(batchFile, trailer, step);
+  await checkBatchHeader(batchFile, trailer, opts.step);
   const caps: XattrDumpEntry[] = parseXattrDump(Buffer.from(typeof trailer.caps === 'string' ? trailer.caps : '', 'base64'), { allowedNames: CAPS_ATTRS });
-  await checkTarget(batchFile, targetDir, trailer, opts);
+  // An empty batch changes nothing; rsync would still read its whole file list and stat
+  // every entry, on the downtime path when it is the final round of a container that wrote
+  // nothing since the last round. The next batch is written against the same base, checked.
+  const skipped = trailer.empty === true && trailer.writerExit === 0;
   await mkdir(targetDir, { recursive: true });
+  if (!skipped) await applyRsync(batchFile, targetDir, trailer, opts);
+  if (caps.length > 0) await restoreCaps(batchFile, targetDir, trailer, caps, opts);
+  return { ms: performance.now() - t0, trailer, skipped };
+}
+
+/** Checks the target against the batch's base, then lets rsync apply the batch. */
+async function applyRsync(batchFile: string, targetDir: string, trailer: Trailer, opts: ApplyStepOptions): Promise<void> {
+  const { step, timeoutMs } = opts;
+  await checkTarget(batchFile, targetDir, trailer, opts);
   const ok = [0];
   // A pre-copy round in which files vanished replays with the same code (rsync then also
   // skips deletions, on both sides alike).
@@ -84,15 +102,13 @@ export async function applyBatchStep(batchFile: string, targetDir: string, opts:
     { timeoutMs, stdinFile: { path: batchFile, end: trailer.rsyncBytes }, okCodes: ok },
     { batchFile, targetDir, round: trailer.round, writerExit: trailer.writerExit },
   );
-  if (caps.length > 0) await restoreCaps(batchFile, targetDir, trailer, caps, opts);
-  return { ms: performance.now() - t0, trailer };
 }
 
 /**
  * Applies a batch written by FsSyncSource.nextBatch to the destination directory (which held
  * exactly the previous batches' result; empty before the first). Run as root.
  */
-export async function applyBatch(batchFile: string, targetDir: string, opts: { timeoutMs?: number } = {}): Promise<{ ms: number }> {
-  const { ms } = await applyBatchStep(batchFile, targetDir, { timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, step: 'apply' });
-  return { ms };
+export async function applyBatch(batchFile: string, targetDir: string, opts: { timeoutMs?: number } = {}): Promise<{ ms: number; skipped: boolean }> {
+  const { ms, skipped } = await applyBatchStep(batchFile, targetDir, { timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, step: 'apply' });
+  return { ms, skipped };
 }

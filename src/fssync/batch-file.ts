@@ -58,6 +58,11 @@ export interface Trailer {
   baseEntries: number;
   /** base64 of `getfattr -R -h -P -d -e hex -m ^security\.capability$ .` run in the source. */
   caps: string;
+  /**
+   * rsync itemized no change (no file, directory, attribute or deletion): applying the batch
+   * would leave the target as it is, so a reader may skip it. Absent in older batches.
+   */
+  empty?: boolean;
 }
 
 export async function readTrailer(batchFile: string): Promise<Trailer> {

@@ -195,9 +195,11 @@ export class FsSyncSource {
         base: this.base.digest,
         baseEntries: this.base.entries,
         caps: caps.stdout.toString('base64'),
+        empty: files === 0,
       });
-      if (!final) await this.advanceShadow(out, ctx);
-      else this.finished = true;
+      // An empty batch leaves the shadow as it is (its digest too): nothing to bring forward.
+      if (final) this.finished = true;
+      else if (files !== 0) await this.advanceShadow(out, ctx);
       this.round++;
       const bytes = (await stat(out)).size;
       return { bytes, files, ms: performance.now() - t0, empty: files === 0, rewrites, deferred };

@@ -173,6 +173,8 @@ interface Round {
   writeMs: number;
   applyMs: number;
   empty: boolean;
+  /** The destination skipped rsync: only an empty batch may be skipped, and the trees still match. */
+  skipped: boolean;
 }
 
 /** One round: batch from the source, applied to the target, trees compared. */
@@ -182,7 +184,8 @@ async function syncRound(src: FsSyncSource, target: string, batchDir: string, n:
   const ap = await applyBatch(batch, target);
   await rm(batch, { force: true });
   if (opts.compare !== false) assertSameTree(await snapshot(src.sourceDir), await snapshot(target), `round ${n}`);
-  return { n, bytes: st.bytes, files: st.files, writeMs: Math.round(st.ms), applyMs: Math.round(ap.ms), empty: st.empty };
+  assert.equal(ap.skipped, st.empty, `round ${n}: the destination skips a batch exactly when it is empty`);
+  return { n, bytes: st.bytes, files: st.files, writeMs: Math.round(st.ms), applyMs: Math.round(ap.ms), empty: st.empty, skipped: ap.skipped };
 }
 
 // Rewrites (truncate, write) 1-2 MiB files in DIR without pause, for at most 20 s / 20,000 writes.
