@@ -186,7 +186,7 @@ def sse(host, port, path):
     c = json.loads(get(http.client.HTTPConnection(host, port, timeout=TIMEOUT), 'GET', '/checksum?stream=' + stream))
     # The server may have sent events after our last read: compare over what we received.
     c2 = json.loads(get(http.client.HTTPConnection(host, port, timeout=TIMEOUT), 'GET', '/checksum?stream=%s&upto=%d' % (stream, last)))
-    out['stateOk'] = c2['count'] == last and c2['sha256'] == h.hexdigest()
+    out['stateOk'] = last > 0 and c2['upto'] == last and c2['sha256'] == h.hexdigest()
     out['checksum'] = {'service': c2['sha256'], 'received': h.hexdigest(), 'events': last, 'sent': c['count']}
     report(out)
 
