@@ -21,7 +21,8 @@ CRIU_WRAPPER=/usr/local/sbin/criu
 debs=(docker.io containerd runc iptables iproute2 busybox-static criu util-linux procps
       ca-certificates python3-protobuf gcc libc6-dev iputils-ping rsync attr
       libnetfilter-queue-dev   # native/cl-hold: a handoff holds the service address's packets
-      chromium chromium-driver)   # the last two: the dashboard's end-to-end test (headless)
+      chromium chromium-driver    # the dashboard's end-to-end test (headless)
+      nginx-light postgresql-15 python3)   # bench apps: programs built into images from the host
 missing=()
 for p in "${debs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -28,6 +28,18 @@ export interface ImageSpec {
   name: string;
   cmd: string[];
   layers: LayerFile[];
+  /** Optional config fields of application images; absent ones leave the config bytes as before. */
+  config?: ImageConfigExtras;
+}
+
+/** What an application image declares beside its command (Dockerfile USER, ENV, EXPOSE...). */
+export interface ImageConfigExtras {
+  user?: string;
+  /** Added after PATH. */
+  env?: string[];
+  entrypoint?: string[];
+  exposedPorts?: string[];
+  workingDir?: string;
 }
 
 /** The image config as bytes. Key order is fixed by construction, so the bytes are stable. */
@@ -35,13 +47,26 @@ export function imageConfigJson(spec: ImageSpec): string {
   const created = FIXED_TIME.toISOString().replace('.000Z', 'Z');
   const config = {
     architecture: 'amd64',
-    config: { Env: [DEFAULT_PATH_ENV], Cmd: spec.cmd },
+    config: runConfig(spec),
     created,
     history: spec.layers.map((l) => ({ created, created_by: l.createdBy })),
     os: 'linux',
     rootfs: { type: 'layers', diff_ids: spec.layers.map((l) => l.diffId) },
   };
   return JSON.stringify(config);
+}
+
+function runConfig(spec: ImageSpec): Record<string, unknown> {
+  const x = spec.config;
+  if (!x) return { Env: [DEFAULT_PATH_ENV], Cmd: spec.cmd };
+  return {
+    ...(x.user ? { User: x.user } : {}),
+    ...(x.exposedPorts?.length ? { ExposedPorts: Object.fromEntries(x.exposedPorts.map((p) => [p, {}])) } : {}),
+    Env: [DEFAULT_PATH_ENV, ...(x.env ?? [])],
+    ...(x.entrypoint ? { Entrypoint: x.entrypoint } : {}),
+    Cmd: spec.cmd,
+    ...(x.workingDir ? { WorkingDir: x.workingDir } : {}),
+  };
 }
 
 export function sha256Hex(data: string | Buffer): string {

@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { DockerEngine } from '../engine/docker.js';
 import { run } from '../util/exec.js';
 import { errorMessage } from '../util/errors.js';
-import { imageIdOfArchive, sha256Hex, writeImageArchive, type LayerFile } from './archive.js';
+import { imageIdOfArchive, sha256Hex, writeImageArchive, type ImageConfigExtras, type LayerFile } from './archive.js';
 import { sha256File, sortedTree, writeDeterministicTar } from './det-tar.js';
 import { ImageError } from './errors.js';
 
@@ -22,6 +22,9 @@ export { imageIdOfArchive };
 
 export const BUSYBOX_IMAGE = 'cloudlet/busybox:1';
 export const NODE_IMAGE = 'cloudlet/node:20';
+
+/** The history line of the busybox layer (also the base layer of host-image.ts's images). */
+export const BUSYBOX_LAYER_CREATED_BY = 'cloudlet: busybox-static from the host, one symlink per applet, /etc/passwd, /etc/group';
 
 /** Bump when the layout of the images changes, so that cached archives are rebuilt. */
 const BUILDER_VERSION = 1;
@@ -40,7 +43,7 @@ export interface BuildOptions {
 }
 
 /** A file the image is made from; size+mtime+path decide whether the cache is still valid. */
-interface InputFile {
+export interface InputFile {
   path: string;
   size: number;
   mtimeMs: number;
@@ -63,7 +66,7 @@ export async function buildBaseImageArchives(cacheDir: string, opts: BuildOption
   const bbKey = cacheKey(BUSYBOX_IMAGE, bbInputs);
   const busybox = await cached(cacheDir, BUSYBOX_IMAGE, bbKey, async (stage) => {
     const layer = await buildLayer(cacheDir, join(stage, 'rootfs'), (root) => stageBusyboxRootfs(root, busyboxPath), {
-      createdBy: 'cloudlet: busybox-static from the host, one symlink per applet, /etc/passwd, /etc/group',
+      createdBy: BUSYBOX_LAYER_CREATED_BY,
     });
     return { cmd: ['sh'], layers: [layer] };
   });
@@ -75,7 +78,7 @@ export async function buildBaseImageArchives(cacheDir: string, opts: BuildOption
     const base: LayerFile = {
       diffId: busybox.diffIds[0]!,
       path: layerPath(cacheDir, busybox.diffIds[0]!),
-      createdBy: 'cloudlet: busybox-static from the host, one symlink per applet, /etc/passwd, /etc/group',
+      createdBy: BUSYBOX_LAYER_CREATED_BY,
     };
     const layer = await buildLayer(cacheDir, join(stage, 'rootfs'), (root) => stageNodeRootfs(root, nodePath, libs), {
       createdBy: 'cloudlet: node from the host at /usr/local/bin/node and the shared libraries it needs',
@@ -85,11 +88,11 @@ export async function buildBaseImageArchives(cacheDir: string, opts: BuildOption
   return [busybox, node];
 }
 
-function cacheKey(name: string, inputs: InputFile[], parentKey = ''): string {
+export function cacheKey(name: string, inputs: InputFile[], parentKey = ''): string {
   return sha256Hex(JSON.stringify({ builder: BUILDER_VERSION, name, inputs, parentKey }));
 }
 
-async function inputFile(path: string): Promise<InputFile> {
+export async function inputFile(path: string): Promise<InputFile> {
   try {
     const st = await stat(path);
     return { path, size: st.size, mtimeMs: st.mtimeMs };
@@ -106,7 +109,7 @@ function slug(name: string): string {
   return name.replace(/[^a-zA-Z0-9]+/g, '-');
 }
 
-function layerPath(cacheDir: string, diffId: string): string {
+export function layerPath(cacheDir: string, diffId: string): string {
   return join(cacheDir, 'layers', `${diffId.replace(/^sha256:/, '')}.tar`);
 }
 
@@ -115,11 +118,11 @@ function layerPath(cacheDir: string, diffId: string): string {
  * otherwise runs `build` in a private staging directory and writes archive + metadata
  * (each through a temporary name and a rename, so a crash never leaves a half file in use).
  */
-async function cached(
+export async function cached(
   cacheDir: string,
   name: string,
   key: string,
-  build: (stage: string) => Promise<{ cmd: string[]; layers: LayerFile[] }>,
+  build: (stage: string) => Promise<{ cmd: string[]; layers: LayerFile[]; config?: ImageConfigExtras }>,
 ): Promise<BaseImageArchive> {
   const archivePath = join(cacheDir, `${slug(name)}.tar`);
   const metaPath = join(cacheDir, `${slug(name)}.json`);
@@ -133,9 +136,9 @@ async function cached(
   await rm(stage, { recursive: true, force: true });
   await mkdir(stage, { recursive: true });
   try {
-    const { cmd, layers } = await build(stage);
+    const { cmd, layers, config } = await build(stage);
     const tmpArchive = `${archivePath}.${process.pid}.tmp`;
-    const imageId = await writeImageArchive({ name, cmd, layers }, join(stage, 'archive'), tmpArchive);
+    const imageId = await writeImageArchive({ name, cmd, layers, ...(config ? { config } : {}) }, join(stage, 'archive'), tmpArchive);
     await rename(tmpArchive, archivePath);
     const result: BaseImageArchive = { name, archivePath, imageId, diffIds: layers.map((l) => l.diffId) };
     await writeFile(`${metaPath}.${process.pid}.tmp`, JSON.stringify({ ...result, key } satisfies CacheMeta, null, 2));
@@ -147,7 +150,7 @@ async function cached(
 }
 
 /** Stages a rootfs with `fill`, tars it deterministically into cacheDir/layers/<diff hex>.tar. */
-async function buildLayer(cacheDir: string, root: string, fill: (root: string) => Promise<void>, meta: { createdBy: string }): Promise<LayerFile> {
+export async function buildLayer(cacheDir: string, root: string, fill: (root: string) => Promise<void>, meta: { createdBy: string }): Promise<LayerFile> {
   await mkdir(root, { recursive: true });
   await fill(root);
   const tmp = join(cacheDir, 'layers', `.layer-${process.pid}.tmp`);

@@ -15,6 +15,10 @@ import { runLoad } from '../../bench/faults-load.js';
 import { labDir } from '../../lab/state.js';
 import { comparisons, fmt, readResults, writeReport } from '../../bench/all/report.js';
 import { parseCodec } from '../../transfer/codecs.js';
+import { runAppsBench } from '../../bench/apps/run.js';
+import { APPS } from '../../bench/apps/index.js';
+import { appsMarkdown } from '../../bench/apps/report.js';
+import { writeFile } from 'node:fs/promises';
 import { action, printJson, printTable, progress, requireRoot } from '../output.js';
 
 export function registerBenchCommands(program: Command): void {
@@ -63,6 +67,45 @@ export function registerBenchCommands(program: Command): void {
         }
         process.stdout.write(written.map((f) => `${opts.out}/${f}`).join('\n') + '\n');
         return 0;
+      }),
+    );
+
+  bench
+    .command('apps')
+    .description(
+      "real programs (python3, nginx, PostgreSQL 15, Node.js) from the host's packages, each handed off a -> b under its own client: state checksum, failed operations, client gap, downtime",
+    )
+    .option('--only <names>', `comma-separated apps to run (of: ${APPS.map((a) => a.name).join(', ')})`)
+    .option('--out <file>', 'write the results JSON to this file')
+    .option('--markdown <file>', 'write the Markdown report (as docs/results/apps.md) to this file')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (opts: { only?: string; out?: string; markdown?: string; json?: boolean }) => {
+        requireRoot('benchmarks on the lab');
+        const names = opts.only?.split(',').map((s) => s.trim()) ?? APPS.map((a) => a.name);
+        const unknown = names.filter((n) => !APPS.some((a) => a.name === n));
+        if (unknown.length > 0 || names.length === 0)
+          throw new UsageError(`--only: no app named ${unknown.join(', ') || '(none)'}`, { hint: `apps: ${APPS.map((a) => a.name).join(', ')}` });
+        const command = `cloudlet ${process.argv.slice(2).join(' ')}`;
+        const r = await runAppsBench({ apps: APPS.filter((a) => names.includes(a.name)), command, progress });
+        if (opts.out) await writeFile(opts.out, JSON.stringify(r, null, 2) + '\n');
+        if (opts.markdown) await writeFile(opts.markdown, appsMarkdown(r, opts.out ?? '(not written)'));
+        if (opts.json) printJson(r);
+        else
+          printTable(
+            r.apps.map((a) => ({
+              app: a.name,
+              ok: a.ok,
+              stateOk: a.stateOk,
+              failedOps: a.failedOps,
+              ops: a.ops,
+              clientGapMs: a.clientGapMs,
+              downtimeMs: a.downtimeMs,
+              failure: a.failure ?? '',
+            })),
+            ['app', 'ok', 'stateOk', 'failedOps', 'ops', 'clientGapMs', 'downtimeMs', 'failure'],
+          );
+        return r.allOk ? 0 : 1;
       }),
     );
 

@@ -11,12 +11,15 @@ import { shipImageIfMissing, type ImageShipped } from '../image-ship.js';
 import type { PrepareRequest, PrepareResponse } from '../destination/wire.js';
 import { fsBatchNice, hasherFor, restoreFor } from './tuning.js';
 import type { SourceHandoff } from './handoff.js';
+import { checkDumpPermitted } from './dump-permits.js';
 
 /** Link speed the first decision assumes, before a round has measured the real one. */
 const ASSUMED_LINK_BPS = 100e6;
 
 export async function runPrepare(h: SourceHandoff): Promise<void> {
   const { report, details, holder, peer, stage, req } = h;
+  // Known before the freeze: refused here rather than rolled back after it.
+  if (details.pid) await checkDumpPermitted(details.pid, details.name);
   await mkdir(stage, { recursive: true });
   const volumes = details.mounts.filter((m) => m.type === 'volume' && m.name).map((m) => ({ name: m.name!, dir: m.source }));
   const prepareReq: PrepareRequest = {

@@ -1,0 +1,90 @@
+// What `cloudlet bench apps` knows of an application, and what it reports for one.
+import type { DockerEngine } from '../../engine/docker.js';
+import type { HostImageSpec } from '../../images/host-image.js';
+import type { LabState } from '../../lab/state.js';
+import type { MigrationReport } from '../../migration/types.js';
+
+export interface AppContext {
+  lab: LabState;
+  /** The container's name (its holder is holderNameFor(name)). */
+  name: string;
+  /** Its address on the service network (kept across the handoff). */
+  address: string;
+  /** The engine it runs on now. */
+  engine: () => DockerEngine;
+  progress: (m: string) => void;
+}
+
+/** What a client reports when it is stopped (or ends by itself). */
+export interface ClientOutcome {
+  ops: number;
+  failedOps: number;
+  /** First few failures, with their time. */
+  errors: string[];
+  /** Wall-clock times (epoch ms) of every completed operation: the gaps come from these. */
+  done: number[];
+  bytes: number;
+  /** The program's own checksum of its state equals the client's reference. */
+  stateOk: boolean;
+  /** The checksums compared, and anything else the client checked. */
+  checks: Record<string, unknown>;
+}
+
+export interface RunningAppClient {
+  /** Resolves once the client works against the service. */
+  ready: Promise<void>;
+  /** Ends the client (or waits for its bounded run to end) and returns its outcome. */
+  stop: () => Promise<ClientOutcome>;
+}
+
+export interface AppDef {
+  name: string;
+  /** One line: the program, its client, what is checked. */
+  description: string;
+  port: number;
+  image: () => Promise<HostImageSpec>;
+  /** Work after the service answers and before the client starts (loading data...). */
+  prepare?: (ctx: AppContext) => Promise<void>;
+  startClient: (ctx: AppContext) => Promise<RunningAppClient>;
+  /** A check beside the client's after the handoff (e.g. a transaction held across it). */
+  afterHandoff?: (ctx: AppContext) => Promise<Record<string, unknown> & { ok: boolean }>;
+  /** How long the service may take to answer after its start (default 60 s). */
+  startTimeoutMs?: number;
+}
+
+export interface AppResult {
+  name: string;
+  description: string;
+  image: { name: string; imageId: string };
+  /** Where it ran: handoff a -> b, null when it failed before. */
+  from: string;
+  to: string;
+  ok: boolean;
+  stateOk: boolean;
+  failedOps: number;
+  ops: number;
+  /** The longest time without a completed client operation around the handoff. */
+  clientGapMs: number | null;
+  downtimeMs: number | null;
+  totalMs: number | null;
+  /** Bytes the migration sent (memory rounds, file system, image layers). */
+  bytes: number | null;
+  rounds: number | null;
+  restoreMode: string | null;
+  clientBytes: number;
+  checks: Record<string, unknown>;
+  errors: string[];
+  /** Why the app failed, when it did (the run is kept and counted). */
+  failure: string | null;
+  report: MigrationReport | null;
+}
+
+export interface AppsBenchResult {
+  bench: 'apps';
+  command: string;
+  date: string;
+  machine: { cores: number; memoryGiB: number; kernel: string };
+  link: { bandwidth: string; latency: string };
+  apps: AppResult[];
+  allOk: boolean;
+}
