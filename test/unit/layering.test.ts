@@ -45,3 +45,45 @@ test('the core imports nothing from the layers above it', () => {
   }
   assert.deepEqual(offences, []);
 });
+
+/** Which top-level folders of src each folder imports, from the code (type imports too). */
+function folderImports(): Map<string, Set<string>> {
+  const edges = new Map<string, Set<string>>();
+  const src = join(repo, 'src');
+  for (const file of tsFiles(src)) {
+    const from = relative(src, file).split('/')[0]!;
+    if (from.endsWith('.ts')) continue;
+    const set = edges.get(from) ?? new Set<string>();
+    edges.set(from, set);
+    for (const spec of importsOf(readFileSync(file, 'utf8'))) {
+      if (!spec.startsWith('.')) continue;
+      const to = relative(src, join(file, '..', spec)).split('/')[0]!;
+      if (to !== from && !to.startsWith('..') && !to.endsWith('.js')) set.add(to);
+    }
+  }
+  return edges;
+}
+
+/** The `| folder | imports |` table under "## Layers and imports" in docs/ARCHITECTURE.md. */
+function documentedImports(): Map<string, Set<string>> {
+  const doc = readFileSync(join(repo, 'docs', 'ARCHITECTURE.md'), 'utf8');
+  const section = doc.split(/^## /m).find((s) => s.startsWith('Layers and imports'));
+  assert.ok(section, 'docs/ARCHITECTURE.md has no "## Layers and imports" section');
+  const edges = new Map<string, Set<string>>();
+  for (const m of section.matchAll(/^\| `([a-z]+)` \| ([^|]*)\|/gm)) {
+    const to = [...m[2]!.matchAll(/`([a-z]+)`/g)].map((t) => t[1]!);
+    edges.set(m[1]!, new Set(to));
+  }
+  return edges;
+}
+
+test('docs/ARCHITECTURE.md lists exactly the imports between folders that the code has', () => {
+  const show = (m: Map<string, Set<string>>) =>
+    Object.fromEntries(
+      [...m.entries()]
+        .filter(([, v]) => v.size > 0)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, v]) => [k, [...v].sort().join(' ')]),
+    );
+  assert.deepEqual(show(documentedImports()), show(folderImports()), 'update the table in "## Layers and imports" (and ask whether the new arrow belongs)');
+});
