@@ -1,0 +1,87 @@
+// Choosing the engine adapter by the engine's version and storage driver, and what each
+// adapter answers. The version strings are the ones Debian's engines report (20.10.24+dfsg1 on
+// bookworm, 28.5.2+dfsg4 from sid; docs/engines-docker28.md).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { engineRuncRoot } from '../../src/engine/runc.js';
+import { checkpointPaths } from '../../src/engine/checkpoint-install.js';
+import { parseEngineVersion, probeEngineAdapter, selectEngineAdapter, UnsupportedEngineError } from '../../src/engine/engine-adapter.js';
+
+const ID = 'cd'.repeat(32);
+
+test('parseEngineVersion reads Debian and upstream version strings', () => {
+  assert.deepEqual(parseEngineVersion('20.10.24+dfsg1'), [20, 10, 24]);
+  assert.deepEqual(parseEngineVersion('28.5.2+dfsg4'), [28, 5, 2]);
+  assert.deepEqual(parseEngineVersion('v29.0.1'), [29, 0, 1]);
+  assert.deepEqual(parseEngineVersion('26.1'), [26, 1, 0]);
+  assert.deepEqual(parseEngineVersion('28.0.0-rc.1'), [28, 0, 0]);
+  assert.equal(parseEngineVersion('dev'), null);
+  assert.equal(parseEngineVersion(''), null);
+});
+
+test('20.10 and 28 engines with overlay2 get their family', () => {
+  const a = selectEngineAdapter({ version: '20.10.24+dfsg1', storageDriver: 'overlay2' });
+  assert.equal(a.family, 'docker20');
+  assert.equal(a.engineVersion, '20.10.24+dfsg1');
+  for (const v of ['28.5.2+dfsg4', '28.0.0', '28.2.2']) {
+    assert.equal(selectEngineAdapter({ version: v, storageDriver: 'overlay2' }).family, 'docker28', v);
+  }
+});
+
+test('unmeasured versions, unreadable versions and other image stores are refused by name', () => {
+  for (const v of ['26.1.5+dfsg1', '27.5.1', '29.0.0', '19.03.15', '20.11.0', 'dev']) {
+    assert.throws(
+      () => selectEngineAdapter({ version: v, storageDriver: 'overlay2' }),
+      (err: unknown) => err instanceof UnsupportedEngineError && err.errorKind === 'conflict' && err.message.includes(v),
+      v,
+    );
+  }
+  // The containerd image store reports its snapshotter as the driver.
+  assert.throws(
+    () => selectEngineAdapter({ version: '28.5.2+dfsg4', storageDriver: 'overlayfs' }),
+    (err: unknown) => err instanceof UnsupportedEngineError && /overlay2/.test(err.message) && /overlayfs/.test(err.message),
+  );
+});
+
+test('both families keep the runc root, checkpoint dir and staging of 20.10', () => {
+  for (const version of ['20.10.24+dfsg1', '28.5.2+dfsg4']) {
+    const a = selectEngineAdapter({ version, storageDriver: 'overlay2' });
+    assert.equal(a.runcRoot('/run/x/exec'), engineRuncRoot('/run/x/exec'));
+    assert.equal(a.runcRoot('/run/x/exec'), '/run/x/exec/runtime-runc/moby');
+    const opts = { dataRoot: '/var/lib/x/docker', containerId: ID, name: 'final', xdgRuntimeDir: '/run/x/xdg' };
+    assert.deepEqual(a.checkpointPaths(opts), checkpointPaths(opts));
+    assert.equal(a.checkpointPaths(opts).checkpointDir, `/var/lib/x/docker/containers/${ID}/checkpoints/final`);
+  }
+});
+
+test('Docker 28 refuses restores of containers with a network namespace of their own', () => {
+  const a = selectEngineAdapter({ version: '28.5.2+dfsg4', storageDriver: 'overlay2' });
+  assert.equal(a.restoreRefusal({ networkMode: 'container:cl-holder-web' }), null);
+  assert.equal(a.restoreRefusal({ networkMode: 'host' }), null);
+  assert.equal(a.restoreRefusal({ networkMode: 'none', networkDisabled: true }), null);
+  for (const mode of ['none', 'bridge', 'cloudlet-svc', 'default', '']) {
+    const why = a.restoreRefusal({ networkMode: mode });
+    assert.ok(why !== null, mode);
+    assert.match(why, /28\.5\.2\+dfsg4/);
+    assert.match(why, /netns-holder/);
+  }
+  // 'container:' without a name is not a holder.
+  assert.notEqual(a.restoreRefusal({ networkMode: 'container:' }), null);
+});
+
+test('Docker 20.10 restores every network mode', () => {
+  const a = selectEngineAdapter({ version: '20.10.24+dfsg1', storageDriver: 'overlay2' });
+  for (const mode of ['none', 'bridge', 'cloudlet-svc', 'host', 'container:h']) assert.equal(a.restoreRefusal({ networkMode: mode }), null, mode);
+});
+
+test('probeEngineAdapter asks the engine for its version and storage driver', async () => {
+  const engine = (version: string, storageDriver: string) => ({
+    version: async () => ({ version }),
+    info: async () => ({ storageDriver }),
+  });
+  assert.equal((await probeEngineAdapter(engine('28.5.2+dfsg4', 'overlay2'))).family, 'docker28');
+  assert.equal((await probeEngineAdapter(engine('20.10.24+dfsg1', 'overlay2'))).family, 'docker20');
+  await assert.rejects(probeEngineAdapter(engine('29.1.0', 'overlayfs')), UnsupportedEngineError);
+  const down = { version: async () => Promise.reject(new Error('ECONNREFUSED')), info: async () => ({ storageDriver: 'overlay2' }) };
+  await assert.rejects(probeEngineAdapter(down), /ECONNREFUSED/);
+});
