@@ -78,7 +78,7 @@ export const NetworkSpecSchema = z
     endpoints: z.record(z.string().regex(DOCKER_NAME, 'a network name'), endpointSchema).optional(),
     macAddress: z
       .string()
-      .regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/, 'a MAC address')
+      .regex(/^(([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2})?$/, 'a MAC address (or empty)')
       .optional(),
     disabled: z.boolean().optional(),
     dns: strings(16, 64).optional(),
@@ -145,10 +145,10 @@ export const ContainerSpecSchema = z
     domainname: text(255).optional(),
     user: text(255).optional(),
     workingDir: text().optional(),
-    entrypoint: strings().nullable().optional(),
-    cmd: strings().nullable().optional(),
-    env: strings().optional(),
-    labels: z.record(text(255), text()).optional(),
+    entrypoint: strings(4096, 65536).nullable().optional(),
+    cmd: strings(4096, 65536).nullable().optional(),
+    env: strings(4096, 65536).optional(),
+    labels: z.record(text(255), text(65536)).optional(),
     tty: z.boolean().optional(),
     openStdin: z.boolean().optional(),
     stdinOnce: z.boolean().optional(),
