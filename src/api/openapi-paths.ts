@@ -130,8 +130,8 @@ export function openApiPaths(schemaOf: JsonSchemaOf): Record<string, Record<stri
     '/v1/incoming': {
       post: op(
         'peers',
-        'prepare an incoming migration: image, volumes, twin container (not started)',
-        { ...ok('twin', ref(PrepareAnswerSchema)), ...errors('400', '409') },
+        'prepare an incoming migration: container policy, image, volumes, twin container (not started)',
+        { ...ok('twin', ref(PrepareAnswerSchema)), ...errors('400', '403', '409') },
         {
           requestBody: { required: true, content: json(ref(PrepareRequestSchema)) },
         },
@@ -192,7 +192,7 @@ export function openApiPaths(schemaOf: JsonSchemaOf): Record<string, Record<stri
       post: op(
         'peers',
         'prepare a handoff by re-creation: image here, name free, named volumes created',
-        { ...ok('prepared', ref(OpenObjectSchema)), ...errors('400', '409') },
+        { ...ok('prepared', ref(OpenObjectSchema)), ...errors('400', '403', '409') },
         {
           requestBody: { required: true, content: json(ref(OpenObjectSchema)) },
         },

@@ -374,7 +374,7 @@ export const SCENARIOS: readonly Scenario[] = [
             dst.post('/v1/incoming', {
               id,
               from: SRC,
-              container: { name: container, imageId: `sha256:${'0'.repeat(64)}`, imageName: 'x', createOptions: {}, volumes: [] },
+              container: { name: container, imageId: `sha256:${'0'.repeat(64)}`, imageName: 'x', spec: { network: { mode: 'none' } }, volumes: [] },
             }),
         ],
         ['GET /v1/incoming/:id', () => dst.get(`/v1/incoming/${id}`)],

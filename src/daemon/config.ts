@@ -1,10 +1,12 @@
 // cloudletd's configuration file (JSON), validated with zod so that a bad file is refused
 // with the exact field at fault instead of failing later.
 import { readFileSync } from 'node:fs';
+import { posix } from 'node:path';
 import { z } from 'zod';
 import { UsageError } from '../util/errors.js';
 import { serviceNetworkSchema } from '../network/service-network.js';
 import { NODE_NAME } from '../util/names.js';
+import { HOST_NAMESPACES, STRICT_CONTAINER_POLICY } from '../migration/container-policy.js';
 
 export { NODE_NAME };
 
@@ -12,6 +14,24 @@ const listenSchema = z.union([
   z.object({ host: z.string().min(1), port: z.number().int().min(0).max(65535) }).strict(),
   z.object({ socket: z.string().min(1) }).strict(),
 ]);
+
+/** An absolute, normal host path (no `.`, `..`, `//` or trailing `/`): compared as written. */
+const hostRoot = z
+  .string()
+  .regex(/^\/[^\0]*$/, 'an absolute path')
+  .refine((p) => p === '/' || (posix.normalize(p) === p && !p.endsWith('/')), 'a normal path (no ., .., // or trailing /)');
+
+const containerPolicySchema = z
+  .object({
+    privileged: z.boolean().default(STRICT_CONTAINER_POLICY.privileged),
+    hostNamespaces: z.array(z.enum(HOST_NAMESPACES)).default([]),
+    capabilities: z.array(z.string().regex(/^(CAP_)?[A-Za-z_]+$/, 'a capability name (SYS_ADMIN, NET_ADMIN..., or ALL)')).default([]),
+    devices: z.array(hostRoot).default([]),
+    bindMountRoots: z.array(hostRoot).default([]),
+    namedVolumes: z.boolean().default(STRICT_CONTAINER_POLICY.namedVolumes),
+    securityOptions: z.array(z.string().min(1)).default([]),
+  })
+  .strict();
 
 export const daemonConfigSchema = z
   .object({
@@ -116,6 +136,13 @@ export const daemonConfigSchema = z
       .strict()
       .nullable()
       .default(null),
+    /**
+     * What a peer's handoff may create here beyond the container spec's plain fields (image,
+     * command, env, labels, user, resources, named volumes, the service address...): checked
+     * at prepare, before the source freezes anything; a request outside it is refused (403)
+     * with the field and the key below that would allow it. Defaults: nothing host-reaching.
+     */
+    containerPolicy: containerPolicySchema.default({}),
     /**
      * Lets migration requests inject faults (tests, the lab); never on in production. cloudletd
      * also needs CLOUDLET_LAB_FAULTS=1 in its environment to start with it (checkFaultInjection).

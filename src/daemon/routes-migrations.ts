@@ -87,6 +87,8 @@ function handoffSides(
     restores,
     spareHolder,
     log: (msg) => app.log.warn(msg),
+    containerPolicy: config.containerPolicy,
+    node: config.node,
   });
   return { source, destination, spareHolder };
 }

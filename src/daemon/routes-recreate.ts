@@ -23,6 +23,7 @@ export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext)
     serviceNetwork: ctx.serviceNetwork,
     peers: config.peers,
     warn: (data, msg) => app.log.warn(data, msg),
+    containerPolicy: config.containerPolicy,
   });
 
   app.post('/v1/recreate', async (req) => recreate.prepare(req.body));

@@ -1,7 +1,8 @@
 // The destination side of a handoff. The source drives; the destination answers its requests,
 // one module per phase (see destination/incoming.ts for the states and their transitions):
-//   prepare  - destination/prepare.ts: checks the image is here, creates the named volumes
-//              and a twin container (not started) with the source container's configuration;
+//   prepare  - destination/prepare.ts: checks the twin's spec against this cloudlet's container
+//              policy (container-policy.ts) and that the image is here, creates the named
+//              volumes and a twin container (not started) from the source container's spec;
 //   address  - destination/address.ts: holds the service address's packets, routes it here;
 //   round k  - destination/round.ts: applies the filesystem batches to the twin's R/W layer
 //              and volumes, and keeps a base image directory of the pages received so far;
@@ -13,7 +14,7 @@
 // Every step is journalled, so a restarted daemon knows which migrations it held.
 import { ConflictError, NotFoundError } from '../util/errors.js';
 import { checkpointName, type DestinationDeps, type Incoming } from './destination/incoming.js';
-import { checkPrepare, createTwin, newIncoming } from './destination/prepare.js';
+import { checkPolicy, checkPrepare, createTwin, newIncoming } from './destination/prepare.js';
 import { takeAddress } from './destination/address.js';
 import { applyRound, type IncomingRound } from './destination/round.js';
 import { commitIncoming, markCommitted } from './destination/commit.js';
@@ -45,6 +46,7 @@ export class MigrationDestination {
   async prepare(body: PrepareRequest): Promise<PrepareResponse> {
     const req = parsePrepare(body);
     if (this.incoming.has(req.id)) throw new ConflictError(`migration ${req.id} is already prepared here`);
+    await checkPolicy(this.deps, req);
     await checkPrepare(this.deps, req);
     const c = req.container;
     this.deps.db.insertMigration({ id: req.id, role: 'destination', container: c.name, fromNode: req.from, toNode: '', state: 'preparing', options: {} });

@@ -1,6 +1,7 @@
 // The destination side of a handoff by re-creation (see recreate.ts for the source side and
 // the whole sequence). The daemon's routes (routes-recreate.ts) only carry its requests:
-//   prepare  - image here? name free? create the named volumes (empty);
+//   prepare  - spec within this cloudlet's container policy? image here? name free? create
+//              the named volumes (empty);
 //   volumes  - apply the volumes' rsync batches (a framed stream, as a round);
 //   start    - create + start the new instance (same name, config, labels, pinned service
 //              address), wait for its own health check (recreate-health.ts);
@@ -13,7 +14,9 @@ import { join } from 'node:path';
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage } from '../util/errors.js';
-import { twinImageRef, type ContainerCreateOptions, type DockerEngine } from '../engine/docker.js';
+import { twinImageRef, type DockerEngine } from '../engine/docker.js';
+import { createOptionsFromSpec } from '../engine/container-spec.js';
+import { checkBindRealPaths, checkContainerPolicy, STRICT_CONTAINER_POLICY, type ContainerPolicy } from './container-policy.js';
 import type { ServiceNetwork } from '../network/service-network.js';
 import { applyBatch } from '../fssync/apply.js';
 import type { MigrationJournal } from './journal.js';
@@ -63,6 +66,8 @@ export interface RecreateDestinationDeps {
   peers: { name: string; url: string }[];
   /** Where problems that fail no handoff are told (structured data, message). */
   warn: (data: Record<string, unknown>, msg: string) => void;
+  /** What a peer's new instance may be created with beyond the spec's plain fields (default: strict). */
+  containerPolicy?: ContainerPolicy;
 }
 
 export class RecreateDestination {
@@ -83,6 +88,10 @@ export class RecreateDestination {
     const c = body.container;
     const { engine, db, node } = this.deps;
     if (this.held.has(body.id)) throw new ConflictError(`recreate ${body.id} is already prepared here`);
+    // The policy first: a refused handoff is refused before anything is looked at or made.
+    const policy = this.deps.containerPolicy ?? STRICT_CONTAINER_POLICY;
+    checkContainerPolicy(c.spec, policy, { prefix: 'container.spec', node });
+    await checkBindRealPaths(c.spec, policy, { prefix: 'container.spec', node });
     if (!(await engine.imageExists(c.imageId))) {
       throw new CloudletError('image_missing', `image ${c.imageName} (${c.imageId.slice(0, 19)}) is not on this cloudlet`, { kind: 'conflict' });
     }
@@ -141,7 +150,7 @@ export class RecreateDestination {
       // As a migration's twin: by the source's image name, tagged here if the image came by id only.
       const Image = await twinImageRef(engine, r.req.container.imageId, r.req.container.imageName);
       const t0 = performance.now();
-      r.containerId = await engine.createContainer({ ...(r.req.container.createOptions as ContainerCreateOptions), Image });
+      r.containerId = await engine.createContainer(createOptionsFromSpec(r.req.container.spec, { name: r.req.container.name, image: Image }));
       db.updateMigration(id, 'destination', { state: 'restoring', report: { twinId: r.containerId } });
       const t1 = performance.now();
       await engine.startContainer(r.containerId);

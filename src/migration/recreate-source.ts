@@ -17,6 +17,7 @@ import type { PeerClient } from './peer-client.js';
 import { sendRound, type OutgoingArtifact } from './round-transport.js';
 import { DRAIN_MS, openSourceDrain, type Drain } from './recreate-drain.js';
 import { RollbackLog } from './rollback-log.js';
+import { twinSpecOf } from './twin-spec.js';
 import { newReport, type MigrationReport, type MigrationRequest } from './types.js';
 import {
   formatHealth,
@@ -183,7 +184,7 @@ async function prepare(h: RecreateHandoff): Promise<void> {
       name: details.name,
       imageId: details.imageId,
       imageName: details.imageName,
-      createOptions: details.createOptions as unknown as Record<string, unknown>,
+      spec: twinSpecOf(details),
       volumes: h.volumes.map((v) => v.name),
       serviceAddress: report.serviceAddress,
     },

@@ -26,6 +26,7 @@
 // with the container), the choice of strategy, and what the two sides send each other.
 import { z } from 'zod';
 import { UsageError } from '../util/errors.js';
+import type { ContainerSpec } from '../engine/container-spec.js';
 import { HANDOFF_STRATEGIES, type HandoffStrategy } from './types.js';
 
 // ---------------------------------------------------------------- what a service declares
@@ -129,7 +130,8 @@ export interface RecreatePrepareRequest {
     name: string;
     imageId: string;
     imageName: string;
-    createOptions: Record<string, unknown>;
+    /** The new instance's container: typed, allow-listed, checked against the destination's policy. */
+    spec: ContainerSpec;
     volumes: string[];
     serviceAddress: string | null;
   };

@@ -15,6 +15,8 @@ import { chooseStrategy, type StrategyChoice } from './recreate.js';
 import { startRecreate } from './recreate-source.js';
 import type { SourceDeps, SourceHandoff } from './source/handoff.js';
 import { runHandoff } from './source/run.js';
+import { twinSpecOf } from './twin-spec.js';
+import type { ContainerSpec } from '../engine/container-spec.js';
 import { recoverSourceMigrations } from './source/recovery.js';
 
 export type { SourceDeps } from './source/handoff.js';
@@ -57,6 +59,9 @@ export class MigrationSource {
     const choice = chooseStrategy(req.strategy, details.createOptions.Labels);
     // Before anything starts: a shared or stopped holder is refused here.
     const holder = await describeHolder(this.deps.engine, details);
+    // What the destination will be asked to create, checked here first (settings a spec
+    // cannot carry, values it refuses): the destination's policy check is the authority.
+    const spec = twinSpecOf(details, { holderName: choice.strategy === 'recreate' ? null : (holder?.spec.name ?? null) });
     if (choice.strategy === 'recreate') {
       if (holder) {
         throw new UsageError(`'${details.name}' joins the network namespace holder ${holder.spec.name}: re-creation of such a service is not supported`, {
@@ -68,7 +73,7 @@ export class MigrationSource {
       void r.done.then(() => this.running.delete(r.report.id));
       return { ...r.report };
     }
-    return this.startMigration({ req, details, holder, choice, t0, peer: client });
+    return this.startMigration({ req, details, holder, spec, choice, t0, peer: client });
   }
 
   get(id: string): MigrationReport | null {
@@ -105,6 +110,7 @@ export class MigrationSource {
     req: MigrationRequest;
     details: ContainerDetails;
     holder: { spec: HolderSpec; details: ContainerDetails } | null;
+    spec: ContainerSpec;
     choice: StrategyChoice;
     t0: number;
     peer: PeerClient;
@@ -141,6 +147,7 @@ export class MigrationSource {
       req,
       details,
       holder: holder?.spec ?? null,
+      spec: o.spec,
       t0: o.t0,
       peer: o.peer,
       stage: join(this.deps.scratchDir, 'migrations', id),

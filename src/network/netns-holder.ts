@@ -18,6 +18,7 @@
 // address already is.
 import { isDeepStrictEqual } from 'node:util';
 import { twinImageRef, type ContainerCreateOptions, type ContainerDetails, type DockerEngine } from '../engine/docker.js';
+import { createOptionsFromSpec, specFromCreateOptions, type ContainerSpec } from '../engine/container-spec.js';
 import { ConflictError, UsageError, errorMessage } from '../util/errors.js';
 
 /** What the destination needs to start a copy of a holder. */
@@ -25,7 +26,8 @@ export interface HolderSpec {
   name: string;
   imageId: string;
   imageName: string;
-  createOptions: ContainerCreateOptions;
+  /** The holder's container, as it crosses the wire (see src/api/schemas/container-spec.ts). */
+  spec: ContainerSpec;
 }
 
 /** The holder a container joins (`container:<id or name>`), or null for a namespace of its own. */
@@ -76,14 +78,20 @@ export async function describeHolder(engine: DockerEngine, details: ContainerDet
       hint: 'give each migrated service a holder of its own',
     });
   }
-  return { spec: { name: holder.name, imageId: holder.imageId, imageName: holder.imageName, createOptions: holder.createOptions }, details: holder };
+  const { spec, unsupported } = specFromCreateOptions(holder.createOptions);
+  if (unsupported.length > 0) {
+    throw new UsageError(`the network namespace holder ${holder.name} has settings a handoff cannot carry: ${unsupported.join(', ')}`, {
+      context: { holder: holder.name, unsupported },
+    });
+  }
+  return { spec: { name: holder.name, imageId: holder.imageId, imageName: holder.imageName, spec }, details: holder };
 }
 
 /** Creates and starts a copy of a holder; returns its id. */
 export async function startHolderCopy(engine: DockerEngine, spec: HolderSpec): Promise<string> {
   // By its name where it can be (see twinImageRef): the holder's image may be here by id only.
   const Image = await twinImageRef(engine, spec.imageId, spec.imageName);
-  const id = await engine.createContainer({ ...spec.createOptions, Image, name: spec.name });
+  const id = await engine.createContainer(createOptionsFromSpec(spec.spec, { name: spec.name, image: Image }));
   await engine.startContainer(id);
   return id;
 }
@@ -136,9 +144,9 @@ export class SpareHolder {
 
   /** Whether the spare can stand for `spec` (before looking at the engine). */
   fits(spec: HolderSpec): boolean {
-    const o = spec.createOptions;
-    const pinned = Object.keys(o.NetworkingConfig?.EndpointsConfig ?? {}).length > 0;
-    return !pinned && o.HostConfig?.NetworkMode === this.template.network && isDeepStrictEqual(o.Cmd, HOLDER_CMD);
+    const s = spec.spec;
+    const pinned = Object.keys(s.network.endpoints ?? {}).length > 0;
+    return !pinned && s.network.mode === this.template.network && isDeepStrictEqual(s.cmd, HOLDER_CMD);
   }
 
   /**

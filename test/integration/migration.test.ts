@@ -163,6 +163,44 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     await a.getContainer('survivor').remove({ force: true });
   });
 
+  // Not Privileged itself: on this machine the engine cannot start a privileged container
+  // (CAP_SYS_RESOURCE is outside the bounding set: "unable to apply caps"). What it can start
+  // reaches the host as well: CAP_SYS_ADMIN, the host's pid namespace, /etc bind-mounted.
+  test("a container with SYS_ADMIN, the host's pids and /etc is refused at b's prepare (its policy), before any freeze; it keeps running on a", async () => {
+    const a = lab.docker('a');
+    const b = lab.docker('b');
+    const c = await a.createContainer({
+      name: 'hostile',
+      Image: 'cloudlet/busybox:1',
+      Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT],
+      HostConfig: { NetworkMode: 'none', CapAdd: ['SYS_ADMIN'], PidMode: 'host', Binds: ['/etc:/host-etc:ro'] },
+    });
+    await c.start();
+    await sleep(1000);
+    const before = await readCounter(a, 'hostile');
+    const r = await lab.cli(['migrate', 'hostile', '--from', 'a', '--to', 'b', '--rounds', '1', '--json'], 300_000);
+    assert.notEqual(r.code, 0);
+    const report = JSON.parse(r.stdout);
+    assert.equal(report.state, 'rolled-back', r.stdout);
+    assert.equal(report.error.code, 'policy_denied', r.stdout);
+    const m = report.error.message as string;
+    assert.match(m, /container\.spec\.capAdd \(HostConfig\.CapAdd\).*containerPolicy\.capabilities containing "SYS_ADMIN"/);
+    assert.match(m, /container\.spec\.pidMode \(HostConfig\.PidMode\).*containerPolicy\.hostNamespaces containing "pid"/);
+    assert.match(m, /container\.spec\.binds\[0\]\.source \(HostConfig\.Binds\[0\]\) = "\/etc".*containerPolicy\.bindMountRoots/);
+    assert.equal(report.rounds.length, 0, 'refused before any round (nothing dumped, nothing frozen)');
+    // Never paused: running on a the whole time, its counter going on; nothing made on b.
+    const info = await a.getContainer('hostile').inspect();
+    assert.equal(info.State.Running, true);
+    assert.equal(info.State.Paused, false);
+    const after = await readCounter(a, 'hostile');
+    assert.ok(after > before, `counter kept counting: ${before} -> ${after}`);
+    assert.equal(
+      (await b.listContainers({ all: true })).some((x) => x.Names.includes('/hostile')),
+      false,
+    );
+    await a.getContainer('hostile').remove({ force: true });
+  });
+
   test("a counter in a network namespace holder moves with it: b's spare stands for the holder and is replaced, a's holder goes; a shared holder is refused", async (t) => {
     const a = lab.docker('a');
     const b = lab.docker('b');

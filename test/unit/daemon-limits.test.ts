@@ -139,7 +139,7 @@ test('bodies over the configured limits are refused with 413 naming the limit', 
       JSON.stringify({
         id,
         from: 'beta',
-        container: { name: 'web', imageId: `sha256:${'a'.repeat(64)}`, imageName: 'web:1', createOptions: { name: 'web', Image: 'web:1' }, volumes: [] },
+        container: { name: 'web', imageId: `sha256:${'a'.repeat(64)}`, imageName: 'web:1', spec: { network: { mode: 'none' } }, volumes: [] },
       }),
     ),
     length: true,

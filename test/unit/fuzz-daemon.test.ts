@@ -31,7 +31,7 @@ const prepare: PrepareRequest[] = [
       name: 'web',
       imageId: digest('a'),
       imageName: 'cloudlet/node:20',
-      createOptions: { name: 'web', Image: digest('a'), Env: ['PORT=8080'], HostConfig: { Binds: [] } } as PrepareRequest['container']['createOptions'],
+      spec: { env: ['PORT=8080'], binds: [{ source: 'web-data', target: '/data' }], network: { mode: 'none' } },
       volumes: ['web-data'],
     } as PrepareRequest['container'],
   },

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { holderCreateOptions, joinedHolderRef, joiningHolder, SpareHolder, type HolderSpec } from '../../src/network/netns-holder.js';
 import { DockerEngine } from '../../src/engine/docker.js';
+import { specFromCreateOptions } from '../../src/engine/container-spec.js';
 
 const ID = 'a'.repeat(64);
 
@@ -70,12 +71,12 @@ test('the spare stands only for a holder of its network mode and command, withou
     name: o.name,
     imageId: `sha256:${ID}`,
     imageName: o.image,
-    createOptions: holderCreateOptions(o),
+    spec: specFromCreateOptions(holderCreateOptions(o)).spec,
   });
   assert.equal(spare.fits(spec({ name: 'h', image: 'cloudlet/busybox:1', network: 'none' })), true);
   assert.equal(spare.fits(spec({ name: 'h', image: 'cloudlet/busybox:1', network: 'svc' })), false, 'other network');
   assert.equal(spare.fits(spec({ name: 'h', image: 'cloudlet/busybox:1', network: 'none', address: '10.0.0.2' })), false, 'pinned address');
   const other = spec({ name: 'h', image: 'cloudlet/busybox:1', network: 'none' });
-  other.createOptions = { ...other.createOptions, Cmd: ['/pause'] };
+  other.spec = { ...other.spec, cmd: ['/pause'] };
   assert.equal(spare.fits(other), false, 'other command');
 });

@@ -2,6 +2,7 @@
 // (MigrationReport, mirrored from src/migration/types.ts, where the code that fills it lives),
 // and the peer calls of the incoming side.
 import { z } from './zod.js';
+import { ContainerSpecSchema } from './container-spec.js';
 
 /**
  * Test hooks (daemons with allowFaultInjection only), all on the final round; what each one
@@ -146,7 +147,9 @@ export type MigrationReportBody = z.infer<typeof MigrationReportSchema>;
 
 /**
  * POST /v1/incoming, as documented. The destination validates it with its own schema
- * (src/migration/destination.ts), which is stricter on names and digests.
+ * (src/migration/destination/wire.ts), which is stricter on names and digests and uses the
+ * same ContainerSpec; what the spec asks is checked against the destination's container
+ * policy (403 naming the field and the policy key).
  */
 export const PrepareRequestSchema = z
   .object({
@@ -157,11 +160,14 @@ export const PrepareRequestSchema = z
         name: z.string(),
         imageId: z.string(),
         imageName: z.string(),
-        createOptions: z.record(z.unknown()),
+        spec: ContainerSpecSchema,
         volumes: z.array(z.string()),
+        serviceAddress: z.string().nullable().optional(),
+        netnsHolder: z.object({ name: z.string(), imageId: z.string(), imageName: z.string(), spec: ContainerSpecSchema }).strict().nullable().optional(),
       })
-      .partial(),
+      .strict(),
   })
+  .strict()
   .openapi('PrepareRequest');
 
 export const PrepareAnswerSchema = z.object({ twinId: z.string() }).partial();

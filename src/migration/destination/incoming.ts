@@ -20,6 +20,7 @@ import { UsageError } from '../../util/errors.js';
 import type { MigrationJournal } from '../journal.js';
 import type { CheckpointRestores } from '../checkpoint-restores.js';
 import type { PrepareResponse } from './wire.js';
+import type { ContainerPolicy } from '../container-policy.js';
 
 export interface DestinationDeps {
   engine: DockerEngine;
@@ -37,6 +38,10 @@ export interface DestinationDeps {
   spareHolder?: SpareHolder | null;
   /** Where problems that fail no handoff are told. */
   log?: (msg: string) => void;
+  /** What a peer's twin may be created with beyond the spec's plain fields (default: strict). */
+  containerPolicy?: ContainerPolicy;
+  /** This cloudlet's name (in refusals). */
+  node?: string;
 }
 
 /** The destination's journal states of a handoff by migration. */

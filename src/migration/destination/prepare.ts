@@ -7,8 +7,35 @@ import { isIPv4 } from 'node:net';
 import { startHolderCopy } from '../../network/netns-holder.js';
 import { ConflictError, CloudletError, UsageError } from '../../util/errors.js';
 import { twinImageRef } from '../../engine/docker.js';
+import { createOptionsFromSpec } from '../../engine/container-spec.js';
+import { checkBindRealPaths, checkContainerPolicy, PolicyDeniedError, STRICT_CONTAINER_POLICY } from '../container-policy.js';
 import { enterState, type DestinationDeps, type Incoming } from './incoming.js';
 import type { PrepareRequest } from './wire.js';
+
+/**
+ * Refuses (403, every field named) a prepare whose twin or holder asks for more than this
+ * cloudlet's container policy allows. Before anything is made here or frozen at the source.
+ */
+export async function checkPolicy(deps: Pick<DestinationDeps, 'containerPolicy' | 'node'>, req: PrepareRequest): Promise<void> {
+  const policy = deps.containerPolicy ?? STRICT_CONTAINER_POLICY;
+  const c = req.container;
+  const holderName = c.netnsHolder?.name ?? null;
+  const checks = [
+    { spec: c.spec, prefix: 'container.spec', holderName },
+    ...(c.netnsHolder ? [{ spec: c.netnsHolder.spec, prefix: 'container.netnsHolder.spec', holderName: null }] : []),
+  ];
+  const violations = checks.flatMap((x) => {
+    try {
+      checkContainerPolicy(x.spec, policy, { prefix: x.prefix, holderName: x.holderName });
+      return [];
+    } catch (err) {
+      if (err instanceof PolicyDeniedError) return err.violations;
+      throw err;
+    }
+  });
+  if (violations.length > 0) throw new PolicyDeniedError(violations, deps.node ?? null);
+  for (const x of checks) await checkBindRealPaths(x.spec, policy, { prefix: x.prefix, node: deps.node });
+}
 
 /** Refuses a prepare this cloudlet cannot take (image missing, name taken, no service network). */
 export async function checkPrepare(deps: DestinationDeps, req: PrepareRequest): Promise<void> {
@@ -101,7 +128,8 @@ export async function createTwin(deps: DestinationDeps, inc: Incoming, req: Prep
   }
   // Created by the name its source was created from, tagged here if the image came by id only.
   const image = await twinImageRef(engine, c.imageId, c.imageName);
-  inc.twinId = await engine.createContainer({ ...c.createOptions, Image: image });
+  // Docker's options rebuilt from the checked spec, field by field (nothing of the peer's spread in).
+  inc.twinId = await engine.createContainer(createOptionsFromSpec(c.spec, { name: c.name, image }));
   const twin = await engine.inspectContainer(inc.twinId);
   if (!twin.upperDir) throw new CloudletError('no_upperdir', 'the destination engine does not use overlay2: cannot sync the R/W layer', { kind: 'internal' });
   inc.upperDir = twin.upperDir;

@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import type { PacketHoldStats } from '../../network/packet-hold.js';
 import type { HolderSpec } from '../../network/netns-holder.js';
-import type { ContainerCreateOptions } from '../../engine/docker.js';
+import { ContainerSpecSchema, type ContainerSpec } from '../../api/schemas/container-spec.js';
 import { UsageError } from '../../util/errors.js';
 import { NODE_NAME } from '../../util/names.js';
 
@@ -15,7 +15,8 @@ export interface PrepareRequest {
     name: string;
     imageId: string;
     imageName: string;
-    createOptions: ContainerCreateOptions;
+    /** What the twin is created with: typed, allow-listed, checked against the destination's policy. */
+    spec: ContainerSpec;
     volumes: string[];
     /**
      * The container's address on the service network: the twin gets it too, its established
@@ -88,8 +89,9 @@ export interface RoundResponse {
 const ID_RE = /^[a-z0-9][a-z0-9-]{7,63}$/;
 
 // What a peer may ask for: names as Docker and our own id scheme allow them, a digest for
-// the image. createOptions is the source container's own configuration (an authenticated
-// peer's, passed to the engine's API as data, never to a shell).
+// the image. The container's configuration is a ContainerSpec (src/api/schemas/container-spec.ts):
+// typed and allow-listed, unknown fields refused, what only a policy allows checked at prepare
+// (../container-policy.ts); Docker's options are rebuilt from it, never taken from the peer.
 // Shared by both handoff strategies' prepare requests (recreate-destination.ts too).
 const DOCKER_NAME = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 export const handoffIdentityFields = {
@@ -100,18 +102,28 @@ export const incomingContainerSchema = z.object({
   name: z.string().regex(DOCKER_NAME, 'a container name'),
   imageId: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'a sha256 digest'),
   imageName: z.string().min(1).max(512),
-  createOptions: z.record(z.unknown()),
+  spec: ContainerSpecSchema,
   volumes: z.array(z.string().regex(DOCKER_NAME, 'a volume name')).max(256),
 });
-const holderSpecSchema = z.object({
-  name: z.string().regex(DOCKER_NAME, 'a container name'),
-  imageId: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'a sha256 digest'),
-  imageName: z.string().min(1).max(512),
-  createOptions: z.record(z.unknown()),
-});
+const holderSpecSchema = z
+  .object({
+    name: z.string().regex(DOCKER_NAME, 'a container name'),
+    imageId: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'a sha256 digest'),
+    imageName: z.string().min(1).max(512),
+    spec: ContainerSpecSchema,
+  })
+  .strict();
 const prepareSchema = z
-  .object({ ...handoffIdentityFields, container: incomingContainerSchema.extend({ netnsHolder: holderSpecSchema.nullable().optional() }).passthrough() })
-  .passthrough();
+  .object({
+    ...handoffIdentityFields,
+    container: incomingContainerSchema
+      .extend({
+        serviceAddress: z.string().ip({ version: 'v4' }).nullable().optional(),
+        netnsHolder: holderSpecSchema.nullable().optional(),
+      })
+      .strict(),
+  })
+  .strict();
 
 export function parsePrepare(body: unknown): PrepareRequest {
   const r = prepareSchema.safeParse(body);

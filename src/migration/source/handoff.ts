@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { DockerEngine, ContainerDetails, RestartPolicy } from '../../engine/docker.js';
 import type { ServiceNetwork } from '../../network/service-network.js';
 import type { HolderSpec } from '../../network/netns-holder.js';
+import type { ContainerSpec } from '../../engine/container-spec.js';
 import type { LazyRestoreConfig } from '../../engine/lazy-pages.js';
 import type { PageIndex } from '../../checkpoint/page-index.js';
 import type { FsSyncSource } from '../../fssync/index.js';
@@ -70,6 +71,8 @@ export interface SourceHandoff {
   readonly req: MigrationRequest;
   readonly details: ContainerDetails;
   readonly holder: HolderSpec | null;
+  /** The twin's spec (joining the holder's copy when there is a holder), checked at the request. */
+  readonly spec: ContainerSpec;
   /** performance.now() at the request: totalMs counts from here. */
   readonly t0: number;
   readonly peer: PeerClient;

@@ -3,7 +3,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApiError } from '../../util/errors.js';
-import { joiningHolder } from '../../network/netns-holder.js';
 import { FsSyncSource } from '../../fssync/index.js';
 import { anonymousMemoryBytes } from '../../engine/cgroups.js';
 import { decideInitial, DEFAULT_COSTS } from '../decision.js';
@@ -30,7 +29,7 @@ export async function runPrepare(h: SourceHandoff): Promise<void> {
       imageId: details.imageId,
       imageName: details.imageName,
       // The twin joins the destination's copy of the holder, which has the same name.
-      createOptions: holder ? joiningHolder(details.createOptions, holder.name) : details.createOptions,
+      spec: h.spec,
       volumes: volumes.map((v) => v.name),
       serviceAddress: report.serviceAddress,
       netnsHolder: holder,
