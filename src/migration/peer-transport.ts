@@ -7,6 +7,9 @@ import type { ZodType, ZodTypeDef } from 'zod';
 
 export type AnswerSchema<T> = ZodType<T, ZodTypeDef, unknown>;
 
+/** A destination silent this long is given up on, unless the handoff asks otherwise (peerTimeoutMs). */
+export const PEER_SILENCE_MS = 120_000;
+
 export interface PeerUploaded<T> {
   response: T;
   /** Bytes of the body sent. */
@@ -33,8 +36,10 @@ export interface PeerTransport {
     contentType: string;
     contentLength?: number;
     schema?: AnswerSchema<T>;
+    /** This upload's own silence limit (an image the peer loads before it answers). */
+    silenceMs?: number;
   }): Promise<PeerUploaded<T>>;
 }
 
 /** Opens a transport to a peer; `silenceMs`: a peer silent this long is given up on. */
-export type PeerConnector = (peer: { url: string; silenceMs?: number }) => PeerTransport;
+export type PeerConnector = (peer: { url: string; silenceMs: number }) => PeerTransport;

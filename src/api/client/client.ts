@@ -30,6 +30,9 @@ import { answerError, badAnswer, isStaleConnection, schemaMismatch, transportErr
 
 export type { Callee } from './errors.js';
 
+/** An operator's call (the CLI, a benchmark) waits this long unless it says otherwise. */
+export const OPERATOR_TIMEOUT_MS = 30_000;
+
 /** The API's schema of an answer (input unknown: it is what came over the wire). */
 export type AnswerSchema<T> = ZodType<T, ZodTypeDef, unknown>;
 
@@ -67,6 +70,8 @@ export interface UploadOptions<T> {
   /** Sent as content-length when known (a file); else the body goes chunked. */
   contentLength?: number;
   schema?: AnswerSchema<T>;
+  /** This upload's own silence limit (a server that loads the file before it answers). */
+  silenceMs?: number;
 }
 
 export interface Uploaded<T> {
@@ -85,6 +90,15 @@ export interface StreamedAnswer {
   headers: IncomingHttpHeaders;
   /** Read it to the end (or destroy it): the connection is not reused before. */
   body: Readable;
+}
+
+/** One exchange as sent. */
+interface Exchange {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body: string | StreamBody | undefined;
+  silenceMs?: number | undefined;
 }
 
 export class ApiClient {
@@ -154,7 +168,7 @@ export class ApiClient {
     const headers: Record<string, string> = { 'content-type': o.contentType };
     if (o.contentLength !== undefined) headers['content-length'] = String(o.contentLength);
     try {
-      const { at, res, text } = await this.send({ method: o.method ?? 'PUT', path: o.path, headers, body: counted.iterable });
+      const { at, res, text } = await this.send({ method: o.method ?? 'PUT', path: o.path, headers, body: counted.iterable, silenceMs: o.silenceMs });
       // The server may answer before it read it all (a refusal): that answer is the result.
       const response = this.answer(at, res.statusCode, text, o.schema);
       const ms = performance.now() - t0;
@@ -177,14 +191,15 @@ export class ApiClient {
   }
 
   /** One exchange, its answer read whole (JSON answers are small). */
-  private async send(o: { method: string; path: string; headers: Record<string, string>; body: string | StreamBody | undefined }) {
+  private async send(o: Exchange) {
     const { at, res, signal } = await this.dispatch(o);
     return { at, res, text: await this.readText(at, res, signal) };
   }
 
-  private async dispatch(o: { method: string; path: string; headers: Record<string, string>; body: string | StreamBody | undefined }) {
+  private async dispatch(o: Exchange) {
     const url = this.url(o.path);
     const at: CallSite = { url, baseUrl: this.baseUrl, method: o.method, callee: this.callee };
+    const silenceMs = o.silenceMs ?? this.silenceMs;
     const signal = this.timeoutMs === undefined ? undefined : AbortSignal.timeout(this.timeoutMs);
     const headers: Record<string, string> = { accept: 'application/json', ...o.headers };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
@@ -197,12 +212,12 @@ export class ApiClient {
         body: o.body as string | Readable | undefined,
         // https: verified against the CA util/tls.ts gives for this origin (never skipped).
         dispatcher: dispatcherFor(url, this.ca),
-        ...(this.silenceMs === undefined ? {} : { headersTimeout: this.silenceMs, bodyTimeout: this.silenceMs }),
+        ...(silenceMs === undefined ? {} : { headersTimeout: silenceMs, bodyTimeout: silenceMs }),
         ...(signal ? { signal } : {}),
       });
       return { at, res, signal };
     } catch (err) {
-      throw transportError(at, err, { timedOut: signal?.aborted === true, timeoutMs: this.timeoutMs ?? this.silenceMs });
+      throw transportError(at, err, { timedOut: signal?.aborted === true, timeoutMs: this.timeoutMs ?? silenceMs });
     }
   }
 
