@@ -30,7 +30,7 @@ function json(res: http.ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body));
 }
 
-test('a large upload is streamed: the sender never runs far ahead of what the server read', async (t) => {
+test('a large upload is streamed: the sender never runs far ahead of what the server read', { timeout: 60_000 }, async (t) => {
   const MiB = 1 << 20;
   const total = 128 * MiB;
   let received = 0;
@@ -129,7 +129,7 @@ test('a refusal answered before the body was read wins, and the body stops being
   assert.ok(body.destroyed, 'the body is destroyed once the answer is in');
 });
 
-test('a silent server is given up on after silenceMs, also in the middle of an upload', async (t) => {
+test('a silent server is given up on after silenceMs, also in the middle of an upload', { timeout: 30_000 }, async (t) => {
   const held: http.ServerResponse[] = [];
   const url = await serve(t, (req, res) => {
     held.push(res); // never answered
