@@ -97,7 +97,7 @@ export async function shipImageIfMissing(opts: {
         out: join(opts.stageDir, 'image.ovl'),
         codec: overlayCodec(opts.codec),
       });
-      const up = await uploadFile<{ id: string }>(peer, { file: created.path, path: '/v1/overlays', contentType: OVERLAY_CONTENT_TYPE });
+      const up = await streamFile<{ id: string }>(peer, { file: created.path, path: '/v1/overlays', contentType: OVERLAY_CONTENT_TYPE });
       const s = await peer.post<SynthesisResult>(`/v1/overlays/${up.response.id}/synthesize`, {});
       if (!s.imageIdMatches || s.imageId !== img.id) {
         throw new CloudletError('synthesis_failed', `the destination synthesized ${s.imageId}, not ${img.id}`, {
@@ -112,7 +112,7 @@ export async function shipImageIfMissing(opts: {
     } else {
       const file = join(opts.stageDir, 'image.tar');
       await pipeline(await engine.saveImage(ref), createWriteStream(file));
-      const up = await uploadFile(peer, { file, path: '/v1/images', contentType: 'application/x-tar' });
+      const up = await streamFile(peer, { file, path: '/v1/images', contentType: 'application/x-tar' });
       bytes = up.bytes;
       layers = img.diffIds.length;
       const check = await peer.post('/v1/images/layers', { imageId: img.id, diffIds: img.diffIds } satisfies LayersQuery, LayersAnswerSchema);
@@ -129,7 +129,7 @@ export async function shipImageIfMissing(opts: {
 const IMAGE_UPLOAD_SILENCE_MS = 30 * 60_000;
 
 /** A file streamed to the peer as it is read (never held whole). */
-async function uploadFile<T>(peer: PeerTransport, o: { file: string; path: string; contentType: string }) {
+async function streamFile<T>(peer: PeerTransport, o: { file: string; path: string; contentType: string }) {
   const { size } = await stat(o.file);
   const up = await peer.upload<T>({
     path: o.path,

@@ -120,19 +120,6 @@ export class ApiClient {
     this.callee = o.callee ?? 'cloudletd';
   }
 
-  /** The same server with other timeouts (a rollback's or a recovery's shorter patience). */
-  with(o: { timeoutMs?: number; silenceMs?: number }): ApiClient {
-    return new ApiClient({
-      baseUrl: this.baseUrl,
-      token: this.token,
-      ca: this.ca,
-      callee: this.callee,
-      timeoutMs: this.timeoutMs,
-      silenceMs: this.silenceMs,
-      ...o,
-    });
-  }
-
   url(path: string): string {
     return this.baseUrl + (path.startsWith('/') ? path : `/${path}`);
   }
