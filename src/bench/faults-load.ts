@@ -7,7 +7,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
-import { CloudletClient } from '../cli/client.js';
+import { ApiClient } from '../api/client/client.js';
 import { CloudletError, errorMessage } from '../util/errors.js';
 import { IMAGE_CACHE_DIR } from '../lab/lab.js';
 import { createOverlay } from '../images/overlay-create.js';
@@ -94,7 +94,7 @@ export async function runLoad(dir: string, progress: (m: string) => void = () =>
       kind: 'conflict',
       hint: 'cloudlet lab up --cloudlets 3',
     });
-  const api = (node: string) => new CloudletClient(cloudletOf(lab, node).daemon.apiUrl, lab.token, { timeoutMs: DEADLINE_MS });
+  const api = (node: string) => new ApiClient({ baseUrl: cloudletOf(lab, node).daemon.apiUrl, token: lab.token, timeoutMs: DEADLINE_MS });
   const migrated = MIGRATIONS.map(([from, to], i) => ({ name: `load-mig-${i + 1}`, from, to }));
   const provisioned = PROVISION_ON.map((node, i) => ({ name: `load-svc-${i + 1}`, node }));
   const names = [...migrated.map((m) => m.name), ...provisioned.map((p) => p.name)];

@@ -7,7 +7,7 @@
 // migration's report carries a clear error. test/integration/faults.test.ts runs the same
 // scenario functions.
 import { setLink } from '../lab/lab.js';
-import { CloudletClient } from '../cli/client.js';
+import { ApiClient, OPERATOR_TIMEOUT_MS } from '../api/client/client.js';
 import os from 'node:os';
 import { ApiError, CloudletError, UsageError, errorMessage } from '../util/errors.js';
 import type { LabState } from '../lab/state.js';
@@ -103,7 +103,7 @@ interface Ctx {
   dir: string;
   progress: (m: string) => void;
   state(): LabState;
-  api(node: string, timeoutMs?: number): CloudletClient;
+  api(node: string, timeoutMs?: number): ApiClient;
 }
 
 function makeCtx(dir: string, progress: (m: string) => void): Ctx {
@@ -113,7 +113,7 @@ function makeCtx(dir: string, progress: (m: string) => void): Ctx {
     state: () => freshState(dir),
     api(node, timeoutMs = 15_000) {
       const lab = freshState(dir);
-      return new CloudletClient(cloudletOf(lab, node).daemon.apiUrl, lab.token, { timeoutMs });
+      return new ApiClient({ baseUrl: cloudletOf(lab, node).daemon.apiUrl, token: lab.token, timeoutMs: timeoutMs ?? OPERATOR_TIMEOUT_MS });
     },
   };
 }
@@ -364,8 +364,8 @@ export const SCENARIOS: readonly Scenario[] = [
     async act(ctx, container) {
       const lab = ctx.state();
       const bad = 'f'.repeat(lab.token.length);
-      const dst = new CloudletClient(cloudletOf(lab, DST).daemon.apiUrl, bad, { timeoutMs: 15_000 });
-      const srcApi = new CloudletClient(cloudletOf(lab, SRC).daemon.apiUrl, bad, { timeoutMs: 15_000 });
+      const dst = new ApiClient({ baseUrl: cloudletOf(lab, DST).daemon.apiUrl, token: bad, timeoutMs: 15_000 });
+      const srcApi = new ApiClient({ baseUrl: cloudletOf(lab, SRC).daemon.apiUrl, token: bad, timeoutMs: 15_000 });
       const id = 'm-wrongtoken-0001';
       const calls: [string, () => Promise<unknown>][] = [
         [

@@ -5,7 +5,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { CloudletError, UsageError } from '../util/errors.js';
 import { DockerEngine } from '../engine/docker.js';
-import { CloudletClient } from '../cli/client.js';
+import { ApiClient } from '../api/client/client.js';
 import { IMAGE_CACHE_DIR } from '../lab/lab.js';
 import { nsRun } from '../lab/netns.js';
 import { labDir, readLabState, type LabCloudlet, type LabState } from '../lab/state.js';
@@ -32,8 +32,8 @@ export function cloudlet(lab: LabState, name: string): LabCloudlet {
   return cl;
 }
 
-export function api(lab: LabState, name: string, timeoutMs = 10 * 60_000): CloudletClient {
-  return new CloudletClient(cloudlet(lab, name).daemon.apiUrl, lab.token, { timeoutMs });
+export function api(lab: LabState, name: string, timeoutMs = 10 * 60_000): ApiClient {
+  return new ApiClient({ baseUrl: cloudlet(lab, name).daemon.apiUrl, token: lab.token, timeoutMs });
 }
 
 export function labOrThrow(): LabState {

@@ -18,7 +18,7 @@ import { CloudletError, errorMessage } from '../util/errors.js';
 import { DockerEngine, type ContainerCreateOptions } from '../engine/docker.js';
 import { holderCreateOptions, holderNameFor, joiningHolder, SPARE_HOLDER_NAME } from '../network/netns-holder.js';
 import { announceArgv, hostAddresses } from '../network/service-network.js';
-import { CloudletClient } from '../cli/client.js';
+import { ApiClient } from '../api/client/client.js';
 import { parseBandwidth } from '../lab/link-shaping.js';
 import { LAB_SERVICE_NETWORK } from '../lab/lab.js';
 import { nsRun } from '../lab/netns.js';
@@ -142,7 +142,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function migrate(lab: LabState, from: string, body: StartMigrationBody): Promise<MigrationReport> {
   const cl = lab.cloudlets.find((c) => c.name === from)!;
-  const client = new CloudletClient(cl.daemon.apiUrl, lab.token, { timeoutMs: 30 * 60_000 });
+  const client = new ApiClient({ baseUrl: cl.daemon.apiUrl, token: lab.token, timeoutMs: 30 * 60_000 });
   const r = await client.post<MigrationReport>('/v1/migrations?wait=1', body);
   if (r.state !== 'done') {
     throw new CloudletError('bench_failed', `migration of ${body.container} ${from} -> ${body.to} ended ${r.state}: ${r.error?.message ?? ''}`, {

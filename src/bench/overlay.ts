@@ -15,7 +15,7 @@ import { createGzip } from 'node:zlib';
 import { CloudletError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { DockerEngine } from '../engine/docker.js';
-import { CloudletClient } from '../cli/client.js';
+import { ApiClient } from '../api/client/client.js';
 import { IMAGE_CACHE_DIR } from '../lab/lab.js';
 import { onLab } from './lab-session.js';
 import { netnsPath } from '../lab/netns.js';
@@ -132,7 +132,7 @@ async function runOnLab(lab: LabState, work: string, opts: OverlayBenchOptions):
   const [a, b] = [lab.cloudlets[0]!, lab.cloudlets[1]!];
   const ea = engineOf(a);
   const eb = engineOf(b);
-  const clientB = new CloudletClient(b.daemon.apiUrl, lab.token, { timeoutMs: 15 * 60_000 });
+  const clientB = new ApiClient({ baseUrl: b.daemon.apiUrl, token: lab.token, timeoutMs: 15 * 60_000 });
   const workloads: WorkloadResult[] = [];
 
   for (const wl of opts.workloads) {

@@ -1,11 +1,19 @@
-// Health of the other cloudlets of the deployment, as seen from this one: each peer's
-// /v1/info with our shared token. A dead peer is a result ("ok: false"), never a failure.
-import { fetch } from 'undici';
-import { errorMessage } from '../util/errors.js';
-import { dispatcherFor, tlsHint } from './tls.js';
+// The daemon's calls to its peers, all through the API client (src/api/client): the migration
+// core's PeerTransport (peerConnector, with the deployment's token), and the health of the
+// other cloudlets as seen from this one (each peer's /v1/info). A dead peer is a health
+// result ("ok: false"), never a failure.
+import { ApiClient } from '../api/client/client.js';
+import { NodeInfoSchema } from '../api/schemas/node.js';
+import type { PeerConnector } from '../migration/peer-transport.js';
+import { ApiError, errorMessage } from '../util/errors.js';
 import type { DaemonConfig } from './config.js';
 
 export const PEER_TIMEOUT_MS = 2000;
+
+/** The migration core's way to a peer: the API client as a peer, with our token (TLS: util/tls.ts). */
+export function peerConnector(token: string): PeerConnector {
+  return ({ url, silenceMs }) => new ApiClient({ baseUrl: url, token, silenceMs, callee: 'peer' });
+}
 
 export interface PeerHealth {
   name: string;
@@ -23,51 +31,28 @@ export interface PeerHealth {
 type Peer = DaemonConfig['peers'][number];
 
 export async function checkPeer(peer: Peer, token: string, timeoutMs = PEER_TIMEOUT_MS): Promise<PeerHealth> {
-  const url = peer.url.replace(/\/+$/, '') + '/v1/info';
   const started = performance.now();
   const base = { name: peer.name, url: peer.url };
   const elapsed = () => Math.round(performance.now() - started);
   try {
-    const res = await fetch(url, {
-      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
-      signal: AbortSignal.timeout(timeoutMs),
-      // https peers: verified against the deployment's CA (tls.ts).
-      dispatcher: dispatcherFor(url),
-    });
-    const body = (await res.json().catch(() => null)) as Record<string, unknown> | null;
-    if (!res.ok) {
-      const msg = body && typeof body.message === 'string' ? body.message : res.statusText;
-      return { ...base, ok: false, latencyMs: elapsed(), error: `HTTP ${res.status}: ${msg}` };
-    }
-    if (!body || typeof body.node !== 'string') {
-      return { ...base, ok: false, latencyMs: elapsed(), error: 'answer is not a cloudletd /v1/info document' };
-    }
-    const engine = body.engine as { reachable?: unknown } | undefined;
-    const health: PeerHealth = {
-      ...base,
-      ok: true,
-      latencyMs: elapsed(),
-      node: body.node,
-      version: typeof body.version === 'string' ? body.version : undefined,
-      engineReachable: engine?.reachable === true,
-    };
+    // Worded as a client of cloudletd: an error answer's message is the peer's own.
+    const info = await new ApiClient({ baseUrl: peer.url, token, timeoutMs }).get('/v1/info', NodeInfoSchema);
+    const health: PeerHealth = { ...base, ok: true, latencyMs: elapsed(), node: info.node, version: info.version, engineReachable: info.engine.reachable };
     // A URL pointing at the wrong cloudlet is a configuration error worth surfacing.
-    if (body.node !== peer.name) {
-      return { ...health, ok: false, error: `peer URL answers as node '${body.node}', expected '${peer.name}'` };
+    if (info.node !== peer.name) {
+      return { ...health, ok: false, error: `peer URL answers as node '${info.node}', expected '${peer.name}'` };
     }
     return health;
   } catch (err) {
-    return { ...base, ok: false, latencyMs: elapsed(), error: fetchErrorMessage(err, timeoutMs) };
+    return { ...base, ok: false, latencyMs: elapsed(), error: healthError(err) };
   }
 }
 
-/** fetch hides the useful part ("ECONNREFUSED") in err.cause; surface it. */
-export function fetchErrorMessage(err: unknown, timeoutMs: number): string {
-  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
-    return `no answer within ${timeoutMs} ms`;
-  }
-  const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
-  const hint = tlsHint(err);
-  if (cause && typeof cause.code === 'string') return `${cause.code}: ${String(cause.message ?? '')}`.trim() + (hint ? ` (${hint})` : '');
-  return errorMessage(err);
+/** One line for the peers' table. */
+function healthError(err: unknown): string {
+  if (!(err instanceof ApiError)) return errorMessage(err);
+  if (err.code === 'bad_response') return `answer is not a cloudletd /v1/info document: ${err.message}`;
+  if (err.status > 0) return `HTTP ${err.status}: ${err.message}`;
+  // What to do about a refused certificate belongs in the one line shown.
+  return err.code === 'tls_untrusted' && err.hint ? `${err.message} (${err.hint})` : err.message;
 }

@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { ApiError, CloudletError, NotFoundError, errorMessage, kindFromHttpStatus } from '../util/errors.js';
-import { PeerClient } from '../migration/peer-client.js';
+import { ApiClient } from '../api/client/client.js';
 import type { MigrationSource } from '../migration/source.js';
 import type { MigrationReport } from '../migration/types.js';
 import { migrationEvents } from './events.js';
@@ -111,7 +111,7 @@ export function registerDashboardRoutes(app: FastifyInstance, ctx: DaemonContext
   /** A peer's answer; its failures become 502 here (a peer's 401 is not the browser's). */
   const remote = async <T>(peer: { name: string; url: string }, path: string): Promise<T> => {
     try {
-      return await new PeerClient(peer.url, config.token, PEER_VIEW_TIMEOUT_MS).get<T>(path);
+      return await new ApiClient({ baseUrl: peer.url, token: config.token, silenceMs: PEER_VIEW_TIMEOUT_MS, callee: 'peer' }).get<T>(path);
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
       throw new CloudletError('peer_error', `cloudlet '${peer.name}': ${err.message}`, {

@@ -21,6 +21,7 @@ import { FAULT_POINTS, type FaultPoint, type MigrationRequest } from '../migrati
 import { StartMigrationSchema, type StartMigration, type StartMigrationOptions } from '../api/schemas/migrations.js';
 import type { DaemonContext } from './context.js';
 import { migrationEvents } from './events.js';
+import { peerConnector } from './peers.js';
 
 export type StartMigrationBody = StartMigration;
 
@@ -70,7 +71,7 @@ function handoffSides(
     xdgRuntimeDir: config.dockerXdgRuntimeDir,
     scratchDir: config.scratchDir ?? join(config.dataDir, 'scratch'),
     peers: config.peers,
-    token: config.token,
+    connectPeer: peerConnector(config.token),
     serviceNetwork: ctx.serviceNetwork,
     lazyRestore: config.lazyRestore,
     restores,

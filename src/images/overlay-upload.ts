@@ -1,13 +1,15 @@
 // Streaming uploads of overlay files (and whole image archives) to a cloudletd: the file is
-// sent as the request body as it is read, never buffered whole. Used by `cloudlet overlay
-// push` and by the benchmark; overlay-upload-main.ts runs it inside a lab namespace, so that
-// the bytes cross the lab's shaped links.
+// sent as the request body as it is read, never buffered whole (the API client's upload).
+// Used by `cloudlet overlay push`, the benchmarks and tests; overlay-upload-main.ts runs it
+// inside a lab namespace, so that the bytes cross the lab's shaped links. (A migrating
+// container's image goes through the migration's PeerTransport instead: migration/image-ship.ts.)
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import http from 'node:http';
-import https from 'node:https';
+import { ApiClient } from '../api/client/client.js';
 import { ApiError } from '../util/errors.js';
-import { httpsOptionsFor, tlsHint } from '../util/tls.js';
+
+/** A large image on a slow link, and the server's verification after the last byte. */
+const UPLOAD_SILENCE_MS = 30 * 60_000;
 
 export interface UploadResult<T = unknown> {
   status: number;
@@ -25,74 +27,20 @@ export async function uploadFile<T = unknown>(opts: {
   path: string;
   method?: 'PUT' | 'POST';
   contentType: string;
+  /** Give up on a server silent this long (default 30 min). */
   timeoutMs?: number;
 }): Promise<UploadResult<T>> {
   const size = (await stat(opts.file)).size;
-  const target = new URL(opts.path, opts.url.replace(/\/+$/, '') + '/');
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const fail = (err: Error) => {
-      if (settled) return;
-      settled = true;
-      reject(
-        err instanceof ApiError
-          ? err
-          : new ApiError(target.href, 0, `upload to ${target.origin} failed: ${err.message}`, { code: 'unreachable', cause: err, hint: tlsHint(err) }),
-      );
-    };
-    // https: the server's certificate is verified against the deployment's CA (daemon/tls.ts).
-    const req = (target.protocol === 'https:' ? https.request : http.request)(
-      target,
-      {
-        ...(target.protocol === 'https:' ? httpsOptionsFor(target.href) : {}),
-        method: opts.method ?? 'PUT',
-        headers: {
-          'content-type': opts.contentType,
-          'content-length': String(size),
-          accept: 'application/json',
-          ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
-        },
-        timeout: opts.timeoutMs ?? 30 * 60_000,
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => {
-          if (settled) return;
-          let body: unknown = text;
-          try {
-            body = text ? JSON.parse(text) : null;
-          } catch {
-            // not JSON: kept as text for the message below
-          }
-          const status = res.statusCode ?? 0;
-          if (status >= 400) {
-            const b = (body ?? {}) as { error?: unknown; message?: unknown; hint?: unknown };
-            settled = true;
-            reject(
-              new ApiError(target.href, status, typeof b.message === 'string' ? b.message : `HTTP ${status}: ${text.slice(0, 200)}`, {
-                ...(typeof b.error === 'string' ? { code: b.error } : {}),
-                ...(typeof b.hint === 'string' ? { hint: b.hint } : {}),
-              }),
-            );
-            return;
-          }
-          settled = true;
-          resolve({ status, body: body as T, bytes: size, ms: Math.round(performance.now() - started) });
-        });
-        res.on('error', fail);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    // A server that refuses early (bad header, base absent) answers before the body is sent:
-    // its reply wins over the write error that follows.
-    req.on('error', (err) => setTimeout(() => fail(err), 200));
-    const file = createReadStream(opts.file, { highWaterMark: 1 << 20 });
-    file.on('error', (err) => req.destroy(err));
-    file.pipe(req);
+  // https: the server's certificate is verified against the deployment's CA (util/tls.ts).
+  const client = new ApiClient({ baseUrl: opts.url, token: opts.token, silenceMs: opts.timeoutMs ?? UPLOAD_SILENCE_MS });
+  const up = await client.upload<T>({
+    path: opts.path,
+    method: opts.method ?? 'PUT',
+    body: createReadStream(opts.file, { highWaterMark: 1 << 20 }),
+    contentType: opts.contentType,
+    contentLength: size,
   });
+  return { status: up.status, body: up.response, bytes: size, ms: Math.round(up.ms) };
 }
 
 /**

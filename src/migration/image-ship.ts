@@ -7,17 +7,17 @@
 // destination lacks travel, by diff id, each verified by sha256), pushes it through the
 // overlay upload route and has it synthesized there (`docker load` keeps the image id). With
 // no usable base on the destination the whole image goes (PUT /v1/images).
-import { rm, mkdir } from 'node:fs/promises';
-import { createWriteStream } from 'node:fs';
+import { rm, mkdir, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { DockerEngine } from '../engine/docker.js';
 import { CloudletError } from '../util/errors.js';
 import { createOverlayFromArchive, type ImageRef } from '../images/overlay-create.js';
-import { uploadFile } from '../images/overlay-upload.js';
 import type { SynthesisResult } from '../images/overlay-synthesize.js';
 import type { CodecName } from '../transfer/codecs.js';
-import type { PeerClient } from './peer-client.js';
+import type { PeerTransport } from './peer-transport.js';
+import { LayersAnswerSchema } from '../api/schemas/overlays.js';
 
 export const OVERLAY_CONTENT_TYPE = 'application/vnd.cloudlet.overlay';
 
@@ -68,8 +68,7 @@ function overlayCodec(codec: string): CodecName {
  */
 export async function shipImageIfMissing(opts: {
   engine: DockerEngine;
-  peer: PeerClient;
-  token: string;
+  peer: PeerTransport;
   imageId: string;
   /** The container's image reference (repo:tag), recorded on the destination when it names the image. */
   imageName: string;
@@ -80,7 +79,7 @@ export async function shipImageIfMissing(opts: {
   const { engine, peer } = opts;
   const img = await engine.inspectImage(opts.imageId);
   if (!img) throw new CloudletError('image_missing', `image ${opts.imageId} is not on the source engine`, { kind: 'internal' });
-  const answer = await peer.post<LayersAnswer>('/v1/images/layers', { imageId: img.id, diffIds: img.diffIds } satisfies LayersQuery);
+  const answer = await peer.post('/v1/images/layers', { imageId: img.id, diffIds: img.diffIds } satisfies LayersQuery, LayersAnswerSchema);
   if (answer.imagePresent) return null;
   // Saved under its name when the name still means this image, so the destination gets the tag too.
   const named = !/^sha256:/.test(opts.imageName) && (await engine.inspectImage(opts.imageName))?.id === img.id;
@@ -98,15 +97,8 @@ export async function shipImageIfMissing(opts: {
         out: join(opts.stageDir, 'image.ovl'),
         codec: overlayCodec(opts.codec),
       });
-      const up = await uploadFile<{ id: string }>({
-        url: peer.baseUrl,
-        token: opts.token,
-        file: created.path,
-        path: '/v1/overlays',
-        method: 'PUT',
-        contentType: OVERLAY_CONTENT_TYPE,
-      });
-      const s = await peer.post<SynthesisResult>(`/v1/overlays/${up.body.id}/synthesize`, {});
+      const up = await streamFile<{ id: string }>(peer, { file: created.path, path: '/v1/overlays', contentType: OVERLAY_CONTENT_TYPE });
+      const s = await peer.post<SynthesisResult>(`/v1/overlays/${up.response.id}/synthesize`, {});
       if (!s.imageIdMatches || s.imageId !== img.id) {
         throw new CloudletError('synthesis_failed', `the destination synthesized ${s.imageId}, not ${img.id}`, {
           kind: 'internal',
@@ -114,16 +106,16 @@ export async function shipImageIfMissing(opts: {
         });
       }
       // The image is there now; the overlay file need not stay in the destination's catalog.
-      await peer.delete(`/v1/overlays/${up.body.id}`).catch(() => undefined);
+      await peer.delete(`/v1/overlays/${up.response.id}`).catch(() => undefined);
       bytes = up.bytes;
       layers = created.header.layers.length;
     } else {
       const file = join(opts.stageDir, 'image.tar');
       await pipeline(await engine.saveImage(ref), createWriteStream(file));
-      const up = await uploadFile({ url: peer.baseUrl, token: opts.token, file, path: '/v1/images', method: 'PUT', contentType: 'application/x-tar' });
+      const up = await streamFile(peer, { file, path: '/v1/images', contentType: 'application/x-tar' });
       bytes = up.bytes;
       layers = img.diffIds.length;
-      const check = await peer.post<LayersAnswer>('/v1/images/layers', { imageId: img.id, diffIds: img.diffIds } satisfies LayersQuery);
+      const check = await peer.post('/v1/images/layers', { imageId: img.id, diffIds: img.diffIds } satisfies LayersQuery, LayersAnswerSchema);
       if (!check.imagePresent)
         throw new CloudletError('image_load_failed', `the destination loaded the archive but has no image ${img.id}`, { kind: 'internal' });
     }
@@ -131,4 +123,21 @@ export async function shipImageIfMissing(opts: {
   } finally {
     await rm(opts.stageDir, { recursive: true, force: true });
   }
+}
+
+/** An image's time to be verified or loaded by the peer, silent, after its last byte. */
+const IMAGE_UPLOAD_SILENCE_MS = 30 * 60_000;
+
+/** A file streamed to the peer as it is read (never held whole). */
+async function streamFile<T>(peer: PeerTransport, o: { file: string; path: string; contentType: string }) {
+  const { size } = await stat(o.file);
+  const up = await peer.upload<T>({
+    path: o.path,
+    method: 'PUT',
+    body: createReadStream(o.file, { highWaterMark: 1 << 20 }),
+    contentType: o.contentType,
+    contentLength: size,
+    silenceMs: IMAGE_UPLOAD_SILENCE_MS,
+  });
+  return { ...up, bytes: size };
 }

@@ -13,7 +13,7 @@ import type { ServiceNetwork } from '../network/service-network.js';
 import type { MigrationEventSink, MigrationJournal } from './journal.js';
 import { FsSyncSource } from '../fssync/index.js';
 import { shipImageIfMissing } from './image-ship.js';
-import type { PeerClient } from './peer-client.js';
+import type { PeerTransport } from './peer-transport.js';
 import { sendRound, type OutgoingArtifact } from './round-transport.js';
 import { DRAIN_MS, openSourceDrain, type Drain } from './recreate-drain.js';
 import { RollbackLog } from './rollback-log.js';
@@ -35,7 +35,6 @@ export interface RecreateDeps {
   db: MigrationJournal;
   events: MigrationEventSink;
   scratchDir: string;
-  token: string;
   serviceNetwork: ServiceNetwork | null;
 }
 
@@ -50,7 +49,7 @@ interface RecreateHandoff {
   report: MigrationReport & { recreate: NonNullable<MigrationReport['recreate']> | null };
   details: ContainerDetails;
   health: HealthCheck;
-  peer: PeerClient;
+  peer: PeerTransport;
   journal: () => void;
   t0: number;
   stage: string;
@@ -75,7 +74,7 @@ function newRecreateId(): string {
  * Starts a handoff by re-creation in the background; the report has the shape of a
  * migration's (journalled in the same table, served by the same routes) with no rounds.
  */
-export function startRecreate(deps: RecreateDeps, req: MigrationRequest, details: ContainerDetails, choice: StrategyChoice, peer: PeerClient): RecreateRun {
+export function startRecreate(deps: RecreateDeps, req: MigrationRequest, details: ContainerDetails, choice: StrategyChoice, peer: PeerTransport): RecreateRun {
   const id = newRecreateId();
   const report: RecreateHandoff['report'] = {
     ...newReport({
@@ -170,7 +169,6 @@ async function prepare(h: RecreateHandoff): Promise<void> {
   report.imageShipped = await shipImageIfMissing({
     engine: deps.engine,
     peer,
-    token: deps.token,
     imageId: details.imageId,
     imageName: details.imageName,
     stageDir: join(h.stage, 'image'),

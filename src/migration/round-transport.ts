@@ -11,7 +11,7 @@ import { TransferError } from '../transfer/errors.js';
 import type { CodecName } from '../transfer/codecs.js';
 import { chooseCodec, measureCodecs } from '../transfer/codec-choice.js';
 import type { Delta } from '../checkpoint/delta-types.js';
-import type { PeerClient } from './peer-client.js';
+import type { PeerTransport } from './peer-transport.js';
 import type { CodecChoice, RoundReport } from './types.js';
 
 export interface OutgoingArtifact {
@@ -32,7 +32,7 @@ export interface SentRound<T> {
 }
 
 export async function sendRound<T>(
-  peer: PeerClient,
+  peer: PeerTransport,
   path: string,
   artifacts: readonly OutgoingArtifact[],
   codec: CodecName,
@@ -51,7 +51,7 @@ export async function sendRound<T>(
   // Fault injection only (corrupt-frame): damage in transit, which the receiver must detect.
   // (pipeline, not pipe: a failed writer's destroy must reach the upload.)
   const body = opts.corruptByteAt === undefined ? stream : pipeline(stream, corruptOneByte(opts.corruptByteAt), (err) => void (err && stream.destroy(err)));
-  const [uploaded, sentBytes] = await Promise.all([peer.upload<T>(path, body), writing]);
+  const [uploaded, sentBytes] = await Promise.all([peer.upload<T>({ path, body, contentType: 'application/octet-stream' }), writing]);
   return { response: uploaded.response, rawBytes, sentBytes, sendMs: uploaded.uploadMs };
 }
 

@@ -9,7 +9,7 @@ import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage }
 import type { ContainerDetails } from '../engine/docker.js';
 import { describeHolder, type HolderSpec } from '../network/netns-holder.js';
 import { describePolicy, validatePolicy } from './decision.js';
-import { PeerClient } from './peer-client.js';
+import { PEER_SILENCE_MS, type PeerTransport } from './peer-transport.js';
 import { newReport, type MigrationReport, type MigrationRequest } from './types.js';
 import { chooseStrategy, type StrategyChoice } from './recreate.js';
 import { startRecreate } from './recreate-source.js';
@@ -46,7 +46,7 @@ export class MigrationSource {
       throw new NotFoundError('peer', req.to, { hint: `peers of ${this.deps.node}: ${this.deps.peers.map((p) => p.name).join(', ') || 'none'}` });
     }
     if (req.to === this.deps.node) throw new UsageError('source and destination are the same cloudlet');
-    const client = new PeerClient(peer.url, this.deps.token, req.peerTimeoutMs);
+    const client = this.deps.connectPeer({ url: peer.url, silenceMs: req.peerTimeoutMs ?? PEER_SILENCE_MS });
     const details = await this.deps.engine.inspectContainer(req.container);
     if (!details.running) throw new UsageError(`container '${details.name}' is not running: nothing to migrate live`);
     if (!details.upperDir) throw new CloudletError('no_upperdir', 'the engine does not use overlay2: cannot sync the R/W layer', { kind: 'conflict' });
@@ -113,7 +113,7 @@ export class MigrationSource {
     spec: ContainerSpec;
     choice: StrategyChoice;
     t0: number;
-    peer: PeerClient;
+    peer: PeerTransport;
   }): MigrationReport {
     const { req, details, holder } = o;
     const id = newMigrationId();

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useLab } from '../helpers/lab.js';
 import { provisionHandoffService, removeService, routedTo, startLabClient, summarize, GAP_SLACK_MS } from '../../src/bench/handoff.js';
-import { CloudletClient } from '../../src/cli/client.js';
+import { ApiClient } from '../../src/api/client/client.js';
 import type { HandoffBenchResult } from '../../src/bench/handoff.js';
 import type { MigrationReport } from '../../src/migration/types.js';
 import type { ClientReport } from '../../src/client/types.js';
@@ -84,7 +84,8 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
 
   test('a moved service keeps its address: the cloudlet it left never hands that address to a new service', async () => {
     const state = lab.state();
-    const api = (node: string) => new CloudletClient(state.cloudlets.find((c) => c.name === node)!.daemon.apiUrl, state.token, { timeoutMs: 300_000 });
+    const api = (node: string) =>
+      new ApiClient({ baseUrl: state.cloudlets.find((c) => c.name === node)!.daemon.apiUrl, token: state.token, timeoutMs: 300_000 });
     const first = await provisionHandoffService(state, 'a', 'addr-one');
     const moved = await api('a').post<MigrationReport>('/v1/migrations?wait=1', { container: 'addr-one', to: 'b' });
     assert.equal(moved.state, 'done', moved.error?.message);
@@ -115,8 +116,8 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
     try {
       await client.ready;
       await new Promise((r) => setTimeout(r, 1000));
-      const apiA = new CloudletClient(state.cloudlets[0]!.daemon.apiUrl, state.token, { timeoutMs: 300_000 });
-      const apiB = new CloudletClient(state.cloudlets[1]!.daemon.apiUrl, state.token, { timeoutMs: 300_000 });
+      const apiA = new ApiClient({ baseUrl: state.cloudlets[0]!.daemon.apiUrl, token: state.token, timeoutMs: 300_000 });
+      const apiB = new ApiClient({ baseUrl: state.cloudlets[1]!.daemon.apiUrl, token: state.token, timeoutMs: 300_000 });
       reports.push(await apiA.post<MigrationReport>('/v1/migrations?wait=1', { container: name, to: 'b' }));
       await new Promise((r) => setTimeout(r, 1000));
       reports.push(await apiB.post<MigrationReport>('/v1/migrations?wait=1', { container: name, to: 'a', inject: 'before-restore' }));
@@ -155,7 +156,7 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
     try {
       await client.ready;
       await new Promise((r) => setTimeout(r, 1000));
-      const api = new CloudletClient(state.cloudlets[0]!.daemon.apiUrl, state.token, { timeoutMs: 300_000 });
+      const api = new ApiClient({ baseUrl: state.cloudlets[0]!.daemon.apiUrl, token: state.token, timeoutMs: 300_000 });
       report = await api.post<MigrationReport>('/v1/migrations?wait=1', { container: 'rollback-svc', to: 'b', inject: 'before-restore' });
       await new Promise((r) => setTimeout(r, 2000));
     } finally {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execIn, useLab } from '../helpers/lab.js';
 import { LAB_SERVICE_NETWORK } from '../../src/lab/lab.js';
 import { provisionHandoffService, removeService, routedTo, startLabClient } from '../../src/bench/handoff.js';
-import { CloudletClient } from '../../src/cli/client.js';
+import { ApiClient } from '../../src/api/client/client.js';
 import type { MigrationReport } from '../../src/migration/types.js';
 import type { ClientReport } from '../../src/client/types.js';
 import type { ServiceReply } from '../../src/daemon/routes-overlays.js';
@@ -28,7 +28,7 @@ async function drainLeftovers(namespace: string): Promise<string[]> {
 
 describe('handoff by re-creation on the lab', { skip: !isRoot && 'needs root' }, () => {
   const lab = useLab('recr');
-  const apiA = () => new CloudletClient(lab.state().cloudlets[0]!.daemon.apiUrl, lab.state().token, { timeoutMs: 300_000 });
+  const apiA = () => new ApiClient({ baseUrl: lab.state().cloudlets[0]!.daemon.apiUrl, token: lab.state().token, timeoutMs: 300_000 });
 
   test('recreate: a client making new connections through the handoff gets every request answered; the old instance is gone', async (t) => {
     const state = lab.state();
@@ -110,7 +110,7 @@ describe('handoff by re-creation on the lab', { skip: !isRoot && 'needs root' },
     // The live-migrated twin keeps its labels, so its next handoff decides the same way.
     assert.equal((await lab.docker('b').getContainer('auto-stateful').inspect()).Config.Labels['cloudlet.handoff'], 'auto');
     // An explicit strategy in the request overrides the label: back to a by re-creation.
-    const apiB = new CloudletClient(state.cloudlets[1]!.daemon.apiUrl, state.token, { timeoutMs: 300_000 });
+    const apiB = new ApiClient({ baseUrl: state.cloudlets[1]!.daemon.apiUrl, token: state.token, timeoutMs: 300_000 });
     const back = await apiB.post<MigrationReport>('/v1/migrations?wait=1', { container: 'auto-stateful', to: 'a', strategy: 'recreate' });
     assert.equal(back.state, 'done', back.error?.message);
     assert.equal(back.strategy, 'recreate');

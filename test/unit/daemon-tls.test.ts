@@ -1,6 +1,6 @@
 // cloudletd over TLS, with a throwaway CA and server certificate made by the openssl binary
 // at test time (no key is ever committed). Real servers on 127.0.0.1, real clients: the CLI's
-// CloudletClient, the daemon's PeerClient, peer health checks and overlay uploads.
+// CloudletClient, the daemon's peer transport (peerConnector), peer health checks and overlay uploads.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon } from '../../src/daemon/server.js';
 import { CloudletClient } from '../../src/cli/client.js';
-import { PeerClient } from '../../src/migration/peer-client.js';
+import { peerConnector } from '../../src/daemon/peers.js';
 import { uploadFile } from '../../src/images/overlay-upload.js';
 import { ApiError, UsageError } from '../../src/util/errors.js';
 import { makeFixture } from './daemon-fixtures.js';
@@ -133,7 +133,7 @@ test('peer calls go over https and verify the peer against peerCa', async (t) =>
     const peers = await new CloudletClient(a.addresses[0]!, fxA.config.token).get<{ name: string; ok: boolean; error?: string }[]>('/v1/peers');
     assert.equal(peers[0]!.ok, false);
     assert.match(peers[0]!.error ?? '', /certificate/);
-    await assert.rejects(new PeerClient(bUrl, fxB.config.token, 5000).get('/v1/info'), (err: unknown) => {
+    await assert.rejects(peerConnector(fxB.config.token)({ url: bUrl, silenceMs: 5000 }).get('/v1/info'), (err: unknown) => {
       assert.ok(err instanceof ApiError);
       assert.equal(err.code, 'peer_unreachable');
       assert.match(err.hint ?? '', /peerCa/);
@@ -142,7 +142,7 @@ test('peer calls go over https and verify the peer against peerCa', async (t) =>
     await a.close();
   }
 
-  // With peerCa: health check, PeerClient JSON calls and streamed uploads all work.
+  // With peerCa: health check, peer JSON calls and streamed uploads all work.
   const fxA = makeFixture({ token: fxB.config.token, peers: [{ name: 'beta', url: bUrl }], peerCa: pki.ca });
   t.after(() => fxA.cleanup());
   const a = await startDaemon({ config: fxA.config, logger: false });
@@ -152,7 +152,7 @@ test('peer calls go over https and verify the peer against peerCa', async (t) =>
     peers.map((p) => [p.name, p.ok, p.error]),
     [['beta', true, undefined]],
   );
-  const info = await new PeerClient(bUrl, fxB.config.token, 5000).get<{ node: string }>('/v1/info');
+  const info = await peerConnector(fxB.config.token)({ url: bUrl, silenceMs: 5000 }).get<{ node: string }>('/v1/info');
   assert.equal(info.node, 'beta');
   // An overlay upload over https reaches B's verifier (which refuses these bytes as no overlay).
   const junk = join(fxA.dir, 'junk.ovl');

@@ -26,7 +26,7 @@ test('in-flight source migrations are marked failed; finished ones are left alon
       xdgRuntimeDir: null,
       scratchDir: dir,
       peers: [],
-      token: 'x'.repeat(16),
+      connectPeer: () => assert.fail('no peer is called: none is configured'),
       serviceNetwork: null,
       lazyRestore: null,
       restores: new CheckpointRestores(),

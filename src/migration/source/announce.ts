@@ -1,7 +1,7 @@
 // Source, announce: the final stage begins. The engine must not restart the container behind
 // our back once the final dump stops it: its restart policy is off until the handoff is
 // decided. Then the service address moves to the destination, before the freeze.
-import type { AddressTaken } from '../destination/wire.js';
+import { AddressTakenSchema } from '../../api/schemas/migrations.js';
 import type { SourceHandoff } from './handoff.js';
 
 export async function runAnnounce(h: SourceHandoff): Promise<void> {
@@ -15,7 +15,7 @@ export async function runAnnounce(h: SourceHandoff): Promise<void> {
   // trip after the restore instead of at its next retransmission (see destination/address.ts).
   if (report.serviceAddress !== null) {
     h.progress.addressMoved = true;
-    const taken = await h.peer.post<AddressTaken>(`/v1/incoming/${report.id}/address`, {});
+    const taken = await h.peer.post(`/v1/incoming/${report.id}/address`, {}, AddressTakenSchema);
     report.announceMs = Math.round(taken.announceMs);
     report.holdSetupMs = Math.round(taken.holdSetupMs);
   }

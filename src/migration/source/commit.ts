@@ -2,7 +2,7 @@
 // From here on nothing rolls back: a failing clean-up is reported, the service stays at B.
 import { errorMessage } from '../../util/errors.js';
 import type { ContainerDetails } from '../../engine/docker.js';
-import type { PeerClient } from '../peer-client.js';
+import type { PeerTransport } from '../peer-transport.js';
 import { FAULT_STALL_MS, type MigrationReport } from '../types.js';
 import { sleep, type SourceDeps, type SourceHandoff } from './handoff.js';
 
@@ -20,7 +20,7 @@ export async function runCommit(h: SourceHandoff): Promise<void> {
 }
 
 /** After the handoff: remove the source copy, let the destination drop its staging data. */
-export async function commitHandoff(deps: SourceDeps, o: { report: MigrationReport; details: ContainerDetails; peer: PeerClient }): Promise<void> {
+export async function commitHandoff(deps: SourceDeps, o: { report: MigrationReport; details: ContainerDetails; peer: PeerTransport }): Promise<void> {
   const { report, details, peer } = o;
   // The address went with the service: this cloudlet must not hand it to a new one.
   if (report.serviceAddress) deps.db.markAddressMoved(report.serviceAddress, details.name, report.to);

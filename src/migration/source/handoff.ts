@@ -11,7 +11,7 @@ import type { PageIndex } from '../../checkpoint/page-index.js';
 import type { FsSyncSource } from '../../fssync/index.js';
 import type { MigrationEventSink, MigrationJournal } from '../journal.js';
 import type { Decision } from '../decision.js';
-import type { PeerClient } from '../peer-client.js';
+import type { PeerConnector, PeerTransport } from '../peer-transport.js';
 import type { CheckpointRestores } from '../checkpoint-restores.js';
 import type { MigrationReport, MigrationRequest } from '../types.js';
 
@@ -28,7 +28,8 @@ export interface SourceDeps {
   /** Scratch space for staging (see DaemonConfig.scratchDir). */
   scratchDir: string;
   peers: { name: string; url: string }[];
-  token: string;
+  /** Calls to a peer (the daemon's API client, with the deployment's token and TLS). */
+  connectPeer: PeerConnector;
   /** Containers on it keep their address and established TCP connections (see ServiceNetwork). */
   serviceNetwork: ServiceNetwork | null;
   /** Set when the engine also restores lazily: then this engine's restores take turns. */
@@ -75,7 +76,7 @@ export interface SourceHandoff {
   readonly spec: ContainerSpec;
   /** performance.now() at the request: totalMs counts from here. */
   readonly t0: number;
-  readonly peer: PeerClient;
+  readonly peer: PeerTransport;
   /** This handoff's staging directory (round dumps, filesystem sync state). */
   readonly stage: string;
   readonly fsSources: FsSource[];

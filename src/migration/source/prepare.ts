@@ -79,5 +79,5 @@ async function shipImages(h: SourceHandoff): Promise<void> {
 
 /** The image's layers the destination lacks, as an overlay (or the whole image); null if it had it. */
 function shipImage(h: SourceHandoff, imageId: string, imageName: string, stageDir: string, codec: string): Promise<ImageShipped | null> {
-  return shipImageIfMissing({ engine: h.deps.engine, peer: h.peer, token: h.deps.token, imageId, imageName, stageDir, codec });
+  return shipImageIfMissing({ engine: h.deps.engine, peer: h.peer, imageId, imageName, stageDir, codec });
 }

@@ -15,10 +15,10 @@ import { errorMessage } from '../../util/errors.js';
 import { freezeCgroup } from '../../engine/cgroups.js';
 import type { ContainerDetails } from '../../engine/docker.js';
 import type { MigrationRow } from '../journal.js';
-import { PeerClient } from '../peer-client.js';
+import type { PeerTransport } from '../peer-transport.js';
 import { RollbackLog } from '../rollback-log.js';
 import type { MigrationReport } from '../types.js';
-import type { IncomingStatus } from '../destination/wire.js';
+import { IncomingStatusSchema } from '../../api/schemas/migrations.js';
 import { commitHandoff } from './commit.js';
 import { rollback } from './rollback.js';
 import { lastDumpDir, type SourceDeps } from './handoff.js';
@@ -34,7 +34,7 @@ type TwinAnswer = { kind: 'unreachable'; error: Error } | { kind: 'running' } | 
 interface Recovering {
   row: MigrationRow;
   report: MigrationReport;
-  peer: PeerClient;
+  peer: PeerTransport;
   stage: string;
   /** For the report's messages: what happened. */
   what: string;
@@ -56,7 +56,7 @@ export async function recoverSourceMigrations(deps: SourceDeps, journal: (report
       row: m,
       report,
       what,
-      peer: new PeerClient(peer.url, deps.token, RECOVERY_PEER_TIMEOUT_MS),
+      peer: deps.connectPeer({ url: peer.url, silenceMs: RECOVERY_PEER_TIMEOUT_MS }),
       stage: join(deps.scratchDir, 'migrations', m.id),
     };
     let keepStage = false;
@@ -103,7 +103,7 @@ async function recoverOne(deps: SourceDeps, r: Recovering): Promise<{ keepStage:
 
 async function askTwin(r: Recovering): Promise<TwinAnswer> {
   try {
-    const s = await r.peer.get<IncomingStatus>(`/v1/incoming/${r.row.id}`);
+    const s = await r.peer.get(`/v1/incoming/${r.row.id}`, IncomingStatusSchema);
     return s.twinRunning ? { kind: 'running' } : { kind: 'not-running' };
   } catch (err) {
     return { kind: 'unreachable', error: err as Error };

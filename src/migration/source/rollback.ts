@@ -7,7 +7,7 @@ import type { ContainerDetails } from '../../engine/docker.js';
 import { PacketHold } from '../../network/packet-hold.js';
 import { installCheckpoint, removeInstalledCheckpoint } from '../../engine/checkpoint-install.js';
 import { serializedWithLazyRestores } from '../../engine/lazy-pages.js';
-import { PeerClient } from '../peer-client.js';
+import type { PeerTransport } from '../peer-transport.js';
 import { RollbackLog } from '../rollback-log.js';
 import type { MigrationReport } from '../types.js';
 import { dumpDirOf, sleep, type HandoffProgress, type SourceDeps, type SourceHandoff } from './handoff.js';
@@ -24,7 +24,7 @@ const ABORT_TIMEOUT_MS = 12_000;
 export interface RollbackOptions {
   report: MigrationReport;
   details: ContainerDetails;
-  peer: PeerClient;
+  peer: PeerTransport;
   /** What the handoff had done: what is undone. */
   progress: Pick<HandoffProgress, 'prepared' | 'frozen' | 'addressMoved' | 'finalSent'>;
   finalDumpDir: string;
@@ -114,8 +114,8 @@ export async function rollback(deps: SourceDeps, o: RollbackOptions): Promise<Ro
 }
 
 /** DELETE /v1/incoming/:id, retried a bounded number of times (see ABORT_ATTEMPTS). */
-async function abortDestination(deps: SourceDeps, o: { id: string; peer: PeerClient; attempts: number }): Promise<void> {
-  const client = new PeerClient(o.peer.baseUrl, deps.token, ABORT_TIMEOUT_MS);
+async function abortDestination(deps: SourceDeps, o: { id: string; peer: PeerTransport; attempts: number }): Promise<void> {
+  const client = deps.connectPeer({ url: o.peer.baseUrl, silenceMs: ABORT_TIMEOUT_MS });
   for (let attempt = 1; ; attempt++) {
     try {
       await client.delete(`/v1/incoming/${o.id}`);
