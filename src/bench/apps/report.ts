@@ -9,7 +9,7 @@ export function appsMarkdown(r: AppsBenchResult, jsonPath: string): string {
   const lines = [
     '# Real applications through a handoff (issue 17)',
     '',
-    `Command: \`sudo ${r.command}\` (${r.date.slice(0, 16).replace('T', ' ')} UTC) -> \`${jsonPath}\`.`,
+    `Command: \`${r.command}\` (${r.date.slice(0, 16).replace('T', ' ')} UTC) -> \`${jsonPath}\`.`,
     `Machine: ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, kernel ${r.machine.kernel}; lab links ${r.link.bandwidth}, ${r.link.latency} one way.`,
     '',
     "Each app runs from an image built at run time from the host's installed Debian programs",
