@@ -2,7 +2,7 @@
 // /v1/info with our shared token. A dead peer is a result ("ok: false"), never a failure.
 import { fetch } from 'undici';
 import { errorMessage } from '../util/errors.js';
-import { dispatcherFor, tlsHint } from './tls.js';
+import { authHeadersFor, dispatcherFor, tlsHint } from './tls.js';
 import type { DaemonConfig } from './config.js';
 
 export const PEER_TIMEOUT_MS = 2000;
@@ -29,7 +29,7 @@ export async function checkPeer(peer: Peer, token: string, timeoutMs = PEER_TIME
   const elapsed = () => Math.round(performance.now() - started);
   try {
     const res = await fetch(url, {
-      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+      headers: { ...authHeadersFor(url, token), accept: 'application/json' },
       signal: AbortSignal.timeout(timeoutMs),
       // https peers: verified against the deployment's CA (tls.ts).
       dispatcher: dispatcherFor(url),

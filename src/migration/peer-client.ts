@@ -6,7 +6,7 @@ import { request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ApiError, errorMessage } from '../util/errors.js';
-import { httpsOptionsFor, tlsHint } from '../util/tls.js';
+import { authHeadersFor, httpsOptionsFor, tlsHint } from '../util/tls.js';
 
 export class PeerClient {
   constructor(
@@ -65,7 +65,7 @@ export class PeerClient {
     return new Promise((resolve, reject) => {
       const opts = {
         method,
-        headers: { authorization: `Bearer ${this.token}`, ...(headers ?? {}) },
+        headers: { ...authHeadersFor(url, this.token), ...(headers ?? {}) },
         timeout: this.timeoutMs,
       };
       // https peers: certificate verified against the deployment's CA (daemon/tls.ts).

@@ -7,7 +7,8 @@
 /** Every kind, in status order; the union type below is derived from it. */
 export const ERROR_KINDS = [
   'invalid-argument', // the request is malformed or impossible: fix the input
-  'unauthenticated', // no or a wrong deployment token
+  'unauthenticated', // no or a wrong deployment token, no or an unverified client certificate
+  'permission-denied', // who is asking is known, but may not do this (a peer on an operator route, a peer not configured)
   'not-found', // a named thing (container, migration, overlay, image) does not exist
   'conflict', // the request conflicts with current state or misses a precondition (already running, image absent...)
   'too-large', // the request exceeds a configured size limit
@@ -24,6 +25,7 @@ export type ErrorKind = (typeof ERROR_KINDS)[number];
 const KIND_STATUS: { readonly [K in ErrorKind]: number } = {
   'invalid-argument': 400,
   unauthenticated: 401,
+  'permission-denied': 403,
   'not-found': 404,
   conflict: 409,
   'too-large': 413,
