@@ -19,7 +19,7 @@ import { ApiClient } from '../api/client/client.js';
 import { IMAGE_CACHE_DIR } from '../lab/lab.js';
 import { onLab } from './lab-session.js';
 import { netnsPath } from '../lab/netns.js';
-import type { LabCloudlet, LabState } from '../lab/state.js';
+import { labCaFile, type LabCloudlet, type LabState } from '../lab/state.js';
 import type { CodecName } from '../transfer/codecs.js';
 import { FrameReader } from '../transfer/frame-reader.js';
 import { loadImageArchive, NODE_IMAGE } from '../images/base-images.js';
@@ -159,6 +159,7 @@ async function runOnLab(lab: LabState, work: string, opts: OverlayBenchOptions):
       const push = await uploadFileInNamespace<{ id: string }>(netnsPath(a.namespace), {
         url: b.daemon.peerUrl,
         token: lab.token,
+        ca: labCaFile(lab),
         file,
         path: '/v1/overlays',
         contentType: OVERLAY_CONTENT_TYPE,
@@ -325,7 +326,14 @@ async function shipWholeImage(
   await pipeline(await ea.saveImage(imageId), createGzip(), createWriteStream(file));
   const t1 = performance.now();
   const bytes = (await stat(file)).size;
-  await uploadFileInNamespace(netnsPath(a.namespace), { url: b.daemon.peerUrl, token: lab.token, file, path: '/v1/images', contentType: 'application/gzip' });
+  await uploadFileInNamespace(netnsPath(a.namespace), {
+    url: b.daemon.peerUrl,
+    token: lab.token,
+    ca: labCaFile(lab),
+    file,
+    path: '/v1/images',
+    contentType: 'application/gzip',
+  });
   const t2 = performance.now();
   const img = await eb.inspectImage(imageId);
   await rm(file, { force: true });

@@ -9,6 +9,7 @@ import { registerMigrateCommand } from './commands/migrate.js';
 import { registerBenchCommands } from './commands/bench.js';
 import { registerOverlayCommands } from './commands/overlay.js';
 import { registerClientCommand } from './commands/client.js';
+import { registerCaCommands } from './commands/ca.js';
 
 const program = new Command();
 program
@@ -32,5 +33,6 @@ registerMigrateCommand(program);
 registerBenchCommands(program);
 registerOverlayCommands(program);
 registerClientCommand(program);
+registerCaCommands(program);
 
 await program.parseAsync(process.argv);

@@ -2,6 +2,7 @@
 // with the exact field at fault instead of failing later.
 import { readFileSync } from 'node:fs';
 import { posix } from 'node:path';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { UsageError } from '../util/errors.js';
 import { serviceNetworkSchema } from '../network/service-network.js';
@@ -76,12 +77,18 @@ export const daemonConfigSchema = z
      * downtime-critical work. Default: DATA_DIR/scratch.
      */
     scratchDir: z.string().min(1).nullable().default(null),
-    /** Other cloudlets of the deployment. */
-    peers: z.array(z.object({ name: z.string().regex(NODE_NAME), url: z.string().url() }).strict()).default([]),
+    /**
+     * Other cloudlets of the deployment. `cert`: the name (CN) of the client certificate the
+     * peer presents under mutual TLS (default: its name), see `tls.ca`.
+     */
+    peers: z.array(z.object({ name: z.string().regex(NODE_NAME), url: z.string().url(), cert: z.string().min(1).max(64).optional() }).strict()).default([]),
     /**
      * HTTPS on the TCP listeners (unix sockets stay plain: their file mode guards them). PEM
      * files: this cloudlet's certificate (chain) and key; `ca`, the deployment's CA, is also
-     * what peers are verified against when `peerCa` is not set.
+     * what peers are verified against when `peerCa` is not set. With `ca`, TLS is mutual:
+     * the listeners ask for a client certificate of that CA, peer routes accept only the
+     * certificate of a configured peer (src/daemon/peer-auth.ts), and this cloudlet presents
+     * `cert` and `key` when it calls its peers.
      */
     tls: z
       .object({ cert: z.string().min(1), key: z.string().min(1), ca: z.string().min(1).optional() })
@@ -148,9 +155,19 @@ export const daemonConfigSchema = z
      * also needs CLOUDLET_LAB_FAULTS=1 in its environment to start with it (checkFaultInjection).
      */
     allowFaultInjection: z.boolean().default(false),
+    /**
+     * Lets cloudletd listen on a non-loopback TCP address without TLS, or call peers over plain
+     * http at non-loopback addresses: anyone on the network can then read the token and the
+     * migrated memory. Refused unless set; logged as a warning at every start when used.
+     */
+    insecure: z.boolean().default(false),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.insecure) return;
+    for (const w of plainTextExposures(c)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: w.path, message: w.message });
+  });
 
 export type DaemonConfig = z.infer<typeof daemonConfigSchema>;
 export type DaemonConfigInput = z.input<typeof daemonConfigSchema>;
@@ -202,4 +219,60 @@ export function checkFaultInjection(config: DaemonConfig, source = 'config', env
       },
     );
   }
+}
+
+/** 127.0.0.0/8, ::1, localhost: addresses no other machine reaches. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost' || h === '::1') return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  return h.startsWith('::ffff:127.');
+}
+
+interface Exposure {
+  path: (string | number)[];
+  message: string;
+}
+
+/**
+ * Where this configuration would carry the API in clear text over a network: a non-loopback
+ * TCP listener without `tls`, a peer called over plain http at a non-loopback host. Refused
+ * unless `insecure: true` (then each is a warning at start: insecureWarnings).
+ */
+function plainTextExposures(c: { listen: DaemonConfig['listen']; tls?: unknown; peers: DaemonConfig['peers'] }): Exposure[] {
+  const out: Exposure[] = [];
+  const fix = 'configure tls (cloudlet ca init / ca issue), listen on 127.0.0.1 or a unix socket, or set insecure: true';
+  c.listen.forEach((l, i) => {
+    if ('host' in l && !c.tls && !isLoopbackHost(l.host)) {
+      out.push({ path: ['listen', i, 'host'], message: `listening on ${l.host} without TLS exposes the token and migrated memory: ${fix}` });
+    }
+  });
+  c.peers.forEach((p, i) => {
+    let u: URL;
+    try {
+      u = new URL(p.url);
+    } catch {
+      return; // the url's own check names it
+    }
+    if (u.protocol === 'http:' && !isLoopbackHost(u.hostname)) {
+      out.push({ path: ['peers', i, 'url'], message: `peer ${p.name} at ${p.url} would be called over plain http: use https, or set insecure: true` });
+    }
+  });
+  return out;
+}
+
+/** The warnings cloudletd logs at start for what `insecure: true` lets through (none without it). */
+export function insecureWarnings(config: DaemonConfig): string[] {
+  if (!config.insecure) return [];
+  return plainTextExposures(config).map((e) => `INSECURE (insecure: true): ${e.message}`);
+}
+
+/** Whether TLS is mutual: listeners ask for client certificates of the deployment CA (tls.ca). */
+export function mutualTls(config: DaemonConfig): boolean {
+  return config.tls?.ca !== undefined;
+}
+
+/** The certificate name (CN) a peer presents: its `cert`, default its name. */
+export function peerCertName(peer: DaemonConfig['peers'][number]): string {
+  return peer.cert ?? peer.name;
 }

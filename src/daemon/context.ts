@@ -19,6 +19,10 @@ declare module 'fastify' {
   interface FastifyInstance {
     cloudlet: DaemonContext;
   }
+  interface FastifyRequest {
+    /** The configured peer whose client certificate this request came with (mutual TLS), else null. */
+    peer: string | null;
+  }
 }
 
 export interface DaemonContext {

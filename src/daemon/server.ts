@@ -11,8 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { CloudletError, ConflictError, errorMessage, kindToHttpStatus } from '../util/errors.js';
 import { DockerEngine, type EngineInfo, type EngineVersion } from '../engine/docker.js';
 import { MIN_CRIU_VERSION, compareVersions, criuVersion } from '../engine/criu.js';
-import { checkAuthorization, logSafeRequest, queryTokenOf } from './auth.js';
-import type { DaemonConfig } from './config.js';
+import { logSafeRequest } from './auth.js';
+import { insecureWarnings, mutualTls, type DaemonConfig } from './config.js';
+import { authenticate, checkFrom } from './peer-auth.js';
 import { DaemonDb } from './db.js';
 import { createMetrics } from './metrics.js';
 import { checkPeer } from './peers.js';
@@ -22,7 +23,7 @@ import { registerOverlayRoutes } from './routes-overlays.js';
 import { registerRecreateRoutes } from './routes-recreate.js';
 import { registerDashboardRoutes } from './routes-dashboard.js';
 import { registerOpenApiRoute } from './openapi.js';
-import { readPem, serverTlsOptions, trustOrigins } from './tls.js';
+import { presentClientCert, readPem, serverTlsOptions, trustOrigins } from './tls.js';
 import { ServiceNetwork } from '../network/service-network.js';
 
 export interface ServerDeps {
@@ -70,6 +71,14 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     );
     app.addHook('onClose', async () => untrust());
   }
+  // Mutual TLS: this cloudlet presents its own certificate when it calls its https peers.
+  if (config.tls && mutualTls(config)) {
+    const unpresent = presentClientCert(
+      config.peers.map((p) => p.url),
+      { cert: readPem(config.tls.cert, 'tls.cert'), key: readPem(config.tls.key, 'tls.key') },
+    );
+    app.addHook('onClose', async () => unpresent());
+  }
   // The service network exists before any request can provision or receive a service.
   app.addHook('onReady', async () => {
     if (ctx.serviceNetwork) app.log.info({ notes: await ctx.serviceNetwork.ensure() }, 'service network ready');
@@ -79,10 +88,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (ownsDb) ctx.db.close();
   });
 
+  // Operators by their token, peers by their certificate under mutual TLS (peer-auth.ts).
+  app.decorateRequest('peer', null);
   app.addHook('onRequest', async (req) => {
     if (req.routeOptions.config.public === true) return;
-    checkAuthorization(config.token, req.headers.authorization, req.routeOptions.config.queryToken === true ? queryTokenOf(req.query) : undefined);
+    authenticate(req, config);
   });
+  app.addHook('preHandler', async (req) => checkFrom(req, config));
   app.addHook('onResponse', async (req, reply) => {
     // Route templates ("/v1/containers"), not raw URLs, keep label cardinality bounded.
     const labels = { method: req.method, route: req.routeOptions.url ?? '(unmatched)', status: String(reply.statusCode) };
@@ -236,7 +248,11 @@ export interface RunningDaemon {
 const CLOSE_GRACE_MS = 5000;
 
 export async function startDaemon(deps: ServerDeps): Promise<RunningDaemon> {
-  const tls = deps.config.tls ? serverTlsOptions(deps.config.tls) : null;
+  // With mutual TLS the listeners ask every client for a certificate but let the handshake
+  // finish without one (operators, browsers): peer-auth.ts decides per route.
+  const tls = deps.config.tls
+    ? { ...serverTlsOptions(deps.config.tls), ...(mutualTls(deps.config) ? { requestCert: true, rejectUnauthorized: false } : {}) }
+    : null;
   const app = buildServer(deps);
   await app.ready();
   const { config, handler, db } = app.cloudlet;
@@ -282,7 +298,8 @@ export async function startDaemon(deps: ServerDeps): Promise<RunningDaemon> {
   }
 
   db.recordEvent('daemon.start', { pid: process.pid, version: app.cloudlet.version, addresses });
-  app.log.info({ node: config.node, addresses, version: app.cloudlet.version }, 'cloudletd listening');
+  app.log.info({ node: config.node, addresses, version: app.cloudlet.version, mutualTls: mutualTls(config) }, 'cloudletd listening');
+  for (const w of insecureWarnings(config)) app.log.warn({ insecure: true }, w);
 
   let closing: Promise<void> | null = null;
   return {

@@ -4,7 +4,7 @@
 import type { SecureContextOptions } from 'node:tls';
 import { readPem } from '../util/tls.js';
 
-export { caFor, dispatcherFor, httpsOptionsFor, readPem, tlsHint, trustOrigins } from '../util/tls.js';
+export { authHeadersFor, caFor, clientCertFor, dispatcherFor, httpsOptionsFor, presentClientCert, readPem, tlsHint, trustOrigins } from '../util/tls.js';
 
 export interface TlsFiles {
   cert: string;

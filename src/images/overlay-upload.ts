@@ -49,14 +49,22 @@ export async function uploadFile<T = unknown>(opts: {
  */
 export async function uploadFileInNamespace<T = unknown>(
   netnsPath: string,
-  opts: { url: string; token: string | undefined; file: string; path: string; method?: 'PUT' | 'POST'; contentType: string },
+  opts: {
+    url: string;
+    token: string | undefined;
+    file: string;
+    path: string;
+    method?: 'PUT' | 'POST';
+    contentType: string;
+    /** CA file for https */ ca?: string;
+  },
 ): Promise<UploadResult<T>> {
   const { spawn } = await import('node:child_process');
   const main = new URL('./overlay-upload-main.js', import.meta.url).pathname;
-  const { token, ...spec } = opts;
+  const { token, ca, ...spec } = opts;
   return new Promise((resolve, reject) => {
     const child = spawn('nsenter', [`--net=${netnsPath}`, '--', process.execPath, main, JSON.stringify(spec)], {
-      env: { ...process.env, CLOUDLET_TOKEN: token ?? '' },
+      env: { ...process.env, CLOUDLET_TOKEN: token ?? '', ...(ca ? { CLOUDLET_CA: ca } : {}) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

@@ -13,6 +13,7 @@ import { BUSYBOX_IMAGE } from '../images/base-images.js';
 import { engineCriuSettings } from './engines.js';
 import { nsenterArgs } from './netns.js';
 import { isAlive } from './processes.js';
+import { certPaths } from '../util/pki.js';
 import { scratchOf, type LabCloudlet, type LabState } from './state.js';
 
 export const DAEMON_PORT = 7070;
@@ -44,8 +45,16 @@ function serviceNetworkConfig(cl: LabCloudlet, state: LabState): ServiceNetworkC
   };
 }
 
+/** Mutual TLS from the lab's PKI (lab.ts labPki); a lab state without one keeps plain http on its lab addresses. */
+function tlsConfig(cl: LabCloudlet, state: LabState): Pick<DaemonConfigInput, 'tls' | 'insecure'> {
+  if (!state.tls) return { insecure: true };
+  const own = certPaths(state.tls.dir, cl.name);
+  return { tls: { cert: own.cert, key: own.key, ca: state.tls.ca } };
+}
+
 function daemonConfig(cl: LabCloudlet, state: LabState): DaemonConfigInput {
   return {
+    ...tlsConfig(cl, state),
     serviceNetwork: serviceNetworkConfig(cl, state),
     node: cl.name,
     listen: [{ host: cl.address, port: DAEMON_PORT }, { socket: cl.daemon.socket }],
@@ -61,7 +70,8 @@ function daemonConfig(cl: LabCloudlet, state: LabState): DaemonConfigInput {
     netnsSpare: { image: BUSYBOX_IMAGE, network: 'none' },
     scratchDir: join(scratchOf(cl.name), 'cloudletd'),
     dataDir: join(state.dir, cl.name, 'cloudletd'),
-    peers: state.cloudlets.filter((p) => p.name !== cl.name).map((p) => ({ name: p.name, url: p.daemon.peerUrl })),
+    // Each peer presents the certificate issued for its name.
+    peers: state.cloudlets.filter((p) => p.name !== cl.name).map((p) => ({ name: p.name, url: p.daemon.peerUrl, cert: p.name })),
     logLevel: 'info',
     allowFaultInjection: LAB_FAULT_INJECTION,
   };

@@ -14,6 +14,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConflictError, UsageError, errorMessage } from '../util/errors.js';
 import { run } from '../util/exec.js';
+import { initCa, issueCert } from '../util/pki.js';
 import { buildBaseImageArchives, loadImageArchive } from '../images/base-images.js';
 import { ensureCriuKdatCache, KDAT_CACHE, KDAT_PATH } from '../engine/criu-kdat.js';
 import { lazyPagesSupported } from '../engine/lazy-pages.js';
@@ -151,7 +152,8 @@ function cloudletOn(h: LabHost, dir: string, runDir: string): LabCloudlet {
     daemon: {
       pid: 0,
       configPath: join(dir, h.name, 'cloudletd.json'),
-      peerUrl: `http://${h.address}:${DAEMON_PORT}`,
+      // HTTPS with mutual TLS: the lab's peers know each other by their certificates (labPki).
+      peerUrl: `https://${h.address}:${DAEMON_PORT}`,
       apiUrl: '',
       socket: join(runDir, h.name, 'api.sock'),
       log: join(dir, h.name, 'cloudletd.log'),
@@ -180,6 +182,10 @@ async function startCloudlets(state: LabState, dir: string, progress: Progress):
     progress(`images: ${archives.map((a) => a.name).join(', ')} loaded on ${cl.name}`);
   }
 
+  progress("tls: the lab's CA and a certificate per cloudlet (mutual TLS between cloudlets)");
+  state.tls = await labPki(state, dir);
+  writeLabState(state, dir);
+
   progress('daemons: starting cloudletd on every cloudlet');
   for (const cl of state.cloudlets) {
     cl.daemon.pid = startDaemon(cl, state);
@@ -190,6 +196,14 @@ async function startCloudlets(state: LabState, dir: string, progress: Progress):
   progress('host access: forwarding loopback ports to the daemons');
   state.forwarder = await startForwarder(state, dir);
   writeLabState(state, dir);
+}
+
+/** LAB/pki: a fresh CA (a lab's CA lives as long as the lab) and each cloudlet's certificate for its lab address. */
+async function labPki(state: LabState, dir: string): Promise<{ dir: string; ca: string }> {
+  const pki = join(dir, 'pki');
+  const ca = await initCa({ dir: pki, name: `cloudlet lab CA ${state.prefix}`, force: true });
+  for (const cl of state.cloudlets) await issueCert({ dir: pki, name: cl.name, ips: [cl.address], force: true });
+  return { dir: pki, ca: ca.cert };
 }
 
 async function mountScratch(name: string): Promise<void> {

@@ -84,6 +84,13 @@ export interface LabState {
   client: LabHost;
   cloudlets: LabCloudlet[];
   forwarder: { pid: number; log: string } | null;
+  /**
+   * The lab's deployment CA (`LAB/pki/ca.pem`; keys and certificates beside it, one per
+   * cloudlet): cloudletd's listeners on the lab addresses are HTTPS with mutual TLS, and
+   * whoever calls a peerUrl from the host verifies it against `ca`. Absent: a lab from before
+   * TLS (plain http).
+   */
+  tls?: { dir: string; ca: string };
   /** How the cloudlets restore migrated containers (cloudletd's lazyRestore); absent: eager. */
   restore?: RestoreMode;
 }
@@ -106,4 +113,9 @@ export function writeLabState(state: LabState, dir = labDir()): void {
   const p = statePath(dir);
   writeFileSync(p + '.tmp', JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
   renameSync(p + '.tmp', p);
+}
+
+/** The CA file a caller of the lab's peer URLs verifies them against (undefined: plain http lab). */
+export function labCaFile(state: LabState): string | undefined {
+  return state.tls?.ca;
 }

@@ -7,8 +7,8 @@
 /** Every kind, in status order; the union type below is derived from it. */
 export const ERROR_KINDS = [
   'invalid-argument', // the request is malformed or impossible: fix the input
-  'unauthenticated', // no or a wrong deployment token
-  'permission-denied', // the caller is known, but what it asks is not allowed here (a cloudlet's container policy)
+  'unauthenticated', // no or a wrong deployment token, no or an unverified client certificate
+  'permission-denied', // who is asking is known, but may not do this (a container policy; a peer on an operator route or not configured)
   'not-found', // a named thing (container, migration, overlay, image) does not exist
   'conflict', // the request conflicts with current state or misses a precondition (already running, image absent...)
   'too-large', // the request exceeds a configured size limit

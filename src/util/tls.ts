@@ -3,7 +3,9 @@
 //
 // Peers are called from several modules (migration source, image shipping, peer health)
 // that only know a peer's URL. The daemon registers the CA to trust for its peers' origins
-// here once (trustOrigins); callers ask httpsOptionsFor(url) for the options of a request.
+// here once (trustOrigins) and, under mutual TLS, the client certificate it presents to them
+// (presentClientCert); callers ask httpsOptionsFor(url) / dispatcherFor(url) for the options
+// of a request, and authHeadersFor(url, token) for its credentials.
 import { readFileSync } from 'node:fs';
 import { Agent } from 'undici';
 import { UsageError } from './errors.js';
@@ -45,13 +47,49 @@ export function caFor(url: string, env: NodeJS.ProcessEnv = process.env): Buffer
   return env.CLOUDLET_CA ? readPem(env.CLOUDLET_CA, 'CLOUDLET_CA') : undefined;
 }
 
-/** Options to spread into http(s).request for `url`. */
-export function httpsOptionsFor(url: string, ca?: Buffer): { ca?: Buffer; rejectUnauthorized: true } {
-  const c = ca ?? caFor(url);
-  return { ...(c ? { ca: c } : {}), rejectUnauthorized: true };
+/** A client certificate (chain) and its key, PEM. */
+export interface ClientIdentity {
+  cert: Buffer;
+  key: Buffer;
 }
 
-// One connection pool per CA (keyed by its PEM text; '' = the default CAs), reused across requests.
+// origin -> the certificate this process presents there (mutual TLS between cloudlets)
+const identities = new Map<string, ClientIdentity>();
+
+/** Present `identity` on https requests to these URLs' origins; returns the undo. */
+export function presentClientCert(urls: readonly string[], identity: ClientIdentity): () => void {
+  const origins = urls.map((u) => new URL(u).origin).filter((o) => o.startsWith('https:'));
+  for (const o of origins) identities.set(o, identity);
+  return () => {
+    for (const o of origins) if (identities.get(o) === identity) identities.delete(o);
+  };
+}
+
+/** The client certificate registered for `url`'s origin (https only). */
+export function clientCertFor(url: string): ClientIdentity | undefined {
+  const u = new URL(url);
+  return u.protocol === 'https:' ? identities.get(u.origin) : undefined;
+}
+
+/**
+ * The credentials of a request to `url`: none when this process presents a client certificate
+ * there (a peer is known by its certificate and does not hand its operator token to another
+ * cloudlet), else the bearer token.
+ */
+export function authHeadersFor(url: string, token: string | undefined): { authorization?: string } {
+  if (clientCertFor(url) || !token) return {};
+  return { authorization: `Bearer ${token}` };
+}
+
+/** Options to spread into http(s).request for `url`. */
+export function httpsOptionsFor(url: string, ca?: Buffer): { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized: true } {
+  const c = ca ?? caFor(url);
+  const id = clientCertFor(url);
+  return { ...(c ? { ca: c } : {}), ...(id ? { cert: id.cert, key: id.key } : {}), rejectUnauthorized: true };
+}
+
+// One connection pool per CA and client certificate (keyed by their PEM text; '' = the
+// default CAs, no certificate), reused across requests.
 const dispatchers = new Map<string, Agent>();
 
 /**
@@ -62,10 +100,12 @@ const dispatchers = new Map<string, Agent>();
  */
 export function dispatcherFor(url: string, ca?: Buffer): Agent {
   const c = ca ?? caFor(url);
-  const key = c ? c.toString('latin1') : '';
+  const id = clientCertFor(url);
+  const key = (c ? c.toString('latin1') : '') + '\0' + (id ? id.cert.toString('latin1') : '');
   let d = dispatchers.get(key);
   if (!d) {
-    d = new Agent({ headersTimeout: 0, bodyTimeout: 0, ...(c ? { connect: { ca: c, rejectUnauthorized: true } } : {}) });
+    const tls = { ...(c ? { ca: c } : {}), ...(id ? { cert: id.cert, key: id.key } : {}) };
+    d = new Agent({ headersTimeout: 0, bodyTimeout: 0, ...(c || id ? { connect: { ...tls, rejectUnauthorized: true } } : {}) });
     dispatchers.set(key, d);
   }
   return d;

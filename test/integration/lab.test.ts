@@ -105,6 +105,32 @@ test('lab: up, nodes, containers, tokens, shaped links, down', { skip: !isRoot &
     assert.match(r.stderr, /invalid bearer token|unauthori[sz]ed/i);
   });
 
+  await t.test('the cloudlets are peers over mutual TLS with certificates from the lab CA', async () => {
+    const s = state!;
+    assert.ok(s.tls && existsSync(s.tls.ca), 'lab CA recorded');
+    for (const cl of s.cloudlets) {
+      assert.match(cl.daemon.peerUrl, /^https:\/\/10\.250\.\d+\.2:7070$/);
+      const config = JSON.parse(readFileSync(cl.daemon.configPath, 'utf8'));
+      assert.equal(config.tls.ca, s.tls.ca);
+      assert.ok(!config.insecure, 'no insecure flag');
+    }
+    // a checks b over https, presenting its certificate (no token sent to peers).
+    const a = s.cloudlets[0]!.daemon.apiUrl;
+    const peers = (await (await fetch(`${a}/v1/peers`, { headers: { authorization: `Bearer ${s.token}` } })).json()) as {
+      name: string;
+      ok: boolean;
+      error?: string;
+    }[];
+    assert.deepEqual(
+      peers.map((p) => [p.name, p.ok, p.error]),
+      [['b', true, undefined]],
+    );
+    // The operator's token does not open a peer route (here over the forwarded unix socket).
+    const res = await fetch(`${a}/v1/incoming/m-labtest-0001`, { method: 'DELETE', headers: { authorization: `Bearer ${s.token}` } });
+    assert.equal(res.status, 401);
+    assert.match(((await res.json()) as { message: string }).message, /peer route/);
+  });
+
   await t.test('an unknown node name gets a clear error', async () => {
     const r = await runCli(['ps', '--node', 'zz']);
     assert.notEqual(r.code, 0);

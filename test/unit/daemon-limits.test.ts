@@ -85,7 +85,11 @@ test('the API listens on loopback unless configured otherwise; limits have defau
 });
 
 test('bodies over the configured limits are refused with 413 naming the limit', async (t) => {
-  const fx = makeFixture({ limits: { requestBodyBytes: 2048, overlayBytes: 1024, roundBytes: 64 * 1024, roundArtifactBytes: 16 * 1024 } });
+  const fx = makeFixture({
+    // the prepare below comes from beta: a prepare's `from` must be a configured peer
+    peers: [{ name: 'beta', url: 'http://127.0.0.1:1' }],
+    limits: { requestBodyBytes: 2048, overlayBytes: 1024, roundBytes: 64 * 1024, roundArtifactBytes: 16 * 1024 },
+  });
   const ovl = await makeOverlay();
   t.after(() => {
     fx.cleanup();

@@ -19,7 +19,8 @@ const hostileSpec = {
 };
 
 function setup(t: { after(fn: () => unknown): void }, overrides = {}) {
-  const fx = makeFixture(overrides);
+  // The prepares below come from 'beta', which must be a configured peer to be heard at all.
+  const fx = makeFixture({ peers: [{ name: 'beta', url: 'http://127.0.0.1:9' }], ...overrides });
   const app = buildServer({ config: fx.config, logger: false });
   t.after(async () => {
     await app.close();

@@ -25,7 +25,7 @@ import type { Readable } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
 import { request, type Dispatcher } from 'undici';
 import type { ZodType, ZodTypeDef } from 'zod';
-import { dispatcherFor } from '../../util/tls.js';
+import { authHeadersFor, dispatcherFor } from '../../util/tls.js';
 import { answerError, badAnswer, isStaleConnection, schemaMismatch, transportError, type CallSite, type Callee } from './errors.js';
 
 export type { Callee } from './errors.js';
@@ -189,7 +189,7 @@ export class ApiClient {
     const silenceMs = o.silenceMs ?? this.silenceMs;
     const signal = this.timeoutMs === undefined ? undefined : AbortSignal.timeout(this.timeoutMs);
     const headers: Record<string, string> = { accept: 'application/json', ...o.headers };
-    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    Object.assign(headers, authHeadersFor(url, this.token));
     try {
       const res = await request(url, {
         method: o.method as Dispatcher.HttpMethod,

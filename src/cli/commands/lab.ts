@@ -30,6 +30,8 @@ function publicView(state: LabState) {
     /** Whether handoffs to these cloudlets may restore lazily. */
     restore: state.restore ?? 'eager',
     router: state.router,
+    /** The lab's CA (peer URLs are https with mutual TLS); null: a plain-http lab. */
+    ca: state.tls?.ca ?? null,
     client: state.client,
     cloudlets: state.cloudlets.map((cl) => ({
       name: cl.name,

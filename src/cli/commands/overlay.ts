@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { UsageError } from '../../util/errors.js';
 import { DockerEngine } from '../../engine/docker.js';
 import { parseCodec } from '../../transfer/codecs.js';
-import { readLabState } from '../../lab/state.js';
+import { labCaFile, readLabState } from '../../lab/state.js';
 import { netnsPath } from '../../lab/netns.js';
 import { createOverlay } from '../../images/overlay-create.js';
 import { inspectOverlayFile, overlayRawBytes } from '../../images/overlay.js';
@@ -71,7 +71,12 @@ export async function pushOverlay(file: string, nodeName: string, opts: GlobalOp
     const from = lab?.cloudlets.find((c) => c.name === opts.via);
     const to = lab?.cloudlets.find((c) => c.name === nodeName);
     if (!lab || !from || !to) throw new UsageError(`--via needs a lab with cloudlets '${opts.via}' and '${nodeName}'`);
-    return uploadFileInNamespace(netnsPath(from.namespace), { ...spec, url: to.daemon.peerUrl, token: resolveToken(opts, lab.token) });
+    return uploadFileInNamespace(netnsPath(from.namespace), {
+      ...spec,
+      url: to.daemon.peerUrl,
+      token: resolveToken(opts, lab.token),
+      ca: process.env.CLOUDLET_CA ?? labCaFile(lab),
+    });
   }
   const node = await resolveNode(nodeName, opts);
   return uploadFile({ ...spec, url: node.client.baseUrl, token: node.client.token });
