@@ -18,6 +18,7 @@ test('every attack is refused by its defence and nothing outside the target chan
   const names = r.attacks.map((a) => a.name);
   for (const n of [
     'privileged-twin',
+    'privileged-recreate',
     'host-bind-mount',
     'cap-sys-admin',
     'pid-host',

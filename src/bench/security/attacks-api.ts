@@ -44,6 +44,21 @@ export const POLICY_ATTACKS: Attack[] = [
   })),
   policyAttack('cap-sys-admin', 'peer beta prepares a twin with capAdd SYS_ADMIN', () => ({ capAdd: ['SYS_ADMIN'] })),
   policyAttack('pid-host', "peer beta prepares a twin in the host's pid namespace", () => ({ pidMode: 'host' })),
+  {
+    name: 'privileged-recreate',
+    tried: 'peer beta asks for a privileged twin by re-creation (POST /v1/recreate)',
+    expect: { status: 403, error: 'policy_denied' },
+    run: (s) => {
+      const body = prepare('beta', { privileged: true });
+      const container = { ...body.container, serviceAddress: null };
+      return call(s, {
+        method: 'POST',
+        path: '/v1/recreate',
+        cert: s.pki.beta,
+        body: { ...body, container, health: { tcp: { port: 80 } }, healthTimeoutMs: 1000 },
+      });
+    },
+  },
   policyAttack('host-device', "peer beta prepares a twin with the host's /dev/sda", (s) => ({
     devices: [{ pathOnHost: s.host.device, pathInContainer: '/dev/sda' }],
   })),
