@@ -18,6 +18,7 @@ import { parseCodec } from '../../transfer/codecs.js';
 import { runAppsBench } from '../../bench/apps/run.js';
 import { APPS } from '../../bench/apps/index.js';
 import { appsMarkdown } from '../../bench/apps/report.js';
+import { runSecurityBench, securityRows, SECURITY_COLUMNS } from '../../bench/security/run.js';
 import { writeFile } from 'node:fs/promises';
 import { action, printJson, printTable, progress, requireRoot } from '../output.js';
 
@@ -292,6 +293,25 @@ export function registerBenchCommands(program: Command): void {
           ['workload', 'synth_ms', 'prototype_synth_ms', 'speedup', 'full_image_mb', 'full_image_ms', '2016'],
         );
         return r.workloads.every((w) => w.imageIdMatches) ? 0 : 1;
+      }),
+    );
+  bench
+    .command('security')
+    .description(
+      'a hostile peer and operator against a victim cloudletd (mutual TLS, default policy) on loopback: each attack must be refused, host stand-ins unchanged',
+    )
+    .option('--json', 'print JSON')
+    .action(
+      action(async (opts: { json?: boolean }) => {
+        requireRoot('the security bench (setfattr security.*, rsync as root)');
+        const r = await runSecurityBench({ progress });
+        if (opts.json) printJson(r);
+        else {
+          printTable(securityRows(r), SECURITY_COLUMNS);
+          for (const a of r.attacks.filter((x) => !x.refused || x.hostChanged)) process.stdout.write(`FAILED ${a.name}: ${a.note}\n`);
+          process.stdout.write(`victim still up: ${r.victimUp}; ${r.ok ? 'all refused, nothing changed' : 'NOT all refused'}\n`);
+        }
+        return r.ok ? 0 : 1;
       }),
     );
 }
