@@ -20,16 +20,22 @@ export interface UploadResult<T = unknown> {
   ms: number;
 }
 
-export async function uploadFile<T = unknown>(opts: {
+/** One file sent to a cloudletd route. */
+export interface FileUpload {
   url: string;
   token: string | undefined;
   file: string;
   path: string;
   method?: 'PUT' | 'POST';
   contentType: string;
-  /** Give up on a server silent this long (default 30 min). */
-  timeoutMs?: number;
-}): Promise<UploadResult<T>> {
+}
+
+export async function uploadFile<T = unknown>(
+  opts: FileUpload & {
+    /** Give up on a server silent this long (default 30 min). */
+    timeoutMs?: number;
+  },
+): Promise<UploadResult<T>> {
   const size = (await stat(opts.file)).size;
   // https: the server's certificate is verified against the deployment's CA (util/tls.ts).
   const client = new ApiClient({ baseUrl: opts.url, token: opts.token, silenceMs: opts.timeoutMs ?? UPLOAD_SILENCE_MS });
@@ -49,13 +55,7 @@ export async function uploadFile<T = unknown>(opts: {
  */
 export async function uploadFileInNamespace<T = unknown>(
   netnsPath: string,
-  opts: {
-    url: string;
-    token: string | undefined;
-    file: string;
-    path: string;
-    method?: 'PUT' | 'POST';
-    contentType: string;
+  opts: FileUpload & {
     /** CA file for https */ ca?: string;
   },
 ): Promise<UploadResult<T>> {
