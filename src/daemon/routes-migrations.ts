@@ -5,6 +5,7 @@
 //              framed stream), POST /v1/incoming/:id/address (hold the service address's
 //              packets here and route it here, before the freeze), POST
 //              /v1/incoming/:id/commit, DELETE /v1/incoming/:id (abort).
+import type { Readable } from 'node:stream';
 import { leftOverHolds, removeLeftOverHold } from '../network/packet-hold.js';
 import { SpareHolder } from '../network/netns-holder.js';
 import type { FastifyInstance } from 'fastify';
@@ -22,6 +23,7 @@ import { StartMigrationSchema, type StartMigration, type StartMigrationOptions }
 import type { DaemonContext } from './context.js';
 import { migrationEvents } from './events.js';
 import { peerConnector } from './peers.js';
+import { consumeRequestBody, roundDrainBounds } from './drain-request.js';
 
 export type StartMigrationBody = StartMigration;
 
@@ -168,14 +170,16 @@ function registerIncomingRoutes(app: FastifyInstance, ctx: DaemonContext, destin
       if (req.query.restore !== undefined && req.query.restore !== 'eager' && req.query.restore !== 'lazy') {
         throw new UsageError(`invalid restore mode '${req.query.restore}' (lazy or eager)`);
       }
-      const body = req.body as NodeJS.ReadableStream;
-      return destination.round(req.params.id, {
-        index: k,
-        final: req.query.final === '1',
-        artifacts: receiveRound(body, config.limits),
-        inject,
-        eagerRestore: req.query.restore === 'eager',
-      });
+      // The source must read why its round failed, not a reset (drain-request.ts).
+      return consumeRequestBody(req.body as Readable, roundDrainBounds(config.limits), (chunks) =>
+        destination.round(req.params.id, {
+          index: k,
+          final: req.query.final === '1',
+          artifacts: receiveRound(chunks, config.limits),
+          inject,
+          eagerRestore: req.query.restore === 'eager',
+        }),
+      );
     },
   );
 

@@ -7,11 +7,13 @@
 //   POST   /v1/recreate/:id/drained   the old instance is done: remove the drain
 //   DELETE /v1/recreate/:id           abort: remove the new instance and the volumes made here
 import type { FastifyInstance } from 'fastify';
+import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { receiveRound } from '../migration/round-transport.js';
 import { RecreateDestination } from '../migration/recreate-destination.js';
 import type { RecreateStartResponse, RecreateSwitchResponse } from '../migration/recreate.js';
 import type { DaemonContext } from './context.js';
+import { consumeRequestBody, roundDrainBounds } from './drain-request.js';
 
 export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext): void {
   const { config } = ctx;
@@ -29,7 +31,9 @@ export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext)
   app.post('/v1/recreate', async (req) => recreate.prepare(req.body));
 
   app.put<{ Params: { id: string } }>('/v1/recreate/:id/volumes', async (req) =>
-    recreate.receiveVolumes(req.params.id, receiveRound(req.body as NodeJS.ReadableStream as AsyncIterable<Buffer>, config.limits)),
+    consumeRequestBody(req.body as Readable, roundDrainBounds(config.limits), (chunks) =>
+      recreate.receiveVolumes(req.params.id, receiveRound(chunks, config.limits)),
+    ),
   );
 
   app.post<{ Params: { id: string } }>('/v1/recreate/:id/start', async (req): Promise<RecreateStartResponse> => recreate.start(req.params.id));
