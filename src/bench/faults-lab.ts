@@ -6,7 +6,7 @@ import { statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CloudletError } from '../util/errors.js';
 import { run } from '../util/exec.js';
-import { startEngine } from '../lab/engines.js';
+import { DEFAULT_ENGINE_KIND, startEngine } from '../lab/engines.js';
 import { spawnDaemon, waitForDaemon } from '../lab/lab.js';
 import { isOurProcess } from '../lab/processes.js';
 import { readLabState, writeLabState, type LabCloudlet, type LabHost, type LabState } from '../lab/state.js';
@@ -91,8 +91,8 @@ export async function killEngine(state: LabState, node: string): Promise<void> {
 export async function restartEngine(dir: string, node: string): Promise<number> {
   const state = freshState(dir);
   const cl = cloudletOf(state, node);
-  const { pid: _old, ...layout } = cl.engine;
-  cl.engine = await startEngine(cl.name, cl.namespace, layout);
+  const { pid: _old, kind, ...layout } = cl.engine;
+  cl.engine = await startEngine({ name: cl.name, namespace: cl.namespace, layout, kind: kind ?? DEFAULT_ENGINE_KIND });
   writeLabState(state, dir);
   return cl.engine.pid;
 }

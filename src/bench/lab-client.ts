@@ -133,7 +133,10 @@ async function spawnLabClient(o: { args: (readyFile: string) => string[]; env: N
         )
       )
         return;
-      if (done) throw new CloudletError('client_failed', `the client exited before it was ready: ${stderr.trim().slice(-500)}`, { kind: 'internal' });
+      if (done)
+        throw new CloudletError('client_failed', `the client exited before it was ready: ${(stderr.trim() || stdout.trim()).slice(-500)}`, {
+          kind: 'internal',
+        });
       if (Date.now() > deadline)
         throw new CloudletError('client_failed', `the client was not ready within 20 s: ${stderr.trim().slice(-500)}`, { kind: 'internal' });
       await sleep(50);

@@ -75,6 +75,8 @@ export interface BridgeNetworkSpec {
   ipRange: string | null;
   /** Outbound NAT of the bridge; off for networks whose addresses are routed to the engine. */
   masquerade: boolean;
+  /** Further bridge driver options the network must have (the engine adapter's, e.g. a gateway mode). */
+  driverOptions?: Record<string, string>;
 }
 
 export interface ImageDetails {

@@ -348,6 +348,14 @@ export class DockerEngine {
           hint: `remove it (docker network rm ${spec.name}) or configure that subnet`,
         });
       }
+      const options = (same as { Options?: Record<string, string> }).Options ?? {};
+      const missing = Object.entries(spec.driverOptions ?? {}).filter(([k, v]) => options[k] !== v);
+      if (missing.length > 0) {
+        throw new ConflictError(`network '${spec.name}' exists on the engine without ${missing.map(([k, v]) => `${k}=${v}`).join(', ')}`, {
+          context: { network: spec.name, missing: Object.fromEntries(missing) },
+          hint: `remove it (docker network rm ${spec.name}); cloudletd creates it again with the options this engine needs`,
+        });
+      }
       return 'exists';
     }
     await this.call(`create network ${spec.name}`, () =>
@@ -356,7 +364,7 @@ export class DockerEngine {
         Driver: 'bridge',
         CheckDuplicate: true,
         IPAM: { Driver: 'default', Config: [{ Subnet: spec.subnet, Gateway: spec.gateway, ...(spec.ipRange ? { IPRange: spec.ipRange } : {}) }] },
-        Options: { 'com.docker.network.bridge.enable_ip_masquerade': String(spec.masquerade) },
+        Options: { 'com.docker.network.bridge.enable_ip_masquerade': String(spec.masquerade), ...spec.driverOptions },
         Labels: { 'cloudlet.service-network': 'true' },
       }),
     );

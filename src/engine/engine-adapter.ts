@@ -56,6 +56,11 @@ export interface EngineAdapter {
    * Known before the freeze: a handoff must ask it at prepare.
    */
   restoreRefusal(net: RestoreNetwork): string | null;
+  /**
+   * Bridge driver options a network needs for its containers' addresses to be reached by
+   * routing (the service network: a router sends a service's packets to the cloudlet).
+   */
+  routedBridgeOptions(): Record<string, string>;
 }
 
 /** The engine is of a version or configuration no adapter has been measured for. */
@@ -86,7 +91,8 @@ const commonSteps = {
 };
 
 function docker20(version: string): EngineAdapter {
-  return { family: 'docker20', engineVersion: version, ...commonSteps, restoreRefusal: () => null };
+  // 20.10 forwards routed packets to any container address; DOCKER-USER admits them.
+  return { family: 'docker20', engineVersion: version, ...commonSteps, restoreRefusal: () => null, routedBridgeOptions: () => ({}) };
 }
 
 function docker28(version: string): EngineAdapter {
@@ -94,6 +100,12 @@ function docker28(version: string): EngineAdapter {
     family: 'docker28',
     engineVersion: version,
     ...commonSteps,
+    // Since 28.0 the engine drops, in the raw table, packets for a container's address that
+    // come from outside its bridge unless the port is published (gateway mode `nat`, the
+    // default; `routed` filters the same way). `nat-unprotected` is the mode without that
+    // filter: the service network's addresses are routed here on purpose, and DOCKER-USER
+    // still decides what is forwarded (network/service-network.ts).
+    routedBridgeOptions: () => ({ 'com.docker.network.bridge.gateway_mode_ipv4': 'nat-unprotected' }),
     restoreRefusal(net: RestoreNetwork): string | null {
       if (net.networkDisabled || net.networkMode === 'host' || /^container:.+/.test(net.networkMode)) return null;
       return (

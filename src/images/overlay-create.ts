@@ -6,7 +6,7 @@
 // complete), so a failure never leaves a partial overlay under the requested name.
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Parser, type ReadEntry } from 'tar';
@@ -106,6 +106,7 @@ export async function createOverlayFromArchive(opts: {
     // 1. Read the archive: JSON files into memory, layer tars to staging with their sha256.
     const jsons = new Map<string, Buffer>();
     const staged = new Map<string, StagedLayer>(); // by diff id
+    const byPath = new Map<string, StagedLayer>(); // the same, by path in the archive
     const pending: Promise<void>[] = [];
     let appBytes = 0;
     let n = 0;
@@ -119,7 +120,9 @@ export async function createOverlayFromArchive(opts: {
           entry.on('end', () => jsons.set(p, Buffer.concat(chunks)));
           return;
         }
-        if (!p.endsWith('/layer.tar')) return entry.resume();
+        // Docker 20.10 saves layers as <dir>/layer.tar; Docker 25 and later save an OCI layout
+        // whose layers and config are blobs/sha256/<hex> (manifest.json names them either way).
+        if (!p.endsWith('/layer.tar') && !p.startsWith('blobs/')) return entry.resume();
         appBytes += entry.size ?? 0;
         const file = join(stage, `layer-${n++}.tar`);
         const hash = createHash('sha256');
@@ -139,9 +142,11 @@ export async function createOverlayFromArchive(opts: {
               out.end(() => {
                 const diffId = `sha256:${hash.digest('hex')}`;
                 if (baseSet.has(diffId) || staged.has(diffId)) {
+                  if (staged.has(diffId)) byPath.set(p, staged.get(diffId)!);
                   rm(file, { force: true }).then(() => resolve(), reject);
                 } else {
                   staged.set(diffId, { path: file, size, diffId });
+                  byPath.set(p, staged.get(diffId)!);
                   resolve();
                 }
               });
@@ -159,7 +164,9 @@ export async function createOverlayFromArchive(opts: {
     const manifestBytes = jsons.get('manifest.json');
     if (!manifestBytes) throw new ImageError('bad_image_archive', 'the saved app image has no manifest.json');
     const manifest = JSON.parse(manifestBytes.toString('utf8')) as { Config: string; RepoTags?: string[] | null }[];
-    const configBytes = manifest[0] ? jsons.get(manifest[0].Config) : undefined;
+    const configPath = manifest[0]?.Config;
+    const configBlob = configPath === undefined ? undefined : byPath.get(configPath);
+    const configBytes = configPath === undefined ? undefined : (jsons.get(configPath) ?? (configBlob ? await readFile(configBlob.path) : undefined));
     if (!manifest[0] || !configBytes || manifest.length !== 1) {
       throw new ImageError('bad_image_archive', 'the saved archive must hold exactly one image with its config', { context: { images: manifest.length } });
     }

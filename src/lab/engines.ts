@@ -1,17 +1,53 @@
 // One Docker engine per cloudlet, each in its cloudlet's network namespace with its own
 // data-root, exec-root, socket, pidfile and cgroup parent, so engines never share state.
-import { mkdirSync, openSync, closeSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+// Two engine kinds: the system's Docker 20.10 and Docker 28.5 with containerd 2.1 from the
+// private prefix scripts/setup-docker28.sh installs (docs/engines-docker28.md).
+import { mkdirSync, openSync, closeSync, writeFileSync, readFileSync, existsSync, symlinkSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CloudletError, UsageError } from '../util/errors.js';
 import { spawnDetached } from '../util/exec.js';
 import { DockerEngine } from '../engine/docker.js';
 import { nsenterArgs } from './netns.js';
 import { isAlive, terminate, processesMentioning } from './processes.js';
-import type { LabCloudlet } from './state.js';
+import { ENGINE_KINDS, type EngineKind, type LabCloudlet } from './state.js';
 
 export type EngineInfo = LabCloudlet['engine'];
 
-export function engineLayout(name: string, dir: string, runDir: string, prefix: string, xdgRuntimeDir: string): Omit<EngineInfo, 'pid'> {
+export { ENGINE_KINDS, type EngineKind } from './state.js';
+export const DEFAULT_ENGINE_KIND: EngineKind = 'docker20';
+
+export function parseEngineKind(value: string, what: string): EngineKind {
+  if ((ENGINE_KINDS as readonly string[]).includes(value)) return value as EngineKind;
+  throw new UsageError(`${what}: unknown engine '${value}' (one of ${ENGINE_KINDS.join(', ')})`);
+}
+
+/** Where scripts/setup-docker28.sh installs Docker 28 (its CLOUDLET_DOCKER28_PREFIX). */
+export const DOCKER28_PREFIX = process.env.CLOUDLET_DOCKER28_PREFIX ?? '/opt/cloudlet/docker28';
+/**
+ * The runc Docker 28 runs here: Debian 12's 1.1.5. The prefix's runc 1.3.6 needs glibc 2.38
+ * and cannot re-execute itself through a private loader (`runc init`), see
+ * docs/engines-docker28.md.
+ */
+const DOCKER28_RUNC = '/usr/sbin/runc';
+
+/** The dockerd to start and the directories its PATH needs before the usual ones. */
+function engineBinaries(kind: EngineKind, home: string): { dockerd: string; path: string[] } {
+  if (kind === 'docker20') return { dockerd: 'dockerd', path: [] };
+  const bin = join(DOCKER28_PREFIX, 'bin');
+  if (!existsSync(join(bin, 'dockerd')) || !existsSync(join(bin, 'containerd'))) {
+    throw new UsageError(`engine docker28: Docker 28 is not installed in ${DOCKER28_PREFIX}`, {
+      hint: 'run `bash scripts/setup-docker28.sh` (scripts/setup.sh does it)',
+    });
+  }
+  // dockerd starts its containerd and shims from PATH; our runc goes before the prefix's.
+  const runcDir = join(home, 'runc-bin');
+  mkdirSync(runcDir, { recursive: true });
+  rmSync(join(runcDir, 'runc'), { force: true });
+  symlinkSync(DOCKER28_RUNC, join(runcDir, 'runc'));
+  return { dockerd: join(bin, 'dockerd'), path: [runcDir, bin] };
+}
+
+export function engineLayout(name: string, dir: string, runDir: string, prefix: string, xdgRuntimeDir: string): Omit<EngineInfo, 'pid' | 'kind'> {
   return {
     dataRoot: join(dir, name, 'docker'),
     execRoot: join(runDir, name, 'exec'),
@@ -84,8 +120,18 @@ export function engineCriuSettings(layout: Pick<EngineInfo, 'dataRoot' | 'xdgRun
   return engineCriu(join(layout.dataRoot, '..'), criuWorkDir(layout));
 }
 
-export async function startEngine(name: string, ns: string, layout: Omit<EngineInfo, 'pid'>): Promise<EngineInfo> {
+export interface StartEngineOptions {
+  name: string;
+  /** The cloudlet's network namespace. */
+  namespace: string;
+  layout: Omit<EngineInfo, 'pid' | 'kind'>;
+  kind: EngineKind;
+}
+
+export async function startEngine(opts: StartEngineOptions): Promise<EngineInfo> {
+  const { name, layout, kind } = opts;
   const home = join(layout.dataRoot, '..');
+  const binaries = engineBinaries(kind, home);
   mkdirSync(layout.dataRoot, { recursive: true });
   mkdirSync(layout.execRoot, { recursive: true });
   // An empty config file of our own, so that a host-wide /etc/docker/daemon.json never applies.
@@ -101,7 +147,7 @@ export async function startEngine(name: string, ns: string, layout: Omit<EngineI
   try {
     pid = spawnDetached(
       'nsenter',
-      nsenterArgs(ns, 'dockerd', [
+      nsenterArgs(opts.namespace, binaries.dockerd, [
         '--data-root',
         layout.dataRoot,
         '--exec-root',
@@ -116,7 +162,7 @@ export async function startEngine(name: string, ns: string, layout: Omit<EngineI
         layout.cgroupParent,
         '--experimental',
       ]),
-      { logFd, env: { PATH: `${criuBin}:${ENGINE_PATH}`, XDG_RUNTIME_DIR: xdg, HOME: home } },
+      { logFd, env: { PATH: [criuBin, ...binaries.path, ENGINE_PATH].join(':'), XDG_RUNTIME_DIR: xdg, HOME: home } },
     );
   } finally {
     closeSync(logFd);
@@ -146,7 +192,7 @@ export async function startEngine(name: string, ns: string, layout: Omit<EngineI
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { ...layout, pid };
+  return { ...layout, kind, pid };
 }
 
 function logTail(path: string): string {

@@ -19,7 +19,7 @@ import { buildBaseImageArchives, loadImageArchive } from '../images/base-images.
 import { ensureCriuKdatCache, KDAT_CACHE, KDAT_PATH } from '../engine/criu-kdat.js';
 import { lazyPagesSupported } from '../engine/lazy-pages.js';
 import { DAEMON_PORT, startDaemon, startForwarder, waitForDaemon } from './daemons.js';
-import { engineLayout, startEngine, REAL_CRIU } from './engines.js';
+import { DEFAULT_ENGINE_KIND, engineLayout, startEngine, REAL_CRIU, type EngineKind } from './engines.js';
 import { labDown } from './lab-down.js';
 import { validateLink } from './link-shaping.js';
 import { buildLabNetwork, hostOnLink, requireNativeHelpers } from './links.js';
@@ -58,6 +58,9 @@ export interface LabUpOptions {
    * container's memory, see restoreFor in migration/source.ts; eager: never lazily).
    */
   restore?: RestoreMode;
+  /** The engine of every cloudlet (default docker20), and per-cloudlet exceptions by name. */
+  engine?: EngineKind;
+  engines?: Record<string, EngineKind>;
 }
 
 export type Progress = (message: string) => void;
@@ -95,6 +98,7 @@ export async function labUp(opts: LabUpOptions, progress: Progress): Promise<Lab
   mkdirSync(runDir, { recursive: true, mode: 0o700 });
 
   const linkOf = (name: string) => (opts.links?.[name] ? validateLink(opts.links[name]!) : link);
+  const engineOf = labEngineKinds(opts);
   const state: LabState = {
     version: 1,
     createdAt: new Date().toISOString(),
@@ -115,7 +119,7 @@ export async function labUp(opts: LabUpOptions, progress: Progress): Promise<Lab
     const hosts: LabHost[] = [state.client];
     for (let i = 0; i < opts.cloudlets; i++) hosts.push(hostOnLink(cloudletName(i), i + 1, linkOf(cloudletName(i)), dir));
     await buildLabNetwork(state, hosts, dir);
-    state.cloudlets.push(...hosts.slice(1).map((h) => cloudletOn(h, dir, runDir)));
+    state.cloudlets.push(...hosts.slice(1).map((h) => cloudletOn(h, { dir, runDir, engine: engineOf(h.name) })));
     writeLabState(state, dir);
     await startCloudlets(state, dir, progress);
     return state;
@@ -143,12 +147,22 @@ async function refuseIfUp(dir: string): Promise<void> {
   }
 }
 
+/** Each cloudlet's engine kind; a name in `engines` that is not one of the lab's cloudlets is refused. */
+function labEngineKinds(opts: LabUpOptions): (name: string) => EngineKind {
+  const names = Array.from({ length: opts.cloudlets }, (_, i) => cloudletName(i));
+  for (const name of Object.keys(opts.engines ?? {})) {
+    if (!names.includes(name)) throw new UsageError(`--engines: no cloudlet '${name}' in a lab of ${opts.cloudlets} (${names.join(', ')})`);
+  }
+  return (name) => opts.engines?.[name] ?? opts.engine ?? DEFAULT_ENGINE_KIND;
+}
+
 /** A cloudlet on its host: where its engine and its daemon will live (nothing started yet). */
-function cloudletOn(h: LabHost, dir: string, runDir: string): LabCloudlet {
+function cloudletOn(h: LabHost, where: { dir: string; runDir: string; engine: EngineKind }): LabCloudlet {
+  const { dir, runDir } = where;
   const layout = engineLayout(h.name, dir, runDir, LAB_PREFIX, join(scratchOf(h.name), 'xdg'));
   return {
     ...h,
-    engine: { ...layout, pid: 0 },
+    engine: { ...layout, kind: where.engine, pid: 0 },
     daemon: {
       pid: 0,
       configPath: join(dir, h.name, 'cloudletd.json'),
@@ -167,10 +181,11 @@ async function startCloudlets(state: LabState, dir: string, progress: Progress):
   // Before any CRIU run: without its cache every dump and restore probes the kernel again.
   const kdat = await ensureCriuKdatCache(REAL_CRIU);
   if (kdat === 'made') progress(`criu: kernel-data cache made (${KDAT_CACHE}, linked from ${KDAT_PATH}: /run is not tmpfs here)`);
-  progress(`engines: starting ${state.cloudlets.length} Docker engines`);
+  progress(`engines: starting ${state.cloudlets.map((cl) => `${cl.name}=${cl.engine.kind ?? DEFAULT_ENGINE_KIND}`).join(', ')}`);
   await Promise.all(
     state.cloudlets.map(async (cl) => {
-      cl.engine = await startEngine(cl.name, cl.namespace, cl.engine);
+      const { pid: _none, kind, ...layout } = cl.engine;
+      cl.engine = await startEngine({ name: cl.name, namespace: cl.namespace, layout, kind: kind ?? DEFAULT_ENGINE_KIND });
       writeLabState(state, dir);
     }),
   );

@@ -28,6 +28,10 @@ export function scratchOf(name: string): string {
   return join(labRunDir(), name, 'scratch');
 }
 
+/** The engines a lab can run, one kind per cloudlet (src/lab/engines.ts). */
+export const ENGINE_KINDS = ['docker20', 'docker28'] as const;
+export type EngineKind = (typeof ENGINE_KINDS)[number];
+
 export interface LinkSpec {
   /** tc rate, e.g. "100mbit". */
   bandwidth: string;
@@ -52,6 +56,8 @@ export interface LabHost {
 
 export interface LabCloudlet extends LabHost {
   engine: {
+    /** Which engine runs here (src/lab/engines.ts); absent in a lab from before kinds: docker20. */
+    kind?: EngineKind;
     pid: number;
     socket: string;
     dataRoot: string;

@@ -10,6 +10,7 @@
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import type { ContainerDetails, DockerEngine } from '../engine/docker.js';
+import { probeEngineAdapter } from '../engine/engine-adapter.js';
 import { CloudletError, ConflictError, UsageError } from '../util/errors.js';
 import { run, tryRun } from '../util/exec.js';
 
@@ -82,7 +83,8 @@ export class ServiceNetwork {
   /** Creates the network if missing and lets routed traffic reach it; returns what it did. */
   async ensure(): Promise<string[]> {
     const { name, subnet, gateway, ipRange } = this.config;
-    const made = await this.engine.ensureBridgeNetwork({ name, subnet, gateway, ipRange, masquerade: false });
+    const adapter = await probeEngineAdapter(this.engine);
+    const made = await this.engine.ensureBridgeNetwork({ name, subnet, gateway, ipRange, masquerade: false, driverOptions: adapter.routedBridgeOptions() });
     const notes = [`network ${name} ${made}`];
     // Docker's FORWARD rules admit new connections to a bridge only for published ports;
     // service addresses are routed here, so new connections to the subnet are accepted.

@@ -85,3 +85,10 @@ test('probeEngineAdapter asks the engine for its version and storage driver', as
   const down = { version: async () => Promise.reject(new Error('ECONNREFUSED')), info: async () => ({ storageDriver: 'overlay2' }) };
   await assert.rejects(probeEngineAdapter(down), /ECONNREFUSED/);
 });
+
+test('routed service networks: Docker 28 gets the gateway mode without the raw-table filter, 20.10 nothing', () => {
+  const d28 = selectEngineAdapter({ version: '28.5.2+dfsg4', storageDriver: 'overlay2' });
+  assert.deepEqual(d28.routedBridgeOptions(), { 'com.docker.network.bridge.gateway_mode_ipv4': 'nat-unprotected' });
+  const d20 = selectEngineAdapter({ version: '20.10.24+dfsg1', storageDriver: 'overlay2' });
+  assert.deepEqual(d20.routedBridgeOptions(), {});
+});

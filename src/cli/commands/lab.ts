@@ -5,6 +5,7 @@ import { UsageError } from '../../util/errors.js';
 import { labDown, labHealth, labUp, setLink } from '../../lab/lab.js';
 import { nsenterArgs } from '../../lab/netns.js';
 import { labDir, readLabState, type LabState, type RestoreMode } from '../../lab/state.js';
+import { DEFAULT_ENGINE_KIND, ENGINE_KINDS, parseEngineKind, type EngineKind } from '../../lab/engines.js';
 import { labHost, measureThroughput } from '../../lab/throughput.js';
 import { action, printJson, printTable, progress, requireRoot } from '../output.js';
 
@@ -40,6 +41,7 @@ function publicView(state: LabState) {
       link: cl.link,
       apiUrl: cl.daemon.apiUrl,
       peerUrl: cl.daemon.peerUrl,
+      engine: cl.engine.kind ?? DEFAULT_ENGINE_KIND,
       engineSocket: cl.engine.socket,
       dockerHost: `unix://${cl.engine.socket}`,
       engineRunning: health.find((h) => h.name === cl.name)?.engineRunning ?? false,
@@ -57,13 +59,38 @@ function printStatus(state: LabState): void {
       address: c.address,
       link: `${c.link.bandwidth}/${c.link.latency}`,
       api: c.apiUrl,
-      engine: c.engineRunning ? 'up' : 'DOWN',
+      engine: `${c.engine} ${c.engineRunning ? 'up' : 'DOWN'}`,
       daemon: c.daemonRunning ? 'up' : 'DOWN',
       docker_host: c.dockerHost,
     })),
     ['name', 'namespace', 'address', 'link', 'api', 'engine', 'daemon', 'docker_host'],
   );
   process.stdout.write(`client: ${state.client.namespace} ${state.client.address} link ${state.client.link.bandwidth}/${state.client.link.latency}\n`);
+}
+
+interface LabUpFlags {
+  cloudlets: string;
+  bandwidth: string;
+  latency: string;
+  restore?: RestoreMode;
+  engine: EngineKind;
+  engines?: string;
+  json?: boolean;
+}
+
+/** `a=docker20,b=docker28` -> { a: 'docker20', b: 'docker28' }. */
+export function parseEngineList(text: string): Record<string, EngineKind> {
+  const out: Record<string, EngineKind> = {};
+  for (const item of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')) {
+    const m = /^([a-z])=(.+)$/.exec(item);
+    if (!m) throw new UsageError(`--engines: '${item}' is not NAME=ENGINE`, { hint: 'e.g. --engines a=docker20,b=docker28' });
+    if (m[1]! in out) throw new UsageError(`--engines: cloudlet '${m[1]}' named twice`);
+    out[m[1]!] = parseEngineKind(m[2]!, `--engines ${m[1]}`);
+  }
+  return out;
 }
 
 export function registerLabCommands(program: Command): void {
@@ -81,13 +108,25 @@ export function registerLabCommands(program: Command): void {
         'lazy: handoffs may restore lazily (post-copy from the received images; by default those of 128 MiB of memory or more); eager: never (default: lazy where CRIU can)',
       ).choices(['eager', 'lazy']),
     )
+    .addOption(
+      new Option('--engine <kind>', 'the Docker engine of every cloudlet (docker28: scripts/setup-docker28.sh installs it)')
+        .choices([...ENGINE_KINDS])
+        .default(DEFAULT_ENGINE_KIND),
+    )
+    .option('--engines <list>', 'per-cloudlet engines overriding --engine, e.g. a=docker20,b=docker28')
     .option('--json', 'print the lab as JSON')
     .action(
-      action(async (opts: { cloudlets: string; bandwidth: string; latency: string; restore?: RestoreMode; json?: boolean }) => {
+      action(async (opts: LabUpFlags) => {
         requireRoot('the lab (network namespaces, Docker engines)');
         const t0 = Date.now();
         const state = await labUp(
-          { cloudlets: Number(opts.cloudlets), link: { bandwidth: opts.bandwidth, latency: opts.latency }, restore: opts.restore },
+          {
+            cloudlets: Number(opts.cloudlets),
+            link: { bandwidth: opts.bandwidth, latency: opts.latency },
+            restore: opts.restore,
+            engine: opts.engine,
+            engines: opts.engines === undefined ? undefined : parseEngineList(opts.engines),
+          },
           progress,
         );
         if (opts.json) printJson(publicView(state));
