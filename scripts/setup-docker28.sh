@@ -10,7 +10,8 @@
 # The system's Docker 20.10 (/usr/bin/dockerd, /usr/sbin/runc) is never touched: nothing is
 # installed through dpkg, packages are only downloaded (private apt state) and extracted with
 # `dpkg-deb -x`. No registry host is written here: the mirror is read from apt's configuration.
-# Not called from setup.sh/test.sh (yet): see docs/engines-docker28.md.
+# Called by setup.sh. `cloudlet lab up --engine docker28` starts engines from PREFIX/bin, with
+# Debian 12's runc 1.1.5 before the prefix's runc in their PATH (docs/engines-docker28.md).
 set -euo pipefail
 
 log() { printf '[setup-docker28] %s\n' "$*" >&2; }

@@ -3,7 +3,9 @@
 #  1. Debian packages: Docker engine, runc, iptables, iproute2, busybox-static, criu (for crit).
 #  2. CRIU >= 4.2 in a private prefix when the system's criu cannot dump on this kernel
 #     (see docs/SETUP.md: Debian 12's 3.17 fails on kernels >= 6.13).
-#  3. npm dependencies and the TypeScript build.
+#  3. Docker 28.5 + containerd 2.1 in a private prefix, the lab's second engine kind
+#     (scripts/setup-docker28.sh; the system's Docker 20.10 is not touched).
+#  4. npm dependencies and the TypeScript build.
 # Every step checks first and does nothing when already done. No registry host is written
 # here: the Debian mirror is read from the machine's own apt configuration.
 set -euo pipefail
@@ -120,6 +122,9 @@ EOF
   criu_ok "$CRIU_WRAPPER" || die "installed CRIU fails 'criu check': $("$CRIU_WRAPPER" check 2>&1 | tail -3)"
   log "CRIU $criu_ver installed ($CRIU_WRAPPER)"
 fi
+
+# ---------------------------------------------------------------- Docker 28
+bash "$here/scripts/setup-docker28.sh"
 
 # ---------------------------------------------------------------- npm + build
 cd "$here"

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { gunzipSync } from 'node:zlib';
 import { DockerEngine } from '../engine/docker.js';
+import { selectEngineAdapter, UnsupportedEngineError } from '../engine/engine-adapter.js';
 import { tryRun } from '../util/exec.js';
 import { CommandError, UsageError, errorMessage } from '../util/errors.js';
 import { readLabState } from '../lab/state.js';
@@ -277,6 +278,8 @@ export interface EngineProbe {
   reachable: boolean;
   experimental: boolean;
   version?: string;
+  /** /info Driver: which image store (overlay2: the classic one). */
+  storageDriver?: string;
   error?: string;
 }
 
@@ -318,7 +321,17 @@ export function engineChecks(probes: EngineProbe[] | null, labError?: string): C
         fix: 'start dockerd with --experimental (needed for checkpoint/restore)',
       };
     }
-    return { ...base, status: 'ok' as const, detail: `${p.target.socket}: Docker ${p.version ?? '?'}, experimental` };
+    try {
+      const adapter = selectEngineAdapter({ version: p.version ?? '', storageDriver: p.storageDriver ?? '' });
+      return {
+        ...base,
+        status: 'ok' as const,
+        detail: `${p.target.socket}: Docker ${p.version ?? '?'} (${adapter.family}), experimental: ${adapter.restoreScope}`,
+      };
+    } catch (err) {
+      if (!(err instanceof UnsupportedEngineError)) throw err;
+      return { ...base, status: 'missing' as const, detail: `${p.target.socket}: ${err.message}`, fix: err.hint ?? 'use Docker 20.10 or 28 with overlay2' };
+    }
   });
 }
 
@@ -341,7 +354,7 @@ export async function probeEngine(target: EngineTarget, timeoutMs = 5_000): Prom
   const engine = new DockerEngine(target.socket, { timeoutMs });
   try {
     const [info, version] = await Promise.all([engine.info(), engine.version()]);
-    return { target, reachable: true, experimental: info.experimental, version: version.version };
+    return { target, reachable: true, experimental: info.experimental, version: version.version, storageDriver: info.storageDriver };
   } catch (err) {
     // An engine that does not answer is a finding of the doctor, not a failure of it.
     return { target, reachable: false, experimental: false, error: errorMessage(err) };

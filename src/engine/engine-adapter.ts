@@ -61,6 +61,8 @@ export interface EngineAdapter {
    * routing (the service network: a router sends a service's packets to the cloudlet).
    */
   routedBridgeOptions(): Record<string, string>;
+  /** What this engine can restore, in a phrase (cloudlet doctor). */
+  readonly restoreScope: string;
 }
 
 /** The engine is of a version or configuration no adapter has been measured for. */
@@ -92,7 +94,14 @@ const commonSteps = {
 
 function docker20(version: string): EngineAdapter {
   // 20.10 forwards routed packets to any container address; DOCKER-USER admits them.
-  return { family: 'docker20', engineVersion: version, ...commonSteps, restoreRefusal: () => null, routedBridgeOptions: () => ({}) };
+  return {
+    family: 'docker20',
+    engineVersion: version,
+    ...commonSteps,
+    restoreRefusal: () => null,
+    routedBridgeOptions: () => ({}),
+    restoreScope: 'checkpoint/restore in every network mode',
+  };
 }
 
 function docker28(version: string): EngineAdapter {
@@ -100,6 +109,7 @@ function docker28(version: string): EngineAdapter {
     family: 'docker28',
     engineVersion: version,
     ...commonSteps,
+    restoreScope: 'checkpoint/restore of services in a netns holder (cloudlet run --netns-holder), host network or NetworkDisabled only',
     // Since 28.0 the engine drops, in the raw table, packets for a container's address that
     // come from outside its bridge unless the port is published (gateway mode `nat`, the
     // default; `routed` filters the same way). `nat-unprotected` is the mode without that

@@ -15,7 +15,16 @@ export interface TestLab {
 }
 
 /** Registers before/after hooks that bring a lab up and down; `name` keeps labs apart. */
-export function useLab(name: string, opts: { cloudlets?: number; bandwidth?: string; latency?: string; restore?: 'lazy' | 'eager' } = {}): TestLab {
+export function useLab(
+  name: string,
+  opts: {
+    cloudlets?: number;
+    bandwidth?: string;
+    latency?: string;
+    restore?: 'lazy' | 'eager';
+    /** `lab up --engines`, e.g. a=docker20,b=docker28 */ engines?: string;
+  } = {},
+): TestLab {
   const env = {
     CLOUDLET_LAB_DIR: `/var/lib/cloudlet/test-${name}`,
     CLOUDLET_LAB_RUN_DIR: `/run/cltest-${name}`,
@@ -49,6 +58,7 @@ export function useLab(name: string, opts: { cloudlets?: number; bandwidth?: str
         '--latency',
         opts.latency ?? '5ms',
         ...(opts.restore ? ['--restore', opts.restore] : []),
+        ...(opts.engines ? ['--engines', opts.engines] : []),
       ],
       { env, timeoutMs: 600_000 },
     );

@@ -25,6 +25,9 @@ function stubEngine(upperDir: string) {
   const reached: string[] = [];
   const engine = {
     socketPath: '/stub.sock',
+    // Prepare asks which engine family this is (engine/engine-adapter.ts).
+    version: async () => ({ version: '20.10.24+dfsg1' }),
+    info: async () => ({ storageDriver: 'overlay2' }),
     inspectImage: async () => null,
     imageExists: async () => true,
     // The twin's image is here by id only: prepare names it (twinImageRef).

@@ -111,6 +111,25 @@ test('verdict: only required missing items fail; no lab means the engine check i
   assert.equal(experimentalOff[0]!.status, 'missing');
 });
 
+test('engine check: the adapter family and what it can restore; unmeasured engines are named', () => {
+  const probe = (version: string, storageDriver: string) => ({
+    target: { name: 'a', socket: '/s' },
+    reachable: true,
+    experimental: true,
+    version,
+    storageDriver,
+  });
+  const [d20] = engineChecks([probe('20.10.24+dfsg1', 'overlay2')]);
+  assert.equal(d20!.status, 'ok');
+  assert.match(d20!.detail, /\(docker20\).*every network mode/);
+  const [d28] = engineChecks([probe('28.5.2+dfsg4', 'overlay2')]);
+  assert.equal(d28!.status, 'ok');
+  assert.match(d28!.detail, /\(docker28\).*netns holder/);
+  const [d29] = engineChecks([probe('29.1.0', 'overlayfs')]);
+  assert.equal(d29!.status, 'missing');
+  assert.match(d29!.detail, /29\.1\.0 .*not supported/);
+});
+
 test('cloudlet doctor --json (compiled CLI) on this machine', async () => {
   const labDir = await mkdtemp(join(tmpdir(), 'cloudlet-doctor-'));
   try {

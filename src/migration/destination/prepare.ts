@@ -8,6 +8,7 @@ import { startHolderCopy } from '../../network/netns-holder.js';
 import { ConflictError, CloudletError, UsageError } from '../../util/errors.js';
 import { twinImageRef } from '../../engine/docker.js';
 import { createOptionsFromSpec } from '../../engine/container-spec.js';
+import { probeEngineAdapter } from '../../engine/engine-adapter.js';
 import { checkBindRealPaths, checkContainerPolicy, PolicyDeniedError, STRICT_CONTAINER_POLICY } from '../container-policy.js';
 import { enterState, type DestinationDeps, type Incoming } from './incoming.js';
 import type { PrepareRequest } from './wire.js';
@@ -43,7 +44,8 @@ export async function checkPrepare(deps: DestinationDeps, req: PrepareRequest): 
   const c = req.container;
   // The engine is asked everything at once (each answer is a round trip to dockerd).
   const names = [c.name, ...(c.netnsHolder ? [c.netnsHolder.name] : [])];
-  const [imageHere, holderImageHere, ...taken] = await Promise.all([
+  const [adapter, imageHere, holderImageHere, ...taken] = await Promise.all([
+    probeEngineAdapter(engine),
     engine.imageExists(c.imageId),
     c.netnsHolder ? engine.imageExists(c.netnsHolder.imageId) : true,
     ...names.map((n) => engine.containerExists(n)),
@@ -64,6 +66,14 @@ export async function checkPrepare(deps: DestinationDeps, req: PrepareRequest): 
         context: { imageId: c.netnsHolder!.imageId },
       },
     );
+  }
+  // What this engine version cannot restore is known now, not after the freeze.
+  const refusal = adapter.restoreRefusal({ networkMode: c.spec.network.mode, networkDisabled: c.spec.network.disabled });
+  if (refusal !== null) {
+    throw new CloudletError('engine_cannot_restore', refusal, {
+      kind: 'conflict',
+      context: { engine: adapter.engineVersion, family: adapter.family, networkMode: c.spec.network.mode },
+    });
   }
   const clash = names.find((_, i) => taken[i]);
   if (clash) {
