@@ -23,12 +23,15 @@ WANT_DOCKER=${CLOUDLET_DOCKER28_VERSION:-28.5.2}
 WANT_CONTAINERD=${CLOUDLET_CONTAINERD2_VERSION:-2.1.9}
 WANT_RUNC=${CLOUDLET_RUNC13_VERSION:-1.3.6}
 
+# Output captured first: `cmd | grep -q` under pipefail fails when grep exits before cmd
+# has written everything (SIGPIPE), which made a fresh install report a wrong version.
+reports() { local out; out=$("$@" 2>/dev/null) || return 1; printf '%s\n' "$out"; }
 installed_ok() {
   [ -x "$PREFIX/bin/dockerd" ] && [ -x "$PREFIX/bin/containerd" ] && [ -x "$PREFIX/bin/runc" ] \
     && [ -x "$PREFIX/bin/containerd-shim-runc-v2" ] && [ -x "$PREFIX/bin/docker-proxy" ] \
-    && "$PREFIX/bin/dockerd" --version 2>/dev/null | grep -q "version $WANT_DOCKER" \
-    && "$PREFIX/bin/containerd" --version 2>/dev/null | grep -q " v\?$WANT_CONTAINERD" \
-    && "$PREFIX/bin/runc" --version 2>/dev/null | grep -q "^runc version $WANT_RUNC"
+    && [[ "$(reports "$PREFIX/bin/dockerd" --version)" == *"version $WANT_DOCKER"* ]] \
+    && [[ "$(reports "$PREFIX/bin/containerd" --version)" =~ \ v?$WANT_CONTAINERD ]] \
+    && [[ "$(reports "$PREFIX/bin/runc" --version)" == "runc version $WANT_RUNC"* ]]
 }
 
 if installed_ok; then
