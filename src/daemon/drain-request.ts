@@ -12,8 +12,9 @@ export interface DrainBounds {
 }
 
 /** Reads `body` to its end and discards it; resolves once ended, destroyed, or past a bound. */
-export function drainRequest(body: Readable, bounds: DrainBounds): Promise<void> {
-  if (body.destroyed || body.readableEnded) return Promise.resolve();
+export function drainRequest(body: Readable | undefined, bounds: DrainBounds): Promise<void> {
+  // A request without a body (no content type the server reads as a stream) has nothing to drain.
+  if (!body || body.destroyed || body.readableEnded) return Promise.resolve();
   return new Promise((resolve) => {
     let bytes = 0;
     const finish = (giveUp: boolean) => {
