@@ -45,14 +45,39 @@ function op(tag: string, summary: string, responses: Record<string, unknown>, ex
   return { tags: [tag], summary, ...extra, responses: { ...responses, ...errors('401') } };
 }
 
+type Paths = Record<string, Record<string, Op>>;
+
+/** What the sections share: the schemas as OpenAPI schema objects, and the path parameters used more than once. */
+interface PathContext {
+  ref: (schema: ZodTypeAny) => Record<string, unknown>;
+  arrayOf: (schema: ZodTypeAny) => Record<string, unknown>;
+  migrationId: Op;
+  overlayId: Op;
+  cloudletName: Op;
+}
+
 export function openApiPaths(schemaOf: JsonSchemaOf): Record<string, Record<string, Op>> {
-  const ref = (schema: ZodTypeAny) => schemaOf(schema);
-  const arrayOf = (schema: ZodTypeAny) => ({ type: 'array', items: schemaOf(schema) });
-  const migrationId = pathParam('id', 'migration id (m-...)');
-  const overlayId = pathParam('id', 'overlay id: 12 hex digits');
-  const cloudletName = pathParam('name', 'this cloudlet or one of its peers');
+  const c: PathContext = {
+    ref: (schema: ZodTypeAny) => schemaOf(schema),
+    arrayOf: (schema: ZodTypeAny) => ({ type: 'array', items: schemaOf(schema) }),
+    migrationId: pathParam('id', 'migration id (m-...)'),
+    overlayId: pathParam('id', 'overlay id: 12 hex digits'),
+    cloudletName: pathParam('name', 'this cloudlet or one of its peers'),
+  };
   return {
-    // ---------------------------------------------------------------- node (server.ts)
+    ...nodePaths(c),
+    ...migrationPaths(c),
+    ...peerPaths(c),
+    ...recreatePaths(c),
+    ...overlayPaths(c),
+    ...dashboardPaths(c),
+  };
+}
+
+/** The node's own routes (server.ts). */
+function nodePaths(c: PathContext): Paths {
+  const { ref, arrayOf } = c;
+  return {
     '/healthz': {
       get: {
         tags: ['node'],
@@ -84,8 +109,13 @@ export function openApiPaths(schemaOf: JsonSchemaOf): Record<string, Record<stri
         responses: ok('OpenAPI 3 document', ref(OpenObjectSchema)),
       },
     },
+  };
+}
 
-    // ---------------------------------------------------------------- migrations (routes-migrations.ts)
+/** Migrations started on this cloudlet (routes-migrations.ts). */
+function migrationPaths(c: PathContext): Paths {
+  const { ref, arrayOf, migrationId } = c;
+  return {
     '/v1/migrations': {
       post: op(
         'migrations',
@@ -125,8 +155,13 @@ export function openApiPaths(schemaOf: JsonSchemaOf): Record<string, Record<stri
         },
       },
     },
+  };
+}
 
-    // ---------------------------------------------------------------- peers (routes-migrations.ts)
+/** A migration's destination side, called by its source (routes-migrations.ts). */
+function peerPaths(c: PathContext): Paths {
+  const { ref, migrationId } = c;
+  return {
     '/v1/incoming': {
       post: op(
         'peers',
@@ -186,8 +221,13 @@ export function openApiPaths(schemaOf: JsonSchemaOf): Record<string, Record<stri
         },
       ),
     },
+  };
+}
 
-    // ---------------------------------------------------------------- recreate (routes-recreate.ts)
+/** A recreate handoff's destination side (routes-recreate.ts). */
+function recreatePaths(c: PathContext): Paths {
+  const { ref, migrationId } = c;
+  return {
     '/v1/recreate': {
       post: op(
         'peers',
@@ -249,8 +289,13 @@ export function openApiPaths(schemaOf: JsonSchemaOf): Record<string, Record<stri
         },
       ),
     },
+  };
+}
 
-    // ---------------------------------------------------------------- overlays (routes-overlays.ts)
+/** Overlays, first-request provisioning and images (routes-overlays.ts). */
+function overlayPaths(c: PathContext): Paths {
+  const { ref, arrayOf, overlayId } = c;
+  return {
     '/v1/overlays': {
       put: op(
         'overlays',
@@ -319,8 +364,13 @@ export function openApiPaths(schemaOf: JsonSchemaOf): Record<string, Record<stri
         },
       ),
     },
+  };
+}
 
-    // ---------------------------------------------------------------- dashboard (routes-dashboard.ts)
+/** The dashboard and its views across cloudlets (routes-dashboard.ts). */
+function dashboardPaths(c: PathContext): Paths {
+  const { arrayOf, cloudletName } = c;
+  return {
     '/': { get: { tags: ['dashboard'], summary: 'redirects to the dashboard (public)', ...PUBLIC, responses: { '302': { description: 'to /dashboard/' } } } },
     '/dashboard': {
       get: { tags: ['dashboard'], summary: 'redirects to /dashboard/ (public)', ...PUBLIC, responses: { '302': { description: 'to /dashboard/' } } },

@@ -16,6 +16,7 @@ import { NODE_IMAGE, loadImageArchive } from '../images/base-images.js';
 import { buildAppArchive, HANDOFF_APP } from '../workloads/overlay-apps.js';
 import { OVERLAY_CONTENT_TYPE, type ServiceReply } from '../daemon/routes-overlays.js';
 import type { MigrationReport } from '../migration/types.js';
+import type { LabState } from '../lab/state.js';
 import { cloudletOf, freshState } from './faults-lab.js';
 import { engineOf, inventory, leftovers, placement, readState, removeEverywhere, startService, type ServiceState } from './faults-check.js';
 
@@ -87,39 +88,36 @@ async function pushOverlayEverywhere(dir: string): Promise<string> {
   }
 }
 
-export async function runLoad(dir: string, progress: (m: string) => void = () => undefined): Promise<LoadResult> {
-  const lab = freshState(dir);
-  if (lab.cloudlets.length < 3)
-    throw new CloudletError('lab_too_small', `the load needs 3 cloudlets (the lab has ${lab.cloudlets.length})`, {
-      kind: 'conflict',
-      hint: 'cloudlet lab up --cloudlets 3',
-    });
-  const api = (node: string) => new ApiClient({ baseUrl: cloudletOf(lab, node).daemon.apiUrl, token: lab.token, timeoutMs: DEADLINE_MS });
-  const migrated = MIGRATIONS.map(([from, to], i) => ({ name: `load-mig-${i + 1}`, from, to }));
-  const provisioned = PROVISION_ON.map((node, i) => ({ name: `load-svc-${i + 1}`, node }));
-  const names = [...migrated.map((m) => m.name), ...provisioned.map((p) => p.name)];
-  for (const n of names) await removeEverywhere(lab, n);
-  const overlay = await pushOverlayEverywhere(dir);
-  progress(`overlay ${overlay} on ${lab.cloudlets.map((c) => c.name).join(', ')}`);
-  const before = await inventory(lab);
-  const initial = new Map<string, ServiceState>();
-  for (const m of migrated) initial.set(m.name, await startService(cloudletOf(lab, m.from), m.name, { kind: 'busybox' }));
-  progress(`${migrated.length} services to migrate are running; starting ${migrated.length + provisioned.length} operations at once`);
+interface MigratedService {
+  name: string;
+  from: string;
+  to: string;
+}
 
-  const timed = async (
-    op: Omit<LoadOperation, 'ok' | 'ms' | 'error' | 'totalMs' | 'downtimeMs'>,
-    fn: () => Promise<Partial<LoadOperation>>,
-  ): Promise<LoadOperation> => {
-    const t0 = performance.now();
-    try {
-      const extra = await fn();
-      return { ...op, ok: true, error: null, totalMs: null, downtimeMs: null, ...extra, ms: Math.round(performance.now() - t0) };
-    } catch (err) {
-      return { ...op, ok: false, error: errorMessage(err), totalMs: null, downtimeMs: null, ms: Math.round(performance.now() - t0) };
-    }
-  };
+interface ProvisionedService {
+  name: string;
+  node: string;
+}
+
+/** Runs one operation and records its outcome and time; a failure is recorded, not thrown. */
+async function timed(
+  op: Omit<LoadOperation, 'ok' | 'ms' | 'error' | 'totalMs' | 'downtimeMs'>,
+  fn: () => Promise<Partial<LoadOperation>>,
+): Promise<LoadOperation> {
   const t0 = performance.now();
-  const operations = await Promise.all([
+  try {
+    const extra = await fn();
+    return { ...op, ok: true, error: null, totalMs: null, downtimeMs: null, ...extra, ms: Math.round(performance.now() - t0) };
+  } catch (err) {
+    return { ...op, ok: false, error: errorMessage(err), totalMs: null, downtimeMs: null, ms: Math.round(performance.now() - t0) };
+  }
+}
+
+/** The concurrent phase: every migration and every provisioning at once. */
+function runOperations(opts: { lab: LabState; overlay: string; migrated: MigratedService[]; provisioned: ProvisionedService[] }): Promise<LoadOperation[]> {
+  const { lab, overlay, migrated, provisioned } = opts;
+  const api = (node: string) => new ApiClient({ baseUrl: cloudletOf(lab, node).daemon.apiUrl, token: lab.token, timeoutMs: DEADLINE_MS });
+  return Promise.all([
     ...migrated.map((m) =>
       timed({ kind: 'migrate', container: m.name, node: m.from, to: m.to }, async () => {
         const r = await api(m.from).post<MigrationReport>('/v1/migrations?wait=1', { container: m.name, to: m.to });
@@ -136,11 +134,18 @@ export async function runLoad(dir: string, progress: (m: string) => void = () =>
       }),
     ),
   ]);
-  const wallMs = Math.round(performance.now() - t0);
+}
 
+/** Whether every service runs exactly once where it should, a migrated one with its state; what is not, as notes. */
+async function checkPlacements(opts: {
+  after: LabState;
+  migrated: MigratedService[];
+  provisioned: ProvisionedService[];
+  initial: Map<string, ServiceState>;
+}): Promise<{ placementsOk: boolean; notes: string[] }> {
+  const { after, migrated, provisioned, initial } = opts;
   const notes: string[] = [];
   let placementsOk = true;
-  const after = freshState(dir);
   for (const m of migrated) {
     const where = await placement(after, m.name);
     if (where.existsOn.length !== 1 || where.runningOn[0] !== m.to) {
@@ -167,6 +172,33 @@ export async function runLoad(dir: string, progress: (m: string) => void = () =>
       notes.push(`${p.name}: exists on [${where.existsOn.join(', ')}], runs on [${where.runningOn.join(', ')}], expected ${p.node}`);
     }
   }
+  return { placementsOk, notes };
+}
+
+export async function runLoad(dir: string, progress: (m: string) => void = () => undefined): Promise<LoadResult> {
+  const lab = freshState(dir);
+  if (lab.cloudlets.length < 3)
+    throw new CloudletError('lab_too_small', `the load needs 3 cloudlets (the lab has ${lab.cloudlets.length})`, {
+      kind: 'conflict',
+      hint: 'cloudlet lab up --cloudlets 3',
+    });
+  const migrated = MIGRATIONS.map(([from, to], i) => ({ name: `load-mig-${i + 1}`, from, to }));
+  const provisioned = PROVISION_ON.map((node, i) => ({ name: `load-svc-${i + 1}`, node }));
+  const names = [...migrated.map((m) => m.name), ...provisioned.map((p) => p.name)];
+  for (const n of names) await removeEverywhere(lab, n);
+  const overlay = await pushOverlayEverywhere(dir);
+  progress(`overlay ${overlay} on ${lab.cloudlets.map((c) => c.name).join(', ')}`);
+  const before = await inventory(lab);
+  const initial = new Map<string, ServiceState>();
+  for (const m of migrated) initial.set(m.name, await startService(cloudletOf(lab, m.from), m.name, { kind: 'busybox' }));
+  progress(`${migrated.length} services to migrate are running; starting ${migrated.length + provisioned.length} operations at once`);
+
+  const t0 = performance.now();
+  const operations = await runOperations({ lab, overlay, migrated, provisioned });
+  const wallMs = Math.round(performance.now() - t0);
+
+  const after = freshState(dir);
+  const { placementsOk, notes } = await checkPlacements({ after, migrated, provisioned, initial });
   const left = await leftovers(after, before, names, { newImagesExpected: true });
   for (const n of names) await removeEverywhere(after, n);
   return {

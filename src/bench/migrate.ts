@@ -369,16 +369,17 @@ function scenario(
   };
 }
 
-async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<MigrateBenchResult> {
-  if (lab.cloudlets.length < 2) throw new CloudletError('bench_failed', 'the lab needs at least 2 cloudlets', { kind: 'internal' });
-  const repeat = opts.repeat ?? 1;
+/** The other of the lab's first two cloudlets (the pair the handoffs alternate between). */
+function otherOf(lab: LabState, cl: LabCloudlet): string {
   const [a, b] = [lab.cloudlets[0]!.name, lab.cloudlets[1]!.name];
-  const link = lab.cloudlets[1]!.link;
-  const bps = Math.min(parseBandwidth(lab.cloudlets[0]!.link.bandwidth), parseBandwidth(link.bandwidth));
-  const scenarios: ScenarioResult[] = [];
-  const other = (cl: LabCloudlet) => (cl.name === a ? b : a);
+  return cl.name === a ? b : a;
+}
 
-  // --- busybox counter (httpd beside it): in a holder (the targets), and with a namespace of its own (for comparison)
+/** The busybox counter (httpd beside it): in a holder (the targets), and with a namespace of its own (for comparison). */
+async function counterScenarios(lab: LabState, opts: { repeat: number; progress: (msg: string) => void }): Promise<ScenarioResult[]> {
+  const { repeat } = opts;
+  const a = lab.cloudlets[0]!.name;
+  const scenarios: ScenarioResult[] = [];
   const counter: ContainerCreateOptions = { Image: BUSYBOX_IMAGE, Cmd: ['sh', '-c', BUSYBOX_COUNTER_HTTP_SCRIPT] };
   for (const network of ['holder', 'own'] as const) {
     const w: Workload = {
@@ -406,8 +407,40 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
       await removeWorkload(lab, w.name, u.probe.address, opts.progress);
     }
   }
+  return scenarios;
+}
 
-  // --- 256 MiB service, low dirty rate, its client reading pages over its whole state
+/**
+ * The service's baselines, after the runs under the client: a handoff with stop-and-copy,
+ * then (when the runs restored lazily) one with an eager restore; `home` is where it ends.
+ */
+async function serviceBaselines(
+  lab: LabState,
+  opts: { svc: string; home: LabCloudlet; runs: MigrateRun[]; progress: (msg: string) => void },
+): Promise<{ sc: MigrationReport; eager: MigrationReport | null; home: LabCloudlet }> {
+  const { svc } = opts;
+  const other = (cl: LabCloudlet) => otherOf(lab, cl);
+  let home = opts.home;
+  opts.progress(`same service: ${home.name} -> ${other(home)} with stop-and-copy (the baseline)`);
+  const sc = await migrate(lab, home.name, { container: svc, to: other(home), rounds: 0 });
+  home = lab.cloudlets.find((c) => c.name === other(home))!;
+  await spareReady(engineOf(lab, home.name));
+  await waitForService(engineOf(lab, home.name), svc);
+  let eager: MigrationReport | null = null;
+  if (opts.runs.some((r) => r.restoreMode === 'lazy')) {
+    opts.progress(`same service: ${home.name} -> ${other(home)} again, eager restore (what the lazy restore saves)`);
+    eager = await migrate(lab, home.name, { container: svc, to: other(home), restore: 'eager' });
+    home = lab.cloudlets.find((c) => c.name === other(home))!;
+    await spareReady(engineOf(lab, home.name));
+    await waitForService(engineOf(lab, home.name), svc);
+  }
+  return { sc, eager, home };
+}
+
+/** The stateful service (low dirty rate), its client reading pages over its whole state, with its baselines. */
+async function serviceScenario(lab: LabState, opts: MigrateBenchOptions & { repeat: number; bps: number }): Promise<ScenarioResult> {
+  const { repeat, bps } = opts;
+  const a = lab.cloudlets[0]!.name;
   const w: Workload = {
     name: 'bench-svc',
     label: `${opts.stateMb} MiB service`,
@@ -422,30 +455,16 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
   };
   opts.progress(`${w.label} (${opts.dirtyPagesPerSec} pages/s dirtied): start on ${a}, ${repeat} handoff(s) under the client (default model)`);
   const u = await handoffsUnderClient(lab, w, repeat, opts.progress);
-  let result: ScenarioResult;
   try {
     const svc = w.name;
-    let home = u.home;
-    opts.progress(`same service: ${home.name} -> ${other(home)} with stop-and-copy (the baseline)`);
-    const sc = await migrate(lab, home.name, { container: svc, to: other(home), rounds: 0 });
-    home = lab.cloudlets.find((c) => c.name === other(home))!;
-    await spareReady(engineOf(lab, home.name));
-    await waitForService(engineOf(lab, home.name), svc);
-    let eager: MigrationReport | null = null;
+    const { sc, eager, home } = await serviceBaselines(lab, { svc, home: u.home, runs: u.runs, progress: opts.progress });
     const mode = prevailingRestoreMode(u.runs) ?? 'eager';
-    if (u.runs.some((r) => r.restoreMode === 'lazy')) {
-      opts.progress(`same service: ${home.name} -> ${other(home)} again, eager restore (what the lazy restore saves)`);
-      eager = await migrate(lab, home.name, { container: svc, to: other(home), restore: 'eager' });
-      home = lab.cloudlets.find((c) => c.name === other(home))!;
-      await spareReady(engineOf(lab, home.name));
-      await waitForService(engineOf(lab, home.name), svc);
-    }
     opts.progress(`${w.label}: checkpoint and restore in place on ${home.name}, ${mode} (the engine floor)`);
     const floor = await measureEngineFloor(home, svc, { restore: mode });
     const s = summarizeMigrateRuns(u.runs);
     const down = s.downtimeMs?.median ?? null;
     const transferBound = 1.25 * (((s.bytesSent?.median ?? 0) * 8) / bps) * 1000 + 2000;
-    result = scenario(
+    return scenario(
       w,
       u,
       floor,
@@ -464,6 +483,15 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
   } finally {
     await removeWorkload(lab, w.name, u.probe.address, opts.progress);
   }
+}
+
+async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<MigrateBenchResult> {
+  if (lab.cloudlets.length < 2) throw new CloudletError('bench_failed', 'the lab needs at least 2 cloudlets', { kind: 'internal' });
+  const repeat = opts.repeat ?? 1;
+  const link = lab.cloudlets[1]!.link;
+  const bps = Math.min(parseBandwidth(lab.cloudlets[0]!.link.bandwidth), parseBandwidth(link.bandwidth));
+  const scenarios = await counterScenarios(lab, { repeat, progress: opts.progress });
+  const result = await serviceScenario(lab, { ...opts, repeat, bps });
   scenarios.push(result);
 
   const os = await import('node:os');

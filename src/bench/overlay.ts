@@ -127,105 +127,34 @@ async function removeApp(engine: DockerEngine, imageId: string): Promise<void> {
   await engine.removeImage(imageId, { force: true });
 }
 
+/** The lab as the bench uses it: overlays are created on `a` and pushed to `b`, which provisions them. */
+interface BenchLab {
+  lab: LabState;
+  a: LabCloudlet;
+  b: LabCloudlet;
+  ea: DockerEngine;
+  eb: DockerEngine;
+  clientB: ApiClient;
+  /** Where the overlays and baseline archives are written. */
+  work: string;
+  progress: (msg: string) => void;
+}
+
 async function runOnLab(lab: LabState, work: string, opts: OverlayBenchOptions): Promise<OverlayBenchResult> {
   if (lab.cloudlets.length < 2) throw new CloudletError('bench_failed', 'the lab needs at least 2 cloudlets', { kind: 'internal' });
   const [a, b] = [lab.cloudlets[0]!, lab.cloudlets[1]!];
-  const ea = engineOf(a);
-  const eb = engineOf(b);
-  const clientB = new ApiClient({ baseUrl: b.daemon.apiUrl, token: lab.token, timeoutMs: 15 * 60_000 });
+  const bench: BenchLab = {
+    lab,
+    a,
+    b,
+    ea: engineOf(a),
+    eb: engineOf(b),
+    clientB: new ApiClient({ baseUrl: b.daemon.apiUrl, token: lab.token, timeoutMs: 15 * 60_000 }),
+    work,
+    progress: opts.progress,
+  };
   const workloads: WorkloadResult[] = [];
-
-  for (const wl of opts.workloads) {
-    const spec = SPECS[wl];
-    opts.progress(`${wl}: building the app image ${spec.name} (cached after the first run)`);
-    const app = await buildAppArchive(IMAGE_CACHE_DIR, spec);
-    if (!(await ea.inspectImage(app.imageId))) {
-      opts.progress(`${wl}: loading ${spec.name} on ${a.name}`);
-      await loadImageArchive(a.engine.socket, app.archivePath);
-    }
-    await removeApp(eb, app.imageId);
-    const appImg = (await ea.inspectImage(app.imageId))!;
-    const baseImg = (await ea.inspectImage(NODE_IMAGE))!;
-
-    const runs: CodecRun[] = [];
-    const files = new Map<CodecName, { path: string; header: OverlayHeader }>();
-    for (const codec of opts.codecs) {
-      opts.progress(`${wl}/${codec}: create on ${a.name}`);
-      const file = join(work, `${wl}-${codec}.ovl`);
-      const created = await createOverlay({ engine: ea, base: NODE_IMAGE, app: spec.name, out: file, codec });
-      files.set(codec, { path: file, header: created.header });
-
-      opts.progress(`${wl}/${codec}: push ${(created.fileBytes / 1e6).toFixed(1)} MB ${a.name} -> ${b.name} over the lab link`);
-      const push = await uploadFileInNamespace<{ id: string }>(netnsPath(a.namespace), {
-        url: b.daemon.peerUrl,
-        token: lab.token,
-        ca: labCaFile(lab),
-        file,
-        path: '/v1/overlays',
-        contentType: OVERLAY_CONTENT_TYPE,
-      });
-
-      opts.progress(`${wl}/${codec}: first request on ${b.name} (synthesize, create, start)`);
-      const svc = await clientB.post<ServiceReply>('/v1/services', {
-        overlay: push.body.id,
-        name: `bench-ovl-${wl}-${codec}`,
-        port: 8080,
-        env: [`APP_NAME=${wl}`],
-      });
-      let answered = false;
-      for (let i = 0; i < 50 && !answered; i++) {
-        const r = await eb.exec(svc.id, ['wget', '-qO-', 'http://127.0.0.1:8080/']);
-        answered = r.exitCode === 0 && r.stdout.includes(`"files":${spec.files}`);
-        if (!answered) await sleep(100);
-      }
-      runs.push({
-        codec,
-        overlayBytes: created.fileBytes,
-        overlayRawBytes: created.layerBytes,
-        createMs: created.totalMs,
-        pushMs: push.ms,
-        pushMbitPerSec: Math.round(((push.bytes * 8) / 1e6 / (push.ms / 1000)) * 10) / 10,
-        synthesisMs: svc.timings.decompressMs + svc.timings.loadMs,
-        decompressMs: svc.timings.decompressMs,
-        loadMs: svc.timings.loadMs,
-        createContainerMs: svc.timings.createMs,
-        startMs: svc.timings.startMs,
-        firstRequestMs: svc.timings.totalMs,
-        imageIdMatches: svc.imageIdMatches && svc.imageId === appImg.id,
-        serviceAnswered: answered,
-      });
-      await removeApp(eb, app.imageId);
-      await clientB.delete(`/v1/overlays/${push.body.id}`);
-    }
-
-    const headline = opts.codecs[0]!;
-    opts.progress(`${wl}: baseline (a), the 2016 prototype's synthesis on ${b.name} (${headline} overlay)`);
-    const prototype = await prototypeSynthesis(eb, app.base.archivePath, files.get(headline)!, join(work, `${wl}-prototype`));
-    await removeApp(eb, app.imageId);
-
-    opts.progress(`${wl}: baseline (b), docker save | gzip | push | load of the whole image`);
-    const fullImage = await shipWholeImage(lab, a, b, ea, eb, app.imageId, join(work, `${wl}-full.tar.gz`));
-    await removeApp(eb, app.imageId);
-
-    const h = runs[0]!;
-    workloads.push({
-      name: wl,
-      image: spec.name,
-      appImageId: app.imageId,
-      appBytes: appImg.size,
-      baseBytes: baseImg.size,
-      codec: headline,
-      overlayRawBytes: h.overlayRawBytes,
-      overlayBytes: h.overlayBytes,
-      fullImageBytes: fullImage.bytes,
-      synthesisMs: h.synthesisMs,
-      baselinePrototypeSynthesisMs: prototype.synthesisMs,
-      synthesisSpeedup: Math.round((prototype.synthesisMs / Math.max(1, h.synthesisMs)) * 100) / 100,
-      imageIdMatches: runs.every((r) => r.imageIdMatches) && prototype.imageIdMatches && fullImage.imageIdMatches,
-      codecs: runs,
-      baselines: { prototype, fullImage },
-    });
-  }
+  for (const wl of opts.workloads) workloads.push(await benchWorkload(bench, { wl, codecs: opts.codecs }));
   return {
     bench: 'overlay',
     date: new Date().toISOString(),
@@ -239,6 +168,116 @@ async function runOnLab(lab: LabState, work: string, opts: OverlayBenchOptions):
     workloads,
     reference2016: { large: { overlayMB: 69, synthesisS: 18 }, small: { overlayMB: 0.69, synthesisS: 4 } },
   };
+}
+
+/** One workload: an overlay per codec, created, pushed and provisioned, then the two baselines. */
+async function benchWorkload(bench: BenchLab, opts: { wl: 'large' | 'small'; codecs: CodecName[] }): Promise<WorkloadResult> {
+  const { lab, a, b, ea, eb, work, progress } = bench;
+  const { wl } = opts;
+  const spec = SPECS[wl];
+  progress(`${wl}: building the app image ${spec.name} (cached after the first run)`);
+  const app = await buildAppArchive(IMAGE_CACHE_DIR, spec);
+  if (!(await ea.inspectImage(app.imageId))) {
+    progress(`${wl}: loading ${spec.name} on ${a.name}`);
+    await loadImageArchive(a.engine.socket, app.archivePath);
+  }
+  await removeApp(eb, app.imageId);
+  const appImg = (await ea.inspectImage(app.imageId))!;
+  const baseImg = (await ea.inspectImage(NODE_IMAGE))!;
+
+  const runs: CodecRun[] = [];
+  const files = new Map<CodecName, { path: string; header: OverlayHeader }>();
+  for (const codec of opts.codecs) {
+    const { result, file } = await codecRun(bench, { wl, spec, codec, appImageId: app.imageId, expectedImageId: appImg.id });
+    runs.push(result);
+    files.set(codec, file);
+  }
+
+  const headline = opts.codecs[0]!;
+  progress(`${wl}: baseline (a), the 2016 prototype's synthesis on ${b.name} (${headline} overlay)`);
+  const prototype = await prototypeSynthesis(eb, app.base.archivePath, files.get(headline)!, join(work, `${wl}-prototype`));
+  await removeApp(eb, app.imageId);
+
+  progress(`${wl}: baseline (b), docker save | gzip | push | load of the whole image`);
+  const fullImage = await shipWholeImage(lab, a, b, ea, eb, app.imageId, join(work, `${wl}-full.tar.gz`));
+  await removeApp(eb, app.imageId);
+
+  const h = runs[0]!;
+  return {
+    name: wl,
+    image: spec.name,
+    appImageId: app.imageId,
+    appBytes: appImg.size,
+    baseBytes: baseImg.size,
+    codec: headline,
+    overlayRawBytes: h.overlayRawBytes,
+    overlayBytes: h.overlayBytes,
+    fullImageBytes: fullImage.bytes,
+    synthesisMs: h.synthesisMs,
+    baselinePrototypeSynthesisMs: prototype.synthesisMs,
+    synthesisSpeedup: Math.round((prototype.synthesisMs / Math.max(1, h.synthesisMs)) * 100) / 100,
+    imageIdMatches: runs.every((r) => r.imageIdMatches) && prototype.imageIdMatches && fullImage.imageIdMatches,
+    codecs: runs,
+    baselines: { prototype, fullImage },
+  };
+}
+
+/**
+ * One codec: the overlay created on a, pushed to b, provisioned there on the first request
+ * and asked until the app answers; b is left without the app image and the overlay.
+ */
+async function codecRun(
+  bench: BenchLab,
+  opts: { wl: 'large' | 'small'; spec: AppSpec; codec: CodecName; appImageId: string; expectedImageId: string },
+): Promise<{ result: CodecRun; file: { path: string; header: OverlayHeader } }> {
+  const { lab, a, b, ea, eb, clientB, work, progress } = bench;
+  const { wl, spec, codec } = opts;
+  progress(`${wl}/${codec}: create on ${a.name}`);
+  const file = join(work, `${wl}-${codec}.ovl`);
+  const created = await createOverlay({ engine: ea, base: NODE_IMAGE, app: spec.name, out: file, codec });
+
+  progress(`${wl}/${codec}: push ${(created.fileBytes / 1e6).toFixed(1)} MB ${a.name} -> ${b.name} over the lab link`);
+  const push = await uploadFileInNamespace<{ id: string }>(netnsPath(a.namespace), {
+    url: b.daemon.peerUrl,
+    token: lab.token,
+    ca: labCaFile(lab),
+    file,
+    path: '/v1/overlays',
+    contentType: OVERLAY_CONTENT_TYPE,
+  });
+
+  progress(`${wl}/${codec}: first request on ${b.name} (synthesize, create, start)`);
+  const svc = await clientB.post<ServiceReply>('/v1/services', {
+    overlay: push.body.id,
+    name: `bench-ovl-${wl}-${codec}`,
+    port: 8080,
+    env: [`APP_NAME=${wl}`],
+  });
+  let answered = false;
+  for (let i = 0; i < 50 && !answered; i++) {
+    const r = await eb.exec(svc.id, ['wget', '-qO-', 'http://127.0.0.1:8080/']);
+    answered = r.exitCode === 0 && r.stdout.includes(`"files":${spec.files}`);
+    if (!answered) await sleep(100);
+  }
+  const result: CodecRun = {
+    codec,
+    overlayBytes: created.fileBytes,
+    overlayRawBytes: created.layerBytes,
+    createMs: created.totalMs,
+    pushMs: push.ms,
+    pushMbitPerSec: Math.round(((push.bytes * 8) / 1e6 / (push.ms / 1000)) * 10) / 10,
+    synthesisMs: svc.timings.decompressMs + svc.timings.loadMs,
+    decompressMs: svc.timings.decompressMs,
+    loadMs: svc.timings.loadMs,
+    createContainerMs: svc.timings.createMs,
+    startMs: svc.timings.startMs,
+    firstRequestMs: svc.timings.totalMs,
+    imageIdMatches: svc.imageIdMatches && svc.imageId === opts.expectedImageId,
+    serviceAnswered: answered,
+  };
+  await removeApp(eb, opts.appImageId);
+  await clientB.delete(`/v1/overlays/${push.body.id}`);
+  return { result, file: { path: file, header: created.header } };
 }
 
 /**

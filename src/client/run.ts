@@ -56,19 +56,19 @@ function checkOptions(o: ClientOptions): void {
     throw new UsageError(`the HTTP path must start with / and hold no space or # (got '${o.httpPath}')`);
 }
 
-export function startClient(opts: ClientOptions): ClientHandle {
-  checkOptions(opts);
-  const intervalMs = opts.intervalMs ?? CLIENT_DEFAULTS.intervalMs;
-  const graceMs = opts.graceMs ?? CLIENT_DEFAULTS.graceMs;
-  const clock = new RunClock();
+type Sessions = { tcp?: Session; http?: Session };
+
+/** The run's sessions (TCP and HTTP, unless disabled); each calls `onChange` when its state changes. */
+function createSessions(opts: ClientOptions, run: { clock: RunClock; onChange: () => void }): Sessions {
+  const { clock } = run;
   const common = {
     host: opts.target,
     limit: opts.count ?? Infinity,
     reconnect: opts.reconnect ?? false,
     connectTimeoutMs: opts.connectTimeoutMs ?? CLIENT_DEFAULTS.connectTimeoutMs,
-    onChange: () => check(),
+    onChange: run.onChange,
   };
-  const sessions: { tcp?: Session; http?: Session } = {};
+  const sessions: Sessions = {};
   if (opts.tcp !== false) {
     const port = opts.tcpPort ?? CLIENT_DEFAULTS.tcpPort;
     sessions.tcp = new TcpSession({
@@ -99,6 +99,39 @@ export function startClient(opts: ClientOptions): ClientHandle {
             ...path,
           });
   }
+  return sessions;
+}
+
+/** The report of a run that has stopped; ok when every session survived and was served continuously. */
+function clientReport(
+  opts: ClientOptions,
+  run: { clock: RunClock; sessions: Sessions; intervalMs: number; stoppedBy: StopReason; readyAtMs: number | null; endedAtMs: number },
+): ClientReport {
+  const { clock, sessions, intervalMs, stoppedBy, readyAtMs, endedAtMs } = run;
+  const report: ClientReport = {
+    target: opts.target,
+    startedAt: new Date(clock.startWall).toISOString(),
+    endedAt: clock.iso(endedAtMs),
+    durationMs: round2(endedAtMs),
+    intervalMs,
+    stoppedBy,
+    readyAtMs,
+    sessions: {},
+    ok: false,
+  };
+  if (sessions.tcp) report.sessions.tcp = sessions.tcp.recorder.report(opts.samples ?? false);
+  if (sessions.http) report.sessions.http = sessions.http.recorder.report(opts.samples ?? false);
+  const reports = Object.values(report.sessions);
+  report.ok = reports.every((r) => r.survived && r.served.continuous);
+  return report;
+}
+
+export function startClient(opts: ClientOptions): ClientHandle {
+  checkOptions(opts);
+  const intervalMs = opts.intervalMs ?? CLIENT_DEFAULTS.intervalMs;
+  const graceMs = opts.graceMs ?? CLIENT_DEFAULTS.graceMs;
+  const clock = new RunClock();
+  const sessions = createSessions(opts, { clock, onChange: () => check() });
   const all = Object.values(sessions);
 
   let readyAtMs: number | null = null;
@@ -150,21 +183,7 @@ export function startClient(opts: ClientOptions): ClientHandle {
     opts.signal?.removeEventListener('abort', onAbort);
     for (const s of all) s.close();
     if (readyAtMs === null) resolveReady(false);
-    const report: ClientReport = {
-      target: opts.target,
-      startedAt: new Date(clock.startWall).toISOString(),
-      endedAt: clock.iso(endedAtMs),
-      durationMs: round2(endedAtMs),
-      intervalMs,
-      stoppedBy: stoppedBy!,
-      readyAtMs,
-      sessions: {},
-      ok: false,
-    };
-    if (sessions.tcp) report.sessions.tcp = sessions.tcp.recorder.report(opts.samples ?? false);
-    if (sessions.http) report.sessions.http = sessions.http.recorder.report(opts.samples ?? false);
-    const reports = Object.values(report.sessions);
-    report.ok = reports.every((r) => r.survived && r.served.continuous);
+    const report = clientReport(opts, { clock, sessions, intervalMs, stoppedBy: stoppedBy!, readyAtMs, endedAtMs });
     resolveDone(report);
   }
 

@@ -18,6 +18,7 @@ import { ApiClient } from '../api/client/client.js';
 import type { MigrationSource } from '../migration/source.js';
 import type { MigrationReport } from '../migration/types.js';
 import { migrationEvents } from './events.js';
+import type { DaemonConfig } from './config.js';
 import type { DaemonContext, NodeInfo } from './context.js';
 
 // Paths from the compiled file (dist/src/daemon/): the daemon always runs from dist/.
@@ -61,28 +62,35 @@ export interface CloudletView {
 }
 
 export function registerDashboardRoutes(app: FastifyInstance, ctx: DaemonContext, source: MigrationSource): void {
-  const { config } = ctx;
   const stopLogging = migrationEvents.onListenerError((err) => app.log.warn({ err: errorMessage(err) }, 'migration event stream failed'));
   app.addHook('onClose', async () => stopLogging());
+  registerDashboardPage(app);
+  registerCloudletViews(app, ctx);
+  registerMigrationEvents(app, source);
+}
 
-  // ---------------------------------------------------------------- static page
-  const sendAsset = async (reply: FastifyReply, path: string, ext: string) => {
-    let body: Buffer;
-    try {
-      body = await readFile(path);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      if (ext === 'js' && !existsSync(join(WEB_DIST, 'app.js'))) throw new DashboardNotBuiltError(join(WEB_DIST, 'app.js'));
-      throw new NotFoundError('dashboard file', path.split('/').pop() ?? path);
-    }
-    return reply
-      .header('content-type', CONTENT_TYPES[ext]!)
-      .header('cache-control', 'no-cache')
-      .header('x-content-type-options', 'nosniff')
-      .header('referrer-policy', 'no-referrer')
-      .header('content-security-policy', CSP)
-      .send(body);
-  };
+// ---------------------------------------------------------------- static page
+
+async function sendAsset(reply: FastifyReply, path: string, ext: string) {
+  let body: Buffer;
+  try {
+    body = await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if (ext === 'js' && !existsSync(join(WEB_DIST, 'app.js'))) throw new DashboardNotBuiltError(join(WEB_DIST, 'app.js'));
+    throw new NotFoundError('dashboard file', path.split('/').pop() ?? path);
+  }
+  return reply
+    .header('content-type', CONTENT_TYPES[ext]!)
+    .header('cache-control', 'no-cache')
+    .header('x-content-type-options', 'nosniff')
+    .header('referrer-policy', 'no-referrer')
+    .header('content-security-policy', CSP)
+    .send(body);
+}
+
+/** The page and its files (public routes). */
+function registerDashboardPage(app: FastifyInstance): void {
   const pub = { config: { public: true } };
   app.get('/', pub, async (_req, reply) => reply.redirect('/dashboard/'));
   app.get('/dashboard', pub, async (_req, reply) => reply.redirect('/dashboard/'));
@@ -93,72 +101,87 @@ export function registerDashboardRoutes(app: FastifyInstance, ctx: DaemonContext
     if (!m) throw new NotFoundError('dashboard file', file);
     return sendAsset(reply, join(m[1] === 'js' ? WEB_DIST : WEB_STATIC, file), m[1]!);
   });
+}
 
-  // ---------------------------------------------------------------- views across cloudlets
-  const auth = { authorization: `Bearer ${config.token}` };
-  /** This cloudlet's own answer to one of its GET routes, through the same handlers. */
-  const local = async <T>(url: string): Promise<T> => {
-    const res = await app.inject({ method: 'GET', url, headers: auth });
-    const body = res.json() as T & { error?: string; message?: string };
-    if (res.statusCode !== 200) {
-      throw new CloudletError(body.error ?? 'internal', body.message ?? `GET ${url} answered ${res.statusCode}`, {
-        kind: kindFromHttpStatus(res.statusCode),
-        context: { url },
-      });
-    }
-    return body;
-  };
-  /** A peer's answer; its failures become 502 here (a peer's 401 is not the browser's). */
-  const remote = async <T>(peer: { name: string; url: string }, path: string): Promise<T> => {
-    try {
-      return await new ApiClient({ baseUrl: peer.url, token: config.token, silenceMs: PEER_VIEW_TIMEOUT_MS, callee: 'peer' }).get<T>(path);
-    } catch (err) {
-      if (!(err instanceof ApiError)) throw err;
-      throw new CloudletError('peer_error', `cloudlet '${peer.name}': ${err.message}`, {
-        kind: 'upstream',
-        context: { peer: peer.name, url: peer.url, status: err.status },
-        cause: err,
-      });
-    }
-  };
-  const fromCloudlet = <T>(name: string, path: string): Promise<T> => {
-    if (name === config.node) return local<T>(path);
-    const peer = config.peers.find((p) => p.name === name);
-    if (!peer) throw new NotFoundError('cloudlet', name, { hint: `known: ${[config.node, ...config.peers.map((p) => p.name)].join(', ')}` });
-    return remote<T>(peer, path);
-  };
+// ---------------------------------------------------------------- views across cloudlets
 
-  app.get('/v1/cloudlets', async (): Promise<CloudletView[]> => {
-    const t0 = performance.now();
-    const self: CloudletView = { name: config.node, self: true, url: null, ok: true, latencyMs: 0, info: await local<NodeInfo>('/v1/info') };
-    self.latencyMs = Math.round(performance.now() - t0);
-    const peers = await Promise.all(
-      config.peers.map(async (p): Promise<CloudletView> => {
-        const started = performance.now();
-        const base = { name: p.name, self: false, url: p.url };
-        try {
-          const info = await remote<NodeInfo>(p, '/v1/info');
-          ctx.db.recordPeerCheck(p.name, p.url, { ok: true });
-          return { ...base, ok: true, latencyMs: Math.round(performance.now() - started), info };
-        } catch (err) {
-          // An unreachable peer is part of the view (shown as down), not a failure of it.
-          if (!(err instanceof CloudletError)) throw err;
-          ctx.db.recordPeerCheck(p.name, p.url, { ok: false, error: err.message });
-          return { ...base, ok: false, latencyMs: Math.round(performance.now() - started), error: err.message, info: null };
-        }
-      }),
-    );
-    return [self, ...peers];
-  });
+/** This cloudlet's own answer to one of its GET routes, through the same handlers. */
+async function local<T>(app: FastifyInstance, config: DaemonConfig, url: string): Promise<T> {
+  const res = await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${config.token}` } });
+  const body = res.json() as T & { error?: string; message?: string };
+  if (res.statusCode !== 200) {
+    throw new CloudletError(body.error ?? 'internal', body.message ?? `GET ${url} answered ${res.statusCode}`, {
+      kind: kindFromHttpStatus(res.statusCode),
+      context: { url },
+    });
+  }
+  return body;
+}
+
+/** A peer's answer; its failures become 502 here (a peer's 401 is not the browser's). */
+async function remote<T>(config: DaemonConfig, peer: { name: string; url: string }, path: string): Promise<T> {
+  try {
+    return await new ApiClient({ baseUrl: peer.url, token: config.token, silenceMs: PEER_VIEW_TIMEOUT_MS, callee: 'peer' }).get<T>(path);
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    throw new CloudletError('peer_error', `cloudlet '${peer.name}': ${err.message}`, {
+      kind: 'upstream',
+      context: { peer: peer.name, url: peer.url, status: err.status },
+      cause: err,
+    });
+  }
+}
+
+/** The answer of the cloudlet named `name`: this one's own, or a peer's. */
+function fromCloudlet<T>(app: FastifyInstance, config: DaemonConfig, name: string, path: string): Promise<T> {
+  if (name === config.node) return local<T>(app, config, path);
+  const peer = config.peers.find((p) => p.name === name);
+  if (!peer) throw new NotFoundError('cloudlet', name, { hint: `known: ${[config.node, ...config.peers.map((p) => p.name)].join(', ')}` });
+  return remote<T>(config, peer, path);
+}
+
+/** This cloudlet and every peer, each with its own /v1/info (a peer that does not answer is shown down). */
+async function cloudletViews(app: FastifyInstance, ctx: DaemonContext): Promise<CloudletView[]> {
+  const { config } = ctx;
+  const t0 = performance.now();
+  const self: CloudletView = { name: config.node, self: true, url: null, ok: true, latencyMs: 0, info: await local<NodeInfo>(app, config, '/v1/info') };
+  self.latencyMs = Math.round(performance.now() - t0);
+  const peers = await Promise.all(
+    config.peers.map(async (p): Promise<CloudletView> => {
+      const started = performance.now();
+      const base = { name: p.name, self: false, url: p.url };
+      try {
+        const info = await remote<NodeInfo>(config, p, '/v1/info');
+        ctx.db.recordPeerCheck(p.name, p.url, { ok: true });
+        return { ...base, ok: true, latencyMs: Math.round(performance.now() - started), info };
+      } catch (err) {
+        // An unreachable peer is part of the view (shown as down), not a failure of it.
+        if (!(err instanceof CloudletError)) throw err;
+        ctx.db.recordPeerCheck(p.name, p.url, { ok: false, error: err.message });
+        return { ...base, ok: false, latencyMs: Math.round(performance.now() - started), error: err.message, info: null };
+      }
+    }),
+  );
+  return [self, ...peers];
+}
+
+/** /v1/cloudlets and a cloudlet's containers and overlays. */
+function registerCloudletViews(app: FastifyInstance, ctx: DaemonContext): void {
+  const { config } = ctx;
+  app.get('/v1/cloudlets', async (): Promise<CloudletView[]> => cloudletViews(app, ctx));
 
   app.get<{ Params: { name: string }; Querystring: { all?: string } }>('/v1/cloudlets/:name/containers', async (req) => {
     const all = req.query.all === 'true' || req.query.all === '1';
-    return fromCloudlet<unknown[]>(req.params.name, `/v1/containers${all ? '?all=true' : ''}`);
+    return fromCloudlet<unknown[]>(app, config, req.params.name, `/v1/containers${all ? '?all=true' : ''}`);
   });
 
-  app.get<{ Params: { name: string } }>('/v1/cloudlets/:name/overlays', async (req) => fromCloudlet<unknown[]>(req.params.name, '/v1/overlays'));
+  app.get<{ Params: { name: string } }>('/v1/cloudlets/:name/overlays', async (req) => fromCloudlet<unknown[]>(app, config, req.params.name, '/v1/overlays'));
+}
 
-  // ---------------------------------------------------------------- live progress
+// ---------------------------------------------------------------- live progress
+
+/** GET /v1/migrations/:id/events: a migration's reports as server-sent events, until it ends. */
+function registerMigrationEvents(app: FastifyInstance, source: MigrationSource): void {
   app.get<{ Params: { id: string } }>('/v1/migrations/:id/events', { config: { queryToken: true } }, async (req, reply) => {
     const id = req.params.id;
     const first = source.get(id);

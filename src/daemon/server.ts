@@ -63,6 +63,24 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   };
   if (config.serviceNetwork) ctx.serviceNetwork = new ServiceNetwork(ctx.engine, config.serviceNetwork);
   app.decorate('cloudlet', ctx);
+  addPeerTls(app, config, peerCaPem);
+  addLifecycleHooks(app, { ctx, ownsDb });
+  addRequestHooks(app, ctx);
+  setErrorHandlers(app, config);
+
+  // First of the routes: it collects every route registered after it (the test of the document).
+  registerOpenApiRoute(app);
+  registerNodeRoutes(app, ctx);
+  const migrations = registerMigrationRoutes(app, ctx);
+  registerOverlayRoutes(app, ctx);
+  registerRecreateRoutes(app, ctx);
+  registerDashboardRoutes(app, ctx, migrations.source);
+
+  return app;
+}
+
+/** Trusts the deployment's CA for the https peers, and presents this cloudlet's certificate to them under mutual TLS. */
+function addPeerTls(app: FastifyInstance, config: DaemonConfig, peerCaPem: Buffer | null): void {
   // Outgoing calls to https peers verify their certificates against the deployment's CA.
   if (peerCaPem) {
     const untrust = trustOrigins(
@@ -79,15 +97,24 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     );
     app.addHook('onClose', async () => unpresent());
   }
+}
+
+/** Readies the service network at start; at close marks the node down and closes the db if it was opened here. */
+function addLifecycleHooks(app: FastifyInstance, opts: { ctx: DaemonContext; ownsDb: boolean }): void {
+  const { ctx, ownsDb } = opts;
   // The service network exists before any request can provision or receive a service.
   app.addHook('onReady', async () => {
     if (ctx.serviceNetwork) app.log.info({ notes: await ctx.serviceNetwork.ensure() }, 'service network ready');
   });
   app.addHook('onClose', async () => {
-    ctx.metrics.up.set({ node: config.node }, 0);
+    ctx.metrics.up.set({ node: ctx.config.node }, 0);
     if (ownsDb) ctx.db.close();
   });
+}
 
+/** Authentication and authorization of every request, and its metrics once answered. */
+function addRequestHooks(app: FastifyInstance, ctx: DaemonContext): void {
+  const { config } = ctx;
   // Operators by their token, peers by their certificate under mutual TLS (peer-auth.ts).
   app.decorateRequest('peer', null);
   app.addHook('onRequest', async (req) => {
@@ -101,7 +128,10 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     ctx.metrics.httpRequests.inc(labels);
     ctx.metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
   });
+}
 
+/** The JSON error answers: CloudletErrors by their kind, Fastify's own errors, unknown routes. */
+function setErrorHandlers(app: FastifyInstance, config: DaemonConfig): void {
   app.setErrorHandler((err: FastifyError | CloudletError, req, reply) => {
     // Every status here comes from an error kind (util/error-kinds.ts), but for Fastify's
     // own client errors below, whose 4xx status is passed on as Fastify chose it.
@@ -131,10 +161,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.setNotFoundHandler((req, reply) => {
     return reply.status(kindToHttpStatus('not-found')).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` });
   });
+}
 
-  // First of the routes: it collects every route registered after it (the test of the document).
-  registerOpenApiRoute(app);
-
+/** The node's own routes: health, metrics, info, its containers and its peers. */
+function registerNodeRoutes(app: FastifyInstance, ctx: DaemonContext): void {
+  const { config } = ctx;
   app.get('/healthz', { config: { public: true } }, async () => ({ ok: true, node: config.node }));
 
   app.get('/metrics', async (_req, reply) => {
@@ -165,13 +196,6 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       return { ...r, lastSeen: ctx.db.peer(r.name)?.lastSeen ?? null };
     });
   });
-
-  const migrations = registerMigrationRoutes(app, ctx);
-  registerOverlayRoutes(app, ctx);
-  registerRecreateRoutes(app, ctx);
-  registerDashboardRoutes(app, ctx, migrations.source);
-
-  return app;
 }
 
 // ---------------------------------------------------------------- /v1/info

@@ -221,12 +221,14 @@ export function specFromCreateOptions(options: ContainerCreateOptions): { spec: 
   return { spec, unsupported };
 }
 
-/** Docker's create options of a container named `name`, from `image`, as the spec says. */
-export function createOptionsFromSpec(spec: ContainerSpec, o: { name: string; image: string }): ContainerCreateOptions {
-  const n = spec.network;
-  const r = spec.resources ?? {};
-  const def = <T>(key: string, v: T | undefined | null): Obj => (v === undefined ? {} : { [key]: v });
-  const host: Obj = {
+/** `{ [key]: v }`, or nothing when v is undefined (null is kept). */
+function def<T>(key: string, v: T | undefined | null): Obj {
+  return v === undefined ? {} : { [key]: v };
+}
+
+/** HostConfig: the network mode, DNS, extra hosts and published ports. */
+function hostNetworkFields(n: ContainerSpec['network']): Obj {
+  return {
     NetworkMode: n.mode,
     ...def('Dns', n.dns),
     ...def('DnsOptions', n.dnsOptions),
@@ -243,6 +245,12 @@ export function createOptionsFromSpec(spec: ContainerSpec, o: { name: string; im
           ]),
         ),
     ),
+  };
+}
+
+/** HostConfig: restart, init, root file system, groups, sysctls, tmpfs, binds and mounts. */
+function hostRuntimeFields(spec: ContainerSpec): Obj {
+  return {
     ...def('RestartPolicy', spec.restartPolicy && { Name: spec.restartPolicy.name, MaximumRetryCount: spec.restartPolicy.maximumRetryCount ?? 0 }),
     ...def('AutoRemove', spec.autoRemove),
     ...def('Init', spec.init),
@@ -265,6 +273,12 @@ export function createOptionsFromSpec(spec: ContainerSpec, o: { name: string; im
         ...(m.tmpfsSizeBytes || m.tmpfsMode ? { TmpfsOptions: { ...def('SizeBytes', m.tmpfsSizeBytes), ...def('Mode', m.tmpfsMode) } } : {}),
       })),
     ),
+  };
+}
+
+/** HostConfig: memory, CPU, pids, shm and ulimits. */
+function hostResourceFields(r: NonNullable<ContainerSpec['resources']>): Obj {
+  return {
     ...def('Memory', r.memory),
     ...def('MemorySwap', r.memorySwap),
     ...def('MemoryReservation', r.memoryReservation),
@@ -280,6 +294,12 @@ export function createOptionsFromSpec(spec: ContainerSpec, o: { name: string; im
       'Ulimits',
       r.ulimits?.map((u) => ({ Name: u.name, Soft: u.soft, Hard: u.hard })),
     ),
+  };
+}
+
+/** HostConfig: privileges, capabilities, devices, namespaces and security options. */
+function hostSecurityFields(spec: ContainerSpec): Obj {
+  return {
     ...def('Privileged', spec.privileged),
     ...def('CapAdd', spec.capAdd),
     ...def('CapDrop', spec.capDrop),
@@ -293,6 +313,13 @@ export function createOptionsFromSpec(spec: ContainerSpec, o: { name: string; im
     ...def('UsernsMode', spec.usernsMode),
     ...def('SecurityOpt', spec.securityOpt),
   };
+}
+
+/** Docker's create options of a container named `name`, from `image`, as the spec says. */
+export function createOptionsFromSpec(spec: ContainerSpec, o: { name: string; image: string }): ContainerCreateOptions {
+  const n = spec.network;
+  const r = spec.resources ?? {};
+  const host: Obj = { ...hostNetworkFields(n), ...hostRuntimeFields(spec), ...hostResourceFields(r), ...hostSecurityFields(spec) };
   const endpoints = Object.entries(n.endpoints ?? {}).map(([net, ep]) => [
     net,
     {

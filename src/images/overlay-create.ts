@@ -85,6 +85,128 @@ interface StagedLayer {
   diffId: string;
 }
 
+/** What is kept of a `docker save` archive: its JSON files, and the layers not in the base. */
+interface ReadArchive {
+  /** Top-level JSON files (manifest.json, the image config) by name. */
+  jsons: Map<string, Buffer>;
+  /** Staged layer tars by diff id. */
+  staged: Map<string, StagedLayer>;
+  /** The same, by path in the archive. */
+  byPath: Map<string, StagedLayer>;
+  /** Bytes of all the layer tars the archive held, base layers included. */
+  appBytes: number;
+}
+
+/**
+ * Reads the archive: JSON files into memory, layer tars to `stage` with their sha256; a
+ * layer of the base (or one seen before) is dropped as soon as its digest is known.
+ */
+async function readSavedArchive(opts: { archive: NodeJS.ReadableStream | string; stage: string; baseSet: Set<string> }): Promise<ReadArchive> {
+  const read: ReadArchive = { jsons: new Map(), staged: new Map(), byPath: new Map(), appBytes: 0 };
+  const pending: Promise<void>[] = [];
+  let n = 0;
+  const parser = new Parser({
+    onReadEntry: (entry: ReadEntry) => {
+      const p = entry.path.replace(/^\.\//, '');
+      if (entry.type !== 'File' && entry.type !== 'OldFile') return entry.resume();
+      if (!p.includes('/') && p.endsWith('.json')) {
+        const chunks: Buffer[] = [];
+        entry.on('data', (c: Buffer) => chunks.push(c));
+        entry.on('end', () => read.jsons.set(p, Buffer.concat(chunks)));
+        return;
+      }
+      // Docker 20.10 saves layers as <dir>/layer.tar; Docker 25 and later save an OCI layout
+      // whose layers and config are blobs/sha256/<hex> (manifest.json names them either way).
+      if (!p.endsWith('/layer.tar') && !p.startsWith('blobs/')) return entry.resume();
+      read.appBytes += entry.size ?? 0;
+      pending.push(stageLayer({ entry, path: p, file: join(opts.stage, `layer-${n++}.tar`), baseSet: opts.baseSet, read }));
+    },
+  });
+  const src = typeof opts.archive === 'string' ? createReadStream(opts.archive) : opts.archive;
+  await pipeline(src as NodeJS.ReadableStream, parser);
+  await Promise.all(pending);
+  return read;
+}
+
+/** Writes one layer tar to `file` while hashing it; resolves once it is staged (or dropped). */
+function stageLayer(opts: { entry: ReadEntry; path: string; file: string; baseSet: Set<string>; read: ReadArchive }): Promise<void> {
+  const { entry, path: p, file, baseSet } = opts;
+  const { staged, byPath } = opts.read;
+  const hash = createHash('sha256');
+  const out = createWriteStream(file);
+  let size = 0;
+  entry.on('data', (c: Buffer) => {
+    hash.update(c);
+    size += c.length;
+    if (!out.write(c)) {
+      entry.pause();
+      out.once('drain', () => entry.resume());
+    }
+  });
+  return new Promise<void>((resolve, reject) => {
+    entry.on('end', () => {
+      out.end(() => {
+        const diffId = `sha256:${hash.digest('hex')}`;
+        if (baseSet.has(diffId) || staged.has(diffId)) {
+          if (staged.has(diffId)) byPath.set(p, staged.get(diffId)!);
+          rm(file, { force: true }).then(() => resolve(), reject);
+        } else {
+          staged.set(diffId, { path: file, size, diffId });
+          byPath.set(p, staged.get(diffId)!);
+          resolve();
+        }
+      });
+    });
+    out.on('error', reject);
+  });
+}
+
+/** The app image the archive holds (exactly one), from its manifest.json and config (a JSON file, or an OCI blob). */
+async function archivedApp(read: Pick<ReadArchive, 'jsons' | 'byPath'>, appName: string | null | undefined): Promise<{ app: ImageRef; configBytes: Buffer }> {
+  const { jsons, byPath } = read;
+  const manifestBytes = jsons.get('manifest.json');
+  if (!manifestBytes) throw new ImageError('bad_image_archive', 'the saved app image has no manifest.json');
+  const manifest = JSON.parse(manifestBytes.toString('utf8')) as { Config: string; RepoTags?: string[] | null }[];
+  const configPath = manifest[0]?.Config;
+  const configBlob = configPath === undefined ? undefined : byPath.get(configPath);
+  const configBytes = configPath === undefined ? undefined : (jsons.get(configPath) ?? (configBlob ? await readFile(configBlob.path) : undefined));
+  if (!manifest[0] || !configBytes || manifest.length !== 1) {
+    throw new ImageError('bad_image_archive', 'the saved archive must hold exactly one image with its config', { context: { images: manifest.length } });
+  }
+  const config = JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: string[] } };
+  const app: ImageRef = {
+    name: appName ?? manifest[0].RepoTags?.[0] ?? null,
+    imageId: `sha256:${sha256Hex(configBytes)}`,
+    diffIds: config.rootfs?.diff_ids ?? [],
+  };
+  return { app, configBytes };
+}
+
+/** Writes the header, then the framed artifacts, to `tmp`; resolves once the file is closed. */
+async function writeOverlayFile(opts: {
+  tmp: string;
+  header: OverlayHeader;
+  codec: CodecName;
+  manifestJson: Buffer;
+  configBytes: Buffer;
+  layers: StagedLayer[];
+}): Promise<void> {
+  const file = createWriteStream(opts.tmp);
+  const fileDone = new Promise<void>((resolve, reject) => {
+    file.on('close', resolve);
+    file.on('error', reject);
+  });
+  file.write(encodeHeader(opts.header));
+  const writer = new FrameWriter(file, { meta: { overlay: overlayId(opts.header) } });
+  await writer.writeArtifact('manifest.json', opts.codec, opts.manifestJson);
+  await writer.writeArtifact('config.json', opts.codec, opts.configBytes);
+  for (const l of opts.layers) {
+    await writer.writeArtifact(layerArtifactName(l.diffId), opts.codec, createReadStream(l.path, { highWaterMark: 1 << 20 }), { rawSize: l.size });
+  }
+  await writer.finish();
+  await fileDone;
+}
+
 /**
  * Overlay from a `docker save` archive (a stream, or a path). Layer tars are staged next to
  * `out` and removed afterwards; base layers are dropped while the archive is read.
@@ -104,78 +226,10 @@ export async function createOverlayFromArchive(opts: {
   await mkdir(stage, { recursive: true });
   try {
     // 1. Read the archive: JSON files into memory, layer tars to staging with their sha256.
-    const jsons = new Map<string, Buffer>();
-    const staged = new Map<string, StagedLayer>(); // by diff id
-    const byPath = new Map<string, StagedLayer>(); // the same, by path in the archive
-    const pending: Promise<void>[] = [];
-    let appBytes = 0;
-    let n = 0;
-    const parser = new Parser({
-      onReadEntry: (entry: ReadEntry) => {
-        const p = entry.path.replace(/^\.\//, '');
-        if (entry.type !== 'File' && entry.type !== 'OldFile') return entry.resume();
-        if (!p.includes('/') && p.endsWith('.json')) {
-          const chunks: Buffer[] = [];
-          entry.on('data', (c: Buffer) => chunks.push(c));
-          entry.on('end', () => jsons.set(p, Buffer.concat(chunks)));
-          return;
-        }
-        // Docker 20.10 saves layers as <dir>/layer.tar; Docker 25 and later save an OCI layout
-        // whose layers and config are blobs/sha256/<hex> (manifest.json names them either way).
-        if (!p.endsWith('/layer.tar') && !p.startsWith('blobs/')) return entry.resume();
-        appBytes += entry.size ?? 0;
-        const file = join(stage, `layer-${n++}.tar`);
-        const hash = createHash('sha256');
-        const out = createWriteStream(file);
-        let size = 0;
-        entry.on('data', (c: Buffer) => {
-          hash.update(c);
-          size += c.length;
-          if (!out.write(c)) {
-            entry.pause();
-            out.once('drain', () => entry.resume());
-          }
-        });
-        pending.push(
-          new Promise<void>((resolve, reject) => {
-            entry.on('end', () => {
-              out.end(() => {
-                const diffId = `sha256:${hash.digest('hex')}`;
-                if (baseSet.has(diffId) || staged.has(diffId)) {
-                  if (staged.has(diffId)) byPath.set(p, staged.get(diffId)!);
-                  rm(file, { force: true }).then(() => resolve(), reject);
-                } else {
-                  staged.set(diffId, { path: file, size, diffId });
-                  byPath.set(p, staged.get(diffId)!);
-                  resolve();
-                }
-              });
-            });
-            out.on('error', reject);
-          }),
-        );
-      },
-    });
-    const src = typeof opts.archive === 'string' ? createReadStream(opts.archive) : opts.archive;
-    await pipeline(src as NodeJS.ReadableStream, parser);
-    await Promise.all(pending);
+    const { jsons, staged, byPath, appBytes } = await readSavedArchive({ archive: opts.archive, stage, baseSet });
     const saveDone = performance.now();
 
-    const manifestBytes = jsons.get('manifest.json');
-    if (!manifestBytes) throw new ImageError('bad_image_archive', 'the saved app image has no manifest.json');
-    const manifest = JSON.parse(manifestBytes.toString('utf8')) as { Config: string; RepoTags?: string[] | null }[];
-    const configPath = manifest[0]?.Config;
-    const configBlob = configPath === undefined ? undefined : byPath.get(configPath);
-    const configBytes = configPath === undefined ? undefined : (jsons.get(configPath) ?? (configBlob ? await readFile(configBlob.path) : undefined));
-    if (!manifest[0] || !configBytes || manifest.length !== 1) {
-      throw new ImageError('bad_image_archive', 'the saved archive must hold exactly one image with its config', { context: { images: manifest.length } });
-    }
-    const config = JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: string[] } };
-    const app: ImageRef = {
-      name: opts.appName ?? manifest[0].RepoTags?.[0] ?? null,
-      imageId: `sha256:${sha256Hex(configBytes)}`,
-      diffIds: config.rootfs?.diff_ids ?? [],
-    };
+    const { app, configBytes } = await archivedApp({ jsons, byPath }, opts.appName);
     checkBuiltOn(opts.base, app);
     const overlayIds = [...new Set(app.diffIds.slice(opts.base.diffIds.length).filter((d) => !baseSet.has(d)))];
     const layers = overlayIds.map((d) => {
@@ -195,20 +249,7 @@ export async function createOverlayFromArchive(opts: {
       app: { name: app.name, imageId: app.imageId, diffIds: app.diffIds, configBytes: configBytes.length, manifestBytes: manifestJson.length },
       layers: layers.map((l) => ({ diffId: l.diffId, sha256: l.diffId.slice(7), size: l.size })),
     });
-    const file = createWriteStream(tmp);
-    const fileDone = new Promise<void>((resolve, reject) => {
-      file.on('close', resolve);
-      file.on('error', reject);
-    });
-    file.write(encodeHeader(header));
-    const writer = new FrameWriter(file, { meta: { overlay: overlayId(header) } });
-    await writer.writeArtifact('manifest.json', opts.codec, manifestJson);
-    await writer.writeArtifact('config.json', opts.codec, configBytes);
-    for (const l of layers) {
-      await writer.writeArtifact(layerArtifactName(l.diffId), opts.codec, createReadStream(l.path, { highWaterMark: 1 << 20 }), { rawSize: l.size });
-    }
-    await writer.finish();
-    await fileDone;
+    await writeOverlayFile({ tmp, header, codec: opts.codec, manifestJson, configBytes, layers });
     await rename(tmp, opts.out);
     const done = performance.now();
     return {

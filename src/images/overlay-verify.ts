@@ -15,6 +15,7 @@ import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FrameReader } from '../transfer/frame-reader.js';
+import type { ArtifactHeader, ArtifactSummary } from '../transfer/frames.js';
 import { sha256Hex } from './archive.js';
 import { ImageError } from './errors.js';
 import { LayerTarChecker, layerArtifactName, loadManifest, overlayId, overlayRawBytes, readHeader, type OverlayHeader } from './overlay.js';
@@ -64,16 +65,80 @@ async function writeChunk(out: WriteStream, chunk: Buffer): Promise<void> {
   });
 }
 
+/** One artifact an overlay must hold: its name and raw size, and the diff id of a layer. */
+interface ExpectedArtifact {
+  name: string;
+  size: number;
+  diffId?: string;
+}
+
+/** The artifacts the header promises, in their order: manifest.json, config.json, then the layers. */
+function expectedArtifacts(header: OverlayHeader): ExpectedArtifact[] {
+  return [
+    { name: 'manifest.json', size: header.app.manifestBytes },
+    { name: 'config.json', size: header.app.configBytes },
+    ...header.layers.map((l) => ({ name: layerArtifactName(l.diffId), size: l.size, diffId: l.diffId })),
+  ];
+}
+
+/** Refuses an artifact that begins where another is expected, or with another codec or size than the header's. */
+function checkArtifactBegin(header: OverlayHeader, want: ExpectedArtifact | undefined, a: ArtifactHeader, index: number): asserts want is ExpectedArtifact {
+  if (!want) throw new ImageError('bad_overlay', `overlay holds an unexpected extra artifact '${a.name}'`, { context: { artifact: a.name } });
+  if (a.name !== want.name) {
+    throw new ImageError('bad_overlay', `overlay artifact ${index} is '${a.name}', expected '${want.name}'`, {
+      context: { artifact: a.name, expected: want.name },
+    });
+  }
+  if (a.codec !== header.codec) {
+    throw new ImageError('bad_overlay', `artifact '${a.name}' is compressed with ${a.codec}, the header says ${header.codec}`, {
+      context: { artifact: a.name },
+    });
+  }
+  if (a.rawSize !== want.size) {
+    throw new ImageError('bad_overlay', `artifact '${a.name}' announces ${a.rawSize} bytes, the header says ${want.size}`, {
+      context: { artifact: a.name },
+    });
+  }
+}
+
+/** Checks a layer once all of it is read: its digest, then the rest of its tar; returns its tar entries. */
+async function checkLayerEnd(diffId: string, summary: ArtifactSummary, checker: LayerTarChecker): Promise<number> {
+  if (`sha256:${summary.sha256}` !== diffId) {
+    throw new ImageError('layer_digest_mismatch', `layer ${diffId}: its bytes hash to sha256:${summary.sha256}`, {
+      context: { diffId, actual: `sha256:${summary.sha256}` },
+      hint: 'the overlay was refused whole; nothing of it was stored or loaded',
+    });
+  }
+  await checker.end();
+  return checker.entries;
+}
+
+/** Checks config.json: it hashes to the app image id and lists the header's diff ids. */
+function checkConfig(header: OverlayHeader, config: Buffer): void {
+  if (`sha256:${sha256Hex(config)}` !== header.app.imageId) {
+    throw new ImageError('layer_digest_mismatch', `config.json hashes to sha256:${sha256Hex(config)}, not to the app image id ${header.app.imageId}`, {
+      context: { expected: header.app.imageId },
+    });
+  }
+  let diffIds: unknown;
+  try {
+    diffIds = (JSON.parse(config.toString('utf8')) as { rootfs?: { diff_ids?: unknown } }).rootfs?.diff_ids;
+  } catch {
+    diffIds = undefined;
+  }
+  if (!Array.isArray(diffIds) || diffIds.length !== header.app.diffIds.length || diffIds.some((d, i) => d !== header.app.diffIds[i])) {
+    throw new ImageError('bad_overlay', 'the app config lists other layers than the overlay header', {
+      context: { config: diffIds, header: header.app.diffIds },
+    });
+  }
+}
+
 /**
  * Checks the artifacts of an overlay's framed stream against its header. With `tee`, every
  * stream byte is also handed to it (the receiver's staging file) before it is parsed.
  */
 export async function verifyOverlayStream(header: OverlayHeader, stream: AsyncIterable<Buffer>): Promise<{ tarEntries: number; rawBytes: number }> {
-  const expected: { name: string; size: number; diffId?: string }[] = [
-    { name: 'manifest.json', size: header.app.manifestBytes },
-    { name: 'config.json', size: header.app.configBytes },
-    ...header.layers.map((l) => ({ name: layerArtifactName(l.diffId), size: l.size, diffId: l.diffId })),
-  ];
+  const expected = expectedArtifacts(header);
   const maxArtifact = Math.max(...expected.map((e) => e.size), 1);
   const reader = new FrameReader(stream, { maxArtifactBytes: maxArtifact });
   let index = 0;
@@ -84,23 +149,7 @@ export async function verifyOverlayStream(header: OverlayHeader, stream: AsyncIt
   for await (const ev of reader) {
     if (ev.type === 'begin') {
       const want = expected[index];
-      const a = ev.artifact;
-      if (!want) throw new ImageError('bad_overlay', `overlay holds an unexpected extra artifact '${a.name}'`, { context: { artifact: a.name } });
-      if (a.name !== want.name) {
-        throw new ImageError('bad_overlay', `overlay artifact ${index} is '${a.name}', expected '${want.name}'`, {
-          context: { artifact: a.name, expected: want.name },
-        });
-      }
-      if (a.codec !== header.codec) {
-        throw new ImageError('bad_overlay', `artifact '${a.name}' is compressed with ${a.codec}, the header says ${header.codec}`, {
-          context: { artifact: a.name },
-        });
-      }
-      if (a.rawSize !== want.size) {
-        throw new ImageError('bad_overlay', `artifact '${a.name}' announces ${a.rawSize} bytes, the header says ${want.size}`, {
-          context: { artifact: a.name },
-        });
-      }
+      checkArtifactBegin(header, want, ev.artifact, index);
       small = [];
       checker = want.diffId ? new LayerTarChecker(want.diffId) : null;
     } else if (ev.type === 'data') {
@@ -108,36 +157,12 @@ export async function verifyOverlayStream(header: OverlayHeader, stream: AsyncIt
       else small.push(ev.chunk);
     } else if (ev.type === 'end') {
       const want = expected[index]!;
-      const s = ev.summary;
-      rawBytes += s.rawBytes;
+      rawBytes += ev.summary.rawBytes;
       if (want.diffId) {
-        if (`sha256:${s.sha256}` !== want.diffId) {
-          throw new ImageError('layer_digest_mismatch', `layer ${want.diffId}: its bytes hash to sha256:${s.sha256}`, {
-            context: { diffId: want.diffId, actual: `sha256:${s.sha256}` },
-            hint: 'the overlay was refused whole; nothing of it was stored or loaded',
-          });
-        }
-        await checker!.end();
-        tarEntries += checker!.entries;
+        tarEntries += await checkLayerEnd(want.diffId, ev.summary, checker!);
         checker = null;
       } else if (want.name === 'config.json') {
-        const config = Buffer.concat(small);
-        if (`sha256:${sha256Hex(config)}` !== header.app.imageId) {
-          throw new ImageError('layer_digest_mismatch', `config.json hashes to sha256:${sha256Hex(config)}, not to the app image id ${header.app.imageId}`, {
-            context: { expected: header.app.imageId },
-          });
-        }
-        let diffIds: unknown;
-        try {
-          diffIds = (JSON.parse(config.toString('utf8')) as { rootfs?: { diff_ids?: unknown } }).rootfs?.diff_ids;
-        } catch {
-          diffIds = undefined;
-        }
-        if (!Array.isArray(diffIds) || diffIds.length !== header.app.diffIds.length || diffIds.some((d, i) => d !== header.app.diffIds[i])) {
-          throw new ImageError('bad_overlay', 'the app config lists other layers than the overlay header', {
-            context: { config: diffIds, header: header.app.diffIds },
-          });
-        }
+        checkConfig(header, Buffer.concat(small));
       } else {
         if (Buffer.concat(small).toString('utf8') !== loadManifest(header)) {
           throw new ImageError('bad_overlay', 'manifest.json is not the manifest of the app image the header names');

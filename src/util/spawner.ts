@@ -137,9 +137,9 @@ export function spawnerPid(): number | null {
   return spawner?.child.pid ?? null;
 }
 
-/** Starts a program (no shell: arguments as given) through the spawner when it runs. */
-export function startTracked(cmd: string, args: readonly string[], opts: ProgramOptions = {}): Program {
-  const req: SpawnRequest = {
+/** The request for the spawner (or spawn-program.ts in-process), with the defaults filled in. */
+function spawnRequest(cmd: string, args: readonly string[], opts: ProgramOptions): SpawnRequest {
+  return {
     id: nextId++,
     cmd,
     args: [...args],
@@ -150,6 +150,27 @@ export function startTracked(cmd: string, args: readonly string[], opts: Program
     ...(opts.stdinFile ? { stdinFile: opts.stdinFile } : {}),
     ...(opts.input !== undefined ? { input: opts.input } : {}),
   };
+}
+
+/** Has the spawner `s` start the program, or starts it in-process when there is none (or it is going). */
+function sendRequest(s: Spawner | null, req: SpawnRequest, onAnswer: (a: SpawnAnswer) => void): void {
+  if (s) {
+    if (s.pending.size === 0) holdFor(s, true);
+    s.pending.set(req.id, { onAnswer });
+    s.child.send(req, (err) => {
+      if (!err || !s.pending.delete(req.id)) return;
+      // The channel closed under the request (the spawner is going): nothing was started.
+      if (s.pending.size === 0) holdFor(s, false);
+      startProgram(req, onAnswer);
+    });
+  } else {
+    startProgram(req, onAnswer);
+  }
+}
+
+/** Starts a program (no shell: arguments as given) through the spawner when it runs. */
+export function startTracked(cmd: string, args: readonly string[], opts: ProgramOptions = {}): Program {
+  const req = spawnRequest(cmd, args, opts);
   let knownPid: number | null = null;
   let over = false;
   let pidResolve!: (pid: number) => void;
@@ -188,18 +209,7 @@ export function startTracked(cmd: string, args: readonly string[], opts: Program
     }
     exitResolve({ code: a.code, signal: a.signal, stdout: Buffer.from(a.stdout.buffer, a.stdout.byteOffset, a.stdout.byteLength), stderr: a.stderr });
   };
-  if (s) {
-    if (s.pending.size === 0) holdFor(s, true);
-    s.pending.set(req.id, { onAnswer });
-    s.child.send(req, (err) => {
-      if (!err || !s.pending.delete(req.id)) return;
-      // The channel closed under the request (the spawner is going): nothing was started.
-      if (s.pending.size === 0) holdFor(s, false);
-      startProgram(req, onAnswer);
-    });
-  } else {
-    startProgram(req, onAnswer);
-  }
+  sendRequest(s, req, onAnswer);
   return {
     pid,
     exited,

@@ -271,7 +271,8 @@ function migrationTable(rows: readonly MigrationRow[], keys: (r: MigrationRow) =
   );
 }
 
-export function reportMarkdown(r: BenchAllResult): string {
+/** The title and what was run where and when (and what a quick run drops). */
+function reportHead(r: BenchAllResult): string[] {
   const m = r.machine;
   const o: string[] = [];
   o.push(`# Evaluation: \`cloudlet bench all\`${r.plan.quick ? ' (--quick)' : ''}`, '');
@@ -297,20 +298,28 @@ export function reportMarkdown(r: BenchAllResult): string {
     for (const d of r.plan.quickDrops) o.push(`- ${d}`);
   }
   o.push('', 'Figures are "median (min-max)" over the repetitions; a single figure means one repetition or no spread.', '');
-  const wc = hasClientFigures(r);
-  if (wc) {
-    o.push(
-      "Every migration runs under a client in the lab's client namespace (an HTTP probe every 20 ms, from a second before the migration to a second after it: `GET /probe` beside the activity service's own load in scenarios 3, 4 and 6, which dirties nothing; the counter's CGI and the random-state service's `/touch` in scenarios 5 and 6): \"client gap\" is the longest silence between two consecutive replies it got that overlaps the migration (start to end), from its per-request timeline, beside the daemons' downtime; \"client RTT\" is its median request latency in the second before the migration.",
-      '',
-    );
-    const missing = MIGRATION_SCENARIOS.flatMap((k) => r[k].filter((x) => x.clientGapMs === null).map((x) => ({ k, note: x.clientNote ?? '-' })));
-    for (const note of distinct(missing.map((m) => m.note))) {
-      const of = missing.filter((m) => m.note === note);
-      o.push(`- No client gap for ${of.length} migration(s) (${distinct(of.map((m) => m.k)).join(', ')}): ${note}.`);
-    }
-    if (missing.length) o.push('');
-  }
+  return o;
+}
 
+/** How the client figures were measured, and the migrations that have none (results with client figures only). */
+function clientNote(r: BenchAllResult): string[] {
+  const o: string[] = [];
+  o.push(
+    "Every migration runs under a client in the lab's client namespace (an HTTP probe every 20 ms, from a second before the migration to a second after it: `GET /probe` beside the activity service's own load in scenarios 3, 4 and 6, which dirties nothing; the counter's CGI and the random-state service's `/touch` in scenarios 5 and 6): \"client gap\" is the longest silence between two consecutive replies it got that overlaps the migration (start to end), from its per-request timeline, beside the daemons' downtime; \"client RTT\" is its median request latency in the second before the migration.",
+    '',
+  );
+  const missing = MIGRATION_SCENARIOS.flatMap((k) => r[k].filter((x) => x.clientGapMs === null).map((x) => ({ k, note: x.clientNote ?? '-' })));
+  for (const note of distinct(missing.map((m) => m.note))) {
+    const of = missing.filter((m) => m.note === note);
+    o.push(`- No client gap for ${of.length} migration(s) (${distinct(of.map((m) => m.k)).join(', ')}): ${note}.`);
+  }
+  if (missing.length) o.push('');
+  return o;
+}
+
+/** Our figures against the published ones. */
+function publishedSection(r: BenchAllResult): string[] {
+  const o: string[] = [];
   o.push('## Against the published figures', '');
   o.push(
     'Ratio = ours / published (below 1: smaller or faster than published). Ranges are compared at their midpoint. The published setups differ from ours (other hardware, other workloads: our large-memory workload is not OpenFace), so the ratios place our figures, they do not rank the systems.',
@@ -325,7 +334,12 @@ export function reportMarkdown(r: BenchAllResult): string {
           cmp.map((c) => [c.what, `${fmt(c.ours)} ${c.unit}`, c.published, c.ours ? num(c.ours.median / c.publishedValue) : '-']),
         ),
   );
+  return o;
+}
 
+/** Scenario 1: overlay size and synthesis time, with the two baselines. */
+function overlaySection(r: BenchAllResult): string[] {
+  const o: string[] = [];
   o.push('', '## 1. Overlay: size and synthesis time', '');
   o.push(
     `\`bench overlay\` per repetition (codec ${r.plan.overlay.codec}): the overlay is created on a, pushed to b over the lab link, synthesized (decompress + load) and started by a first request; baselines in the same repetition on b: the 2016 prototype's synthesis method (untar base, lay layers, re-tar, load) and shipping the whole image (save | gzip, push, load).`,
@@ -366,7 +380,12 @@ export function reportMarkdown(r: BenchAllResult): string {
     ),
   );
   o.push('', '![overlay](charts/overlay.svg)', '', 'Data: [overlay.csv](overlay.csv)');
+  return o;
+}
 
+/** Scenario 2: the codecs on the workloads' memory. */
+function compressionSection(r: BenchAllResult): string[] {
+  const o: string[] = [];
   o.push('', "## 2. Compression: codecs on the workloads' memory", '');
   o.push(
     `The codec micro-benchmark (\`src/transfer/bench-codecs.ts\`) on each running workload's private writable memory (read through /proc/PID/mem, up to ${r.plan.compression.maxMiB} MiB), in 1 MiB blocks as migrations send them (zero pages included: a migration skips them, so ratios of samples with many zero pages flatter the codecs); ratio = wire / raw bytes, speeds in raw MB/s on one core. Transfer time = the codec-choice model's prediction (compress, send and decompress pipelined, \`src/transfer/codec-choice.ts\`) for the sample at each link rate, from the rates measured here; it is computed, not timed on the link.`,
@@ -408,13 +427,23 @@ export function reportMarkdown(r: BenchAllResult): string {
     ),
   );
   o.push('', '![compression](charts/compression.svg)', '', 'Data: [compression.csv](compression.csv)');
+  return o;
+}
 
+/** Scenario 3: pre-copy rounds x client activity. */
+function roundsSection(r: BenchAllResult, opts: { withClient: boolean }): string[] {
+  const o: string[] = [];
   const a = r.plan.activity;
   const activityText = `The activity service (\`src/workloads/handoff-service.ts\`, ${a.stateMb} MiB of state) on the service network; the lab client sends about n requests (half on a TCP session, half on an HTTP keep-alive session), spread over ${a.windowMs / 1000} s from the migration's start, each request dirtying ${a.dirtyKbPerRequest} KiB (one word in each of ${a.dirtyKbPerRequest / 4} random pages). Links at ${a.mbit} Mbit/s, codec ${a.codec} (the classic setting: every dirty page costs wire bytes). The service moves back and forth between a and b (a first, unrecorded migration ships its image, so no measured one includes image shipping). "client requests" is what the client got sent in the window: a frozen service takes none, so stop-and-copy runs, frozen for most of the window, see fewer.`;
   o.push('', '## 3. Pre-copy rounds x client activity', '', activityText, '');
-  o.push(migrationTable(r.rounds, (x) => [String(x.params.n), String(x.params.rounds)], ['n', 'forced rounds'], wc));
+  o.push(migrationTable(r.rounds, (x) => [String(x.params.n), String(x.params.rounds)], ['n', 'forced rounds'], opts.withClient));
   o.push('', '![rounds](charts/rounds.svg)', '', 'Data: [rounds.csv](rounds.csv)');
+  return o;
+}
 
+/** Scenario 4: the alpha rule. */
+function alphaSection(r: BenchAllResult, opts: { withClient: boolean }): string[] {
+  const o: string[] = [];
   o.push(
     '',
     '## 4. Alpha rule',
@@ -422,9 +451,14 @@ export function reportMarkdown(r: BenchAllResult): string {
     `Same service, client and link as scenario 3; the alpha rule stops pre-copy when a round's send took less than alpha seconds (max 8 rounds).`,
     '',
   );
-  o.push(migrationTable(r.alpha, (x) => [String(x.params.n), String(x.params.alpha)], ['n', 'alpha s'], wc));
+  o.push(migrationTable(r.alpha, (x) => [String(x.params.n), String(x.params.alpha)], ['n', 'alpha s'], opts.withClient));
   o.push('', '![alpha](charts/alpha.svg)', '', 'Data: [alpha.csv](alpha.csv)');
+  return o;
+}
 
+/** Scenario 5: the bandwidth sweep. */
+function bandwidthSection(r: BenchAllResult, opts: { withClient: boolean }): string[] {
+  const o: string[] = [];
   const b = r.plan.bandwidth;
   o.push(
     '',
@@ -438,11 +472,16 @@ export function reportMarkdown(r: BenchAllResult): string {
       [...r.bandwidth].sort((x, y) => x.workload.localeCompare(y.workload) || Number(x.params.mbit) - Number(y.params.mbit)),
       (x) => [x.workload, String(x.params.mbit)],
       ['workload', 'Mbit/s'],
-      wc,
+      opts.withClient,
     ),
   );
   o.push('', '![bandwidth](charts/bandwidth.svg)', '', 'Data: [bandwidth.csv](bandwidth.csv)');
+  return o;
+}
 
+/** Scenario 6: the decision models side by side. */
+function decisionSection(r: BenchAllResult, opts: { withClient: boolean }): string[] {
+  const o: string[] = [];
   const d = r.plan.decision;
   o.push(
     '',
@@ -456,10 +495,26 @@ export function reportMarkdown(r: BenchAllResult): string {
       [...r.decision].sort((x, y) => x.workload.localeCompare(y.workload)),
       (x) => [x.workload, x.policy],
       ['workload', 'rule'],
-      wc,
+      opts.withClient,
     ),
   );
   o.push('', '![decision](charts/decision.svg)', '', 'Data: [decision.csv](decision.csv)');
+  return o;
+}
+
+export function reportMarkdown(r: BenchAllResult): string {
+  const wc = hasClientFigures(r);
+  const o: string[] = [
+    ...reportHead(r),
+    ...(wc ? clientNote(r) : []),
+    ...publishedSection(r),
+    ...overlaySection(r),
+    ...compressionSection(r),
+    ...roundsSection(r, { withClient: wc }),
+    ...alphaSection(r, { withClient: wc }),
+    ...bandwidthSection(r, { withClient: wc }),
+    ...decisionSection(r, { withClient: wc }),
+  ];
   o.push('', 'Raw figures of every repetition (per-round bytes and pages too): [results.json](results.json).', '');
   return o.join('\n');
 }

@@ -72,17 +72,26 @@ async function handoff(lab: LabState, from: string, to: string, container: strin
   return new CloudletClient(cl.daemon.apiUrl, lab.token, { timeoutMs: 30 * 60_000 }).post<MigrationReport>('/v1/migrations?wait=1', { container, to });
 }
 
-async function runApp(lab: LabState, app: AppDef, progress: (m: string) => void): Promise<AppResult> {
-  const [ca, cb] = [lab.cloudlets[0]!, lab.cloudlets[1]!];
-  const engineOf = (name: string) => new DockerEngine(lab.cloudlets.find((c) => c.name === name)!.engine.socket, { timeoutMs: 120_000 });
-  const name = `app-${app.name}`;
-  const spec = await app.image();
-  const result: AppResult = {
-    name: app.name,
-    description: app.description,
-    image: { name: spec.name, imageId: '' },
-    from: ca.name,
-    to: cb.name,
+function engineOn(lab: LabState, name: string): DockerEngine {
+  return new DockerEngine(lab.cloudlets.find((c) => c.name === name)!.engine.socket, { timeoutMs: 120_000 });
+}
+
+/** Removes the app's image from the cloudlets named (an absent image is fine). */
+async function removeAppImage(lab: LabState, opts: { nodes: string[]; image: string }): Promise<void> {
+  for (const node of opts.nodes)
+    await engineOn(lab, node)
+      .removeImage(opts.image, { force: true })
+      .catch(() => false);
+}
+
+/** An app's result before anything ran: not ok, no figures yet. */
+function emptyResult(opts: { app: AppDef; image: string; from: string; to: string }): AppResult {
+  return {
+    name: opts.app.name,
+    description: opts.app.description,
+    image: { name: opts.image, imageId: '' },
+    from: opts.from,
+    to: opts.to,
     ok: false,
     stateOk: false,
     failedOps: 0,
@@ -99,7 +108,65 @@ async function runApp(lab: LabState, app: AppDef, progress: (m: string) => void)
     failure: null,
     report: null,
   };
-  let where = ca.name;
+}
+
+/**
+ * Starts the app's client, hands the service off a -> b under it (PAUSE_MS before and after),
+ * stops the client; records the handoff's and the client's figures in `result`. `at.node`
+ * follows the service (the context's engine() reads it).
+ */
+async function handoffUnderClient(opts: {
+  lab: LabState;
+  app: AppDef;
+  ctx: AppContext;
+  result: AppResult;
+  at: { node: string };
+  progress: (m: string) => void;
+}): Promise<ClientOutcome> {
+  const { lab, app, ctx, result, at, progress } = opts;
+  const [ca, cb] = [lab.cloudlets[0]!, lab.cloudlets[1]!];
+  const client = await app.startClient(ctx);
+  let outcome: ClientOutcome;
+  let t0 = 0;
+  let t1 = 0;
+  try {
+    await client.ready;
+    await sleep(PAUSE_MS);
+    t0 = Date.now();
+    const report = await handoff(lab, ca.name, cb.name, ctx.name);
+    t1 = Date.now();
+    result.report = report;
+    result.downtimeMs = report.downtimeMs;
+    result.totalMs = report.totalMs;
+    result.bytes = report.bytesSent;
+    result.rounds = report.precopyRounds;
+    result.restoreMode = report.restoreMode ?? null;
+    if (report.state !== 'done') throw new CloudletError('bench_failed', `handoff ${report.state}: ${report.error?.message ?? ''}`, { kind: 'internal' });
+    at.node = cb.name;
+    progress(`${app.name}: ${ca.name} -> ${cb.name}: total ${report.totalMs} ms, downtime ${report.downtimeMs} ms, ${report.precopyRounds} rounds`);
+    await spareReady(engineOn(lab, cb.name));
+    await sleep(PAUSE_MS);
+  } finally {
+    outcome = await client.stop();
+    Object.assign(result, {
+      ops: outcome.ops,
+      failedOps: outcome.failedOps,
+      stateOk: outcome.stateOk,
+      clientBytes: outcome.bytes,
+      checks: outcome.checks,
+      errors: outcome.errors,
+      clientGapMs: t1 > 0 ? gapAround(outcome.done, t0, t1) : null,
+    });
+  }
+  return outcome;
+}
+
+async function runApp(lab: LabState, app: AppDef, progress: (m: string) => void): Promise<AppResult> {
+  const [ca, cb] = [lab.cloudlets[0]!, lab.cloudlets[1]!];
+  const name = `app-${app.name}`;
+  const spec = await app.image();
+  const result = emptyResult({ app, image: spec.name, from: ca.name, to: cb.name });
+  const at = { node: ca.name };
   let address: string | null = null;
   try {
     progress(`${app.name}: building ${spec.name} from the host's programs`);
@@ -107,51 +174,16 @@ async function runApp(lab: LabState, app: AppDef, progress: (m: string) => void)
     result.image.imageId = archive.imageId;
     await removeService(lab, name);
     // Only on a: b gets the image (or the layers it lacks) from the handoff.
-    for (const cl of [ca, cb])
-      await engineOf(cl.name)
-        .removeImage(spec.name, { force: true })
-        .catch(() => false);
+    await removeAppImage(lab, { nodes: [ca.name, cb.name], image: spec.name });
     await loadImageArchive(ca.engine.socket, archive.archivePath);
     address = await pickBenchAddress(lab, ca);
-    await startWorkload(engineOf(ca.name), { name, Image: spec.name }, 'holder', address);
+    await startWorkload(engineOn(lab, ca.name), { name, Image: spec.name }, 'holder', address);
     await announceOn(ca, address);
-    const ctx: AppContext = { lab, name, address, engine: () => engineOf(where), progress: (m) => progress(`${app.name}: ${m}`) };
+    const ctx: AppContext = { lab, name, address, engine: () => engineOn(lab, at.node), progress: (m) => progress(`${app.name}: ${m}`) };
     await waitForPort(lab, address, app.port, app.startTimeoutMs ?? 60_000);
     progress(`${app.name}: running on ${ca.name} at ${address}:${app.port} (docker run ${spec.name}, in a holder)`);
     if (app.prepare) await app.prepare(ctx);
-    const client = await app.startClient(ctx);
-    let outcome: ClientOutcome;
-    let t0 = 0;
-    let t1 = 0;
-    try {
-      await client.ready;
-      await sleep(PAUSE_MS);
-      t0 = Date.now();
-      const report = await handoff(lab, ca.name, cb.name, name);
-      t1 = Date.now();
-      result.report = report;
-      result.downtimeMs = report.downtimeMs;
-      result.totalMs = report.totalMs;
-      result.bytes = report.bytesSent;
-      result.rounds = report.precopyRounds;
-      result.restoreMode = report.restoreMode ?? null;
-      if (report.state !== 'done') throw new CloudletError('bench_failed', `handoff ${report.state}: ${report.error?.message ?? ''}`, { kind: 'internal' });
-      where = cb.name;
-      progress(`${app.name}: ${ca.name} -> ${cb.name}: total ${report.totalMs} ms, downtime ${report.downtimeMs} ms, ${report.precopyRounds} rounds`);
-      await spareReady(engineOf(cb.name));
-      await sleep(PAUSE_MS);
-    } finally {
-      outcome = await client.stop();
-      Object.assign(result, {
-        ops: outcome.ops,
-        failedOps: outcome.failedOps,
-        stateOk: outcome.stateOk,
-        clientBytes: outcome.bytes,
-        checks: outcome.checks,
-        errors: outcome.errors,
-        clientGapMs: t1 > 0 ? gapAround(outcome.done, t0, t1) : null,
-      });
-    }
+    const outcome = await handoffUnderClient({ lab, app, ctx, result, at, progress });
     if (app.afterHandoff) {
       const after = await app.afterHandoff(ctx);
       result.checks = { ...result.checks, afterHandoff: after };
@@ -162,10 +194,7 @@ async function runApp(lab: LabState, app: AppDef, progress: (m: string) => void)
     result.failure = errorMessage(err);
   } finally {
     await removeWorkload(lab, name, address, progress);
-    for (const cl of [ca, cb])
-      await engineOf(cl.name)
-        .removeImage(spec.name, { force: true })
-        .catch(() => false);
+    await removeAppImage(lab, { nodes: [ca.name, cb.name], image: spec.name });
   }
   return result;
 }

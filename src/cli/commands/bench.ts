@@ -24,7 +24,17 @@ import { action, printJson, printTable, progress, requireRoot } from '../output.
 
 export function registerBenchCommands(program: Command): void {
   const bench = program.command('bench').description('benchmarks on the lab (a lab is brought up if none is)');
+  registerBenchAll(bench);
+  registerBenchReport(bench);
+  registerBenchApps(bench);
+  registerBenchMigrate(bench);
+  registerBenchHandoff(bench);
+  registerBenchFaults(bench);
+  registerBenchOverlay(bench);
+  registerBenchSecurity(bench);
+}
 
+function registerBenchAll(bench: Command): void {
   bench
     .command('all')
     .description(
@@ -52,7 +62,9 @@ export function registerBenchCommands(program: Command): void {
         return 0;
       }),
     );
+}
 
+function registerBenchReport(bench: Command): void {
   bench
     .command('report')
     .description('re-render a `bench all` report (REPORT.md, CSV, charts) from its results.json')
@@ -70,7 +82,9 @@ export function registerBenchCommands(program: Command): void {
         return 0;
       }),
     );
+}
 
+function registerBenchApps(bench: Command): void {
   bench
     .command('apps')
     .description(
@@ -109,7 +123,9 @@ export function registerBenchCommands(program: Command): void {
         return r.allOk ? 0 : 1;
       }),
     );
+}
 
+function registerBenchMigrate(bench: Command): void {
   bench
     .command('migrate')
     .description(
@@ -141,7 +157,9 @@ export function registerBenchCommands(program: Command): void {
         return 0;
       }),
     );
+}
 
+function registerBenchHandoff(bench: Command): void {
   bench
     .command('handoff')
     .description(
@@ -188,7 +206,9 @@ export function registerBenchCommands(program: Command): void {
         return keptOk && recreateOk ? 0 : 1;
       }),
     );
+}
 
+function registerBenchFaults(bench: Command): void {
   bench
     .command('faults')
     .description('fault matrix on the lab: per scenario, is the service running exactly once, its state intact, anything left behind, the error reported')
@@ -243,7 +263,9 @@ export function registerBenchCommands(program: Command): void {
         return r.failed === 0 ? 0 : 1;
       }),
     );
+}
 
+function registerBenchOverlay(bench: Command): void {
   bench
     .command('overlay')
     .description('overlays: create on a, push to b over the lab link, synthesize and start on b; against the 2016 method and whole-image shipping')
@@ -295,6 +317,9 @@ export function registerBenchCommands(program: Command): void {
         return r.workloads.every((w) => w.imageIdMatches) ? 0 : 1;
       }),
     );
+}
+
+function registerBenchSecurity(bench: Command): void {
   bench
     .command('security')
     .description(

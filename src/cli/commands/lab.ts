@@ -95,7 +95,15 @@ export function parseEngineList(text: string): Record<string, EngineKind> {
 
 export function registerLabCommands(program: Command): void {
   const lab = program.command('lab').description('a multi-cloudlet lab on this machine (namespaces, engines, shaped links)');
+  registerLabUp(lab);
+  registerLabDown(lab);
+  registerLabStatus(lab);
+  registerLabLink(lab);
+  registerLabMeasure(lab);
+  registerLabExec(lab);
+}
 
+function registerLabUp(lab: Command): void {
   lab
     .command('up')
     .description('create the lab: router, client and N cloudlets, each with a Docker engine and cloudletd')
@@ -136,7 +144,9 @@ export function registerLabCommands(program: Command): void {
         }
       }),
     );
+}
 
+function registerLabDown(lab: Command): void {
   lab
     .command('down')
     .description('remove everything the lab made (safe to run twice or after a crash)')
@@ -152,7 +162,9 @@ export function registerLabCommands(program: Command): void {
         return report.errors.length > 0 ? 1 : 0;
       }),
     );
+}
 
+function registerLabStatus(lab: Command): void {
   lab
     .command('status')
     .description('show the lab: cloudlets, addresses, API URLs, engines')
@@ -170,7 +182,9 @@ export function registerLabCommands(program: Command): void {
         return 0;
       }),
     );
+}
 
+function registerLabLink(lab: Command): void {
   lab
     .command('link')
     .description("change a node's link (both directions), e.g. `lab link b --bandwidth 20mbit`")
@@ -189,7 +203,9 @@ export function registerLabCommands(program: Command): void {
         else process.stdout.write(`${node}: ${spec.bandwidth}, ${spec.latency}\n`);
       }),
     );
+}
 
+function registerLabMeasure(lab: Command): void {
   lab
     .command('measure')
     .description('measure bulk TCP throughput between two lab nodes over their shaped links')
@@ -209,7 +225,9 @@ export function registerLabCommands(program: Command): void {
         else process.stdout.write(`${r.from} -> ${r.to}: ${r.mbitPerSecond.toFixed(1)} Mbit/s (${r.bytes} bytes in ${r.seconds.toFixed(2)} s)\n`);
       }),
     );
+}
 
+function registerLabExec(lab: Command): void {
   lab
     .command('exec')
     .description("run a command in a lab node's network namespace, e.g. `lab exec a -- ip addr`")

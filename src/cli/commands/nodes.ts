@@ -55,6 +55,12 @@ function globals(cmd: Command): GlobalOptions & { json?: boolean; node?: string;
 }
 
 export function registerNodeCommands(program: Command): void {
+  registerNodes(program);
+  registerPs(program);
+  registerInfo(program);
+}
+
+function registerNodes(program: Command): void {
   program
     .command('nodes')
     .description('list the known cloudlets with their engine, CRIU and container count')
@@ -81,7 +87,9 @@ export function registerNodeCommands(program: Command): void {
         return nodesExitCode(rows);
       }),
     );
+}
 
+function registerPs(program: Command): void {
   program
     .command('ps')
     .description('list the containers of one cloudlet')
@@ -103,7 +111,9 @@ export function registerNodeCommands(program: Command): void {
         );
       }),
     );
+}
 
+function registerInfo(program: Command): void {
   program
     .command('info')
     .description("show one cloudlet's daemon, engine, CRIU and capabilities")

@@ -84,7 +84,14 @@ export async function pushOverlay(file: string, nodeName: string, opts: GlobalOp
 
 export function registerOverlayCommands(program: Command): void {
   const overlay = program.command('overlay').description('application overlays: app image minus its base image');
+  registerOverlayCreate(overlay);
+  registerOverlayInspect(overlay);
+  registerOverlayPush(overlay);
+  registerOverlaysList(program);
+  registerOverlayRun(program);
+}
 
+function registerOverlayCreate(overlay: Command): void {
   overlay
     .command('create')
     .description('make an overlay of an app image on the base image it is built on')
@@ -110,7 +117,9 @@ export function registerOverlayCommands(program: Command): void {
         );
       }),
     );
+}
 
+function registerOverlayInspect(overlay: Command): void {
   overlay
     .command('inspect')
     .description("print an overlay file's header")
@@ -133,7 +142,9 @@ export function registerOverlayCommands(program: Command): void {
         );
       }),
     );
+}
 
+function registerOverlayPush(overlay: Command): void {
   overlay
     .command('push')
     .description('send an overlay file to a cloudlet (verified there before it is kept)')
@@ -152,7 +163,9 @@ export function registerOverlayCommands(program: Command): void {
         );
       }),
     );
+}
 
+function registerOverlaysList(program: Command): void {
   program
     .command('overlays')
     .description('the overlays a cloudlet holds')
@@ -178,7 +191,9 @@ export function registerOverlayCommands(program: Command): void {
         );
       }),
     );
+}
 
+function registerOverlayRun(program: Command): void {
   program
     .command('run')
     .description('start a service from an overlay on a cloudlet (synthesizing the image on first use)')
