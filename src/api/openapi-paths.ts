@@ -7,7 +7,9 @@ import { CloudletViewSchema, ContainerSummarySchema, HealthzSchema, NodeInfoSche
 import {
   AddressTakenSchema,
   IncomingStatusSchema,
+  MigrationPlanSchema,
   MigrationReportSchema,
+  PrepareCheckSchema,
   PrepareAnswerSchema,
   PrepareRequestSchema,
   RoundResponseSchema,
@@ -132,6 +134,14 @@ function migrationPaths(c: PathContext): Paths {
       ),
       get: op('migrations', 'migrations started on this cloudlet', ok('reports', arrayOf(MigrationReportSchema))),
     },
+    '/v1/migrations/plan': {
+      post: op(
+        'migrations',
+        'a dry run: what a migration of the container would do and every reason it would be refused before the freeze; nothing is started',
+        { ...ok('the plan', ref(MigrationPlanSchema)), ...errors('400', '404', '409') },
+        { requestBody: { required: true, content: json(ref(StartMigrationSchema)) } },
+      ),
+    },
     '/v1/migrations/{id}': {
       get: op(
         'migrations',
@@ -170,6 +180,14 @@ function peerPaths(c: PathContext): Paths {
         {
           requestBody: { required: true, content: json(ref(PrepareRequestSchema)) },
         },
+      ),
+    },
+    '/v1/incoming/check': {
+      post: op(
+        'peers',
+        "a source's dry run: what a prepare would find here (policy, engine, image, names); nothing is made",
+        { ...ok('the check', ref(PrepareCheckSchema)), ...errors('400') },
+        { requestBody: { required: true, content: json(ref(PrepareRequestSchema)) } },
       ),
     },
     '/v1/incoming/{id}/rounds/{k}': {

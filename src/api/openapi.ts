@@ -8,7 +8,16 @@ import type { ZodTypeAny } from 'zod';
 import { openApiPaths, type JsonSchemaOf } from './openapi-paths.js';
 import { ApiErrorSchema, OkSchema } from './schemas/common.js';
 import { CloudletViewSchema, ContainerSummarySchema, NodeInfoSchema, PeerStatusSchema } from './schemas/node.js';
-import { MigrationReportSchema, PrepareRequestSchema, RoundReportSchema, RoundResponseSchema, StartMigrationSchema } from './schemas/migrations.js';
+import {
+  MigrationPlanSchema,
+  MigrationReportSchema,
+  PrepareCheckSchema,
+  PrepareRequestSchema,
+  RefusalSchema,
+  RoundReportSchema,
+  RoundResponseSchema,
+  StartMigrationSchema,
+} from './schemas/migrations.js';
 import {
   ImageLoadSchema,
   LayersAnswerSchema,
@@ -32,7 +41,10 @@ export const COMPONENT_SCHEMAS: readonly ZodTypeAny[] = [
   StartMigrationSchema,
   RoundReportSchema,
   MigrationReportSchema,
+  MigrationPlanSchema,
+  RefusalSchema,
   PrepareRequestSchema,
+  PrepareCheckSchema,
   RoundResponseSchema,
   OverlaySchema,
   SynthesisSchema,

@@ -19,6 +19,7 @@ export type RouteAccess = 'operator' | 'peer' | 'both';
 const ROUTE_ACCESS: ReadonlyMap<string, RouteAccess> = new Map<string, RouteAccess>([
   // handoff by checkpoint/restore (migration/source -> this destination)
   ['POST /v1/incoming', 'peer'],
+  ['POST /v1/incoming/check', 'peer'],
   ['PUT /v1/incoming/:id/rounds/:k', 'peer'],
   ['POST /v1/incoming/:id/address', 'peer'],
   ['POST /v1/incoming/:id/commit', 'peer'],
@@ -46,7 +47,7 @@ const ROUTE_ACCESS: ReadonlyMap<string, RouteAccess> = new Map<string, RouteAcce
 ]);
 
 /** Requests whose body names the source (`from`): it must be the authenticated peer. */
-const FROM_CHECKED = new Set(['POST /v1/incoming', 'POST /v1/recreate']);
+const FROM_CHECKED = new Set(['POST /v1/incoming', 'POST /v1/incoming/check', 'POST /v1/recreate']);
 
 export function routeAccess(method: string, url: string | undefined): RouteAccess {
   return (url !== undefined && ROUTE_ACCESS.get(`${method} ${url}`)) || 'operator';

@@ -1,5 +1,6 @@
 // Migration routes of cloudletd.
-//   Operators: POST /v1/migrations (start; ?wait=1 answers with the final report),
+//   Operators: POST /v1/migrations (start; ?wait=1 answers with the final report), POST
+//              /v1/migrations/plan (a dry run),
 //              GET /v1/migrations, GET /v1/migrations/:id.
 //   Peers:     POST /v1/incoming (prepare), PUT /v1/incoming/:id/rounds/:k (a round's
 //              framed stream), POST /v1/incoming/:id/address (hold the service address's
@@ -120,10 +121,11 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
   // Round bodies are framed binary streams, consumed by the route itself (not buffered).
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
 
-  app.post<{ Querystring: { wait?: string } }>('/v1/migrations', async (req, reply) => {
-    const o = parseBody(StartMigrationSchema, req.body, 'migration request');
+  /** A start request as the source reads it (the same for a start and its dry run). */
+  const migrationRequest = (body: unknown): MigrationRequest => {
+    const o = parseBody(StartMigrationSchema, body, 'migration request');
     if (o.inject && !config.allowFaultInjection) throw new UsageError('fault injection is not enabled on this cloudlet');
-    const request: MigrationRequest = {
+    return {
       container: o.container,
       to: o.to,
       policy: policyFromOptions(o),
@@ -134,10 +136,16 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
       ...(o.strategy ? { strategy: o.strategy } : {}),
       ...(o.restore ? { restore: o.restore } : {}),
     };
-    const started = await source.start(request);
+  };
+
+  app.post<{ Querystring: { wait?: string } }>('/v1/migrations', async (req, reply) => {
+    const started = await source.start(migrationRequest(req.body));
     if (req.query.wait === '1' || req.query.wait === 'true') return reply.status(200).send(await source.wait(started.id));
     return reply.status(202).send(started);
   });
+
+  // A dry run: what the handoff would do and every reason it would be refused, nothing started.
+  app.post('/v1/migrations/plan', async (req) => source.plan(migrationRequest(req.body)));
 
   app.get('/v1/migrations', async () => source.list());
 
@@ -155,6 +163,9 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
 function registerIncomingRoutes(app: FastifyInstance, ctx: DaemonContext, destination: MigrationDestination): void {
   const { config } = ctx;
   app.post('/v1/incoming', async (req) => destination.prepare(req.body as PrepareRequest));
+
+  // A source's dry run: what a prepare would find here; nothing is made or journalled.
+  app.post('/v1/incoming/check', async (req) => destination.check(req.body as PrepareRequest));
 
   app.get<{ Params: { id: string } }>('/v1/incoming/:id', async (req) => destination.status(req.params.id));
 

@@ -12,15 +12,24 @@
 //   abort    - destination/abort.ts: removes the twin, volumes and staging;
 //   recovery - destination/recovery.ts: after a daemon restart.
 // Every step is journalled, so a restarted daemon knows which migrations it held.
-import { ConflictError, NotFoundError } from '../util/errors.js';
+import { CloudletError, ConflictError, NotFoundError } from '../util/errors.js';
 import { checkpointName, type DestinationDeps, type Incoming } from './destination/incoming.js';
-import { checkPolicy, checkPrepare, createTwin, newIncoming } from './destination/prepare.js';
+import { checkPolicy, checkPrepare, createTwin, newIncoming, prepareProblems } from './destination/prepare.js';
 import { takeAddress } from './destination/address.js';
 import { applyRound, type IncomingRound } from './destination/round.js';
 import { commitIncoming, markCommitted } from './destination/commit.js';
 import { abortIncoming } from './destination/abort.js';
 import { recoverIncoming } from './destination/recovery.js';
-import { parsePrepare, type AddressTaken, type IncomingStatus, type PrepareRequest, type PrepareResponse, type RoundResponse } from './destination/wire.js';
+import {
+  parsePrepare,
+  type AddressTaken,
+  type IncomingStatus,
+  type PrepareCheck,
+  type PrepareRequest,
+  type PrepareResponse,
+  type Refusal,
+  type RoundResponse,
+} from './destination/wire.js';
 
 export type { DestinationDeps } from './destination/incoming.js';
 export type { IncomingRound } from './destination/round.js';
@@ -29,8 +38,10 @@ export {
   incomingContainerSchema,
   type AddressTaken,
   type IncomingStatus,
+  type PrepareCheck,
   type PrepareRequest,
   type PrepareResponse,
+  type Refusal,
   type RoundResponse,
 } from './destination/wire.js';
 
@@ -59,6 +70,16 @@ export class MigrationDestination {
       await this.abort(req.id, String((err as Error).message));
       throw err;
     }
+  }
+
+  /** What a prepare of `body` would find here (all refusals, the image), making nothing: a dry run. */
+  async check(body: PrepareRequest): Promise<PrepareCheck> {
+    const req = parsePrepare(body);
+    const refusals: Refusal[] = [];
+    await checkPolicy(this.deps, req).catch((err: unknown) => refusals.push(refusalOf(err)));
+    const { engineVersion, problems } = await prepareProblems(this.deps, req);
+    refusals.push(...problems.filter((p) => p.code !== 'image_missing').map(refusalOf));
+    return { engine: engineVersion, imageHere: !problems.some((p) => p.code === 'image_missing'), refusals };
   }
 
   /** Before the source freezes: the address's packets are held here and it is routed here (address.ts). */
@@ -110,4 +131,10 @@ export class MigrationDestination {
     if (!inc) throw new NotFoundError('incoming migration', id);
     return inc;
   }
+}
+
+/** A refusal as a dry run reports it; an error that is not a CloudletError is a bug and is thrown. */
+export function refusalOf(err: unknown): Refusal {
+  if (!(err instanceof CloudletError)) throw err;
+  return { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) };
 }

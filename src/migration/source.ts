@@ -18,8 +18,10 @@ import { runHandoff } from './source/run.js';
 import { twinSpecOf } from './twin-spec.js';
 import type { ContainerSpec } from '../engine/container-spec.js';
 import { recoverSourceMigrations } from './source/recovery.js';
+import { planHandoff, type MigrationPlan, type PlanInput } from './source/plan.js';
 
 export type { SourceDeps } from './source/handoff.js';
+export type { MigrationPlan } from './source/plan.js';
 export { hasherFor, fsBatchNice, restoreFor, LAZY_RESTORE_MIN_BYTES } from './source/tuning.js';
 
 interface Running {
@@ -40,6 +42,23 @@ export class MigrationSource {
   async start(req: MigrationRequest): Promise<MigrationReport> {
     // totalMs counts from here: the checks below (inspect, holder) are part of the handoff.
     const t0 = performance.now();
+    const { details, holder, spec, choice, peer } = await this.checkRequest(req);
+    if (choice.strategy === 'recreate') {
+      const r = startRecreate(this.deps, req, details, choice, peer);
+      this.running.set(r.report.id, r);
+      void r.done.then(() => this.running.delete(r.report.id));
+      return { ...r.report };
+    }
+    return this.startMigration({ req, details, holder, spec, choice, t0, peer });
+  }
+
+  /** What a handoff of `req` would do and every reason it would be refused; nothing is started. */
+  async plan(req: MigrationRequest): Promise<MigrationPlan> {
+    return planHandoff(this.deps, await this.checkRequest(req));
+  }
+
+  /** The checks of a request that need no peer: refused here (thrown) before anything starts. */
+  private async checkRequest(req: MigrationRequest): Promise<PlanInput> {
     validatePolicy(req.policy);
     const peer = this.deps.peers.find((p) => p.name === req.to);
     if (!peer) {
@@ -62,18 +81,12 @@ export class MigrationSource {
     // What the destination will be asked to create, checked here first (settings a spec
     // cannot carry, values it refuses): the destination's policy check is the authority.
     const spec = twinSpecOf(details, { holderName: choice.strategy === 'recreate' ? null : (holder?.spec.name ?? null) });
-    if (choice.strategy === 'recreate') {
-      if (holder) {
-        throw new UsageError(`'${details.name}' joins the network namespace holder ${holder.spec.name}: re-creation of such a service is not supported`, {
-          hint: 'migrate it (--strategy migrate)',
-        });
-      }
-      const r = startRecreate(this.deps, req, details, choice, client);
-      this.running.set(r.report.id, r);
-      void r.done.then(() => this.running.delete(r.report.id));
-      return { ...r.report };
+    if (choice.strategy === 'recreate' && holder) {
+      throw new UsageError(`'${details.name}' joins the network namespace holder ${holder.spec.name}: re-creation of such a service is not supported`, {
+        hint: 'migrate it (--strategy migrate)',
+      });
     }
-    return this.startMigration({ req, details, holder, spec, choice, t0, peer: client });
+    return { req, details, holder, spec, choice, peer: client };
   }
 
   get(id: string): MigrationReport | null {

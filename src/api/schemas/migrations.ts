@@ -172,6 +172,46 @@ export const PrepareRequestSchema = z
 
 export const PrepareAnswerSchema = z.object({ twinId: z.string() }).partial();
 
+/** One reason a handoff would be refused before the freeze (a dry run lists them all). */
+export const RefusalSchema = z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }).openapi('Refusal');
+
+/** POST /v1/incoming/check: what a prepare would find at the destination; nothing is made. */
+export const PrepareCheckSchema = z
+  .object({
+    engine: z.string().describe("the destination engine's version"),
+    imageHere: z.boolean().describe('if not, a handoff ships the missing layers first'),
+    refusals: z.array(RefusalSchema),
+  })
+  .openapi('PrepareCheck');
+
+/** POST /v1/migrations/plan: a dry run of a handoff (src/migration/source/plan.ts). */
+export const MigrationPlanSchema = z
+  .object({
+    container: z.string(),
+    from: z.string(),
+    to: z.string(),
+    strategy: z.enum(['migrate', 'recreate']),
+    strategyReason: z.string(),
+    network: z.object({
+      mode: z.string(),
+      netnsHolder: z.string().nullable(),
+      serviceAddress: z.string().nullable().describe('kept across the handoff; null: the twin gets another address'),
+      establishedTcp: z.number().int(),
+      connectionsKept: z.boolean(),
+    }),
+    memoryBytes: z.number().int().nullable(),
+    restore: z.enum(['lazy', 'eager']),
+    policy: z.string(),
+    decision: z.string().describe("the decision model's first call, before a round has measured the link"),
+    volumes: z.array(z.string()),
+    image: z.object({ name: z.string(), id: z.string(), atDestination: z.boolean().nullable() }),
+    destinationEngine: z.string().nullable(),
+    refusals: z.array(RefusalSchema).describe('every reason the handoff would be refused before the freeze'),
+    warnings: z.array(z.string()),
+    ok: z.boolean().describe('no refusal: the handoff would start'),
+  })
+  .openapi('MigrationPlan');
+
 /** PUT /v1/incoming/:id/rounds/:k: the destination's answer. */
 export const RoundResponseSchema = z
   .object({

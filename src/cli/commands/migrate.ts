@@ -3,6 +3,7 @@
 import { Option, type Command } from 'commander';
 import { UsageError } from '../../util/errors.js';
 import { HANDOFF_STRATEGIES, type HandoffStrategy, type MigrationReport } from '../../migration/types.js';
+import type { MigrationPlan } from '../../migration/source.js';
 import type { StartMigrationBody } from '../../daemon/routes-migrations.js';
 import { action, printJson, printTable, progress } from '../output.js';
 import { resolveNode, type GlobalOptions } from '../nodes.js';
@@ -21,6 +22,7 @@ interface MigrateOptions extends GlobalOptions {
   precopy?: string;
   strategy?: string;
   restore?: string;
+  dryRun?: boolean;
   json?: boolean;
 }
 
@@ -100,6 +102,32 @@ export function printReport(r: MigrationReport): void {
   if (r.error) process.stdout.write(`error: ${r.error.message}\n`);
 }
 
+/** The dry run's plan as a reader wants it: what would happen, then what would refuse it. */
+export function planText(p: MigrationPlan): string {
+  const net = p.network;
+  const lines = [
+    `${p.container}: ${p.from} -> ${p.to}, dry run: ${p.ok ? 'would start' : `would be REFUSED before the freeze (${p.refusals.length} reason(s))`}`,
+    `strategy: ${p.strategy} (${p.strategyReason})`,
+    `network: ${net.mode}${net.netnsHolder ? ` in holder ${net.netnsHolder}` : ''}, address ${net.serviceAddress ?? 'not kept'}, ` +
+      `${net.establishedTcp} established TCP connection(s)${net.establishedTcp > 0 ? (net.connectionsKept ? ' kept' : ' NOT kept') : ''}`,
+    `memory: ${p.memoryBytes === null ? '?' : `${mb(p.memoryBytes)} MB`}, restore ${p.restore}; ${p.policy}; first call: ${p.decision}`,
+    `image: ${p.image.name} ${p.image.atDestination === null ? '' : p.image.atDestination ? '(at the destination)' : '(to be shipped)'}; volumes: ${p.volumes.join(', ') || '-'}`,
+    `destination engine: ${p.destinationEngine ?? '-'}`,
+    ...p.warnings.map((w) => `note: ${w}`),
+    ...p.refusals.map((r) => `refused: ${r.message}${r.hint ? `\n  hint: ${r.hint}` : ''}`),
+  ];
+  return lines.join('\n') + '\n';
+}
+
+/** `--dry-run`: the source's plan (POST /v1/migrations/plan); exit 1 when it would be refused. */
+async function dryRun(container: string, o: MigrateOptions): Promise<number> {
+  const node = await resolveNode(o.from, o);
+  const plan = await node.client.post<MigrationPlan>('/v1/migrations/plan', migrationBody(container, o));
+  if (o.json) printJson(plan);
+  else process.stdout.write(planText(plan));
+  return plan.ok ? 0 : 1;
+}
+
 export function registerMigrateCommand(program: Command): void {
   program
     .command('migrate')
@@ -121,11 +149,13 @@ export function registerMigrateCommand(program: Command): void {
       'lazy (post-copy, where the destination is configured for it), eager (every page in before the service runs) or auto: lazy from 128 MiB of memory',
       'auto',
     )
+    .option('--dry-run', 'say what the handoff would do and every reason it would be refused; start nothing (exit 1 if refused)')
     .option('--json', 'print the report as JSON')
     .addOption(new Option('--inject <point>', 'test hook: make the destination fail (lab only)').hideHelp())
     .action(
       action(async (container: string, _opts: unknown, cmd: Command) => {
         const o = cmd.optsWithGlobals<MigrateOptions>();
+        if (o.dryRun) return dryRun(container, o);
         const node = await resolveNode(o.from, o);
         const started = await node.client.post<MigrationReport>('/v1/migrations', migrationBody(container, o));
         if (!o.json) progress(`migration ${started.id}: ${started.container} ${started.from} -> ${started.to}`);

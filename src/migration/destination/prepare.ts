@@ -40,6 +40,15 @@ export async function checkPolicy(deps: Pick<DestinationDeps, 'containerPolicy' 
 
 /** Refuses a prepare this cloudlet cannot take (image missing, name taken, no service network). */
 export async function checkPrepare(deps: DestinationDeps, req: PrepareRequest): Promise<void> {
+  const first = (await prepareProblems(deps, req)).problems[0];
+  if (first) throw first;
+}
+
+/**
+ * Everything that keeps this cloudlet from taking the prepare, in the order a prepare reports
+ * them (a missing image first: the source ships it and asks again), and the engine it runs.
+ */
+export async function prepareProblems(deps: DestinationDeps, req: PrepareRequest): Promise<{ engineVersion: string; problems: CloudletError[] }> {
   const { engine } = deps;
   const c = req.container;
   // The engine is asked everything at once (each answer is a round trip to dockerd).
@@ -50,44 +59,48 @@ export async function checkPrepare(deps: DestinationDeps, req: PrepareRequest): 
     c.netnsHolder ? engine.imageExists(c.netnsHolder.imageId) : true,
     ...names.map((n) => engine.containerExists(n)),
   ]);
+  const problems: CloudletError[] = [];
   if (!imageHere) {
-    throw new CloudletError('image_missing', `image ${c.imageName} (${c.imageId.slice(0, 19)}) is not on this cloudlet`, {
-      kind: 'conflict',
-      context: { imageId: c.imageId, imageName: c.imageName },
-      hint: 'ship it first as an overlay (`cloudlet overlay push`) or load the image',
-    });
+    problems.push(
+      new CloudletError('image_missing', `image ${c.imageName} (${c.imageId.slice(0, 19)}) is not on this cloudlet`, {
+        kind: 'conflict',
+        context: { imageId: c.imageId, imageName: c.imageName },
+        hint: 'ship it first as an overlay (`cloudlet overlay push`) or load the image',
+      }),
+    );
   }
   if (!holderImageHere) {
-    throw new CloudletError(
-      'image_missing',
-      `image ${c.netnsHolder!.imageName} of the network namespace holder ${c.netnsHolder!.name} is not on this cloudlet`,
-      {
+    problems.push(
+      new CloudletError('image_missing', `image ${c.netnsHolder!.imageName} of the network namespace holder ${c.netnsHolder!.name} is not on this cloudlet`, {
         kind: 'conflict',
         context: { imageId: c.netnsHolder!.imageId },
-      },
+      }),
     );
   }
   // What this engine version cannot restore is known now, not after the freeze.
   const refusal = adapter.restoreRefusal({ networkMode: c.spec.network.mode, networkDisabled: c.spec.network.disabled });
   if (refusal !== null) {
-    throw new CloudletError('engine_cannot_restore', refusal, {
-      kind: 'conflict',
-      context: { engine: adapter.engineVersion, family: adapter.family, networkMode: c.spec.network.mode },
-    });
+    problems.push(
+      new CloudletError('engine_cannot_restore', refusal, {
+        kind: 'conflict',
+        context: { engine: adapter.engineVersion, family: adapter.family, networkMode: c.spec.network.mode },
+      }),
+    );
   }
   const clash = names.find((_, i) => taken[i]);
   if (clash) {
-    throw new ConflictError(`a container named '${clash}' already exists on the destination`, { hint: 'remove or rename it there first' });
+    problems.push(new ConflictError(`a container named '${clash}' already exists on the destination`, { hint: 'remove or rename it there first' }));
   }
   const serviceAddress = c.serviceAddress ?? null;
-  if (serviceAddress !== null) {
-    if (!deps.serviceNetwork) {
-      throw new ConflictError(`the container has service address ${serviceAddress}, but this cloudlet has no service network`, {
+  if (serviceAddress !== null && !deps.serviceNetwork) {
+    problems.push(
+      new ConflictError(`the container has service address ${serviceAddress}, but this cloudlet has no service network`, {
         hint: 'configure serviceNetwork (same name and subnet as the source) in cloudletd.json',
-      });
-    }
-    if (!isIPv4(serviceAddress)) throw new UsageError(`invalid service address '${serviceAddress}'`);
+      }),
+    );
   }
+  if (serviceAddress !== null && !isIPv4(serviceAddress)) problems.push(new UsageError(`invalid service address '${serviceAddress}'`));
+  return { engineVersion: adapter.engineVersion, problems };
 }
 
 /** A handoff just journalled as 'preparing', nothing made for it yet. */

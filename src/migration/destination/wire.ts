@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { PacketHoldStats } from '../../network/packet-hold.js';
 import type { HolderSpec } from '../../network/netns-holder.js';
 import { ContainerSpecSchema, type ContainerSpec } from '../../api/schemas/container-spec.js';
+import type { PrepareCheckSchema, RefusalSchema } from '../../api/schemas/migrations.js';
 import { UsageError } from '../../util/errors.js';
 import { NODE_NAME } from '../../util/names.js';
 
@@ -30,6 +31,11 @@ export interface PrepareRequest {
     netnsHolder?: HolderSpec | null;
   };
 }
+
+/** POST /v1/incoming/check: what a prepare would find here; nothing is made (a dry run asks it). */
+export type PrepareCheck = z.infer<typeof PrepareCheckSchema>;
+/** One reason a handoff would be refused before the freeze. */
+export type Refusal = z.infer<typeof RefusalSchema>;
 
 export interface PrepareResponse {
   twinId: string;

@@ -11,6 +11,10 @@ import type { PrepareRequest, PrepareResponse } from '../destination/wire.js';
 import { fsBatchNice, hasherFor, restoreFor } from './tuning.js';
 import type { SourceHandoff } from './handoff.js';
 import { checkDumpPermitted } from './dump-permits.js';
+import { establishedTcpConnections, unkeptConnectionsError } from './connections.js';
+import type { ContainerDetails } from '../../engine/docker.js';
+import type { ContainerSpec } from '../../engine/container-spec.js';
+import type { HolderSpec } from '../../network/netns-holder.js';
 
 /** Link speed the first decision assumes, before a round has measured the real one. */
 const ASSUMED_LINK_BPS = 100e6;
@@ -19,22 +23,13 @@ export async function runPrepare(h: SourceHandoff): Promise<void> {
   const { report, details, holder, peer, stage, req } = h;
   // Known before the freeze: refused here rather than rolled back after it.
   if (details.pid) await checkDumpPermitted(details.pid, details.name);
+  if (details.pid && report.serviceAddress === null) {
+    const established = await establishedTcpConnections(details.pid);
+    if (established > 0) throw unkeptConnectionsError(details.name, established);
+  }
   await mkdir(stage, { recursive: true });
-  const volumes = details.mounts.filter((m) => m.type === 'volume' && m.name).map((m) => ({ name: m.name!, dir: m.source }));
-  const prepareReq: PrepareRequest = {
-    id: report.id,
-    from: h.deps.node,
-    container: {
-      name: details.name,
-      imageId: details.imageId,
-      imageName: details.imageName,
-      // The twin joins the destination's copy of the holder, which has the same name.
-      spec: h.spec,
-      volumes: volumes.map((v) => v.name),
-      serviceAddress: report.serviceAddress,
-      netnsHolder: holder,
-    },
-  };
+  const volumes = volumesOf(details);
+  const prepareReq = prepareRequestOf({ id: report.id, node: h.deps.node, details, spec: h.spec, serviceAddress: report.serviceAddress, holder });
   // The destination refuses a prepare for an image it lacks: it then gets the image's
   // missing layers (overlay) and the prepare is asked again. Asked first, the common case
   // (image there) costs no extra round trip.
@@ -65,6 +60,36 @@ export async function runPrepare(h: SourceHandoff): Promise<void> {
     report.stopReason = initial.reason === 'forced-rounds' ? 'stop-and-copy' : initial.reason;
     report.decision = initial.explanation;
   }
+}
+
+/** The named volumes of a container and where they are on this engine. */
+export function volumesOf(details: ContainerDetails): { name: string; dir: string }[] {
+  return details.mounts.filter((m) => m.type === 'volume' && m.name).map((m) => ({ name: m.name!, dir: m.source }));
+}
+
+/** What the destination is asked to prepare (and, by a dry run, to check). */
+export function prepareRequestOf(o: {
+  id: string;
+  node: string;
+  details: ContainerDetails;
+  spec: ContainerSpec;
+  serviceAddress: string | null;
+  holder: HolderSpec | null;
+}): PrepareRequest {
+  return {
+    id: o.id,
+    from: o.node,
+    container: {
+      name: o.details.name,
+      imageId: o.details.imageId,
+      imageName: o.details.imageName,
+      // The twin joins the destination's copy of the holder, which has the same name.
+      spec: o.spec,
+      volumes: volumesOf(o.details).map((v) => v.name),
+      serviceAddress: o.serviceAddress,
+      netnsHolder: o.holder,
+    },
+  };
 }
 
 /** The image's layers the destination lacks (and its holder's image's), as overlays. */

@@ -1,0 +1,35 @@
+// Established TCP connections of a container's network namespace, read from the kernel's
+// tables (/proc/PID/net/tcp and tcp6 list the sockets of PID's namespace). Only a service with
+// the same address at the destination (the service network) can keep them: CRIU then dumps
+// them (--tcp-established); without it the final dump would fail on the first one, after the
+// freeze, so such a handoff is refused before it.
+import { readFile } from 'node:fs/promises';
+import { ConflictError } from '../../util/errors.js';
+
+/** The `st` column of /proc/net/tcp for TCP_ESTABLISHED. */
+const TCP_ESTABLISHED = '01';
+
+/** How many sockets of a /proc/net/tcp table are established. */
+export function countEstablished(table: string): number {
+  return table
+    .split('\n')
+    .slice(1)
+    .filter((line) => line.trim().split(/\s+/)[3] === TCP_ESTABLISHED).length;
+}
+
+/** Established TCP connections (IPv4 and IPv6) in the network namespace of `pid`. */
+export async function establishedTcpConnections(pid: number): Promise<number> {
+  const tables = await Promise.all(['tcp', 'tcp6'].map((t) => readFile(`/proc/${pid}/net/${t}`, 'utf8').catch(() => '')));
+  return tables.reduce((n, t) => n + countEstablished(t), 0);
+}
+
+/** The refusal of a handoff whose connections cannot be kept (no service address). */
+export function unkeptConnectionsError(container: string, count: number): ConflictError {
+  return new ConflictError(
+    `${container} has ${count} established TCP connection(s) and no service address: at the destination it gets another address, so they cannot be kept, and the final dump would fail on them after the freeze`,
+    {
+      context: { container, established: count },
+      hint: 'let its clients close them first, or run the service on the service network (cloudlet run, --netns-holder), where it keeps its address and connections',
+    },
+  );
+}
