@@ -91,7 +91,8 @@ function columns(head: readonly string[], rows: readonly (readonly string[])[], 
 
 /** `cloudlet bench migrate` without --json/--markdown: per workload its runs, their summaries, baselines, floor and targets. */
 export function migrateBenchText(r: MigrateBenchResult): string {
-  let out = `link ${r.link.bandwidth} / ${r.link.latency}; ${r.machine.cores} cores, kernel ${r.machine.kernel}; ${r.repeat} handoff(s) per workload under a client, alternating directions\n`;
+  let out = `${r.engine ? `engine ${r.engine}; ` : ''}link ${r.link.bandwidth} / ${r.link.latency}; ${r.machine.cores} cores, kernel ${r.machine.kernel}; ${r.repeat} handoff(s) per workload under a client, alternating directions\n`;
+  for (const x of r.skipped ?? []) out += `skipped: ${x.scenario}: ${x.reason}\n`;
   for (const s of r.scenarios) {
     out += `\n${s.name} (${s.network === 'holder' ? 'in a network namespace holder' : 'its own network namespace'}): client ${probeText(s)}\n`;
     out += columns(RUN_COLUMNS, s.runs.map(runCells), '  ');
@@ -132,8 +133,9 @@ function roundsTable(r: MigrationReport): string {
 export function migrateBenchMarkdown(r: MigrateBenchResult, command: string): string {
   const out: string[] = [];
   out.push(
-    `Measured ${r.date} on this project's machine kind (${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, kernel ${r.machine.kernel}), lab link ${r.link.bandwidth} / ${r.link.latency} one way per link, with:`,
+    `Measured ${r.date} on this project's machine kind (${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, kernel ${r.machine.kernel}), lab link ${r.link.bandwidth} / ${r.link.latency} one way per link${r.engine ? `, engine ${r.engine}` : ''}, with:`,
   );
+  for (const x of r.skipped ?? []) out.push(`Skipped on this engine: ${x.scenario}: ${x.reason}.`);
   out.push('', '```', command, '```', '');
   out.push(
     `Each workload runs on the lab's service network and is handed off ${r.repeat} time(s), alternating directions, while a client in the lab's client namespace requests it; ` +

@@ -14,15 +14,16 @@
 // Every figure comes from the migration reports of the daemons and the client's report;
 // nothing is estimated here.
 import { readFile } from 'node:fs/promises';
-import { CloudletError, errorMessage } from '../util/errors.js';
+import { CloudletError, ConflictError, UsageError, errorMessage } from '../util/errors.js';
 import { DockerEngine, type ContainerCreateOptions } from '../engine/docker.js';
 import { holderCreateOptions, holderNameFor, joiningHolder, SPARE_HOLDER_NAME } from '../network/netns-holder.js';
 import { announceArgv, hostAddresses } from '../network/service-network.js';
 import { ApiClient } from '../api/client/client.js';
 import { parseBandwidth } from '../lab/link-shaping.js';
-import { LAB_SERVICE_NETWORK } from '../lab/lab.js';
+import { LAB_SERVICE_NETWORK, labDown, labUp } from '../lab/lab.js';
+import { DEFAULT_ENGINE_KIND, type EngineKind } from '../lab/engines.js';
 import { nsRun } from '../lab/netns.js';
-import type { LabCloudlet, LabState } from '../lab/state.js';
+import { readLabState, type LabCloudlet, type LabState } from '../lab/state.js';
 import { run as runProgram } from '../util/exec.js';
 import { onLab } from './lab-session.js';
 import { BUSYBOX_IMAGE } from '../images/base-images.js';
@@ -115,7 +116,11 @@ export interface MigrateBenchResult {
   link: { bandwidth: string; latency: string; bps: number };
   /** Handoffs per workload under the client. */
   repeat: number;
+  /** The lab's engine kind (both cloudlets run the same); absent in results from before engines. */
+  engine?: EngineKind;
   scenarios: ScenarioResult[];
+  /** Scenarios this engine cannot run, and why (known before any handoff). */
+  skipped?: { scenario: string; reason: string }[];
   /** Convenience copies of the headline figures (issue 4's names; medians over the runs). */
   busybox: { totalMs: number | null; downtimeMs: number | null };
   service256: {
@@ -207,6 +212,43 @@ export async function waitForService(engine: DockerEngine, name: string): Promis
     await sleep(200);
   }
   throw new CloudletError('bench_failed', `the service in ${name} did not answer within 30 s`, { kind: 'internal' });
+}
+
+const DOCKER28_OWN_NETNS = 'Docker 28 cannot restore a container with a network namespace of its own (refused at prepare; docs/engines-docker28.md)';
+
+/** The engine kind of the lab's first two cloudlets; a mixed pair is refused (figures would mix engines). */
+function labEngineKind(lab: LabState): EngineKind {
+  const [a, b] = lab.cloudlets.map((c) => c.engine.kind ?? DEFAULT_ENGINE_KIND);
+  if (a !== b)
+    throw new UsageError(`bench migrate needs one engine kind on a and b (a=${a}, b=${b})`, {
+      hint: 'cloudlet lab up --engine KIND, or bench migrate --engine',
+    });
+  return a!;
+}
+
+/** The whole bench once per engine kind, each on a lab of its own brought up and down here. */
+export async function runMigrateBenchOnEngines(opts: MigrateBenchOptions & { engines: EngineKind[] }): Promise<MigrateEnginesResult> {
+  if (readLabState()) throw new ConflictError('bench migrate --engine brings its own labs up: a lab is up', { hint: 'cloudlet lab down first' });
+  const runs: MigrateBenchResult[] = [];
+  for (const engine of opts.engines) {
+    opts.progress(`engine ${engine}: lab up (2 cloudlets, 100mbit, 5ms)`);
+    const lab = await labUp({ cloudlets: 2, link: { bandwidth: '100mbit', latency: '5ms' }, engine }, opts.progress);
+    try {
+      runs.push(await runOnLab(lab, opts));
+    } finally {
+      opts.progress(`engine ${engine}: lab down`);
+      await labDown(() => undefined);
+    }
+  }
+  return { bench: 'migrate-engines', command: opts.command ?? 'cloudlet bench migrate --engine', date: new Date().toISOString(), engines: runs };
+}
+
+/** `bench migrate --engine A,B`: the same bench on each engine, one after the other. */
+export interface MigrateEnginesResult {
+  bench: 'migrate-engines';
+  command: string;
+  date: string;
+  engines: MigrateBenchResult[];
 }
 
 export async function runMigrateBench(opts: MigrateBenchOptions): Promise<MigrateBenchResult> {
@@ -376,12 +418,15 @@ function otherOf(lab: LabState, cl: LabCloudlet): string {
 }
 
 /** The busybox counter (httpd beside it): in a holder (the targets), and with a namespace of its own (for comparison). */
-async function counterScenarios(lab: LabState, opts: { repeat: number; progress: (msg: string) => void }): Promise<ScenarioResult[]> {
+async function counterScenarios(
+  lab: LabState,
+  opts: { repeat: number; networks: readonly ('holder' | 'own')[]; progress: (msg: string) => void },
+): Promise<ScenarioResult[]> {
   const { repeat } = opts;
   const a = lab.cloudlets[0]!.name;
   const scenarios: ScenarioResult[] = [];
   const counter: ContainerCreateOptions = { Image: BUSYBOX_IMAGE, Cmd: ['sh', '-c', BUSYBOX_COUNTER_HTTP_SCRIPT] };
-  for (const network of ['holder', 'own'] as const) {
+  for (const network of opts.networks) {
     const w: Workload = {
       name: network === 'holder' ? 'bench-counter' : 'bench-counter-own',
       label: network === 'holder' ? 'busybox counter' : 'busybox counter, own network namespace',
@@ -490,7 +535,11 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
   const repeat = opts.repeat ?? 1;
   const link = lab.cloudlets[1]!.link;
   const bps = Math.min(parseBandwidth(lab.cloudlets[0]!.link.bandwidth), parseBandwidth(link.bandwidth));
-  const scenarios = await counterScenarios(lab, { repeat, progress: opts.progress });
+  const engine = labEngineKind(lab);
+  // Docker 28 cannot restore a container with a namespace of its own (a prepare refuses it).
+  const skipped = engine === 'docker28' ? [{ scenario: 'busybox counter, own network namespace', reason: DOCKER28_OWN_NETNS }] : [];
+  const networks = engine === 'docker28' ? (['holder'] as const) : (['holder', 'own'] as const);
+  const scenarios = await counterScenarios(lab, { repeat, networks, progress: opts.progress });
   const result = await serviceScenario(lab, { ...opts, repeat, bps });
   scenarios.push(result);
 
@@ -503,7 +552,9 @@ async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<Migra
     machine: { cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release() },
     link: { bandwidth: link.bandwidth, latency: link.latency, bps },
     repeat,
+    engine,
     scenarios,
+    skipped,
     busybox: { totalMs: bb.totalMs, downtimeMs: bb.downtimeMs },
     service256: {
       totalMs: result.totalMs,

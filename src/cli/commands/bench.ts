@@ -4,7 +4,8 @@ import { copyFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from '../../util/errors.js';
-import { runMigrateBench } from '../../bench/migrate.js';
+import { runMigrateBench, runMigrateBenchOnEngines, type MigrateBenchOptions } from '../../bench/migrate.js';
+import { parseEngineKind } from '../../lab/engines.js';
 import { migrateBenchMarkdown, migrateBenchText } from '../../bench/migrate-report.js';
 import { runOverlayBench } from '../../bench/overlay.js';
 import { runHandoffBench, DIRECT_WINDOW } from '../../bench/handoff.js';
@@ -125,6 +126,25 @@ function registerBenchApps(bench: Command): void {
     );
 }
 
+interface BenchMigrateFlags {
+  stateMb: string;
+  dirty: string;
+  repeat: string;
+  engine?: string;
+  json?: boolean;
+  markdown?: boolean;
+}
+
+function benchMigrateOptions(opts: BenchMigrateFlags): MigrateBenchOptions {
+  const stateMb = Number(opts.stateMb);
+  const dirty = Number(opts.dirty);
+  const repeat = Number(opts.repeat);
+  if (!(Number.isInteger(stateMb) && stateMb >= 1 && stateMb <= 4096)) throw new UsageError(`--state-mb must be 1..4096 (got ${opts.stateMb})`);
+  if (!(Number.isInteger(dirty) && dirty >= 0)) throw new UsageError(`--dirty must be a non-negative integer (got ${opts.dirty})`);
+  if (!(/^\d+$/.test(opts.repeat) && repeat >= 1 && repeat <= 100)) throw new UsageError(`--repeat must be 1..100 (got ${opts.repeat})`);
+  return { stateMb, dirtyPagesPerSec: dirty, repeat, command: `cloudlet ${process.argv.slice(2).join(' ')}`, progress };
+}
+
 function registerBenchMigrate(bench: Command): void {
   bench
     .command('migrate')
@@ -134,26 +154,19 @@ function registerBenchMigrate(bench: Command): void {
     .option('--state-mb <n>', 'memory state of the service (MiB)', '256')
     .option('--dirty <pages>', 'pages per second the service dirties', '100')
     .option('--repeat <n>', 'handoffs per workload under its client, alternating a -> b, b -> a...; per-run figures and their median, p95, min-max', '1')
+    .option('--engine <kinds>', 'run the bench once per engine kind on labs of its own, e.g. docker20,docker28 (no lab may be up)')
     .option('--json', 'print JSON')
     .option('--markdown', 'print the Markdown report (as in docs/results/migration.md)')
     .action(
-      action(async (opts: { stateMb: string; dirty: string; repeat: string; json?: boolean; markdown?: boolean }) => {
+      action(async (opts: BenchMigrateFlags) => {
         requireRoot('benchmarks on the lab');
-        const stateMb = Number(opts.stateMb);
-        const dirty = Number(opts.dirty);
-        const repeat = Number(opts.repeat);
-        if (!(Number.isInteger(stateMb) && stateMb >= 1 && stateMb <= 4096)) throw new UsageError(`--state-mb must be 1..4096 (got ${opts.stateMb})`);
-        if (!(Number.isInteger(dirty) && dirty >= 0)) throw new UsageError(`--dirty must be a non-negative integer (got ${opts.dirty})`);
-        if (!(/^\d+$/.test(opts.repeat) && repeat >= 1 && repeat <= 100)) throw new UsageError(`--repeat must be 1..100 (got ${opts.repeat})`);
-        const command = `cloudlet ${process.argv.slice(2).join(' ')}`;
-        const r = await runMigrateBench({ stateMb, dirtyPagesPerSec: dirty, repeat, command, progress });
-        if (opts.json) {
-          printJson(r);
-        } else if (opts.markdown) {
-          process.stdout.write(migrateBenchMarkdown(r, `sudo ${command}`));
-        } else {
-          process.stdout.write(migrateBenchText(r));
-        }
+        const o = benchMigrateOptions(opts);
+        const engines = opts.engine?.split(',').map((k) => parseEngineKind(k.trim(), '--engine'));
+        const r = engines ? await runMigrateBenchOnEngines({ ...o, engines }) : await runMigrateBench(o);
+        const results = r.bench === 'migrate-engines' ? r.engines : [r];
+        if (opts.json) printJson(r);
+        else if (opts.markdown) process.stdout.write(results.map((x) => migrateBenchMarkdown(x, `sudo ${o.command}`)).join('\n'));
+        else process.stdout.write(results.map(migrateBenchText).join('\n'));
         return 0;
       }),
     );
