@@ -14,16 +14,16 @@
 // Every figure comes from the migration reports of the daemons and the client's report;
 // nothing is estimated here.
 import { readFile } from 'node:fs/promises';
-import { CloudletError, ConflictError, UsageError, errorMessage } from '../util/errors.js';
+import { CloudletError, UsageError, errorMessage } from '../util/errors.js';
 import { DockerEngine, type ContainerCreateOptions } from '../engine/docker.js';
 import { holderCreateOptions, holderNameFor, joiningHolder, SPARE_HOLDER_NAME } from '../network/netns-holder.js';
 import { announceArgv, hostAddresses } from '../network/service-network.js';
 import { ApiClient } from '../api/client/client.js';
 import { parseBandwidth } from '../lab/link-shaping.js';
-import { LAB_SERVICE_NETWORK, labDown, labUp } from '../lab/lab.js';
+import { LAB_SERVICE_NETWORK } from '../lab/lab.js';
 import { DEFAULT_ENGINE_KIND, type EngineKind } from '../lab/engines.js';
 import { nsRun } from '../lab/netns.js';
-import { readLabState, type LabCloudlet, type LabState } from '../lab/state.js';
+import type { LabCloudlet, LabState } from '../lab/state.js';
 import { run as runProgram } from '../util/exec.js';
 import { onLab } from './lab-session.js';
 import { BUSYBOX_IMAGE } from '../images/base-images.js';
@@ -224,31 +224,6 @@ function labEngineKind(lab: LabState): EngineKind {
       hint: 'cloudlet lab up --engine KIND, or bench migrate --engine',
     });
   return a!;
-}
-
-/** The whole bench once per engine kind, each on a lab of its own brought up and down here. */
-export async function runMigrateBenchOnEngines(opts: MigrateBenchOptions & { engines: EngineKind[] }): Promise<MigrateEnginesResult> {
-  if (readLabState()) throw new ConflictError('bench migrate --engine brings its own labs up: a lab is up', { hint: 'cloudlet lab down first' });
-  const runs: MigrateBenchResult[] = [];
-  for (const engine of opts.engines) {
-    opts.progress(`engine ${engine}: lab up (2 cloudlets, 100mbit, 5ms)`);
-    const lab = await labUp({ cloudlets: 2, link: { bandwidth: '100mbit', latency: '5ms' }, engine }, opts.progress);
-    try {
-      runs.push(await runOnLab(lab, opts));
-    } finally {
-      opts.progress(`engine ${engine}: lab down`);
-      await labDown(() => undefined);
-    }
-  }
-  return { bench: 'migrate-engines', command: opts.command ?? 'cloudlet bench migrate --engine', date: new Date().toISOString(), engines: runs };
-}
-
-/** `bench migrate --engine A,B`: the same bench on each engine, one after the other. */
-export interface MigrateEnginesResult {
-  bench: 'migrate-engines';
-  command: string;
-  date: string;
-  engines: MigrateBenchResult[];
 }
 
 export async function runMigrateBench(opts: MigrateBenchOptions): Promise<MigrateBenchResult> {
@@ -530,7 +505,8 @@ async function serviceScenario(lab: LabState, opts: MigrateBenchOptions & { repe
   }
 }
 
-async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<MigrateBenchResult> {
+/** The bench on a lab that is up (its first two cloudlets). */
+export async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promise<MigrateBenchResult> {
   if (lab.cloudlets.length < 2) throw new CloudletError('bench_failed', 'the lab needs at least 2 cloudlets', { kind: 'internal' });
   const repeat = opts.repeat ?? 1;
   const link = lab.cloudlets[1]!.link;
