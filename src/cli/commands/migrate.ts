@@ -16,6 +16,8 @@ interface MigrateOptions extends GlobalOptions {
   maxDowntime?: string;
   maxRounds?: string;
   maxTime?: string;
+  maxTotal?: string;
+  force?: boolean;
   codec?: string;
   inject?: string;
   precopy?: string;
@@ -45,6 +47,8 @@ export function migrationBody(container: string, o: MigrateOptions): StartMigrat
   if (o.maxDowntime !== undefined) body.maxDowntimeMs = parseDuration(o.maxDowntime, '--max-downtime');
   if (o.maxRounds !== undefined) body.maxRounds = parseIntOption(o.maxRounds, '--max-rounds');
   if (o.maxTime !== undefined) body.maxTimeMs = parseDuration(o.maxTime, '--max-time');
+  if (o.maxTotal !== undefined) body.maxTotalMs = parseDuration(o.maxTotal, '--max-total');
+  if (o.force) body.force = true;
   if (o.codec !== undefined) body.codec = o.codec as StartMigrationBody['codec'];
   if (o.precopy !== undefined) body.precopy = o.precopy as StartMigrationBody['precopy'];
   if (o.inject !== undefined) body.inject = o.inject as StartMigrationBody['inject'];
@@ -62,6 +66,16 @@ export function migrationBody(container: string, o: MigrateOptions): StartMigrat
 }
 
 const mb = (b: number) => (b / 1e6).toFixed(2);
+
+/** The model's last prediction before the freeze against the user's bounds. */
+export function objectiveLine(o: NonNullable<MigrationReport['objective']>): string {
+  const figure = (ms: number | null, unit: 'ms' | 's') => (ms === null ? '-' : unit === 'ms' ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`);
+  const verdict = o.unmet === 'refuse' ? ': neither bound can be met, refused' : o.unmet === 'forced' ? ': neither bound can be met, gone on (--force)' : '';
+  return (
+    `predicted before the freeze: downtime ${figure(o.predictedDowntimeMs, 'ms')} (--max-downtime ${o.maxDowntimeMs} ms), ` +
+    `total ${figure(o.predictedTotalMs, 's')}${o.maxTotalMs === null ? '' : ` (--max-total ${figure(o.maxTotalMs, 's')})`}${verdict}\n`
+  );
+}
 
 export function printReport(r: MigrationReport): void {
   printTable(
@@ -85,6 +99,7 @@ export function printReport(r: MigrationReport): void {
       `${mb(r.bytesSent)} MB sent, ${r.precopyRounds} pre-copy round(s), stopped by: ${r.stopReason ?? '-'}\n` +
       `policy: ${r.policy}\n`,
   );
+  if (r.objective) process.stdout.write(objectiveLine(r.objective));
   if (r.strategy) process.stdout.write(`strategy: ${r.strategyReason ?? r.strategy}\n`);
   if (r.recreate) {
     const x = r.recreate;
@@ -113,6 +128,8 @@ export function registerMigrateCommand(program: Command): void {
     .option('--max-downtime <duration>', 'model rule: target downtime', '1s')
     .option('--max-rounds <n>', 'upper bound on pre-copy rounds', '8')
     .option('--max-time <duration>', 'upper bound on the pre-copy phase', '5m')
+    .option('--max-total <duration>', 'model rule: bound on the whole handoff; when --max-downtime cannot be met within it, refuse before the freeze')
+    .option('--force', 'model rule: hand off even when neither --max-downtime nor --max-total can be met')
     .option('--codec <codec>', 'lz4, zstd, gzip, none or auto (per round, from link and data)', 'auto')
     .option('--precopy <how>', 'pre-copy capture: scan (read /proc, no freeze) or dump (CRIU --leave-running)', 'scan')
     .option('--strategy <name>', "migrate, recreate or auto (default: the service's declared handoff)")
