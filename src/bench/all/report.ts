@@ -10,6 +10,7 @@ import { summarize, type Summary } from '../stats.js';
 import { renderSvg } from './svg.js';
 import { RESULTS_VERSION, type BenchAllResult, type MigrationRow } from './types.js';
 import { CLIENT_NOTES } from './client-figures.js';
+import { limitOf } from './wire-limit.js';
 
 const SCENARIOS = ['overlay', 'compression', 'rounds', 'alpha', 'bandwidth', 'decision'] as const;
 
@@ -97,6 +98,15 @@ function migrationCsvRows(rows: readonly MigrationRow[], withClient: boolean): {
   };
 }
 
+/** The link, the bytes that had to cross and their physical limit, beside total_ms (wire-limit.ts). */
+function withLimitColumns(t: { columns: string[]; rows: Record<string, Cell>[] }, rows: readonly MigrationRow[], plan: BenchAllResult['plan']): void {
+  t.columns.splice(t.columns.indexOf('total_ms') + 1, 0, 'link_mbit', 'bytes_to_cross', 'wire_limit_ms');
+  rows.forEach((row, i) => {
+    const l = limitOf(row, plan);
+    Object.assign(t.rows[i]!, { link_mbit: l.mbit, bytes_to_cross: l.bytes, wire_limit_ms: l.limitMs === null ? null : Math.round(l.limitMs) });
+  });
+}
+
 export function csvFiles(r: BenchAllResult): Record<string, string> {
   const out: Record<string, string> = {};
   out['overlay.csv'] = toCsv(
@@ -150,12 +160,16 @@ export function csvFiles(r: BenchAllResult): Record<string, string> {
   );
   for (const k of ['rounds', 'alpha', 'bandwidth', 'decision'] as const) {
     const t = migrationCsvRows(r[k], hasClientFigures(r));
+    if (k === 'bandwidth' || k === 'decision') withLimitColumns(t, r[k], r.plan);
     out[`${k}.csv`] = toCsv(t.columns, t.rows);
   }
   return out;
 }
 
 const sec = (ms: number) => ms / 1000;
+
+const LIMIT_TEXT =
+  "The physical limit: the bytes that had to cross (every round's unique changed pages after compression, the sum of sentBytes) take bytes * 8 / bandwidth to send, however pre-copy is decided; beside it the measured total.";
 
 interface Comparison {
   what: string;
@@ -236,6 +250,30 @@ function clientGapCell(xs: readonly MigrationRow[]): string {
   const s = summarize(known.map((x) => sec(x.clientGapMs!)));
   if (!s) return '-';
   return known.length < xs.length ? `${num(s.median)} (${known.length} of ${xs.length})` : num(s.median);
+}
+
+/**
+ * Per group: the bytes that had to cross the link (the rounds' sentBytes summed), the time
+ * they take at its bandwidth (the physical limit) and the measured total beside it.
+ */
+export function limitTable(rows: readonly MigrationRow[], plan: BenchAllResult['plan'], keys: (r: MigrationRow) => string[], head: string[]): string {
+  const groups = new Map<string, MigrationRow[]>();
+  for (const x of rows) {
+    const k = JSON.stringify(keys(x));
+    groups.set(k, [...(groups.get(k) ?? []), x]);
+  }
+  const body = [...groups].map(([k, xs]) => {
+    const limits = xs.map((x) => limitOf(x, plan));
+    return [
+      ...(JSON.parse(k) as string[]),
+      distinct(limits.map((l) => (l.mbit === null ? '-' : String(l.mbit)))).join(', '),
+      fmt(summarize(limits.map((l) => l.bytes / 1e6)), 1),
+      fmt(summarize(limits.map((l) => (l.limitMs === null ? Number.NaN : sec(l.limitMs))))),
+      fmt(summarize(xs.map((x) => sec(x.totalMs)))),
+      fmt(summarize(xs.map((x, i) => (limits[i]!.limitMs ? x.totalMs / limits[i]!.limitMs! : Number.NaN)))),
+    ];
+  });
+  return table([...head, 'link Mbit/s', 'MB to cross', 'limit s (bytes*8/bandwidth)', 'measured total s', 'total / limit'], body);
 }
 
 function migrationTable(rows: readonly MigrationRow[], keys: (r: MigrationRow) => string[], head: string[], withClient: boolean): string {
@@ -426,6 +464,7 @@ export function reportMarkdown(r: BenchAllResult): string {
   o.push('', '![alpha](charts/alpha.svg)', '', 'Data: [alpha.csv](alpha.csv)');
 
   const b = r.plan.bandwidth;
+  const bandwidthRows = [...r.bandwidth].sort((x, y) => x.workload.localeCompare(y.workload) || Number(x.params.mbit) - Number(y.params.mbit));
   o.push(
     '',
     '## 5. Bandwidth sweep',
@@ -433,32 +472,23 @@ export function reportMarkdown(r: BenchAllResult): string {
     `Both cloudlets' links set to each bandwidth (latency unchanged). Workloads: the busybox counter, and a Node.js service with ${b.stateMb} MiB of pseudo-random (incompressible) state dirtying ${b.dirtyPagesPerSec} pages/s. Our default decision model and codec choice. Published (Ma et al.): OpenFace 48.9 s at 5 Mbit/s, 10.7 s at 100 Mbit/s; busybox 3.1-3.2 s total, 2.7-2.8 s down at every bandwidth.`,
     '',
   );
-  o.push(
-    migrationTable(
-      [...r.bandwidth].sort((x, y) => x.workload.localeCompare(y.workload) || Number(x.params.mbit) - Number(y.params.mbit)),
-      (x) => [x.workload, String(x.params.mbit)],
-      ['workload', 'Mbit/s'],
-      wc,
-    ),
-  );
+  o.push(migrationTable(bandwidthRows, (x) => [x.workload, String(x.params.mbit)], ['workload', 'Mbit/s'], wc));
+  o.push('', LIMIT_TEXT, '');
+  o.push(limitTable(bandwidthRows, r.plan, (x) => [x.workload, String(x.params.mbit)], ['workload', 'Mbit/s']));
   o.push('', '![bandwidth](charts/bandwidth.svg)', '', 'Data: [bandwidth.csv](bandwidth.csv)');
 
   const d = r.plan.decision;
+  const decisionRows = [...r.decision].sort((x, y) => x.workload.localeCompare(y.workload));
   o.push(
     '',
     '## 6. Decision models side by side',
     '',
-    `Stop rules (\`src/migration/decision.ts\`): model = our default (predicted downtime <= 1 s, convergence, 8 rounds, 300 s); alpha = the alpha rule with alpha = 1 s; phaul = P.Haul's (stop at <= 64 pages written, > 10 % growth, or 8 rounds); lxd = LXD's (>= 70 % of pages unchanged, or 10 rounds). Same workloads for every rule: the busybox counter, the random-state service (${d.stateMb} MiB, ${d.dirtyPagesPerSec} pages/s) and the activity service with n = ${d.n}; links at ${d.mbit} Mbit/s, codec ${d.codec}.`,
+    `Stop rules (\`src/migration/decision.ts\`): model = our default (predicted downtime <= 1 s, convergence, another round only while it saves at least the total time it adds, 8 rounds, 300 s); alpha = the alpha rule with alpha = 1 s; phaul = P.Haul's (stop at <= 64 pages written, > 10 % growth, or 8 rounds); lxd = LXD's (>= 70 % of pages unchanged, or 10 rounds). Same workloads for every rule: the busybox counter, the random-state service (${d.stateMb} MiB, ${d.dirtyPagesPerSec} pages/s) and the activity service with n = ${d.n}; links at ${d.mbit} Mbit/s, codec ${d.codec}.`,
     '',
   );
-  o.push(
-    migrationTable(
-      [...r.decision].sort((x, y) => x.workload.localeCompare(y.workload)),
-      (x) => [x.workload, x.policy],
-      ['workload', 'rule'],
-      wc,
-    ),
-  );
+  o.push(migrationTable(decisionRows, (x) => [x.workload, x.policy], ['workload', 'rule'], wc));
+  o.push('', LIMIT_TEXT, '');
+  o.push(limitTable(decisionRows, r.plan, (x) => [x.workload, x.policy], ['workload', 'rule']));
   o.push('', '![decision](charts/decision.svg)', '', 'Data: [decision.csv](decision.csv)');
   o.push('', 'Raw figures of every repetition (per-round bytes and pages too): [results.json](results.json).', '');
   return o.join('\n');
