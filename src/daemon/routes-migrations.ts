@@ -33,6 +33,7 @@ export function policyFromOptions(o: StartMigrationOptions): Policy {
   const rule = o.rule ?? (o.rounds !== undefined ? 'rounds' : o.alpha !== undefined ? 'alpha' : 'model');
   if (o.rounds !== undefined && rule !== 'rounds') throw new UsageError('--rounds cannot be combined with another stop rule');
   if (o.alpha !== undefined && rule !== 'alpha') throw new UsageError('--alpha cannot be combined with another stop rule');
+  if (o.maxTotalMs !== undefined && rule !== 'model') throw new UsageError('--max-total applies to the model rule only');
   switch (rule) {
     case 'rounds':
       if (o.rounds === undefined) throw new UsageError('rule "rounds" needs --rounds N');
@@ -44,7 +45,14 @@ export function policyFromOptions(o: StartMigrationOptions): Policy {
     case 'lxd':
       return { kind: 'lxd' };
     case 'model':
-      return { kind: 'model', maxDowntimeMs: o.maxDowntimeMs, maxRounds: o.maxRounds, maxTimeMs: o.maxTimeMs };
+      return {
+        kind: 'model',
+        maxDowntimeMs: o.maxDowntimeMs,
+        maxRounds: o.maxRounds,
+        maxTimeMs: o.maxTimeMs,
+        ...(o.maxTotalMs !== undefined ? { maxTotalMs: o.maxTotalMs } : {}),
+        ...(o.force ? { force: true } : {}),
+      };
   }
 }
 

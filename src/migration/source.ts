@@ -9,6 +9,7 @@ import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage }
 import type { ContainerDetails } from '../engine/docker.js';
 import { describeHolder, type HolderSpec } from '../network/netns-holder.js';
 import { describePolicy, validatePolicy } from './decision.js';
+import { newObjective } from './source/objective.js';
 import { PEER_SILENCE_MS, type PeerTransport } from './peer-transport.js';
 import { newReport, type MigrationReport, type MigrationRequest } from './types.js';
 import { chooseStrategy, type StrategyChoice } from './recreate.js';
@@ -143,6 +144,7 @@ export class MigrationSource {
       strategyReason: o.choice.reason,
     });
     report.netnsHolder = holder?.spec.name ?? null;
+    report.objective = newObjective(req.policy);
     this.deps.db.insertMigration({
       id,
       role: 'source',

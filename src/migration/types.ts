@@ -1,6 +1,6 @@
 // The shapes a migration is described and reported in: the API's request, the per-round
 // figures, the final report (what `cloudlet migrate --json` prints) and progress events.
-import type { Policy, StopReason } from './decision.js';
+import type { Policy, StopReason, Unmet } from './decision.js';
 import type { PacketHoldStats } from '../network/packet-hold.js';
 import { FAULT_POINTS, HANDOFF_STRATEGIES } from '../api/schemas/migrations.js';
 
@@ -115,6 +115,22 @@ export interface RoundReport {
   /** Why the decision model stopped or continued after this round. */
   decision: string | null;
   predictedDowntimeMs: number | null;
+  /** The model rule's predicted total (request to service running) had pre-copy stopped after this round. Absent in older reports. */
+  predictedTotalMs?: number | null;
+}
+
+/**
+ * The model rule's bounds (issue 21) and its last prediction before the freeze: what the
+ * final round was predicted to cost, and whether the bounds could be met (see decision.ts).
+ */
+export interface ObjectiveReport {
+  maxDowntimeMs: number;
+  maxTotalMs: number | null;
+  force: boolean;
+  predictedDowntimeMs: number | null;
+  predictedTotalMs: number | null;
+  /** Neither bound could be met: refused before the freeze, or gone on with --force. */
+  unmet: Unmet | null;
 }
 
 export type MigrationState = 'preparing' | 'precopy' | 'final' | 'restoring' | 'committing' | 'done' | 'rolling-back' | 'rolled-back' | 'failed';
@@ -133,6 +149,8 @@ export interface MigrationReport {
   stopReason: StopReason | 'stop-and-copy' | null;
   /** The decision model's explanation of the last decision. */
   decision: string | null;
+  /** The model rule's bounds and last prediction; null for the other rules. Absent in older reports. */
+  objective?: ObjectiveReport | null;
   /** From the request to the service running (verified) at the destination. */
   totalMs: number | null;
   /** After the handoff: removing the source container and the staging data. */

@@ -163,6 +163,57 @@ describe('live migration on the lab', { skip: !isRoot && 'needs root' }, () => {
     await a.getContainer('survivor').remove({ force: true });
   });
 
+  test('a handoff whose --max-downtime cannot be met within --max-total is refused before the freeze; --force hands it off', async (t) => {
+    const a = lab.docker('a');
+    const b = lab.docker('b');
+    t.after(async () => {
+      for (const d of [a, b])
+        await d
+          .getContainer('bounded')
+          .remove({ force: true })
+          .catch(() => undefined);
+    });
+    const c = await a.createContainer({
+      name: 'bounded',
+      Image: 'cloudlet/busybox:1',
+      Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT],
+      HostConfig: { NetworkMode: 'none' },
+    });
+    await c.start();
+    await sleep(1000);
+    const before = await readCounter(a, 'bounded');
+    const bounds = ['--max-downtime', '1ms', '--max-total', '2s'];
+    const r = await lab.cli(['migrate', 'bounded', '--from', 'a', '--to', 'b', ...bounds, '--json'], 300_000);
+    assert.notEqual(r.code, 0);
+    const report = JSON.parse(r.stdout);
+    t.diagnostic(`refused: ${report.error?.message}; objective ${JSON.stringify(report.objective)}`);
+    assert.equal(report.state, 'rolled-back', r.stdout);
+    assert.equal(report.error.code, 'objective_unreachable', r.stdout);
+    assert.match(report.error.message, /^refused before the freeze: predicted downtime \d+ ms > --max-downtime 1 ms, .*--max-total 2\.0 s/);
+    assert.match(report.error.message, /rollback: destination cleaned up/);
+    assert.equal(report.objective.unmet, 'refuse');
+    assert.ok(report.objective.predictedDowntimeMs > 1 && report.objective.maxTotalMs === 2000);
+    assert.equal(report.rounds.length, 0, 'refused before any round (nothing dumped, nothing frozen)');
+    // Never paused: running on a the whole time, its counter going on; nothing left on b.
+    const info = await a.getContainer('bounded').inspect();
+    assert.equal(info.State.Running, true);
+    assert.equal(info.State.Paused, false);
+    const after = await readCounter(a, 'bounded');
+    assert.ok(after > before, `counter kept counting: ${before} -> ${after}`);
+    assert.equal(
+      (await b.listContainers({ all: true })).some((x) => x.Names.includes('/bounded')),
+      false,
+    );
+
+    // The same bounds with --force: told, and handed off as before.
+    const forced = await lab.cliJson(['migrate', 'bounded', '--from', 'a', '--to', 'b', ...bounds, '--force'], 300_000);
+    t.diagnostic(`forced: total ${forced.totalMs} ms, downtime ${forced.downtimeMs} ms; ${forced.warnings.join('; ')}`);
+    assert.equal(forced.state, 'done', JSON.stringify(forced.error));
+    assert.equal(forced.objective.unmet, 'forced');
+    assert.match(forced.warnings.join('\n'), /going on with --force/);
+    assert.equal((await b.getContainer('bounded').inspect()).State.Running, true);
+  });
+
   // Not Privileged itself: on this machine the engine cannot start a privileged container
   // (CAP_SYS_RESOURCE is outside the bounding set: "unable to apply caps"). What it can start
   // reaches the host as well: CAP_SYS_ADMIN, the host's pid namespace, /etc bind-mounted.

@@ -9,7 +9,10 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import { comparisons, readResults, reportMarkdown, writeReport } from '../../src/bench/all/report.js';
+import { comparisons, csvFiles, readResults, reportMarkdown, writeReport } from '../../src/bench/all/report.js';
+import { bytesToCross, limitOf, linkMbitOf, wireLimitMs } from '../../src/bench/all/wire-limit.js';
+import { rowOf } from '../../src/bench/all/lab-ops.js';
+import { newReport, type MigrationReport } from '../../src/migration/types.js';
 import { renderSvg, niceScale, escapeXml } from '../../src/bench/all/svg.js';
 import { summarize } from '../../src/bench/stats.js';
 import { parseBenchCodecs } from '../../src/bench/all/scenario-compression.js';
@@ -163,4 +166,67 @@ test('bench-codecs output is parsed: sample size, zero pages, one row per codec;
     { codec: 'lz4', ratio: 0.113, compressMBps: 576, decompressMBps: 485 },
   ]);
   assert.throws(() => parseBenchCodecs('nothing'), /no sample line/);
+});
+
+test('bandwidth and decision: the bytes that had to cross and their physical limit beside the measured total', async () => {
+  const r = await readResults(FIXTURE);
+  // The recorded run predates the fields: the report derives them from the rows and the plan.
+  const slow = r.bandwidth.find((x) => x.params.mbit === 5 && !x.workload.startsWith('busybox'))!;
+  assert.equal(slow.wireLimitMs, undefined);
+  assert.equal(bytesToCross(slow), 52_629_880);
+  const l = limitOf(slow, r.plan);
+  assert.equal(l.mbit, 5);
+  assert.ok(Math.abs(l.limitMs! - 84_207.8) < 0.1, `${l.limitMs}`);
+  assert.equal(linkMbitOf(r.decision[0]!, r.plan), r.plan.decision.mbit);
+  assert.equal(linkMbitOf(r.rounds[0]!, r.plan), null, 'other scenarios: not recorded');
+  // A row that records its link wins over the plan.
+  assert.equal(linkMbitOf({ ...r.decision[0]!, linkMbit: 20 }, r.plan), 20);
+  assert.equal(wireLimitMs(1e6, 8), 1000);
+
+  const md = reportMarkdown(r);
+  const head = /\| workload \| Mbit\/s \| link Mbit\/s \| MB to cross \| limit s \(bytes\*8\/bandwidth\) \| measured total s \| total \/ limit \|/;
+  assert.match(md, head);
+  assert.match(md, /\| random-state service 16 MiB \| 5 \| 5 \| 52\.6 \| 84\.21 \| 102\.67 \| 1\.22 \|/);
+  assert.match(md, /\| workload \| rule \| link Mbit\/s \| MB to cross \|/);
+  const csv = csvFiles(r);
+  const [header, ...lines] = csv['bandwidth.csv']!.trim().split('\n');
+  const cols = header!.split(',');
+  assert.deepEqual(cols.slice(cols.indexOf('total_ms'), cols.indexOf('total_ms') + 4), ['total_ms', 'link_mbit', 'bytes_to_cross', 'wire_limit_ms']);
+  const row = lines.map((x) => x.split(',')).find((c) => c[cols.indexOf('bytes_to_cross')] === '52629880')!;
+  assert.equal(row[cols.indexOf('wire_limit_ms')], '84208');
+  assert.ok(csv['decision.csv']!.split('\n')[0]!.includes('wire_limit_ms'));
+  assert.ok(!csv['rounds.csv']!.split('\n')[0]!.includes('wire_limit_ms'));
+});
+
+test('a migration row records its link, the bytes to cross and their limit (results.json)', () => {
+  const report = {
+    ...newReport({
+      id: 'm',
+      container: 'c',
+      from: 'a',
+      to: 'b',
+      policy: 'model',
+      codec: 'auto',
+      serviceAddress: null,
+      strategy: 'migrate',
+      strategyReason: '',
+    }),
+    totalMs: 3000,
+    downtimeMs: 900,
+    bytesSent: 2_500_000,
+    rounds: [1_000_000, 1_500_000].map((sentBytes, i) => ({
+      index: i + 1,
+      final: i === 1,
+      sentBytes,
+      pagesChanged: 1,
+      pagesScanned: 2,
+      sendMs: 1,
+      stallMs: 0,
+    })),
+  } as unknown as MigrationReport;
+  const client = { clientGapMs: null, rttMs: null, clientNote: null };
+  const row = rowOf(report, { scenario: 'bandwidth', rep: 1, workload: 'w', params: { mbit: 10 }, policy: 'model', linkMbit: 10 }, client);
+  assert.deepEqual([row.linkMbit, row.bytesToCross, row.wireLimitMs], [10, 2_500_000, 2000]);
+  const without = rowOf(report, { scenario: 'rounds', rep: 1, workload: 'w', params: { rounds: 1 }, policy: 'rounds' }, client);
+  assert.equal('wireLimitMs' in without, false);
 });

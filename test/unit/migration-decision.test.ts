@@ -1,6 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decide, decideInitial, predictDowntimeMs, validatePolicy, wantsPrecopy, type RoundObservation } from '../../src/migration/decision.js';
+import {
+  decide,
+  decideInitial,
+  ObjectiveUnmetError,
+  predict,
+  predictDowntimeMs,
+  validatePolicy,
+  wantsPrecopy,
+  type Decision,
+  type ModelPolicy,
+  type Policy,
+  type RoundObservation,
+} from '../../src/migration/decision.js';
 
 const MiB = 2 ** 20;
 /** A round that sent `rawMiB` over a 100 Mbit/s link at compression ratio 0.5. */
@@ -63,7 +75,11 @@ test('model refuses to loop when rounds stop shrinking', () => {
   const d = decide({ kind: 'model', maxDowntimeMs: 100, maxRounds: 8, maxTimeMs: 600_000 }, rounds, 30_000);
   assert.equal(d.reason, 'no-convergence');
   const shrinking = [round(1, 256), round(2, 100), round(3, 40)];
-  assert.equal(decide({ kind: 'model', maxDowntimeMs: 100, maxRounds: 8, maxTimeMs: 600_000 }, shrinking, 30_000).stop, false);
+  // Shrinking rounds are not 'no-convergence'. Before the objective (issue 21) the model went
+  // on here; now the weighing stops it: 100 ms is below the 1336 ms of freeze, hashing,
+  // rebuild and restore (no round reaches it), and the dirty rate is 0.84 of the link: another
+  // round would save ~15 ms of downtime for ~1.9 s more total time.
+  assert.equal(decide({ kind: 'model', maxDowntimeMs: 100, maxRounds: 8, maxTimeMs: 600_000 }, shrinking, 30_000).reason, 'total-time');
 });
 
 test('model honours max rounds and max time', () => {
@@ -107,7 +123,165 @@ test('the model stops once the final send is negligible even if the budget is ou
   const rounds = [round(1, 256), round(2, 0.5, { intervalMs: 11_000 })];
   const d = decide({ kind: 'model', maxDowntimeMs: 500, maxRounds: 8, maxTimeMs: 600_000 }, rounds, 12_000);
   assert.equal(d.reason, 'converged');
-  // 40 MiB dirtied: the send still matters, keep going.
+  // 40 MiB dirtied: the send still matters (~300 ms), not 'converged'. Before the objective the
+  // model went on; 500 ms is below freeze and restore (1336 ms), and another round (~600 ms)
+  // would save ~210 ms of downtime: the weighing stops it.
   const busy = [round(1, 256), round(2, 40, { intervalMs: 11_000 })];
-  assert.equal(decide({ kind: 'model', maxDowntimeMs: 500, maxRounds: 8, maxTimeMs: 600_000 }, busy, 12_000).stop, false);
+  assert.equal(decide({ kind: 'model', maxDowntimeMs: 500, maxRounds: 8, maxTimeMs: 600_000 }, busy, 12_000).reason, 'total-time');
+  // A bound that one more round is predicted to reach (1428 ms <= 1500 ms): keep going.
+  assert.equal(decide({ kind: 'model', maxDowntimeMs: 1500, maxRounds: 8, maxTimeMs: 600_000 }, busy, 12_000).stop, false);
 });
+
+// The objective (issue 21): pre-copy rounds as a link and a service make them, the decision
+// asked after each one, as src/migration/source/precopy.ts does.
+interface Link {
+  /** Link bandwidth, bits per second. */
+  bps: number;
+  /** Bytes the service dirties per second (uncompressed). */
+  dirtyBytesPerS: number;
+  /** Compressed / raw. */
+  ratio: number;
+  memoryBytes: number;
+  /** A round's work apart from its send: scan, hashing, batches. */
+  overheadMs: number;
+}
+
+/** Time before round 1 (prepare). */
+const PREPARE_MS = 1000;
+const HASH_MS = 200;
+
+function linkRound(l: Link, index: number, intervalMs: number | null): RoundObservation {
+  const raw = intervalMs === null ? l.memoryBytes : Math.min((l.dirtyBytesPerS * intervalMs) / 1000, l.memoryBytes);
+  const sent = raw * l.ratio;
+  const sendMs = ((sent * 8) / l.bps) * 1000;
+  return {
+    index,
+    durationMs: l.overheadMs + sendMs,
+    intervalMs,
+    stallMs: 0,
+    hashMs: HASH_MS,
+    pagesScanned: l.memoryBytes / 4096,
+    pagesChanged: raw / 4096,
+    rawBytes: raw,
+    sentBytes: sent,
+    sendMs,
+    bandwidthBps: l.bps,
+  };
+}
+
+/** Rounds back to back until the policy stops; the final round as the link makes it. */
+function simulate(policy: Policy, l: Link): { rounds: RoundObservation[]; decision: Decision; downtimeMs: number; totalMs: number } {
+  const rounds: RoundObservation[] = [];
+  let elapsed = PREPARE_MS;
+  for (let k = 1; k <= 50; k++) {
+    const prev = rounds[rounds.length - 1];
+    const r = linkRound(l, k, prev ? prev.durationMs : null);
+    rounds.push(r);
+    elapsed += r.durationMs;
+    const decision = decide(policy, rounds, elapsed);
+    if (!decision.stop) continue;
+    const finalSendMs = ((Math.min((l.dirtyBytesPerS * r.durationMs) / 1000, l.memoryBytes) * l.ratio * 8) / l.bps) * 1000;
+    const downtimeMs = HASH_MS + finalSendMs + l.memoryBytes / MiB + 700;
+    return { rounds, decision, downtimeMs, totalMs: elapsed + downtimeMs };
+  }
+  throw new Error('never stopped');
+}
+
+const model = (o: Partial<ModelPolicy> = {}): ModelPolicy => ({ kind: 'model', maxDowntimeMs: 1000, maxRounds: 8, maxTimeMs: 300_000, ...o });
+/** 64 MiB of random state (ratio 1) at 5 Mbit/s, dirtied at 2/3 of the link. */
+const SLOW: Link = { bps: 5e6, dirtyBytesPerS: ((2 / 3) * 5e6) / 8, ratio: 1, memoryBytes: 64 * MiB, overheadMs: 500 };
+
+test('objective: a fast link converges and stops on the predicted downtime, as before', () => {
+  const fast: Link = { bps: 1e9, dirtyBytesPerS: 2e6, ratio: 0.5, memoryBytes: 64 * MiB, overheadMs: 300 };
+  const run = simulate(model(), fast);
+  assert.equal(run.decision.reason, 'predicted-downtime');
+  assert.equal(run.rounds.length, 2);
+  assert.ok(run.downtimeMs <= 1000, `${run.downtimeMs}`);
+  assert.equal(run.decision.unmet, null);
+});
+
+test('objective: at a dirty rate of 2/3 of a slow link, pre-copy stops after round 2 on total time, not after 8', () => {
+  const run = simulate(model(), SLOW);
+  assert.equal(run.decision.reason, 'total-time', run.decision.explanation);
+  assert.equal(run.rounds.length, 2);
+  // Eight rounds, where the model went before (7-8 rounds, 303 s in bench all at 5 Mbit/s).
+  const eight = simulate({ kind: 'rounds', rounds: 8 }, SLOW);
+  assert.ok(eight.totalMs > 300_000, `8 rounds: ${eight.totalMs}`);
+  assert.ok(run.totalMs < eight.totalMs - 60_000, `objective ${Math.round(run.totalMs)} ms vs 8 rounds ${Math.round(eight.totalMs)} ms`);
+  // The objective is total time + downtime: smaller than with 8 rounds.
+  assert.ok(run.totalMs + run.downtimeMs < eight.totalMs + eight.downtimeMs);
+  // The decision's figures are the ones the final round then has.
+  assert.ok(Math.abs(run.decision.predictedDowntimeMs! - run.downtimeMs) < 1, `${run.decision.predictedDowntimeMs} vs ${run.downtimeMs}`);
+  assert.ok(Math.abs(run.decision.predictedTotalMs! - run.totalMs) < 1, `${run.decision.predictedTotalMs} vs ${run.totalMs}`);
+  assert.match(run.decision.explanation, /another round .* saves \d+ ms of downtime for \d+ ms more total time/);
+  // No --max-total stated: a missed downtime bound is told, not refused.
+  assert.equal(run.decision.unmet, null);
+});
+
+test('objective: rounds go on while each saves at least the total time it adds', () => {
+  // Dirty rate 1/5 of the link: round 2 still pays (saves ~1 s of downtime for ~0.6 s), round 3 does not.
+  const link: Link = { bps: 10e6, dirtyBytesPerS: 0.2 * (10e6 / 8) * 2, ratio: 0.5, memoryBytes: 64 * MiB, overheadMs: 300 };
+  const run = simulate(model(), link);
+  assert.equal(run.rounds.length, 3);
+  assert.equal(run.decision.reason, 'total-time');
+  const after2 = predict(run.rounds.slice(0, 2), PREPARE_MS + run.rounds[0]!.durationMs + run.rounds[1]!.durationMs)!;
+  assert.ok(after2.downtimeMs - after2.next.downtimeMs >= after2.next.totalMs - after2.totalMs, 'round 3 paid');
+});
+
+test('objective: a round that would pass --max-total does not start; refused unless --force', () => {
+  // After round 2 (~181 s in) one more round would bring the predicted total to ~264 s.
+  const bounds = { maxTotalMs: 240_000, maxRounds: 50, maxTimeMs: 600_000 };
+  const refused = simulate(model(bounds), SLOW);
+  assert.equal(refused.rounds.length, 2);
+  assert.deepEqual(pick(refused.decision), [true, 'max-total', 'refuse']);
+  assert.match(refused.decision.explanation, /another round would bring the predicted total to 26\d\.\d s > --max-total 240\.0 s/);
+  const forced = simulate(model({ ...bounds, force: true }), SLOW);
+  assert.deepEqual(pick(forced.decision), [true, 'max-total', 'forced']);
+  assert.equal(forced.rounds.length, 2);
+  // A --max-total the next round fits in: the weighing decides (total-time), then refused as below.
+  assert.equal(simulate(model({ ...bounds, maxTotalMs: 300_000 }), SLOW).decision.reason, 'total-time');
+});
+
+test('objective: neither bound can be met -> refused before the freeze, with the predicted figures', () => {
+  // 1 s is out of reach at 2/3 of a 5 Mbit/s link (8 rounds would not get there), and so within any --max-total.
+  const run = simulate(model({ maxTotalMs: 600_000 }), SLOW);
+  const d = run.decision;
+  assert.equal(run.rounds.length, 2);
+  assert.deepEqual([d.stop, d.reason, d.unmet], [true, 'total-time', 'refuse']);
+  assert.ok(d.predictedDowntimeMs! > 40_000 && d.predictedTotalMs! > 200_000, `${d.predictedDowntimeMs} ${d.predictedTotalMs}`);
+  const err = new ObjectiveUnmetError(d, model({ maxTotalMs: 600_000 }));
+  assert.equal(err.code, 'objective_unreachable');
+  assert.equal(err.errorKind, 'conflict');
+  assert.match(err.message, new RegExp(`predicted downtime ${Math.round(d.predictedDowntimeMs!)} ms > --max-downtime 1000 ms`));
+  assert.equal(err.context.maxTotalMs, 600_000);
+  // Going on with rounds the weighing would run, when they cannot reach the bound within
+  // --max-total either, is refused at once rather than after them.
+  const paying: Link = { bps: 10e6, dirtyBytesPerS: 0.2 * (10e6 / 8) * 2, ratio: 0.5, memoryBytes: 64 * MiB, overheadMs: 300 };
+  const early = simulate(model({ maxDowntimeMs: 500, maxTotalMs: 600_000 }), paying);
+  assert.equal(early.rounds.length, 2);
+  assert.deepEqual([early.decision.reason, early.decision.unmet], ['downtime-floor', 'refuse']);
+  // --force: the same handoff goes on as without a --max-total.
+  const forced = simulate(model({ maxDowntimeMs: 500, maxTotalMs: 600_000, force: true }), paying);
+  assert.equal(forced.rounds.length, simulate(model({ maxDowntimeMs: 500 }), paying).rounds.length);
+  assert.deepEqual([forced.decision.reason, forced.decision.unmet], ['total-time', 'forced']);
+});
+
+test('objective: a bound more rounds reach within --max-total wins over the weighing', () => {
+  // Dirty rate 1/2 of the link: each round costs about what it saves, but 1.5 s is reached in a few rounds.
+  const link: Link = { bps: 100e6, dirtyBytesPerS: 0.5 * (100e6 / 8) * 2, ratio: 0.5, memoryBytes: 64 * MiB, overheadMs: 100 };
+  const run = simulate(model({ maxDowntimeMs: 1500, maxTotalMs: 60_000 }), link);
+  assert.equal(run.decision.reason, 'predicted-downtime', run.decision.explanation);
+  assert.equal(run.decision.unmet, null);
+  assert.ok(run.rounds.length >= 3, `${run.rounds.length}`);
+});
+
+test('objective: before any round, a small service above --max-downtime is refused only with --max-total', () => {
+  const tight = model({ maxDowntimeMs: 1 });
+  assert.deepEqual(pick(decideInitial(tight, 200 * 1024, 100e6)), [true, 'small-memory', null]);
+  assert.deepEqual(pick(decideInitial({ ...tight, maxTotalMs: 2000 }, 200 * 1024, 100e6, undefined, 500)), [true, 'small-memory', 'refuse']);
+  assert.deepEqual(pick(decideInitial({ ...tight, maxTotalMs: 2000, force: true }, 200 * 1024, 100e6)), [true, 'small-memory', 'forced']);
+  assert.ok(decideInitial({ ...tight, maxTotalMs: 2000 }, 200 * 1024, 100e6, undefined, 500).predictedTotalMs! > 1000);
+  assert.throws(() => validatePolicy(model({ maxTotalMs: 0 })), /--max-total/);
+});
+
+const pick = (d: Decision) => [d.stop, d.reason, d.unmet];

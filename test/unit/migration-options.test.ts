@@ -50,3 +50,18 @@ test('hasherFor: small containers hash on the main thread, large ones in the wor
   assert.equal(hasherFor(16 * 2 ** 20), 'worker');
   assert.equal(hasherFor(256 * 2 ** 20), 'worker', '256 MiB service');
 });
+
+test('the objective: --max-total and --force reach the model policy; --max-total needs the model rule', () => {
+  const b = migrationBody('web', { from: 'a', to: 'b', maxDowntime: '1ms', maxTotal: '2s', force: true });
+  assert.deepEqual(b, { container: 'web', to: 'b', maxDowntimeMs: 1, maxTotalMs: 2000, force: true });
+  assert.throws(() => migrationBody('web', { from: 'a', to: 'b', maxTotal: 'never' }), /--max-total: invalid duration/);
+  assert.deepEqual(policyFromOptions({ ...defaults, maxTotalMs: 2000, force: true }), {
+    kind: 'model',
+    maxDowntimeMs: 1000,
+    maxRounds: 8,
+    maxTimeMs: 300_000,
+    maxTotalMs: 2000,
+    force: true,
+  });
+  assert.throws(() => policyFromOptions({ ...defaults, rounds: 2, maxTotalMs: 2000 }), /--max-total applies to the model rule only/);
+});

@@ -34,6 +34,8 @@ export interface RoundReport {
   } | null;
   decision: string | null;
   predictedDowntimeMs: number | null;
+  /** model rule: the predicted total had pre-copy stopped after this round */
+  predictedTotalMs?: number | null;
 }
 
 export interface MigrationReport {
@@ -48,6 +50,16 @@ export interface MigrationReport {
   precopyRounds: number;
   stopReason: string | null;
   decision: string | null;
+  /** the model rule's bounds and its last prediction before the freeze */
+  objective?: {
+    maxDowntimeMs: number;
+    maxTotalMs: number | null;
+    force: boolean;
+    predictedDowntimeMs: number | null;
+    predictedTotalMs: number | null;
+    /** neither bound could be met: refused before the freeze, or gone on with force */
+    unmet: 'refuse' | 'forced' | null;
+  } | null;
   totalMs: number | null;
   commitMs: number | null;
   downtimeMs: number | null;
@@ -180,6 +192,10 @@ export interface StartMigration {
   maxDowntimeMs?: number;
   maxRounds?: number;
   maxTimeMs?: number;
+  /** model rule: bound on the whole handoff (request to service running at the destination); when --max-downtime cannot be met within it, the handoff is refused before the freeze unless force */
+  maxTotalMs?: number;
+  /** model rule: hand off even when neither maxDowntimeMs nor maxTotalMs can be met */
+  force?: boolean;
   codec?: 'none' | 'lz4' | 'zstd' | 'gzip' | 'auto';
   precopy?: 'scan' | 'dump';
   /** test hook; daemons with allowFaultInjection only */

@@ -33,6 +33,14 @@ export const StartMigrationSchema = z
     maxDowntimeMs: z.number().positive().default(1000),
     maxRounds: z.number().int().min(1).max(50).default(8),
     maxTimeMs: z.number().positive().default(300_000),
+    maxTotalMs: z
+      .number()
+      .positive()
+      .optional()
+      .describe(
+        'model rule: bound on the whole handoff (request to service running at the destination); when --max-downtime cannot be met within it, the handoff is refused before the freeze unless force',
+      ),
+    force: z.boolean().optional().describe('model rule: hand off even when neither maxDowntimeMs nor maxTotalMs can be met'),
     codec: z.enum(CODEC_CHOICES).default('auto'),
     precopy: z.enum(['scan', 'dump']).default('scan'),
     inject: z.enum(FAULT_POINTS).optional().describe('test hook; daemons with allowFaultInjection only'),
@@ -87,9 +95,22 @@ export const RoundReportSchema = z
     destination: z.object({ receivedMs: z.number(), fsDoneMs: z.number(), baseReadyMs: z.number().nullable() }).nullable(),
     decision: z.string().nullable(),
     predictedDowntimeMs: z.number().nullable(),
+    predictedTotalMs: z.number().nullable().optional().describe('model rule: the predicted total had pre-copy stopped after this round'),
   })
   .openapi('RoundReport');
 export type RoundReportBody = z.infer<typeof RoundReportSchema>;
+
+/** The model rule's bounds and its last prediction before the freeze (src/migration/types.ts ObjectiveReport). */
+export const ObjectiveReportSchema = z
+  .object({
+    maxDowntimeMs: z.number(),
+    maxTotalMs: z.number().nullable(),
+    force: z.boolean(),
+    predictedDowntimeMs: z.number().nullable(),
+    predictedTotalMs: z.number().nullable(),
+    unmet: z.enum(['refuse', 'forced']).nullable().describe('neither bound could be met: refused before the freeze, or gone on with force'),
+  })
+  .describe("the model rule's bounds and its last prediction before the freeze");
 
 /** The phases of a handoff by re-creation (src/migration/types.ts RecreatePhases). */
 export const RecreatePhasesSchema = z.object({
@@ -119,6 +140,7 @@ export const MigrationReportSchema = z
     precopyRounds: z.number().int(),
     stopReason: z.string().nullable(),
     decision: z.string().nullable(),
+    objective: ObjectiveReportSchema.nullable().optional(),
     totalMs: z.number().int().nullable(),
     commitMs: z.number().int().nullable(),
     downtimeMs: z.number().int().nullable(),

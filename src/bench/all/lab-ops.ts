@@ -14,6 +14,7 @@ import type { StartMigrationBody } from '../../daemon/routes-migrations.js';
 import type { MigrationReport } from '../../migration/types.js';
 import type { ClientReport } from '../../client/types.js';
 import type { MigrationRow } from './types.js';
+import { bytesToCross, wireLimitMs } from './wire-limit.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -63,11 +64,12 @@ export function policyBody(policy: string): Partial<StartMigrationBody> {
 
 export function rowOf(
   r: MigrationReport,
-  meta: Pick<MigrationRow, 'scenario' | 'rep' | 'workload' | 'params' | 'policy'> & { requests?: number | null },
+  meta: Pick<MigrationRow, 'scenario' | 'rep' | 'workload' | 'params' | 'policy'> & { requests?: number | null; linkMbit?: number },
   client: ClientFigures,
 ): MigrationRow {
-  return {
-    ...meta,
+  const { linkMbit, ...rest } = meta;
+  const row: MigrationRow = {
+    ...rest,
     requests: meta.requests ?? null,
     clientGapMs: client.clientGapMs,
     rttMs: client.rttMs,
@@ -91,6 +93,9 @@ export function rowOf(
       stallMs: x.stallMs,
     })),
   };
+  if (linkMbit === undefined) return row;
+  const bytes = bytesToCross(row);
+  return { ...row, linkMbit, bytesToCross: bytes, wireLimitMs: Math.round(wireLimitMs(bytes, linkMbit)) };
 }
 
 /**

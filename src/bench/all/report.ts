@@ -10,6 +10,11 @@ import { summarize, type Summary } from '../stats.js';
 import { renderSvg } from './svg.js';
 import { RESULTS_VERSION, type BenchAllResult, type MigrationRow } from './types.js';
 import { CLIENT_NOTES } from './client-figures.js';
+import { fmt, num, sec, table } from './report-format.js';
+import { limitOf } from './wire-limit.js';
+import { LIMIT_TEXT, limitTable } from './report-limits.js';
+
+export { fmt };
 
 const SCENARIOS = ['overlay', 'compression', 'rounds', 'alpha', 'bandwidth', 'decision'] as const;
 
@@ -40,13 +45,6 @@ export async function readResults(path: string): Promise<BenchAllResult> {
 /** Whether the file's migration rows carry the client's figures (version 2 on). */
 export function hasClientFigures(r: Pick<BenchAllResult, 'version'>): boolean {
   return r.version >= 2;
-}
-
-const num = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
-/** "median (min-max)" with d decimals; a single measurement prints alone. */
-export function fmt(v: Summary | null, d = 2): string {
-  if (!v) return '-';
-  return v.max > v.min ? `${num(v.median, d)} (${num(v.min, d)}-${num(v.max, d)})` : num(v.median, d);
 }
 
 function migrationCsvRows(rows: readonly MigrationRow[], withClient: boolean): { columns: string[]; rows: Record<string, Cell>[] } {
@@ -95,6 +93,15 @@ function migrationCsvRows(rows: readonly MigrationRow[], withClient: boolean): {
       round_pages_changed: r.rounds.map((x) => x.pagesChanged).join(';'),
     })),
   };
+}
+
+/** The link, the bytes that had to cross and their physical limit, beside total_ms (wire-limit.ts). */
+function withLimitColumns(t: { columns: string[]; rows: Record<string, Cell>[] }, rows: readonly MigrationRow[], plan: BenchAllResult['plan']): void {
+  t.columns.splice(t.columns.indexOf('total_ms') + 1, 0, 'link_mbit', 'bytes_to_cross', 'wire_limit_ms');
+  rows.forEach((row, i) => {
+    const l = limitOf(row, plan);
+    Object.assign(t.rows[i]!, { link_mbit: l.mbit, bytes_to_cross: l.bytes, wire_limit_ms: l.limitMs === null ? null : Math.round(l.limitMs) });
+  });
 }
 
 export function csvFiles(r: BenchAllResult): Record<string, string> {
@@ -150,12 +157,11 @@ export function csvFiles(r: BenchAllResult): Record<string, string> {
   );
   for (const k of ['rounds', 'alpha', 'bandwidth', 'decision'] as const) {
     const t = migrationCsvRows(r[k], hasClientFigures(r));
+    if (k === 'bandwidth' || k === 'decision') withLimitColumns(t, r[k], r.plan);
     out[`${k}.csv`] = toCsv(t.columns, t.rows);
   }
   return out;
 }
-
-const sec = (ms: number) => ms / 1000;
 
 interface Comparison {
   what: string;
@@ -224,10 +230,6 @@ export function comparisons(r: BenchAllResult): Comparison[] {
     });
   }
   return out;
-}
-
-function table(head: string[], rows: string[][]): string {
-  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((x) => `| ${x.join(' | ')} |`)].join('\n');
 }
 
 /** The client gap's median, "-" when no run of the group has one; "(k of n)" when only some have. */
@@ -460,6 +462,7 @@ function alphaSection(r: BenchAllResult, opts: { withClient: boolean }): string[
 function bandwidthSection(r: BenchAllResult, opts: { withClient: boolean }): string[] {
   const o: string[] = [];
   const b = r.plan.bandwidth;
+  const bandwidthRows = [...r.bandwidth].sort((x, y) => x.workload.localeCompare(y.workload) || Number(x.params.mbit) - Number(y.params.mbit));
   o.push(
     '',
     '## 5. Bandwidth sweep',
@@ -467,14 +470,9 @@ function bandwidthSection(r: BenchAllResult, opts: { withClient: boolean }): str
     `Both cloudlets' links set to each bandwidth (latency unchanged). Workloads: the busybox counter, and a Node.js service with ${b.stateMb} MiB of pseudo-random (incompressible) state dirtying ${b.dirtyPagesPerSec} pages/s. Our default decision model and codec choice. Published (Ma et al.): OpenFace 48.9 s at 5 Mbit/s, 10.7 s at 100 Mbit/s; busybox 3.1-3.2 s total, 2.7-2.8 s down at every bandwidth.`,
     '',
   );
-  o.push(
-    migrationTable(
-      [...r.bandwidth].sort((x, y) => x.workload.localeCompare(y.workload) || Number(x.params.mbit) - Number(y.params.mbit)),
-      (x) => [x.workload, String(x.params.mbit)],
-      ['workload', 'Mbit/s'],
-      opts.withClient,
-    ),
-  );
+  o.push(migrationTable(bandwidthRows, (x) => [x.workload, String(x.params.mbit)], ['workload', 'Mbit/s'], opts.withClient));
+  o.push('', LIMIT_TEXT, '');
+  o.push(limitTable(bandwidthRows, r.plan, (x) => [x.workload, String(x.params.mbit)], ['workload', 'Mbit/s']));
   o.push('', '![bandwidth](charts/bandwidth.svg)', '', 'Data: [bandwidth.csv](bandwidth.csv)');
   return o;
 }
@@ -483,21 +481,17 @@ function bandwidthSection(r: BenchAllResult, opts: { withClient: boolean }): str
 function decisionSection(r: BenchAllResult, opts: { withClient: boolean }): string[] {
   const o: string[] = [];
   const d = r.plan.decision;
+  const decisionRows = [...r.decision].sort((x, y) => x.workload.localeCompare(y.workload));
   o.push(
     '',
     '## 6. Decision models side by side',
     '',
-    `Stop rules (\`src/migration/decision.ts\`): model = our default (predicted downtime <= 1 s, convergence, 8 rounds, 300 s); alpha = the alpha rule with alpha = 1 s; phaul = P.Haul's (stop at <= 64 pages written, > 10 % growth, or 8 rounds); lxd = LXD's (>= 70 % of pages unchanged, or 10 rounds). Same workloads for every rule: the busybox counter, the random-state service (${d.stateMb} MiB, ${d.dirtyPagesPerSec} pages/s) and the activity service with n = ${d.n}; links at ${d.mbit} Mbit/s, codec ${d.codec}.`,
+    `Stop rules (\`src/migration/decision.ts\`): model = our default (predicted downtime <= 1 s, convergence, another round only while it saves at least the total time it adds, 8 rounds, 300 s); alpha = the alpha rule with alpha = 1 s; phaul = P.Haul's (stop at <= 64 pages written, > 10 % growth, or 8 rounds); lxd = LXD's (>= 70 % of pages unchanged, or 10 rounds). Same workloads for every rule: the busybox counter, the random-state service (${d.stateMb} MiB, ${d.dirtyPagesPerSec} pages/s) and the activity service with n = ${d.n}; links at ${d.mbit} Mbit/s, codec ${d.codec}.`,
     '',
   );
-  o.push(
-    migrationTable(
-      [...r.decision].sort((x, y) => x.workload.localeCompare(y.workload)),
-      (x) => [x.workload, x.policy],
-      ['workload', 'rule'],
-      opts.withClient,
-    ),
-  );
+  o.push(migrationTable(decisionRows, (x) => [x.workload, x.policy], ['workload', 'rule'], opts.withClient));
+  o.push('', LIMIT_TEXT, '');
+  o.push(limitTable(decisionRows, r.plan, (x) => [x.workload, x.policy], ['workload', 'rule']));
   o.push('', '![decision](charts/decision.svg)', '', 'Data: [decision.csv](decision.csv)');
   return o;
 }

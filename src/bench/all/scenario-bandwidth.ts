@@ -30,7 +30,7 @@ export async function runBandwidthScenario(lab: LabState, plan: BenchPlan['bandw
           say(
             `  total ${r.totalMs} ms, downtime ${r.downtimeMs} ms, client gap ${client.clientGapMs ?? '-'} ms (rtt ${client.rttMs ?? '-'} ms), ${(r.bytesSent / 1e6).toFixed(1)} MB, stopped by ${r.stopReason}`,
           );
-          rows.push(rowOf(r, { scenario: 'bandwidth', rep, workload, params: { mbit }, policy: 'model' }, client));
+          rows.push(rowOf(r, { scenario: 'bandwidth', rep, workload, params: { mbit }, policy: 'model', linkMbit: mbit }, client));
         }
       }
     }

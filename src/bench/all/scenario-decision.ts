@@ -49,7 +49,7 @@ export async function runDecisionScenario(
           say(
             `  total ${report.totalMs} ms, downtime ${report.downtimeMs} ms, client gap ${client.clientGapMs ?? '-'} ms, ${report.precopyRounds} rounds, stopped by ${report.stopReason}`,
           );
-          rows.push(rowOf(report, { scenario: 'decision', rep, workload: w.name, params: { policy }, policy, requests }, client));
+          rows.push(rowOf(report, { scenario: 'decision', rep, workload: w.name, params: { policy }, policy, requests, linkMbit: plan.mbit }, client));
         }
       }
     }

@@ -42,6 +42,12 @@ export interface MigrationRow {
   /** Why clientGapMs is null (null when it was measured). */
   clientNote: string | null;
   rounds: { index: number; final: boolean; pagesChanged: number; pagesScanned: number; sentBytes: number; sendMs: number; stallMs: number }[];
+  /** The link bandwidth the migration ran at (bandwidth and decision scenarios); absent in older files. */
+  linkMbit?: number | null;
+  /** The bytes that had to cross: the rounds' sentBytes summed (wire-limit.ts); absent in older files. */
+  bytesToCross?: number;
+  /** Their physical limit on the link, bytesToCross * 8 / bandwidth, ms; absent in older files. */
+  wireLimitMs?: number | null;
 }
 
 export interface OverlayRow {

@@ -17,6 +17,8 @@ interface MigrateOptions extends GlobalOptions {
   maxDowntime?: string;
   maxRounds?: string;
   maxTime?: string;
+  maxTotal?: string;
+  force?: boolean;
   codec?: string;
   inject?: string;
   precopy?: string;
@@ -47,6 +49,8 @@ export function migrationBody(container: string, o: MigrateOptions): StartMigrat
   if (o.maxDowntime !== undefined) body.maxDowntimeMs = parseDuration(o.maxDowntime, '--max-downtime');
   if (o.maxRounds !== undefined) body.maxRounds = parseIntOption(o.maxRounds, '--max-rounds');
   if (o.maxTime !== undefined) body.maxTimeMs = parseDuration(o.maxTime, '--max-time');
+  if (o.maxTotal !== undefined) body.maxTotalMs = parseDuration(o.maxTotal, '--max-total');
+  if (o.force) body.force = true;
   if (o.codec !== undefined) body.codec = o.codec as StartMigrationBody['codec'];
   if (o.precopy !== undefined) body.precopy = o.precopy as StartMigrationBody['precopy'];
   if (o.inject !== undefined) body.inject = o.inject as StartMigrationBody['inject'];
@@ -64,6 +68,16 @@ export function migrationBody(container: string, o: MigrateOptions): StartMigrat
 }
 
 const mb = (b: number) => (b / 1e6).toFixed(2);
+
+/** The model's last prediction before the freeze against the user's bounds. */
+export function objectiveLine(o: NonNullable<MigrationReport['objective']>): string {
+  const figure = (ms: number | null, unit: 'ms' | 's') => (ms === null ? '-' : unit === 'ms' ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`);
+  const verdict = o.unmet === 'refuse' ? ': neither bound can be met, refused' : o.unmet === 'forced' ? ': neither bound can be met, gone on (--force)' : '';
+  return (
+    `predicted before the freeze: downtime ${figure(o.predictedDowntimeMs, 'ms')} (--max-downtime ${o.maxDowntimeMs} ms), ` +
+    `total ${figure(o.predictedTotalMs, 's')}${o.maxTotalMs === null ? '' : ` (--max-total ${figure(o.maxTotalMs, 's')})`}${verdict}\n`
+  );
+}
 
 export function printReport(r: MigrationReport): void {
   printTable(
@@ -87,6 +101,7 @@ export function printReport(r: MigrationReport): void {
       `${mb(r.bytesSent)} MB sent, ${r.precopyRounds} pre-copy round(s), stopped by: ${r.stopReason ?? '-'}\n` +
       `policy: ${r.policy}\n`,
   );
+  if (r.objective) process.stdout.write(objectiveLine(r.objective));
   if (r.strategy) process.stdout.write(`strategy: ${r.strategyReason ?? r.strategy}\n`);
   if (r.recreate) {
     const x = r.recreate;
@@ -128,6 +143,35 @@ async function dryRun(container: string, o: MigrateOptions): Promise<number> {
   return plan.ok ? 0 : 1;
 }
 
+/** Starts the migration on the source and follows it (progress on stderr) to its report; exit 1 unless done. */
+async function startAndFollow(container: string, o: MigrateOptions): Promise<number> {
+  const node = await resolveNode(o.from, o);
+  const started = await node.client.post<MigrationReport>('/v1/migrations', migrationBody(container, o));
+  if (!o.json) progress(`migration ${started.id}: ${started.container} ${started.from} -> ${started.to}`);
+  let seen = 0;
+  let last = started;
+  // Poll the source for progress: bounded by the migration's own --max-time plus slack.
+  const deadline = Date.now() + parseDuration(o.maxTime ?? '5m', '--max-time') + 10 * 60_000;
+  while (!last.finishedAt) {
+    if (Date.now() > deadline) throw new UsageError(`migration ${started.id} did not finish in time; see \`cloudlet migrations --node ${o.from}\``);
+    await new Promise((r) => setTimeout(r, 250));
+    last = await node.client.get<MigrationReport>(`/v1/migrations/${started.id}`);
+    if (!o.json) {
+      for (; seen < last.rounds.length; seen++) {
+        const x = last.rounds[seen]!;
+        progress(
+          `  round ${x.index}${x.final ? ' (final)' : ''}: ${x.pagesChanged} pages, ${mb(x.sentBytes)} MB sent in ${x.sendMs} ms` +
+            ` (${x.codec}, ${(x.bandwidthBps / 1e6).toFixed(1)} Mbit/s), stall ${x.stallMs} ms` +
+            (x.decision ? ` - ${x.decision}` : ''),
+        );
+      }
+    }
+  }
+  if (o.json) printJson(last);
+  else printReport(last);
+  return last.state === 'done' ? 0 : 1;
+}
+
 export function registerMigrateCommand(program: Command): void {
   program
     .command('migrate')
@@ -141,6 +185,8 @@ export function registerMigrateCommand(program: Command): void {
     .option('--max-downtime <duration>', 'model rule: target downtime', '1s')
     .option('--max-rounds <n>', 'upper bound on pre-copy rounds', '8')
     .option('--max-time <duration>', 'upper bound on the pre-copy phase', '5m')
+    .option('--max-total <duration>', 'model rule: bound on the whole handoff; when --max-downtime cannot be met within it, refuse before the freeze')
+    .option('--force', 'model rule: hand off even when neither --max-downtime nor --max-total can be met')
     .option('--codec <codec>', 'lz4, zstd, gzip, none or auto (per round, from link and data)', 'auto')
     .option('--precopy <how>', 'pre-copy capture: scan (read /proc, no freeze) or dump (CRIU --leave-running)', 'scan')
     .option('--strategy <name>', "migrate, recreate or auto (default: the service's declared handoff)")
@@ -156,34 +202,14 @@ export function registerMigrateCommand(program: Command): void {
       action(async (container: string, _opts: unknown, cmd: Command) => {
         const o = cmd.optsWithGlobals<MigrateOptions>();
         if (o.dryRun) return dryRun(container, o);
-        const node = await resolveNode(o.from, o);
-        const started = await node.client.post<MigrationReport>('/v1/migrations', migrationBody(container, o));
-        if (!o.json) progress(`migration ${started.id}: ${started.container} ${started.from} -> ${started.to}`);
-        let seen = 0;
-        let last = started;
-        // Poll the source for progress: bounded by the migration's own --max-time plus slack.
-        const deadline = Date.now() + parseDuration(o.maxTime ?? '5m', '--max-time') + 10 * 60_000;
-        while (!last.finishedAt) {
-          if (Date.now() > deadline) throw new UsageError(`migration ${started.id} did not finish in time; see \`cloudlet migrations --node ${o.from}\``);
-          await new Promise((r) => setTimeout(r, 250));
-          last = await node.client.get<MigrationReport>(`/v1/migrations/${started.id}`);
-          if (!o.json) {
-            for (; seen < last.rounds.length; seen++) {
-              const x = last.rounds[seen]!;
-              progress(
-                `  round ${x.index}${x.final ? ' (final)' : ''}: ${x.pagesChanged} pages, ${mb(x.sentBytes)} MB sent in ${x.sendMs} ms` +
-                  ` (${x.codec}, ${(x.bandwidthBps / 1e6).toFixed(1)} Mbit/s), stall ${x.stallMs} ms` +
-                  (x.decision ? ` - ${x.decision}` : ''),
-              );
-            }
-          }
-        }
-        if (o.json) printJson(last);
-        else printReport(last);
-        return last.state === 'done' ? 0 : 1;
+        return startAndFollow(container, o);
       }),
     );
 
+  registerMigrationsCommand(program);
+}
+
+function registerMigrationsCommand(program: Command): void {
   program
     .command('migrations')
     .description('list the migrations a cloudlet started')

@@ -1,7 +1,9 @@
 // Source, pre-copy: rounds while the service runs (never frozen), until the decision model
-// says the final round's downtime is small enough, or that more rounds would not help.
+// says the final round's downtime is small enough, or that more rounds would not help, or
+// refuses the handoff before the freeze (neither bound can be met: objective.ts).
 import { decide, DEFAULT_COSTS, type RoundObservation } from '../decision.js';
 import { runRound } from './round.js';
+import { recordDecision } from './objective.js';
 import type { SourceHandoff } from './handoff.js';
 
 export async function runPrecopy(h: SourceHandoff): Promise<void> {
@@ -30,14 +32,9 @@ export async function runPrecopy(h: SourceHandoff): Promise<void> {
     });
     lastDumpStart = dumpStart;
     const d = decide(req.policy, observations, performance.now() - h.t0, DEFAULT_COSTS);
-    r.round.decision = d.explanation;
-    report.decision = d.explanation;
-    r.round.predictedDowntimeMs = d.predictedDowntimeMs === null ? null : Math.round(d.predictedDowntimeMs);
     report.precopyRounds = index;
+    recordDecision(h, d, r.round);
     h.journal();
-    if (d.stop) {
-      report.stopReason = d.reason;
-      return;
-    }
+    if (d.stop) return;
   }
 }

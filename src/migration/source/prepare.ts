@@ -15,6 +15,7 @@ import { establishedTcpConnections, unkeptConnectionsError } from './connections
 import type { ContainerDetails } from '../../engine/docker.js';
 import type { ContainerSpec } from '../../engine/container-spec.js';
 import type { HolderSpec } from '../../network/netns-holder.js';
+import { recordDecision } from './objective.js';
 
 /** Link speed the first decision assumes, before a round has measured the real one. */
 const ASSUMED_LINK_BPS = 100e6;
@@ -49,16 +50,14 @@ export async function runPrepare(h: SourceHandoff): Promise<void> {
 
   // Before any link measurement the model assumes the lab's default link speed.
   const memoryBytes = await memory;
-  const initial = decideInitial(req.policy, memoryBytes, ASSUMED_LINK_BPS, DEFAULT_COSTS);
+  const initial = decideInitial(req.policy, memoryBytes, ASSUMED_LINK_BPS, DEFAULT_COSTS, performance.now() - h.t0);
+  // A refusal (neither bound can be met) is thrown here, before the plan: nothing frozen.
+  if (initial.stop) recordDecision(h, initial, null);
   h.plan = { initial, hasher: hasherFor(memoryBytes), restore: restoreFor(req.restore, memoryBytes) };
   const nice = fsBatchNice(memoryBytes);
   h.fsSources.push({ name: 'fs/rw', source: new FsSyncSource({ sourceDir: details.upperDir!, stateDir: join(stage, 'fs-rw'), nice }) });
   for (const v of volumes) {
     h.fsSources.push({ name: `fs/vol/${v.name}`, source: new FsSyncSource({ sourceDir: v.dir, stateDir: join(stage, `fs-vol-${v.name}`), nice }) });
-  }
-  if (initial.stop) {
-    report.stopReason = initial.reason === 'forced-rounds' ? 'stop-and-copy' : initial.reason;
-    report.decision = initial.explanation;
   }
 }
 
