@@ -18,7 +18,7 @@ const ASSUMED_LINK_BPS = 100e6;
 export async function runPrepare(h: SourceHandoff): Promise<void> {
   const { report, details, holder, peer, stage, req } = h;
   // Known before the freeze: refused here rather than rolled back after it.
-  if (details.pid) await checkDumpPermitted(details.pid, details.name);
+  if (details.pid) await checkDumpPermitted(details.pid, details.name, details.createOptions.User);
   await mkdir(stage, { recursive: true });
   const volumes = details.mounts.filter((m) => m.type === 'volume' && m.name).map((m) => ({ name: m.name!, dir: m.source }));
   const prepareReq: PrepareRequest = {
