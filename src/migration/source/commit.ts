@@ -16,6 +16,7 @@ export async function runCommit(h: SourceHandoff): Promise<void> {
   if (h.req.inject === 'stall-before-commit') await sleep(FAULT_STALL_MS);
   await commitHandoff(h.deps, { report, details: h.details, peer: h.peer });
   report.commitMs = Math.round(performance.now() - tCommit);
+  report.warnings.push(...addressNotes(h.details, report.serviceAddress, report.to));
   report.state = 'done';
 }
 
@@ -42,4 +43,26 @@ export async function commitHandoff(deps: SourceDeps, o: { report: MigrationRepo
   } catch (err) {
     report.warnings.push(`the destination could not drop its staging data: ${errorMessage(err)}`);
   }
+}
+
+/**
+ * What a client of the container sees change that the handoff does not carry: an address on
+ * another network than the service network (the default bridge, a user network) is the
+ * destination engine's own choice, and published ports are published on the destination's
+ * host. Not a refusal: with no client connected, or clients that find it again, the state
+ * is what matters. Notes for the report's warnings, once the handoff is done.
+ */
+export function addressNotes(details: Pick<ContainerDetails, 'name' | 'networks' | 'createOptions'>, serviceAddress: string | null, to: string): string[] {
+  const notes: string[] = [];
+  for (const [net, address] of Object.entries(details.networks)) {
+    if (address === null || address === serviceAddress) continue;
+    notes.push(
+      `${details.name}'s address ${address} on network ${net} is not kept: ${to}'s engine gave it one on its own ${net} (connections to ${address} here do not follow)`,
+    );
+  }
+  const published = Object.entries(details.createOptions.HostConfig?.PortBindings ?? {}).flatMap(([port, list]) =>
+    ((list ?? []) as Array<{ HostIp?: string; HostPort?: string }>).map((b) => `${b.HostIp ? `${b.HostIp}:` : ''}${b.HostPort || '(any)'}->${port}`),
+  );
+  if (published.length > 0) notes.push(`${details.name}'s published ports (${published.join(', ')}) are published on ${to}'s host now, no longer on this one`);
+  return notes;
 }

@@ -27,9 +27,10 @@ export function uidsOf(status: string): number[] {
 
 /**
  * Refuses (ConflictError, before the freeze) a container with a process of another uid than
- * ours when we lack CAP_SYS_RESOURCE; does nothing otherwise.
+ * ours when we lack CAP_SYS_RESOURCE; does nothing otherwise. `user` is the container's
+ * Config.User (`docker run --user`, or the image's USER), named in the error when set.
  */
-export async function checkDumpPermitted(initPid: number, container: string): Promise<void> {
+export async function checkDumpPermitted(initPid: number, container: string, user?: string | null): Promise<void> {
   const self = await readFile('/proc/self/status', 'utf8');
   if (hasCapability(self, CAP_SYS_RESOURCE)) return;
   const ours = uidsOf(self)[1] ?? 0;
@@ -43,9 +44,9 @@ export async function checkDumpPermitted(initPid: number, container: string): Pr
   }
   if (others.length === 0) return;
   throw new ConflictError(
-    `${container} has ${others.length} process(es) running as uid ${[...new Set(others.map((o) => o.uid))].join(', ')}, and cloudletd runs without CAP_SYS_RESOURCE: CRIU could not read their resource limits, so the dump would fail after the freeze`,
+    `${container} has ${others.length} process(es) running as uid ${[...new Set(others.map((o) => o.uid))].join(', ')}${user ? ` (Config.User ${JSON.stringify(user)}: docker run --user or the image's USER)` : ''}, and cloudletd runs without CAP_SYS_RESOURCE: CRIU could not read their resource limits, so the dump would fail after the freeze`,
     {
-      context: { container, processes: others.slice(0, 10) },
+      context: { container, ...(user ? { user } : {}), processes: others.slice(0, 10) },
       hint: 'run cloudletd with CAP_SYS_RESOURCE (it lacks it in this sandbox), or run the service as root',
     },
   );

@@ -44,7 +44,7 @@ export async function planHandoff(deps: SourceDeps, input: PlanInput): Promise<M
     details.pid ? anonymousMemoryBytes(details.pid).catch(() => null) : null,
     details.pid ? establishedTcpConnections(details.pid) : 0,
   ]);
-  if (details.pid) await checkDumpPermitted(details.pid, details.name).catch((err: unknown) => refusals.push(refusalOf(err)));
+  if (details.pid) await checkDumpPermitted(details.pid, details.name, details.createOptions.User).catch((err: unknown) => refusals.push(refusalOf(err)));
   const connectionsKept = serviceAddress !== null;
   if (established > 0 && !connectionsKept) refusals.push(refusalOf(unkeptConnectionsError(details.name, established)));
   if (established > 0 && connectionsKept) warnings.push(`${established} established TCP connection(s) are kept: the service keeps ${serviceAddress}`);
