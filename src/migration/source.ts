@@ -6,18 +6,16 @@
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage } from '../util/errors.js';
-import type { ContainerDetails } from '../engine/docker.js';
-import { describeHolder, type HolderSpec } from '../network/netns-holder.js';
+import { describeHolder } from '../network/netns-holder.js';
 import { describePolicy, validatePolicy } from './decision.js';
 import { newObjective } from './source/objective.js';
-import { PEER_SILENCE_MS, type PeerTransport } from './peer-transport.js';
+import { PEER_SILENCE_MS } from './peer-transport.js';
 import { newReport, type MigrationReport, type MigrationRequest } from './types.js';
-import { chooseStrategy, type StrategyChoice } from './recreate.js';
+import { chooseStrategy } from './recreate.js';
 import { startRecreate } from './recreate-source.js';
 import type { SourceDeps, SourceHandoff } from './source/handoff.js';
 import { runHandoff } from './source/run.js';
 import { twinSpecOf } from './twin-spec.js';
-import type { ContainerSpec } from '../engine/container-spec.js';
 import { recoverSourceMigrations } from './source/recovery.js';
 import { planHandoff, type MigrationPlan, type PlanInput } from './source/plan.js';
 
@@ -43,14 +41,15 @@ export class MigrationSource {
   async start(req: MigrationRequest): Promise<MigrationReport> {
     // totalMs counts from here: the checks below (inspect, holder) are part of the handoff.
     const t0 = performance.now();
-    const { details, holder, spec, choice, peer } = await this.checkRequest(req);
+    const checked = await this.checkRequest(req);
+    const { details, choice, peer } = checked;
     if (choice.strategy === 'recreate') {
       const r = startRecreate(this.deps, req, details, choice, peer);
       this.running.set(r.report.id, r);
       void r.done.then(() => this.running.delete(r.report.id));
       return { ...r.report };
     }
-    return this.startMigration({ req, details, holder, spec, choice, t0, peer });
+    return this.startMigration({ ...checked, t0 });
   }
 
   /** What a handoff of `req` would do and every reason it would be refused; nothing is started. */
@@ -87,7 +86,9 @@ export class MigrationSource {
         hint: 'migrate it (--strategy migrate)',
       });
     }
-    return { req, details, holder, spec, choice, peer: client };
+    // A service in a holder has its address there.
+    const serviceAddress = this.deps.serviceNetwork?.addressOf(holder?.details ?? details) ?? null;
+    return { req, details, holder, spec, choice, peer: client, serviceAddress };
   }
 
   get(id: string): MigrationReport | null {
@@ -120,15 +121,7 @@ export class MigrationSource {
   }
 
   /** A live migration: journalled as 'preparing', then run in the background (source/run.ts). */
-  private startMigration(o: {
-    req: MigrationRequest;
-    details: ContainerDetails;
-    holder: { spec: HolderSpec; details: ContainerDetails } | null;
-    spec: ContainerSpec;
-    choice: StrategyChoice;
-    t0: number;
-    peer: PeerTransport;
-  }): MigrationReport {
+  private startMigration(o: PlanInput & { t0: number }): MigrationReport {
     const { req, details, holder } = o;
     const id = newMigrationId();
     const report = newReport({
@@ -138,8 +131,7 @@ export class MigrationSource {
       to: req.to,
       policy: describePolicy(req.policy),
       codec: req.codec,
-      // A service in a holder has its address there.
-      serviceAddress: this.deps.serviceNetwork?.addressOf(holder?.details ?? details) ?? null,
+      serviceAddress: o.serviceAddress,
       strategy: 'migrate',
       strategyReason: o.choice.reason,
     });

@@ -18,10 +18,7 @@ import { establishedTcpConnections, unkeptConnectionsError } from './connections
 import { checkDumpPermitted } from './dump-permits.js';
 import type { SourceDeps } from './handoff.js';
 import { prepareRequestOf, volumesOf } from './prepare.js';
-import { restoreFor } from './tuning.js';
-
-/** Link speed the first decision assumes (as the handoff's prepare does). */
-const ASSUMED_LINK_BPS = 100e6;
+import { ASSUMED_LINK_BPS, restoreFor } from './tuning.js';
 
 /** The plan's shape is the API's (api/schemas/migrations.ts MigrationPlanSchema). */
 export type MigrationPlan = z.infer<typeof MigrationPlanSchema>;
@@ -33,11 +30,12 @@ export interface PlanInput {
   spec: ContainerSpec;
   choice: StrategyChoice;
   peer: PeerTransport;
+  /** The address the service keeps (service network, its holder's when it has one), or null. */
+  serviceAddress: string | null;
 }
 
 export async function planHandoff(deps: SourceDeps, input: PlanInput): Promise<MigrationPlan> {
-  const { req, details, holder, spec, choice } = input;
-  const serviceAddress = deps.serviceNetwork?.addressOf(holder?.details ?? details) ?? null;
+  const { req, details, holder, spec, choice, serviceAddress } = input;
   const refusals: Refusal[] = [];
   const warnings: string[] = [];
   const [memoryBytes, established] = await Promise.all([

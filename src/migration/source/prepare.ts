@@ -8,7 +8,7 @@ import { anonymousMemoryBytes } from '../../engine/cgroups.js';
 import { decideInitial, DEFAULT_COSTS } from '../decision.js';
 import { shipImageIfMissing, type ImageShipped } from '../image-ship.js';
 import type { PrepareRequest, PrepareResponse } from '../destination/wire.js';
-import { fsBatchNice, hasherFor, restoreFor } from './tuning.js';
+import { ASSUMED_LINK_BPS, fsBatchNice, hasherFor, restoreFor } from './tuning.js';
 import type { SourceHandoff } from './handoff.js';
 import { checkDumpPermitted } from './dump-permits.js';
 import { establishedTcpConnections, unkeptConnectionsError } from './connections.js';
@@ -16,9 +16,6 @@ import type { ContainerDetails } from '../../engine/docker.js';
 import type { ContainerSpec } from '../../engine/container-spec.js';
 import type { HolderSpec } from '../../network/netns-holder.js';
 import { recordDecision } from './objective.js';
-
-/** Link speed the first decision assumes, before a round has measured the real one. */
-const ASSUMED_LINK_BPS = 100e6;
 
 export async function runPrepare(h: SourceHandoff): Promise<void> {
   const { report, details, holder, peer, stage, req } = h;

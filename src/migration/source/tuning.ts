@@ -2,6 +2,9 @@
 // the filesystem batches are niced, which restore the destination is asked for.
 import type { RestoreChoice } from '../types.js';
 
+/** Link speed the first decision assumes, before a round has measured the real one. */
+export const ASSUMED_LINK_BPS = 100e6;
+
 /** Nice value of the filesystem batch writers (rsync, getfattr) during a handoff. */
 const FS_BATCH_NICE = 19;
 /** Below this much anonymous memory the pages are hashed on the main thread (see hasherFor). */
