@@ -4,7 +4,8 @@
 // answer (over TLS it did: the fault matrix's corrupt frame came back as ECONNRESET instead
 // of the CRC error). So the rest is read and thrown away first, up to a bound in bytes and
 // time that a hostile peer cannot stretch; past the bound the request is destroyed after all.
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { UsageError } from '../util/errors.js';
 
 export interface DrainBounds {
   maxBytes: number;
@@ -12,9 +13,8 @@ export interface DrainBounds {
 }
 
 /** Reads `body` to its end and discards it; resolves once ended, destroyed, or past a bound. */
-export function drainRequest(body: Readable | undefined, bounds: DrainBounds): Promise<void> {
-  // A request without a body (no content type the server reads as a stream) has nothing to drain.
-  if (!body || body.destroyed || body.readableEnded) return Promise.resolve();
+export function drainRequest(body: Readable, bounds: DrainBounds): Promise<void> {
+  if (body.destroyed || body.readableEnded) return Promise.resolve();
   return new Promise((resolve) => {
     let bytes = 0;
     const finish = (giveUp: boolean) => {
@@ -49,7 +49,9 @@ function keepOnReturn(body: Readable): AsyncIterable<Buffer> {
  * Runs `consume` over the request body; when it fails, the unread rest of the body is drained
  * (within `bounds`) before the error goes on to become the answer the sender reads.
  */
-export async function consumeRequestBody<T>(body: Readable, bounds: DrainBounds, consume: (chunks: AsyncIterable<Buffer>) => Promise<T>): Promise<T> {
+export async function consumeRequestBody<T>(body: unknown, bounds: DrainBounds, consume: (chunks: AsyncIterable<Buffer>) => Promise<T>): Promise<T> {
+  // Only an application/octet-stream body reaches a route as a stream (routes-migrations.ts).
+  if (!(body instanceof Readable)) throw new UsageError('the body must be a framed stream sent as application/octet-stream');
   try {
     return await consume(keepOnReturn(body));
   } catch (e) {

@@ -6,7 +6,6 @@
 //              framed stream), POST /v1/incoming/:id/address (hold the service address's
 //              packets here and route it here, before the freeze), POST
 //              /v1/incoming/:id/commit, DELETE /v1/incoming/:id (abort).
-import type { Readable } from 'node:stream';
 import { leftOverHolds, removeLeftOverHold } from '../network/packet-hold.js';
 import { SpareHolder } from '../network/netns-holder.js';
 import type { FastifyInstance } from 'fastify';
@@ -190,7 +189,7 @@ function registerIncomingRoutes(app: FastifyInstance, ctx: DaemonContext, destin
         throw new UsageError(`invalid restore mode '${req.query.restore}' (lazy or eager)`);
       }
       // The source must read why its round failed, not a reset (drain-request.ts).
-      return consumeRequestBody(req.body as Readable, roundDrainBounds(config.limits), (chunks) =>
+      return consumeRequestBody(req.body, roundDrainBounds(config.limits), (chunks) =>
         destination.round(req.params.id, {
           index: k,
           final: req.query.final === '1',

@@ -7,7 +7,6 @@
 //   POST   /v1/recreate/:id/drained   the old instance is done: remove the drain
 //   DELETE /v1/recreate/:id           abort: remove the new instance and the volumes made here
 import type { FastifyInstance } from 'fastify';
-import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { receiveRound } from '../migration/round-transport.js';
 import { RecreateDestination } from '../migration/recreate-destination.js';
@@ -31,9 +30,7 @@ export function registerRecreateRoutes(app: FastifyInstance, ctx: DaemonContext)
   app.post('/v1/recreate', async (req) => recreate.prepare(req.body));
 
   app.put<{ Params: { id: string } }>('/v1/recreate/:id/volumes', async (req) =>
-    consumeRequestBody(req.body as Readable, roundDrainBounds(config.limits), (chunks) =>
-      recreate.receiveVolumes(req.params.id, receiveRound(chunks, config.limits)),
-    ),
+    consumeRequestBody(req.body, roundDrainBounds(config.limits), (chunks) => recreate.receiveVolumes(req.params.id, receiveRound(chunks, config.limits))),
   );
 
   app.post<{ Params: { id: string } }>('/v1/recreate/:id/start', async (req): Promise<RecreateStartResponse> => recreate.start(req.params.id));
