@@ -6,6 +6,7 @@
 //              framed stream), POST /v1/incoming/:id/address (hold the service address's
 //              packets here and route it here, before the freeze), POST
 //              /v1/incoming/:id/commit, DELETE /v1/incoming/:id (abort).
+import { PageCache } from '../checkpoint/page-cache.js';
 import { leftOverHolds, removeLeftOverHold } from '../network/packet-hold.js';
 import { SpareHolder } from '../network/netns-holder.js';
 import type { FastifyInstance } from 'fastify';
@@ -71,6 +72,10 @@ function handoffSides(
   const { config } = ctx;
   // One engine, two sides restoring on it: the twin here, a rolled-back source container.
   const restores = new CheckpointRestores();
+  const scratchDir = config.scratchDir ?? join(config.dataDir, 'scratch');
+  const pageCache = config.pageCache
+    ? new PageCache({ dir: config.pageCache.dir ?? join(scratchDir, 'page-cache'), maxBytes: config.pageCache.maxMB * 1024 * 1024, maxAgeMs: config.pageCache.maxAgeSeconds * 1000 })
+    : null;
   const source = new MigrationSource({
     node: config.node,
     engine: ctx.engine,
@@ -79,7 +84,8 @@ function handoffSides(
     runcRoot: engineRuncRoot(config.dockerExecRoot),
     dataRoot: config.dockerDataRoot,
     xdgRuntimeDir: config.dockerXdgRuntimeDir,
-    scratchDir: config.scratchDir ?? join(config.dataDir, 'scratch'),
+    scratchDir,
+    pageCache,
     peers: config.peers,
     connectPeer: peerConnector(config.token),
     serviceNetwork: ctx.serviceNetwork,
@@ -92,7 +98,8 @@ function handoffSides(
     db: ctx.db,
     dataRoot: config.dockerDataRoot,
     xdgRuntimeDir: config.dockerXdgRuntimeDir,
-    scratchDir: config.scratchDir ?? join(config.dataDir, 'scratch'),
+    scratchDir,
+    pageCache,
     serviceNetwork: ctx.serviceNetwork,
     lazyRestore: config.lazyRestore,
     restores,
@@ -142,6 +149,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
       ...(o.peerTimeoutMs ? { peerTimeoutMs: o.peerTimeoutMs } : {}),
       ...(o.strategy ? { strategy: o.strategy } : {}),
       ...(o.restore ? { restore: o.restore } : {}),
+      pageCache: o.pageCache,
     };
   };
 

@@ -6,7 +6,7 @@ import { migrationBody, parseDuration } from '../../src/cli/commands/migrate.js'
 import { policyFromOptions } from '../../src/daemon/routes-migrations.js';
 import { hasherFor, LAZY_RESTORE_MIN_BYTES, restoreFor } from '../../src/migration/source.js';
 
-const defaults = { container: 'web', to: 'b', maxDowntimeMs: 1000, maxRounds: 8, maxTimeMs: 300_000, codec: 'auto', precopy: 'scan' } as const;
+const defaults = { container: 'web', to: 'b', maxDowntimeMs: 1000, maxRounds: 8, maxTimeMs: 300_000, codec: 'auto', precopy: 'scan', pageCache: true } as const;
 
 test('durations: seconds, milliseconds, minutes; bad ones name the option', () => {
   assert.equal(parseDuration('1.5', '--alpha'), 1500);

@@ -24,6 +24,8 @@ interface MigrateOptions extends GlobalOptions {
   precopy?: string;
   strategy?: string;
   restore?: string;
+  /** Commander's negated --no-page-cache: false when given. */
+  pageCache?: boolean;
   dryRun?: boolean;
   json?: boolean;
 }
@@ -64,6 +66,7 @@ export function migrationBody(container: string, o: MigrateOptions): StartMigrat
       throw new UsageError(`--restore must be lazy, eager or auto (got '${o.restore}')`);
     body.restore = o.restore;
   }
+  if (o.pageCache === false) body.pageCache = false;
   return body;
 }
 
@@ -109,6 +112,13 @@ export function printReport(r: MigrationReport): void {
       `recreate: volumes ${x.volumes.join(', ') || '-'} synced in ${x.volumeSyncMs} ms (${mb(x.volumeBytes)} MB); create ${x.createMs} ms, start ${x.startMs} ms, ` +
         `healthy after ${x.healthyMs} ms (${x.healthChecks} checks of ${x.health}); route switch ${r.announceMs ?? '-'} ms; ` +
         `${x.drainedConnections ?? '-'} connection(s) drained to the old instance for ${x.drainMs ?? '-'} ms, then it was removed in ${x.removeOldMs ?? '-'} ms\n`,
+    );
+  }
+  if (r.pageCache) {
+    const c = r.pageCache;
+    process.stdout.write(
+      `page cache: ${c.offeredPages === null ? 'none at the destination' : `${c.offeredPages} page(s) offered by the destination, ${c.pagesFromCache} not sent`}` +
+        `${c.keptPages === null ? '' : `; ${c.keptPages} sent page(s) kept here (${c.keepMs} ms)`}\n`,
     );
   }
   if (r.imageShipped) {
@@ -195,6 +205,7 @@ export function registerMigrateCommand(program: Command): void {
       'lazy (post-copy, where the destination is configured for it), eager (every page in before the service runs) or auto: lazy from 128 MiB of memory',
       'auto',
     )
+    .option('--no-page-cache', "send every page, even those the destination's page cache holds (baselines)")
     .option('--dry-run', 'say what the handoff would do and every reason it would be refused; start nothing (exit 1 if refused)')
     .option('--json', 'print the report as JSON')
     .addOption(new Option('--inject <point>', 'test hook: make the destination fail (lab only)').hideHelp())
