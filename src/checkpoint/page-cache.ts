@@ -244,7 +244,7 @@ async function copyUniquePages(dirs: string[], outFile: string): Promise<{ hashe
       for (const file of await pagesFilesOf(dir)) {
         const fh = await open(file, 'r');
         try {
-          for (let pos = 0; ; ) {
+          for (let pos = 0; ;) {
             const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
             const n = Math.floor(bytesRead / PAGE_SIZE);
             if (n === 0) break;

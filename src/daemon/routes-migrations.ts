@@ -74,7 +74,11 @@ function handoffSides(
   const restores = new CheckpointRestores();
   const scratchDir = config.scratchDir ?? join(config.dataDir, 'scratch');
   const pageCache = config.pageCache
-    ? new PageCache({ dir: config.pageCache.dir ?? join(scratchDir, 'page-cache'), maxBytes: config.pageCache.maxMB * 1024 * 1024, maxAgeMs: config.pageCache.maxAgeSeconds * 1000 })
+    ? new PageCache({
+        dir: config.pageCache.dir ?? join(scratchDir, 'page-cache'),
+        maxBytes: config.pageCache.maxMB * 1024 * 1024,
+        maxAgeMs: config.pageCache.maxAgeSeconds * 1000,
+      })
     : null;
   const source = new MigrationSource({
     node: config.node,

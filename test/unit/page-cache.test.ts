@@ -97,7 +97,10 @@ describe('page cache on /proc scans of real processes', { skip, timeout: 120_000
     try {
       const full = await writeDelta(null, scanB);
       const { delta, refs } = leaveOutCached(full, offer.hashes);
-      await assert.rejects(fillFromCache(delta, refs, (h) => offer.read(h), 'round 1'), /round 1: page \d+ @0x[0-9a-f]+ \(hash [0-9a-f]+\) is not in this cloudlet's page cache/);
+      await assert.rejects(
+        fillFromCache(delta, refs, (h) => offer.read(h), 'round 1'),
+        /round 1: page \d+ @0x[0-9a-f]+ \(hash [0-9a-f]+\) is not in this cloudlet's page cache/,
+      );
     } finally {
       await offer.close();
     }
@@ -136,13 +139,23 @@ describe('page cache bounds and damaged input', () => {
     await cache.ingest({ imageId: IMAGE, label: 'one', dirs: [await imageDir('one', 0, 4)] });
     now += 1000;
     await cache.ingest({ imageId: IMAGE, label: 'two', dirs: [await imageDir('two', 100, 4)] });
-    assert.deepEqual((await cache.list()).map((e) => e.label), ['one', 'two']);
+    assert.deepEqual(
+      (await cache.list()).map((e) => e.label),
+      ['one', 'two'],
+    );
     now += 1000;
     await cache.ingest({ imageId: IMAGE, label: 'three', dirs: [await imageDir('three', 200, 4)] });
-    assert.deepEqual((await cache.list()).map((e) => e.label), ['two', 'three'], '12 pages > 10: the oldest went');
+    assert.deepEqual(
+      (await cache.list()).map((e) => e.label),
+      ['two', 'three'],
+      '12 pages > 10: the oldest went',
+    );
     now += 4_500;
     assert.equal(await cache.evict(), 1, 'two is older than 5 s now, three is not');
-    assert.deepEqual((await cache.list()).map((e) => e.label), ['three']);
+    assert.deepEqual(
+      (await cache.list()).map((e) => e.label),
+      ['three'],
+    );
     const offer = await cache.offer(IMAGE);
     assert.equal(offer.hashes.length, 4);
     await offer.close();
@@ -155,7 +168,10 @@ describe('page cache bounds and damaged input', () => {
     assert.equal(kept.entry?.pages, 3, 'the same pages twice are kept once');
     await mkdir(join(at, '.tmp-crashed'));
     const again = new PageCache({ dir: at, maxBytes: 1 << 20, maxAgeMs: 60_000 });
-    assert.deepEqual((await again.list()).map((e) => e.label), ['kept']);
+    assert.deepEqual(
+      (await again.list()).map((e) => e.label),
+      ['kept'],
+    );
     assert.deepEqual(await readdir(at), [kept.entry!.id]);
   });
 

@@ -174,7 +174,7 @@ export const MigrationReportSchema = z
       })
       .nullable()
       .optional()
-      .describe("what the page caches did: pages the destination offered, pages left out of the rounds, pages of the final dump kept here"),
+      .describe('what the page caches did: pages the destination offered, pages left out of the rounds, pages of the final dump kept here'),
   })
   .openapi('MigrationReport');
 export type MigrationReportBody = z.infer<typeof MigrationReportSchema>;

@@ -39,7 +39,12 @@ export async function keepRestoredPages(deps: DestinationDeps, inc: Incoming): P
   await inc.cacheOffer?.close();
   inc.cacheOffer = null;
   if (!deps.pageCache || !inc.twinId) return;
-  const { checkpointDir } = checkpointPaths({ dataRoot: deps.dataRoot, containerId: inc.twinId, name: checkpointName(inc.id), xdgRuntimeDir: deps.xdgRuntimeDir });
+  const { checkpointDir } = checkpointPaths({
+    dataRoot: deps.dataRoot,
+    containerId: inc.twinId,
+    name: checkpointName(inc.id),
+    xdgRuntimeDir: deps.xdgRuntimeDir,
+  });
   const dirs = [checkpointDir, ...(inc.baseDir ? [inc.baseDir] : [])];
   try {
     await deps.pageCache.ingest({ imageId: inc.imageId, label: `restored: ${inc.id}`, dirs });
