@@ -6,7 +6,7 @@
 //              framed stream), POST /v1/incoming/:id/address (hold the service address's
 //              packets here and route it here, before the freeze), POST
 //              /v1/incoming/:id/commit, DELETE /v1/incoming/:id (abort).
-import { PageCache } from '../checkpoint/page-cache.js';
+import { createPageCache } from '../migration/page-cache.js';
 import { leftOverHolds, removeLeftOverHold } from '../network/packet-hold.js';
 import { SpareHolder } from '../network/netns-holder.js';
 import type { FastifyInstance } from 'fastify';
@@ -73,13 +73,7 @@ function handoffSides(
   // One engine, two sides restoring on it: the twin here, a rolled-back source container.
   const restores = new CheckpointRestores();
   const scratchDir = config.scratchDir ?? join(config.dataDir, 'scratch');
-  const pageCache = config.pageCache
-    ? new PageCache({
-        dir: config.pageCache.dir ?? join(scratchDir, 'page-cache'),
-        maxBytes: config.pageCache.maxMB * 1024 * 1024,
-        maxAgeMs: config.pageCache.maxAgeSeconds * 1000,
-      })
-    : null;
+  const pageCache = config.pageCache ? createPageCache({ ...config.pageCache, dir: config.pageCache.dir ?? join(scratchDir, 'page-cache') }) : null;
   const source = new MigrationSource({
     node: config.node,
     engine: ctx.engine,

@@ -61,7 +61,9 @@ describe('page cache on the lab', { skip: !isRoot && 'needs root' }, () => {
     // Baseline: every page sent.
     const first = await migrate('pc1', 'a', 'b', ['--no-page-cache']);
     assert.equal(first.state, 'done', JSON.stringify(first.error));
-    assert.equal(first.pageCache ?? null, null, 'no page cache asked for');
+    assert.equal(first.pageCache.offeredPages, null, 'no offer asked for');
+    assert.equal(first.pageCache.pagesFromCache, 0);
+    assert.ok(first.pageCache.keptPages >= (STATE_MB * 256) / 2, 'a kept the pages it sent');
     assert.deepEqual(await get(b, 'pc1', '/checksum'), sum1, 'identical state on b');
     t.diagnostic(`first handoff: ${first.bytesSent} B, round 1 ${round1(first)} B`);
 

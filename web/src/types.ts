@@ -36,6 +36,8 @@ export interface RoundReport {
   predictedDowntimeMs: number | null;
   /** model rule: the predicted total had pre-copy stopped after this round */
   predictedTotalMs?: number | null;
+  /** changed pages left out because the destination's page cache holds them */
+  pagesFromCache?: number;
 }
 
 export interface MigrationReport {
@@ -113,6 +115,13 @@ export interface MigrationReport {
     drainMs: number | null;
     drainedConnections: number | null;
     removeOldMs: number | null;
+  } | null;
+  /** what the page caches did: pages the destination offered, pages left out of the rounds, pages of the final dump kept here */
+  pageCache?: {
+    offeredPages: number | null;
+    pagesFromCache: number;
+    keptPages: number | null;
+    keepMs: number | null;
   } | null;
 }
 
@@ -206,6 +215,8 @@ export interface StartMigration {
   strategy?: 'migrate' | 'recreate' | 'auto';
   /** give up a silent call to the destination after this long (default 120000) */
   peerTimeoutMs?: number;
+  /** leave out of pre-copy the pages the destination's page cache already holds */
+  pageCache?: boolean;
 }
 
 export interface ApiError {

@@ -37,7 +37,8 @@ export function leaveOutOffered(h: SourceHandoff, delta: Delta, final: boolean):
 /** After the commit: the final dump's pages kept for a handoff of this image back here. Never fails. */
 export async function keepSentPages(h: SourceHandoff): Promise<void> {
   const cache = h.deps.pageCache;
-  if (!cache || h.req.pageCache === false) return;
+  // Kept whatever the request said about using the destination's offer (a baseline sends every page).
+  if (!cache) return;
   const dir = await lastDumpDir(h.stage);
   if (dir === null) return;
   try {
