@@ -91,27 +91,34 @@ export function decodeCacheRefs(buf: Buffer, what: string): CacheRefs {
 }
 
 /**
- * Puts the referenced pages back into `delta`, read by `read` (the page with that hash, or
- * null). A reference outside the layout, to a zero page, to a page the delta already
- * carries, or to a page the cache cannot supply with its hash fails with an error naming it.
+ * Puts the referenced pages back into `delta`, read by `read` (the pages with those hashes,
+ * null where one is missing). A reference outside the layout, to a zero page, to a page the
+ * delta already carries, or to a page the cache cannot supply with its hash fails with an
+ * error naming it.
  */
-export async function fillFromCache(delta: Delta, refs: CacheRefs, read: (hash: bigint) => Promise<Buffer | null>, what: string): Promise<void> {
+export async function fillFromCache(
+  delta: Delta,
+  refs: CacheRefs,
+  read: (hashes: readonly bigint[]) => Promise<(Buffer | null)[]>,
+  what: string,
+): Promise<void> {
   const carried = new Set(delta.pages.map((p) => `${p.id}/${p.index}`));
-  const added: DeltaPage[] = [];
+  const wanted: Array<{ id: string; index: number; vaddr: number; hash: bigint }> = [];
   for (const [id, list] of refs.byId) {
     const pp = delta.index.get(id);
     if (!pp) throw new UsageError(`${what}: cached pages of pagemap ${id}, which the delta does not have`);
     for (const index of list) {
       if (index >= pp.vaddrs.length) throw new UsageError(`${what}: cached page ${id}#${index} is outside the layout`);
       if (pp.zero[index] || carried.has(`${id}/${index}`)) throw new UsageError(`${what}: page ${id}#${index} cannot come from the cache`);
-      const hash = pp.hashes[index]!;
-      const data = await read(hash);
-      if (data === null) {
-        throw new UsageError(`${what}: page ${id} @0x${pp.vaddrs[index]!.toString(16)} (hash ${hash.toString(16)}) is not in this cloudlet's page cache`);
-      }
-      added.push({ id, index, vaddr: pp.vaddrs[index]!, data });
+      wanted.push({ id, index, vaddr: pp.vaddrs[index]!, hash: pp.hashes[index]! });
     }
   }
+  const data = await read(wanted.map((w) => w.hash));
+  const added: DeltaPage[] = wanted.map((w, k) => {
+    const page = data[k];
+    if (!page) throw new UsageError(`${what}: page ${w.id} @0x${w.vaddr.toString(16)} (hash ${w.hash.toString(16)}) is not in this cloudlet's page cache`);
+    return { id: w.id, index: w.index, vaddr: w.vaddr, data: page };
+  });
   const order = new Map([...delta.index.keys()].map((id, i) => [id, i]));
   delta.pages = [...delta.pages, ...added].sort((a, b) => order.get(a.id)! - order.get(b.id)! || a.index - b.index);
 }

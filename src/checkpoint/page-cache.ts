@@ -50,8 +50,11 @@ export interface IngestStats {
 export interface PageCacheOffer {
   /** Sorted, unique. */
   hashes: BigUint64Array;
-  /** The page with this hash, checked against it; null when not held (or it no longer matches). */
-  read(hash: bigint): Promise<Buffer | null>;
+  /**
+   * The pages with these hashes, in the same order, each checked against its hash; null
+   * where one is not held (or no longer matches). Consecutive pages are read in one call.
+   */
+  read(hashes: readonly bigint[]): Promise<(Buffer | null)[]>;
   close(): Promise<void>;
 }
 
@@ -156,7 +159,7 @@ export class PageCache {
   /** The pages held for `imageId` (entries not expired), with their files opened for reading. */
   async offer(imageId: string): Promise<PageCacheOffer> {
     await this.evict();
-    const where = new Map<bigint, { file: FileHandle; page: number }>();
+    const where = new Map<bigint, PageAt>();
     const files: FileHandle[] = [];
     try {
       for (const e of this.entries.filter((x) => x.imageId === imageId)) {
@@ -175,19 +178,41 @@ export class PageCache {
     const sorted = BigUint64Array.from(where.keys()).sort();
     return {
       hashes: sorted,
-      read: async (hash) => {
-        const at = where.get(hash);
-        if (!at) return null;
-        const buf = Buffer.alloc(PAGE_SIZE);
-        const { bytesRead } = await at.file.read(buf, 0, PAGE_SIZE, at.page * PAGE_SIZE);
-        return bytesRead === PAGE_SIZE && hashPage(buf) === hash ? buf : null;
-      },
+      read: (hashes) => readPages(where, hashes),
       close: async () => {
         await Promise.all(files.map((f) => f.close()));
         where.clear();
       },
     };
   }
+}
+
+interface PageAt {
+  file: FileHandle;
+  page: number;
+}
+
+/** Reads the pages by location, runs of consecutive pages of one file at a time, and checks each hash. */
+async function readPages(where: Map<bigint, PageAt>, hashes: readonly bigint[]): Promise<(Buffer | null)[]> {
+  const out: (Buffer | null)[] = hashes.map(() => null);
+  const wanted = hashes.map((h, i) => ({ i, h, at: where.get(h) })).filter((x): x is { i: number; h: bigint; at: PageAt } => x.at !== undefined);
+  const fileNo = new Map<FileHandle, number>();
+  for (const x of wanted) if (!fileNo.has(x.at.file)) fileNo.set(x.at.file, fileNo.size);
+  wanted.sort((a, b) => fileNo.get(a.at.file)! - fileNo.get(b.at.file)! || a.at.page - b.at.page);
+  for (let k = 0; k < wanted.length;) {
+    const first = wanted[k]!;
+    let n = 1;
+    while (k + n < wanted.length && n < READ_PAGES && wanted[k + n]!.at.file === first.at.file && wanted[k + n]!.at.page === first.at.page + n) n++;
+    const buf = Buffer.alloc(n * PAGE_SIZE);
+    const { bytesRead } = await first.at.file.read(buf, 0, buf.length, first.at.page * PAGE_SIZE);
+    for (let j = 0; j < n && (j + 1) * PAGE_SIZE <= bytesRead; j++) {
+      const page = buf.subarray(j * PAGE_SIZE, (j + 1) * PAGE_SIZE);
+      const x = wanted[k + j]!;
+      if (hashPage(page) === x.h) out[x.i] = page;
+    }
+    k += n;
+  }
+  return out;
 }
 
 /** Whether the sorted `hashes` holds `h` (binary search). */

@@ -26,7 +26,7 @@ export async function fillCachedPages(inc: Incoming, o: { delta: Delta; refs: Bu
   if (o.final) throw new UsageError(`${what}: the final round cannot refer to cached pages`);
   if (!inc.cacheOffer) throw new UsageError(`${what}: refers to cached pages, but none were offered`);
   const refs = decodeCacheRefs(o.refs, `${what} cached pages`);
-  await fillFromCache(o.delta, refs, (hash) => inc.cacheOffer!.read(hash), what);
+  await fillFromCache(o.delta, refs, (hashes) => inc.cacheOffer!.read(hashes), what);
   return refs.pages;
 }
 
