@@ -29,6 +29,9 @@ import { consumeRequestBody, roundDrainBounds } from './drain-request.js';
 export type StartMigrationBody = StartMigration;
 
 /** Turns the API's options into one decision policy; contradictory options are refused. */
+/** The model rule's downtime target when the request states no --max-downtime (a target, not a bound). */
+export const DEFAULT_MAX_DOWNTIME_MS = 1000;
+
 export function policyFromOptions(o: StartMigrationOptions): Policy {
   const rule = o.rule ?? (o.rounds !== undefined ? 'rounds' : o.alpha !== undefined ? 'alpha' : 'model');
   if (o.rounds !== undefined && rule !== 'rounds') throw new UsageError('--rounds cannot be combined with another stop rule');
@@ -47,7 +50,8 @@ export function policyFromOptions(o: StartMigrationOptions): Policy {
     case 'model':
       return {
         kind: 'model',
-        maxDowntimeMs: o.maxDowntimeMs,
+        maxDowntimeMs: o.maxDowntimeMs ?? DEFAULT_MAX_DOWNTIME_MS,
+        ...(o.maxDowntimeMs !== undefined ? { downtimeIsBound: true } : {}),
         maxRounds: o.maxRounds,
         maxTimeMs: o.maxTimeMs,
         ...(o.maxTotalMs !== undefined ? { maxTotalMs: o.maxTotalMs } : {}),

@@ -198,6 +198,7 @@ export interface StartMigration {
   /** stop when a round sends in less than alpha seconds */
   alpha?: number;
   rule?: 'model' | 'alpha' | 'rounds' | 'phaul' | 'lxd';
+  /** model rule: the downtime bound; stated, a handoff predicted to exceed it is refused before the freeze unless force. Absent: a target of 1000 ms, a miss is only told */
   maxDowntimeMs?: number;
   maxRounds?: number;
   maxTimeMs?: number;

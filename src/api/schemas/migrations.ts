@@ -30,7 +30,13 @@ export const StartMigrationSchema = z
     alpha: z.number().positive().max(600).optional().describe('stop when a round sends in less than alpha seconds'),
     /** Named baseline rules, for experiments. */
     rule: z.enum(['model', 'alpha', 'rounds', 'phaul', 'lxd']).optional(),
-    maxDowntimeMs: z.number().positive().default(1000),
+    maxDowntimeMs: z
+      .number()
+      .positive()
+      .optional()
+      .describe(
+        'model rule: the downtime bound; stated, a handoff predicted to exceed it is refused before the freeze unless force. Absent: a target of 1000 ms, a miss is only told',
+      ),
     maxRounds: z.number().int().min(1).max(50).default(8),
     maxTimeMs: z.number().positive().default(300_000),
     maxTotalMs: z

@@ -192,11 +192,14 @@ export function registerMigrateCommand(program: Command): void {
     .option('--rounds <n>', 'force exactly N pre-copy rounds (0 = stop-and-copy)')
     .option('--alpha <seconds>', 'classic rule: stop pre-copy when a round sent in less than alpha')
     .option('--rule <name>', 'stop rule: model (default), alpha, rounds, phaul, lxd')
-    .option('--max-downtime <duration>', 'model rule: target downtime', '1s')
+    .option(
+      '--max-downtime <duration>',
+      'model rule: downtime bound; refused before the freeze when it cannot be met, unless --force (without it: a 1s target, a miss is told)',
+    )
     .option('--max-rounds <n>', 'upper bound on pre-copy rounds', '8')
     .option('--max-time <duration>', 'upper bound on the pre-copy phase', '5m')
     .option('--max-total <duration>', 'model rule: bound on the whole handoff; when --max-downtime cannot be met within it, refuse before the freeze')
-    .option('--force', 'model rule: hand off even when neither --max-downtime nor --max-total can be met')
+    .option('--force', 'model rule: hand off even when --max-downtime or --max-total cannot be met')
     .option('--codec <codec>', 'lz4, zstd, gzip, none or auto (per round, from link and data)', 'auto')
     .option('--precopy <how>', 'pre-copy capture: scan (read /proc, no freeze) or dump (CRIU --leave-running)', 'scan')
     .option('--strategy <name>', "migrate, recreate or auto (default: the service's declared handoff)")
