@@ -1,12 +1,13 @@
 // Markdown for a `bench migrate` result: what docs/results/migration.md is made of, so the
 // page is regenerated from a run rather than edited by hand.
 import type { MigrateBenchResult, ScenarioResult } from './migrate.js';
+import type { PageCacheBench } from './migrate-cache.js';
 import { addedByHandoffMs, type EngineFloor } from './engine-floor.js';
 import type { MigrateRun } from './migrate-runs.js';
 import type { Summary } from './stats.js';
 import type { MigrationReport } from '../migration/types.js';
 
-const mb = (b: number) => (b / 1e6).toFixed(2);
+const mb = (b: number | null) => (b === null ? '-' : (b / 1e6).toFixed(2));
 const num = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? '-' : String(Math.round(x * 10) / 10));
 
 /** Each figure over the runs: [label, summary, unit] (bytes shown in MB). */
@@ -111,13 +112,65 @@ export function migrateBenchText(r: MigrateBenchResult): string {
     const f = s.engineFloor;
     out += `  engine floor on ${f.node} (${floorMode(f)}): checkpoint ${f.checkpointMs} ms + restore ${f.restoreMs} ms = ${f.floorMs} ms${f.postCopyMs != null ? `, then post-copy ${f.postCopyMs} ms` : ''}; added by the handoff (median downtime - floor): ${num(addedByHandoffMs(s.downtimeMs, f))} ms\n`;
   }
+  if (r.pageCache) out += `\n${pageCacheText(r.pageCache)}`;
+  const cacheTargets = (r.pageCache?.scenarios ?? []).flatMap((s) => s.targets.map((t) => [s.name, t.name, targetMeasured(t), t.ok ? 'yes' : 'NO']));
   out +=
     '\n' +
     columns(
       ['scenario', 'target', 'measured', 'met'],
-      r.scenarios.flatMap((s) => s.targets.map((t) => [s.name, t.name, targetMeasured(t), t.ok ? 'yes' : 'NO'])),
+      [...r.scenarios.flatMap((s) => s.targets.map((t) => [s.name, t.name, targetMeasured(t), t.ok ? 'yes' : 'NO'])), ...cacheTargets],
     );
   return out;
+}
+
+const PAGE_CACHE_COLUMNS = [
+  'scenario',
+  'service',
+  'from -> to',
+  'MB sent',
+  'first handoff MB',
+  'ratio',
+  'round 1 MB (first)',
+  'pages from cache',
+  'downtime ms',
+  'total ms',
+  'state intact',
+];
+
+function pageCacheRows(c: PageCacheBench): string[][] {
+  const b = c.baseline;
+  return [
+    [
+      'first handoff (every page sent)',
+      b.container,
+      `${b.from} -> ${b.to}`,
+      mb(b.bytesSent),
+      mb(b.bytesSent),
+      '1',
+      `${mb(b.round1Bytes)} (-)`,
+      '0',
+      num(b.downtimeMs),
+      num(b.totalMs),
+      b.stateIntact ? 'yes' : 'NO',
+    ],
+    ...c.scenarios.map((s) => [
+      s.name,
+      s.container,
+      `${s.from} -> ${s.to}`,
+      mb(s.bytesSent),
+      mb(s.baselineBytesSent),
+      s.ratio.toFixed(3),
+      `${mb(s.round1Bytes)} (${mb(s.baselineRound1Bytes)})`,
+      String(s.pagesFromCache),
+      num(s.downtimeMs),
+      num(s.totalMs),
+      s.stateIntact ? 'yes' : 'NO',
+    ]),
+  ];
+}
+
+function pageCacheText(c: PageCacheBench): string {
+  return `page cache (${c.stateMb} MiB service, default policy, same run):\n` + columns(PAGE_CACHE_COLUMNS, pageCacheRows(c), '  ');
 }
 
 function roundsTable(r: MigrationReport): string {
@@ -193,8 +246,14 @@ export function migrateBenchMarkdown(r: MigrateBenchResult, command: string): st
       `| ${s.name} (on ${f.node}) | ${floorMode(f)} | ${f.checkpointMs} | ${f.restoreMs} | ${f.floorMs} | ${f.postCopyMs ?? '-'} | ${num(s.downtimeMs)} | ${num(addedByHandoffMs(s.downtimeMs, f))} |`,
     );
   }
-  out.push('', '| target (issues 4, 16) | measured | met |', '|---|---|---|');
+  if (r.pageCache) {
+    out.push('', `### Page cache (${r.pageCache.stateMb} MiB service; each handoff against the first one of the same run)`, '');
+    out.push(`| ${PAGE_CACHE_COLUMNS.join(' | ')} |`, `|${PAGE_CACHE_COLUMNS.map(() => '---').join('|')}|`);
+    for (const row of pageCacheRows(r.pageCache)) out.push(`| ${row.join(' | ')} |`);
+  }
+  out.push('', '| target (issues 4, 16, 21) | measured | met |', '|---|---|---|');
   for (const s of r.scenarios) for (const t of s.targets) out.push(`| ${s.name}: ${t.name} | ${targetMeasured(t)} | ${t.ok ? 'yes' : 'no'} |`);
+  for (const s of r.pageCache?.scenarios ?? []) for (const t of s.targets) out.push(`| ${s.name}: ${t.name} | ${targetMeasured(t)} | ${t.ok ? 'yes' : 'no'} |`);
   for (const s of r.scenarios) {
     out.push('', `### ${s.name}: rounds (first run)`, '', roundsTable(s.report));
     if (s.baseline) out.push('', `Baseline (${s.baseline.name}):`, '', roundsTable(s.baseline.report));

@@ -18,7 +18,6 @@ import { CloudletError, UsageError, errorMessage } from '../util/errors.js';
 import { DockerEngine, type ContainerCreateOptions } from '../engine/docker.js';
 import { holderCreateOptions, holderNameFor, joiningHolder, SPARE_HOLDER_NAME } from '../network/netns-holder.js';
 import { announceArgv, hostAddresses } from '../network/service-network.js';
-import { ApiClient } from '../api/client/client.js';
 import { parseBandwidth } from '../lab/link-shaping.js';
 import { LAB_SERVICE_NETWORK } from '../lab/lab.js';
 import { DEFAULT_ENGINE_KIND, type EngineKind } from '../lab/engines.js';
@@ -28,6 +27,8 @@ import { run as runProgram } from '../util/exec.js';
 import { onLab } from './lab-session.js';
 import { BUSYBOX_IMAGE } from '../images/base-images.js';
 import { removeService } from './handoff.js';
+import { engineOf, migrate, waitForService } from './lab-migrate.js';
+import { pageCacheScenarios, type PageCacheBench } from './migrate-cache.js';
 import { startLabHttpProbe } from './lab-client.js';
 import { measureEngineFloor, type EngineFloor } from './engine-floor.js';
 import { BUSYBOX_COUNTER_HTTP_SCRIPT, STATEFUL_SERVICE_SCRIPT } from '../workloads/stateful-service.js';
@@ -44,7 +45,6 @@ import {
 } from './migrate-runs.js';
 import type { ClientReport, SessionReport } from '../client/types.js';
 import type { MigrationReport } from '../migration/types.js';
-import type { StartMigrationBody } from '../daemon/routes-migrations.js';
 
 export type { Target } from './migrate-runs.js';
 
@@ -131,6 +131,8 @@ export interface MigrateBenchResult {
     clientGapMs: number | null;
     clientGapP95Ms: number | null;
   };
+  /** The page cache's scenarios (issue 21), against a first handoff that sends every page. Absent in older results. */
+  pageCache?: PageCacheBench;
   allTargetsMet: boolean;
 }
 
@@ -140,30 +142,12 @@ export interface MigrateBenchOptions {
   /** Handoffs per workload (alternating a -> b, b -> a); default 1. */
   repeat?: number;
   command?: string;
+  /** Run the page cache's scenarios (default true). */
+  pageCacheScenarios?: boolean;
   progress: (msg: string) => void;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export async function migrate(lab: LabState, from: string, body: StartMigrationBody): Promise<MigrationReport> {
-  const cl = lab.cloudlets.find((c) => c.name === from)!;
-  const client = new ApiClient({ baseUrl: cl.daemon.apiUrl, token: lab.token, timeoutMs: 30 * 60_000 });
-  const r = await client.post<MigrationReport>('/v1/migrations?wait=1', body);
-  if (r.state !== 'done') {
-    throw new CloudletError('bench_failed', `migration of ${body.container} ${from} -> ${body.to} ended ${r.state}: ${r.error?.message ?? ''}`, {
-      kind: 'internal',
-    });
-  }
-  return r;
-}
-
-export function engineOf(lab: LabState, name: string): DockerEngine {
-  return new DockerEngine(lab.cloudlets.find((c) => c.name === name)!.engine.socket, { timeoutMs: 60_000 });
-}
-
-export async function removeIfPresent(engine: DockerEngine, name: string): Promise<void> {
-  if (await engine.containerExists(name)) await engine.removeContainer(name, { force: true });
-}
 
 /**
  * Starts a workload on the lab's service network at `address`: joining a network namespace
@@ -202,16 +186,6 @@ export async function spareReady(engine: DockerEngine): Promise<void> {
     if ((await engine.inspectContainerIfAny(SPARE_HOLDER_NAME))?.running) return;
     await sleep(100);
   }
-}
-
-/** Waits until the service in the container answers (HTTP through busybox wget inside it). */
-export async function waitForService(engine: DockerEngine, name: string): Promise<void> {
-  for (let i = 0; i < 150; i++) {
-    const r = await engine.exec(name, ['wget', '-qO-', 'http://127.0.0.1:8080/health']);
-    if (r.exitCode === 0) return;
-    await sleep(200);
-  }
-  throw new CloudletError('bench_failed', `the service in ${name} did not answer within 30 s`, { kind: 'internal' });
 }
 
 const DOCKER28_OWN_NETNS = 'Docker 28 cannot restore a container with a network namespace of its own (refused at prepare; docs/engines-docker28.md)';
@@ -518,6 +492,7 @@ export async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promis
   const scenarios = await counterScenarios(lab, { repeat, networks, progress: opts.progress });
   const result = await serviceScenario(lab, { ...opts, repeat, bps });
   scenarios.push(result);
+  const pageCache = opts.pageCacheScenarios === false ? null : await pageCacheScenarios(lab, { stateMb: opts.stateMb, progress: opts.progress });
 
   const os = await import('node:os');
   const bb = scenarios[0]!;
@@ -540,6 +515,7 @@ export async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promis
       clientGapMs: result.summary.clientGapMs?.median ?? null,
       clientGapP95Ms: result.summary.clientGapMs?.p95 ?? null,
     },
-    allTargetsMet: scenarios.every((s) => s.targets.every((t) => t.ok)),
+    ...(pageCache ? { pageCache } : {}),
+    allTargetsMet: scenarios.every((s) => s.targets.every((t) => t.ok)) && (pageCache?.scenarios ?? []).every((s) => s.targets.every((t) => t.ok)),
   };
 }

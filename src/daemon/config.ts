@@ -78,6 +78,21 @@ export const daemonConfigSchema = z
      */
     scratchDir: z.string().min(1).nullable().default(null),
     /**
+     * Pages of earlier handoffs kept per container image (src/checkpoint/page-cache.ts): a
+     * handoff of that image to this cloudlet, or back to it, sends only the pages it lacks.
+     * `dir` defaults to SCRATCH/page-cache; oldest entries go first beyond `maxMB` or after
+     * `maxAgeSeconds`. Null: no pages kept, none offered.
+     */
+    pageCache: z
+      .object({
+        dir: z.string().min(1).optional(),
+        maxMB: z.number().int().min(1).default(1024),
+        maxAgeSeconds: z.number().int().min(1).default(900),
+      })
+      .strict()
+      .nullable()
+      .default({}),
+    /**
      * Other cloudlets of the deployment. `cert`: the name (CN) of the client certificate the
      * peer presents under mutual TLS (default: its name), see `tls.ca`.
      */

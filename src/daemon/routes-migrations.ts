@@ -6,6 +6,7 @@
 //              framed stream), POST /v1/incoming/:id/address (hold the service address's
 //              packets here and route it here, before the freeze), POST
 //              /v1/incoming/:id/commit, DELETE /v1/incoming/:id (abort).
+import { createPageCache } from '../migration/page-cache.js';
 import { leftOverHolds, removeLeftOverHold } from '../network/packet-hold.js';
 import { SpareHolder } from '../network/netns-holder.js';
 import type { FastifyInstance } from 'fastify';
@@ -28,6 +29,9 @@ import { consumeRequestBody, roundDrainBounds } from './drain-request.js';
 export type StartMigrationBody = StartMigration;
 
 /** Turns the API's options into one decision policy; contradictory options are refused. */
+/** The model rule's downtime target when the request states no --max-downtime (a target, not a bound). */
+export const DEFAULT_MAX_DOWNTIME_MS = 1000;
+
 export function policyFromOptions(o: StartMigrationOptions): Policy {
   const rule = o.rule ?? (o.rounds !== undefined ? 'rounds' : o.alpha !== undefined ? 'alpha' : 'model');
   if (o.rounds !== undefined && rule !== 'rounds') throw new UsageError('--rounds cannot be combined with another stop rule');
@@ -46,7 +50,8 @@ export function policyFromOptions(o: StartMigrationOptions): Policy {
     case 'model':
       return {
         kind: 'model',
-        maxDowntimeMs: o.maxDowntimeMs,
+        maxDowntimeMs: o.maxDowntimeMs ?? DEFAULT_MAX_DOWNTIME_MS,
+        ...(o.maxDowntimeMs !== undefined ? { downtimeIsBound: true } : {}),
         maxRounds: o.maxRounds,
         maxTimeMs: o.maxTimeMs,
         ...(o.maxTotalMs !== undefined ? { maxTotalMs: o.maxTotalMs } : {}),
@@ -71,6 +76,8 @@ function handoffSides(
   const { config } = ctx;
   // One engine, two sides restoring on it: the twin here, a rolled-back source container.
   const restores = new CheckpointRestores();
+  const scratchDir = config.scratchDir ?? join(config.dataDir, 'scratch');
+  const pageCache = config.pageCache ? createPageCache({ ...config.pageCache, dir: config.pageCache.dir ?? join(scratchDir, 'page-cache') }) : null;
   const source = new MigrationSource({
     node: config.node,
     engine: ctx.engine,
@@ -79,7 +86,8 @@ function handoffSides(
     runcRoot: engineRuncRoot(config.dockerExecRoot),
     dataRoot: config.dockerDataRoot,
     xdgRuntimeDir: config.dockerXdgRuntimeDir,
-    scratchDir: config.scratchDir ?? join(config.dataDir, 'scratch'),
+    scratchDir,
+    pageCache,
     peers: config.peers,
     connectPeer: peerConnector(config.token),
     serviceNetwork: ctx.serviceNetwork,
@@ -92,7 +100,8 @@ function handoffSides(
     db: ctx.db,
     dataRoot: config.dockerDataRoot,
     xdgRuntimeDir: config.dockerXdgRuntimeDir,
-    scratchDir: config.scratchDir ?? join(config.dataDir, 'scratch'),
+    scratchDir,
+    pageCache,
     serviceNetwork: ctx.serviceNetwork,
     lazyRestore: config.lazyRestore,
     restores,
@@ -142,6 +151,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
       ...(o.peerTimeoutMs ? { peerTimeoutMs: o.peerTimeoutMs } : {}),
       ...(o.strategy ? { strategy: o.strategy } : {}),
       ...(o.restore ? { restore: o.restore } : {}),
+      pageCache: o.pageCache,
     };
   };
 

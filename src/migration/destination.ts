@@ -15,6 +15,7 @@
 import { CloudletError, ConflictError, NotFoundError } from '../util/errors.js';
 import { checkpointName, type DestinationDeps, type Incoming } from './destination/incoming.js';
 import { checkPolicy, checkPrepare, createTwin, newIncoming, prepareProblems } from './destination/prepare.js';
+import { offerCachedPages } from './destination/page-cache.js';
 import { takeAddress } from './destination/address.js';
 import { applyRound, type IncomingRound } from './destination/round.js';
 import { commitIncoming, markCommitted } from './destination/commit.js';
@@ -65,7 +66,7 @@ export class MigrationDestination {
     this.incoming.set(req.id, inc);
     try {
       await createTwin(this.deps, inc, req);
-      return { twinId: inc.twinId, holder: inc.holderFrom };
+      return { twinId: inc.twinId, holder: inc.holderFrom, cachedPages: await offerCachedPages(this.deps, inc, req) };
     } catch (err) {
       await this.abort(req.id, String((err as Error).message));
       throw err;

@@ -163,6 +163,7 @@ export class MigrationSource {
       plan: null,
       index: 0,
       prevIndex: null,
+      destinationPages: null,
       journal: () => this.journal(report),
     };
     // runHandoff settles its own failures; anything escaping it is a bug, but must not take

@@ -37,6 +37,8 @@ export interface MigrationRequest {
    * experiments), auto (the default: lazy for large memory, see restoreFor in source/tuning.ts).
    */
   restore?: RestoreChoice;
+  /** Leave out of pre-copy the pages the destination's page cache holds (default true). */
+  pageCache?: boolean;
 }
 
 export type RestoreChoice = 'lazy' | 'eager' | 'auto';
@@ -117,6 +119,19 @@ export interface RoundReport {
   predictedDowntimeMs: number | null;
   /** The model rule's predicted total (request to service running) had pre-copy stopped after this round. Absent in older reports. */
   predictedTotalMs?: number | null;
+  /** Changed pages left out because the destination's page cache holds them (pre-copy rounds). Absent in older reports. */
+  pagesFromCache?: number;
+}
+
+/** What the page caches did for one handoff (see checkpoint/page-cache.ts). */
+export interface PageCacheReport {
+  /** Pages the destination offered at prepare (null: it keeps no page cache). */
+  offeredPages: number | null;
+  /** Pages the rounds left out because the destination had them. */
+  pagesFromCache: number;
+  /** After the commit: pages of the final dump kept in this cloudlet's cache, and the time it took. */
+  keptPages: number | null;
+  keepMs: number | null;
 }
 
 /**
@@ -201,6 +216,8 @@ export interface MigrationReport {
   strategyReason?: string;
   /** Recreate only: its phases (no memory rounds). */
   recreate?: RecreatePhases | null;
+  /** Migrate with the page cache asked for: what it offered and saved. Absent otherwise. */
+  pageCache?: PageCacheReport | null;
 }
 
 /** A handoff's report as it starts (both strategies): nothing measured yet. */

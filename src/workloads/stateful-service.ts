@@ -10,7 +10,9 @@
 //                 waits for pages a lazy restore has not brought in yet; served counts
 //                 /touch requests (the measuring client's continuity check, `--http-path`);
 //   GET /health   ok.
-// DIRTY_PAGES_PER_SEC > 0 also dirties pages on a timer, for a steady dirty rate.
+// DIRTY_PAGES_PER_SEC > 0 also dirties pages on a timer, for a steady dirty rate. The state
+// is the same in every instance (a fixed seed, like data loaded from the image) unless
+// STATE_SEED gives another.
 // A counter line is appended to /tmp/counter.log every second (a file in the R/W layer).
 
 /**
@@ -39,7 +41,7 @@ const PER_REQ = Number(process.env.DIRTY_PER_REQUEST || 16);
 const RATE = Number(process.env.DIRTY_PAGES_PER_SEC || 0);
 const PAGE = 4096;
 const state = Buffer.allocUnsafe(MB * 1024 * 1024);
-let x = 0x9e3779b9 >>> 0;
+let x = (Number(process.env.STATE_SEED) || 0x9e3779b9) >>> 0;
 function next() { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x; }
 for (let i = 0; i < state.length; i += 4) state.writeUInt32LE(next(), i);
 const pages = state.length / PAGE;

@@ -275,7 +275,28 @@ test('objective: a bound more rounds reach within --max-total wins over the weig
   assert.ok(run.rounds.length >= 3, `${run.rounds.length}`);
 });
 
-test('objective: before any round, a small service above --max-downtime is refused only with --max-total', () => {
+test('objective: a stated --max-downtime is a bound without --max-total too; the default is a target', () => {
+  // 1 s is out of reach at 2/3 of a 5 Mbit/s link (above): told with the default target ...
+  assert.equal(simulate(model(), SLOW).decision.unmet, null);
+  // ... refused before the freeze when the user stated it, gone on with --force.
+  const stated = simulate(model({ downtimeIsBound: true }), SLOW);
+  assert.deepEqual(pick(stated.decision), [true, 'total-time', 'refuse']);
+  assert.match(stated.decision.explanation, /--max-downtime cannot be met: refused before the freeze/);
+  const err = new ObjectiveUnmetError(stated.decision, model({ downtimeIsBound: true }));
+  assert.match(
+    err.message,
+    /^refused before the freeze: predicted downtime \d+ ms > --max-downtime 1000 ms, and more rounds cannot get below it \(stopped by total-time/,
+  );
+  assert.equal(simulate(model({ downtimeIsBound: true, force: true }), SLOW).decision.unmet, 'forced');
+  // A stated bound that rounds reach is met, not refused.
+  const link: Link = { bps: 100e6, dirtyBytesPerS: 0.5 * (100e6 / 8) * 2, ratio: 0.5, memoryBytes: 64 * MiB, overheadMs: 100 };
+  const reached = simulate(model({ maxDowntimeMs: 1500, downtimeIsBound: true }), link);
+  assert.deepEqual([reached.decision.reason, reached.decision.unmet], ['predicted-downtime', null]);
+  // Before any round: a small service above a stated bound is refused at once.
+  assert.deepEqual(pick(decideInitial(model({ maxDowntimeMs: 1, downtimeIsBound: true }), 200 * 1024, 100e6)), [true, 'small-memory', 'refuse']);
+});
+
+test('objective: before any round, a small service above the default --max-downtime is refused only with a stated bound', () => {
   const tight = model({ maxDowntimeMs: 1 });
   assert.deepEqual(pick(decideInitial(tight, 200 * 1024, 100e6)), [true, 'small-memory', null]);
   assert.deepEqual(pick(decideInitial({ ...tight, maxTotalMs: 2000 }, 200 * 1024, 100e6, undefined, 500)), [true, 'small-memory', 'refuse']);

@@ -6,7 +6,7 @@ import { migrationBody, parseDuration } from '../../src/cli/commands/migrate.js'
 import { policyFromOptions } from '../../src/daemon/routes-migrations.js';
 import { hasherFor, LAZY_RESTORE_MIN_BYTES, restoreFor } from '../../src/migration/source.js';
 
-const defaults = { container: 'web', to: 'b', maxDowntimeMs: 1000, maxRounds: 8, maxTimeMs: 300_000, codec: 'auto', precopy: 'scan' } as const;
+const defaults = { container: 'web', to: 'b', maxRounds: 8, maxTimeMs: 300_000, codec: 'auto', precopy: 'scan', pageCache: true } as const;
 
 test('durations: seconds, milliseconds, minutes; bad ones name the option', () => {
   assert.equal(parseDuration('1.5', '--alpha'), 1500);
@@ -37,7 +37,16 @@ test('restoreFor: auto restores large memory lazily, small eagerly; an explicit 
 test('one stop rule per migration', () => {
   assert.deepEqual(policyFromOptions({ ...defaults, rounds: 0 }), { kind: 'rounds', rounds: 0 });
   assert.deepEqual(policyFromOptions({ ...defaults, alpha: 1.5 }), { kind: 'alpha', alphaSeconds: 1.5, maxRounds: 8 });
-  assert.deepEqual(policyFromOptions({ ...defaults }), { kind: 'model', maxDowntimeMs: 1000, maxRounds: 8, maxTimeMs: 300_000 });
+  assert.deepEqual(
+    policyFromOptions({ ...defaults }),
+    { kind: 'model', maxDowntimeMs: 1000, maxRounds: 8, maxTimeMs: 300_000 },
+    'the default downtime: a target',
+  );
+  assert.deepEqual(
+    policyFromOptions({ ...defaults, maxDowntimeMs: 800 }),
+    { kind: 'model', maxDowntimeMs: 800, downtimeIsBound: true, maxRounds: 8, maxTimeMs: 300_000 },
+    'a stated downtime: a bound',
+  );
   assert.equal(policyFromOptions({ ...defaults, rule: 'phaul' }).kind, 'phaul');
   assert.throws(() => policyFromOptions({ ...defaults, rounds: 1, alpha: 1 }), /--alpha cannot be combined/);
   assert.throws(() => policyFromOptions({ ...defaults, rule: 'lxd', rounds: 2 }), /--rounds cannot be combined/);

@@ -36,6 +36,8 @@ export interface RoundReport {
   predictedDowntimeMs: number | null;
   /** model rule: the predicted total had pre-copy stopped after this round */
   predictedTotalMs?: number | null;
+  /** changed pages left out because the destination's page cache holds them */
+  pagesFromCache?: number;
 }
 
 export interface MigrationReport {
@@ -114,6 +116,13 @@ export interface MigrationReport {
     drainedConnections: number | null;
     removeOldMs: number | null;
   } | null;
+  /** what the page caches did: pages the destination offered, pages left out of the rounds, pages of the final dump kept here */
+  pageCache?: {
+    offeredPages: number | null;
+    pagesFromCache: number;
+    keptPages: number | null;
+    keepMs: number | null;
+  } | null;
 }
 
 export interface NodeInfo {
@@ -189,6 +198,7 @@ export interface StartMigration {
   /** stop when a round sends in less than alpha seconds */
   alpha?: number;
   rule?: 'model' | 'alpha' | 'rounds' | 'phaul' | 'lxd';
+  /** model rule: the downtime bound; stated, a handoff predicted to exceed it is refused before the freeze unless force. Absent: a target of 1000 ms, a miss is only told */
   maxDowntimeMs?: number;
   maxRounds?: number;
   maxTimeMs?: number;
@@ -206,6 +216,8 @@ export interface StartMigration {
   strategy?: 'migrate' | 'recreate' | 'auto';
   /** give up a silent call to the destination after this long (default 120000) */
   peerTimeoutMs?: number;
+  /** leave out of pre-copy the pages the destination's page cache already holds */
+  pageCache?: boolean;
 }
 
 export interface ApiError {

@@ -30,7 +30,13 @@ export const StartMigrationSchema = z
     alpha: z.number().positive().max(600).optional().describe('stop when a round sends in less than alpha seconds'),
     /** Named baseline rules, for experiments. */
     rule: z.enum(['model', 'alpha', 'rounds', 'phaul', 'lxd']).optional(),
-    maxDowntimeMs: z.number().positive().default(1000),
+    maxDowntimeMs: z
+      .number()
+      .positive()
+      .optional()
+      .describe(
+        'model rule: the downtime bound; stated, a handoff predicted to exceed it is refused before the freeze unless force. Absent: a target of 1000 ms, a miss is only told',
+      ),
     maxRounds: z.number().int().min(1).max(50).default(8),
     maxTimeMs: z.number().positive().default(300_000),
     maxTotalMs: z
@@ -52,6 +58,7 @@ export const StartMigrationSchema = z
       ),
     strategy: z.enum(HANDOFF_STRATEGIES).optional().describe("handoff strategy; default: the container's cloudlet.handoff label, else migrate"),
     peerTimeoutMs: z.number().int().min(1000).max(600_000).optional().describe('give up a silent call to the destination after this long (default 120000)'),
+    pageCache: z.boolean().default(true).describe("leave out of pre-copy the pages the destination's page cache already holds"),
   })
   .strict()
   .openapi('StartMigration');
@@ -96,6 +103,7 @@ export const RoundReportSchema = z
     decision: z.string().nullable(),
     predictedDowntimeMs: z.number().nullable(),
     predictedTotalMs: z.number().nullable().optional().describe('model rule: the predicted total had pre-copy stopped after this round'),
+    pagesFromCache: z.number().int().optional().describe("changed pages left out because the destination's page cache holds them"),
   })
   .openapi('RoundReport');
 export type RoundReportBody = z.infer<typeof RoundReportSchema>;
@@ -163,6 +171,16 @@ export const MigrationReportSchema = z
     strategy: z.enum(['migrate', 'recreate']).optional(),
     strategyReason: z.string().optional(),
     recreate: RecreatePhasesSchema.nullable().optional(),
+    pageCache: z
+      .object({
+        offeredPages: z.number().int().nullable(),
+        pagesFromCache: z.number().int(),
+        keptPages: z.number().int().nullable(),
+        keepMs: z.number().nullable(),
+      })
+      .nullable()
+      .optional()
+      .describe('what the page caches did: pages the destination offered, pages left out of the rounds, pages of the final dump kept here'),
   })
   .openapi('MigrationReport');
 export type MigrationReportBody = z.infer<typeof MigrationReportSchema>;
@@ -188,11 +206,20 @@ export const PrepareRequestSchema = z
         netnsHolder: z.object({ name: z.string(), imageId: z.string(), imageName: z.string(), spec: ContainerSpecSchema }).strict().nullable().optional(),
       })
       .strict(),
+    pageCache: z.boolean().optional().describe("offer the hashes of the pages this cloudlet's page cache holds for the image"),
   })
   .strict()
   .openapi('PrepareRequest');
 
-export const PrepareAnswerSchema = z.object({ twinId: z.string() }).partial();
+export const PrepareAnswerSchema = z
+  .object({
+    twinId: z.string(),
+    cachedPages: z
+      .object({ count: z.number().int(), hashes: z.string().describe('sorted xxh64 of the pages, u64 little-endian, base64') })
+      .nullable()
+      .describe("asked with pageCache: the pages this cloudlet's page cache holds for the image"),
+  })
+  .partial();
 
 /** One reason a handoff would be refused before the freeze (a dry run lists them all). */
 export const RefusalSchema = z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }).openapi('Refusal');

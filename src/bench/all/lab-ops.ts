@@ -5,7 +5,8 @@
 import { CloudletError, errorMessage } from '../../util/errors.js';
 import { setLink } from '../../lab/lab.js';
 import type { LabState, LinkSpec } from '../../lab/state.js';
-import { CLIENT_INTERVAL_MS, PROBE_WINDOW, engineOf, migrate, spareReady } from '../migrate.js';
+import { CLIENT_INTERVAL_MS, PROBE_WINDOW, spareReady } from '../migrate.js';
+import { engineOf, migrate } from '../lab-migrate.js';
 import { startLabClient, type RunningClient } from '../handoff.js';
 import { startLabHttpProbe } from '../lab-client.js';
 import { RTT_SPAN_MS } from '../handoff-runs.js';

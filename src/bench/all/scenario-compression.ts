@@ -10,7 +10,7 @@ import type { LabState } from '../../lab/state.js';
 import { chooseCodec, type CodecMeasurement } from '../../transfer/codec-choice.js';
 import { mbitToBytesPerSecond } from '../../transfer/meter.js';
 import type { CodecName } from '../../transfer/codecs.js';
-import { engineOf, removeIfPresent, waitForService } from '../migrate.js';
+import { engineOf, removeIfPresent, waitForService } from '../lab-migrate.js';
 import { BUSYBOX_COUNTER_SCRIPT, STATEFUL_SERVICE_SCRIPT } from '../../workloads/stateful-service.js';
 import { HANDOFF_SERVICE_SCRIPT } from '../../workloads/handoff-service.js';
 import type { BenchPlan, CompressionRow } from './types.js';

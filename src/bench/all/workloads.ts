@@ -8,17 +8,8 @@
 import type { ContainerCreateOptions } from '../../engine/docker.js';
 import type { LabState } from '../../lab/state.js';
 import { BUSYBOX_IMAGE } from '../../images/base-images.js';
-import {
-  announceOn,
-  COUNTER_HTTP_PATH,
-  engineOf,
-  pickBenchAddress,
-  PROBE_WINDOW,
-  removeWorkload,
-  startWorkload,
-  TOUCH_PATH,
-  waitForService,
-} from '../migrate.js';
+import { announceOn, COUNTER_HTTP_PATH, pickBenchAddress, PROBE_WINDOW, removeWorkload, startWorkload, TOUCH_PATH } from '../migrate.js';
+import { engineOf, waitForService } from '../lab-migrate.js';
 import { provisionHandoffService, removeService } from '../handoff.js';
 import { BUSYBOX_COUNTER_HTTP_SCRIPT, STATEFUL_SERVICE_SCRIPT } from '../../workloads/stateful-service.js';
 import { Shuttle, type HttpProbe } from './lab-ops.js';

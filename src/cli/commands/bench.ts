@@ -132,6 +132,8 @@ interface BenchMigrateFlags {
   dirty: string;
   repeat: string;
   engine?: string;
+  /** Commander's negated --no-page-cache-scenarios. */
+  pageCacheScenarios?: boolean;
   json?: boolean;
   markdown?: boolean;
 }
@@ -143,7 +145,14 @@ function benchMigrateOptions(opts: BenchMigrateFlags): MigrateBenchOptions {
   if (!(Number.isInteger(stateMb) && stateMb >= 1 && stateMb <= 4096)) throw new UsageError(`--state-mb must be 1..4096 (got ${opts.stateMb})`);
   if (!(Number.isInteger(dirty) && dirty >= 0)) throw new UsageError(`--dirty must be a non-negative integer (got ${opts.dirty})`);
   if (!(/^\d+$/.test(opts.repeat) && repeat >= 1 && repeat <= 100)) throw new UsageError(`--repeat must be 1..100 (got ${opts.repeat})`);
-  return { stateMb, dirtyPagesPerSec: dirty, repeat, command: `cloudlet ${process.argv.slice(2).join(' ')}`, progress };
+  return {
+    stateMb,
+    dirtyPagesPerSec: dirty,
+    repeat,
+    pageCacheScenarios: opts.pageCacheScenarios !== false,
+    command: `cloudlet ${process.argv.slice(2).join(' ')}`,
+    progress,
+  };
 }
 
 function registerBenchMigrate(bench: Command): void {
@@ -156,6 +165,7 @@ function registerBenchMigrate(bench: Command): void {
     .option('--dirty <pages>', 'pages per second the service dirties', '100')
     .option('--repeat <n>', 'handoffs per workload under its client, alternating a -> b, b -> a...; per-run figures and their median, p95, min-max', '1')
     .option('--engine <kinds>', 'run the bench once per engine kind on labs of its own, e.g. docker20,docker28 (no lab may be up)')
+    .option('--no-page-cache-scenarios', 'skip the page cache scenarios (same image at the destination, return handoff)')
     .option('--json', 'print JSON')
     .option('--markdown', 'print the Markdown report (as in docs/results/migration.md)')
     .action(

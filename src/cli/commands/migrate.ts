@@ -24,6 +24,8 @@ interface MigrateOptions extends GlobalOptions {
   precopy?: string;
   strategy?: string;
   restore?: string;
+  /** Commander's negated --no-page-cache: false when given. */
+  pageCache?: boolean;
   dryRun?: boolean;
   json?: boolean;
 }
@@ -64,6 +66,7 @@ export function migrationBody(container: string, o: MigrateOptions): StartMigrat
       throw new UsageError(`--restore must be lazy, eager or auto (got '${o.restore}')`);
     body.restore = o.restore;
   }
+  if (o.pageCache === false) body.pageCache = false;
   return body;
 }
 
@@ -109,6 +112,13 @@ export function printReport(r: MigrationReport): void {
       `recreate: volumes ${x.volumes.join(', ') || '-'} synced in ${x.volumeSyncMs} ms (${mb(x.volumeBytes)} MB); create ${x.createMs} ms, start ${x.startMs} ms, ` +
         `healthy after ${x.healthyMs} ms (${x.healthChecks} checks of ${x.health}); route switch ${r.announceMs ?? '-'} ms; ` +
         `${x.drainedConnections ?? '-'} connection(s) drained to the old instance for ${x.drainMs ?? '-'} ms, then it was removed in ${x.removeOldMs ?? '-'} ms\n`,
+    );
+  }
+  if (r.pageCache) {
+    const c = r.pageCache;
+    process.stdout.write(
+      `page cache: ${c.offeredPages === null ? 'none at the destination' : `${c.offeredPages} page(s) offered by the destination, ${c.pagesFromCache} not sent`}` +
+        `${c.keptPages === null ? '' : `; ${c.keptPages} sent page(s) kept here (${c.keepMs} ms)`}\n`,
     );
   }
   if (r.imageShipped) {
@@ -182,11 +192,14 @@ export function registerMigrateCommand(program: Command): void {
     .option('--rounds <n>', 'force exactly N pre-copy rounds (0 = stop-and-copy)')
     .option('--alpha <seconds>', 'classic rule: stop pre-copy when a round sent in less than alpha')
     .option('--rule <name>', 'stop rule: model (default), alpha, rounds, phaul, lxd')
-    .option('--max-downtime <duration>', 'model rule: target downtime', '1s')
+    .option(
+      '--max-downtime <duration>',
+      'model rule: downtime bound; refused before the freeze when it cannot be met, unless --force (without it: a 1s target, a miss is told)',
+    )
     .option('--max-rounds <n>', 'upper bound on pre-copy rounds', '8')
     .option('--max-time <duration>', 'upper bound on the pre-copy phase', '5m')
     .option('--max-total <duration>', 'model rule: bound on the whole handoff; when --max-downtime cannot be met within it, refuse before the freeze')
-    .option('--force', 'model rule: hand off even when neither --max-downtime nor --max-total can be met')
+    .option('--force', 'model rule: hand off even when --max-downtime or --max-total cannot be met')
     .option('--codec <codec>', 'lz4, zstd, gzip, none or auto (per round, from link and data)', 'auto')
     .option('--precopy <how>', 'pre-copy capture: scan (read /proc, no freeze) or dump (CRIU --leave-running)', 'scan')
     .option('--strategy <name>', "migrate, recreate or auto (default: the service's declared handoff)")
@@ -195,6 +208,7 @@ export function registerMigrateCommand(program: Command): void {
       'lazy (post-copy, where the destination is configured for it), eager (every page in before the service runs) or auto: lazy from 128 MiB of memory',
       'auto',
     )
+    .option('--no-page-cache', "send every page, even those the destination's page cache holds (baselines)")
     .option('--dry-run', 'say what the handoff would do and every reason it would be refused; start nothing (exit 1 if refused)')
     .option('--json', 'print the report as JSON')
     .addOption(new Option('--inject <point>', 'test hook: make the destination fail (lab only)').hideHelp())

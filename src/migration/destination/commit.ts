@@ -3,10 +3,12 @@
 import { rm } from 'node:fs/promises';
 import { removeInstalledCheckpoint } from '../../engine/checkpoint-install.js';
 import { checkpointName, enterState, type DestinationDeps, type Incoming } from './incoming.js';
+import { keepRestoredPages } from './page-cache.js';
 
 export async function commitIncoming(deps: DestinationDeps, inc: Incoming): Promise<void> {
   // The service holds its address here now (it may have left from here once before).
   if (inc.serviceAddress) deps.db.clearMovedAddress(inc.serviceAddress);
+  await keepRestoredPages(deps, inc);
   await cleanupStaging(deps, inc);
 }
 
@@ -23,6 +25,8 @@ export function refillSpare(deps: DestinationDeps, inc: Incoming): void {
 
 export async function cleanupStaging(deps: DestinationDeps, inc: Incoming): Promise<void> {
   const { dataRoot, xdgRuntimeDir } = deps;
+  await inc.cacheOffer?.close();
+  inc.cacheOffer = null;
   await inc.lazyDaemon?.stop();
   if (inc.lazyImagesDir) await rm(inc.lazyImagesDir, { recursive: true, force: true });
   if (inc.twinId) {

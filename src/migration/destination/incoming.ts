@@ -16,6 +16,7 @@ import type { DockerEngine } from '../../engine/docker.js';
 import { checkpointPaths } from '../../engine/checkpoint-install.js';
 import type { LazyPagesDaemon, LazyRestoreConfig } from '../../engine/lazy-pages.js';
 import type { PageIndex } from '../../checkpoint/page-index.js';
+import type { PageCache, PageCacheOffer } from '../../checkpoint/page-cache.js';
 import { UsageError } from '../../util/errors.js';
 import type { MigrationJournal } from '../journal.js';
 import type { CheckpointRestores } from '../checkpoint-restores.js';
@@ -42,6 +43,8 @@ export interface DestinationDeps {
   containerPolicy?: ContainerPolicy;
   /** This cloudlet's name (in refusals). */
   node?: string;
+  /** Pages of earlier handoffs kept here (null or absent: none kept, none offered). */
+  pageCache?: PageCache | null;
 }
 
 /** The destination's journal states of a handoff by migration. */
@@ -67,6 +70,8 @@ export interface Incoming {
   id: string;
   from: string;
   name: string;
+  /** The container's image: the page cache is offered and filled per image. */
+  imageId: string;
   state: DestinationState;
   twinId: string;
   /** The copy of the container's network namespace holder made here (null: none). */
@@ -93,6 +98,8 @@ export interface Incoming {
   /** Lazy restore: the daemon's view of the final images, and the daemon while it copies. */
   lazyImagesDir?: string;
   lazyDaemon?: LazyPagesDaemon;
+  /** The page cache's pages offered to the source at prepare (null: none offered). */
+  cacheOffer: PageCacheOffer | null;
 }
 
 /** Moves the handoff to `to` and writes it to the journal (with what else the row records). */

@@ -109,6 +109,7 @@ export function newIncoming(deps: DestinationDeps, req: PrepareRequest): Incomin
     id: req.id,
     from: req.from,
     name: req.container.name,
+    imageId: req.container.imageId,
     state: 'preparing',
     twinId: '',
     holderId: null,
@@ -124,6 +125,7 @@ export function newIncoming(deps: DestinationDeps, req: PrepareRequest): Incomin
     busy: false,
     baseUpdate: Promise.resolve(),
     hold: null,
+    cacheOffer: null,
   };
 }
 

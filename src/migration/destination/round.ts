@@ -14,6 +14,7 @@ import type { ReceivedArtifact } from '../round-transport.js';
 import type { FaultPoint } from '../types.js';
 import { baseDirFor, enterState, fsTarget, type DestinationDeps, type Incoming } from './incoming.js';
 import { finalRestore } from './restore.js';
+import { fillCachedPages } from './page-cache.js';
 import type { RoundResponse } from './wire.js';
 
 export interface IncomingRound {
@@ -103,6 +104,7 @@ async function receive(inc: Incoming, r: IncomingRound, t0: number): Promise<Rec
   const smallDir = join(roundDir, 'images');
   await mkdir(smallDir, { recursive: true });
   let delta: Delta | null = null;
+  let cacheRefs: Buffer | null = null;
   let fsMs = 0;
   let receivedMs = 0;
   const fsApplies: Promise<void>[] = [];
@@ -112,6 +114,8 @@ async function receive(inc: Incoming, r: IncomingRound, t0: number): Promise<Rec
         // The artifact's sha256 was checked by the frame reader; re-hashing every page here
         // would only repeat that check on the path the source waits on.
         delta = decodeDelta(a.data, `round ${index} delta`, { verify: false, against: inc.lastIndex });
+      } else if (a.name === 'cache-refs') {
+        cacheRefs = a.data;
       } else if (a.name.startsWith('img/')) {
         const file = a.name.slice(4);
         if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(file) || /^pages-\d+\.img$/.test(file)) {
@@ -139,6 +143,7 @@ async function receive(inc: Incoming, r: IncomingRound, t0: number): Promise<Rec
   }
   const fsDoneMs = performance.now() - t0;
   if (!delta) throw new UsageError(`round ${index} of migration ${inc.id} carried no page delta`);
+  if (cacheRefs) await fillCachedPages(inc, { delta, refs: cacheRefs, round: index, final: r.final });
   return { delta, smallDir, roundDir, fsMs, receivedMs, fsDoneMs };
 }
 

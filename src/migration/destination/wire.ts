@@ -30,6 +30,8 @@ export interface PrepareRequest {
      */
     netnsHolder?: HolderSpec | null;
   };
+  /** The source leaves out of its pre-copy rounds the pages this cloudlet's page cache offers. */
+  pageCache?: boolean;
 }
 
 /** POST /v1/incoming/check: what a prepare would find here; nothing is made (a dry run asks it). */
@@ -41,6 +43,11 @@ export interface PrepareResponse {
   twinId: string;
   /** Where the twin's network namespace holder came from: the spare, a copy started now, or none. */
   holder: 'spare' | 'started' | null;
+  /**
+   * Asked with `pageCache`: the hashes of the pages this cloudlet holds for the container's
+   * image (sorted xxh64, u64 little-endian, base64), null when it keeps no page cache.
+   */
+  cachedPages?: { count: number; hashes: string } | null;
 }
 
 /** POST /v1/incoming/:id/address: the service address is held and routed here. */
@@ -128,6 +135,7 @@ const prepareSchema = z
         netnsHolder: holderSpecSchema.nullable().optional(),
       })
       .strict(),
+    pageCache: z.boolean().optional(),
   })
   .strict();
 

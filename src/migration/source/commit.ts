@@ -5,6 +5,7 @@ import type { ContainerDetails } from '../../engine/docker.js';
 import type { PeerTransport } from '../peer-transport.js';
 import { FAULT_STALL_MS, type MigrationReport } from '../types.js';
 import { sleep, type SourceDeps, type SourceHandoff } from './handoff.js';
+import { keepSentPages } from './page-cache.js';
 
 export async function runCommit(h: SourceHandoff): Promise<void> {
   const { report } = h;
@@ -16,6 +17,8 @@ export async function runCommit(h: SourceHandoff): Promise<void> {
   if (h.req.inject === 'stall-before-commit') await sleep(FAULT_STALL_MS);
   await commitHandoff(h.deps, { report, details: h.details, peer: h.peer });
   report.commitMs = Math.round(performance.now() - tCommit);
+  // Off the handoff's clock: the service runs at the destination already.
+  await keepSentPages(h);
   report.warnings.push(...addressNotes(h.details, report.serviceAddress, report.to));
   report.state = 'done';
 }

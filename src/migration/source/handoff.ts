@@ -1,5 +1,6 @@
 // What the source's phases share about one handoff: its inputs, what it has done so far (which
 // decides what a rollback undoes), and where its files are.
+import type { PageCache } from '../../checkpoint/page-cache.js';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DockerEngine, ContainerDetails, RestartPolicy } from '../../engine/docker.js';
@@ -36,6 +37,8 @@ export interface SourceDeps {
   lazyRestore: LazyRestoreConfig | null;
   /** The restores running on this engine (shared with the destination side): a rollback restores too. */
   restores: CheckpointRestores;
+  /** Pages of earlier handoffs kept on this cloudlet (null or absent: none kept). */
+  pageCache?: PageCache | null;
 }
 
 /** A filesystem tree synced with the service's memory: its R/W layer or a named volume. */
@@ -87,6 +90,8 @@ export interface SourceHandoff {
   index: number;
   /** The page layout of the last round sent: the next delta is against it. */
   prevIndex: PageIndex | null;
+  /** The hashes of the pages the destination's page cache offered at prepare (sorted), or null. */
+  destinationPages: BigUint64Array | null;
   /** Writes the report to the journal and publishes it (at every state change). */
   journal(): void;
 }

@@ -16,6 +16,7 @@ import type { ContainerDetails } from '../../engine/docker.js';
 import type { ContainerSpec } from '../../engine/container-spec.js';
 import type { HolderSpec } from '../../network/netns-holder.js';
 import { recordDecision } from './objective.js';
+import { offeredHashes } from './page-cache.js';
 
 export async function runPrepare(h: SourceHandoff): Promise<void> {
   const { report, details, holder, peer, stage, req } = h;
@@ -27,7 +28,10 @@ export async function runPrepare(h: SourceHandoff): Promise<void> {
   }
   await mkdir(stage, { recursive: true });
   const volumes = volumesOf(details);
-  const prepareReq = prepareRequestOf({ id: report.id, node: h.deps.node, details, spec: h.spec, serviceAddress: report.serviceAddress, holder });
+  const prepareReq: PrepareRequest = {
+    ...prepareRequestOf({ id: report.id, node: h.deps.node, details, spec: h.spec, serviceAddress: report.serviceAddress, holder }),
+    ...(req.pageCache !== false ? { pageCache: true } : {}),
+  };
   // The destination refuses a prepare for an image it lacks: it then gets the image's
   // missing layers (overlay) and the prepare is asked again. Asked first, the common case
   // (image there) costs no extra round trip.
@@ -44,6 +48,10 @@ export async function runPrepare(h: SourceHandoff): Promise<void> {
   h.progress.prepared = true;
   report.destinationContainerId = prepared.twinId;
   if (holder) report.netnsHolderFrom = prepared.holder;
+  if (req.pageCache !== false) {
+    h.destinationPages = offeredHashes(prepared.cachedPages);
+    report.pageCache = { offeredPages: h.destinationPages?.length ?? null, pagesFromCache: 0, keptPages: null, keepMs: null };
+  }
 
   // Before any link measurement the model assumes the lab's default link speed.
   const memoryBytes = await memory;

@@ -14,6 +14,7 @@ import { sendRound, pickCodec, type OutgoingArtifact } from '../round-transport.
 import { FAULT_STALL_MS, type RoundReport } from '../types.js';
 import type { RoundResponse } from '../destination/wire.js';
 import { dumpDirOf, sleep, type SourceHandoff } from './handoff.js';
+import { leaveOutOffered } from './page-cache.js';
 
 export interface RoundOptions {
   index: number;
@@ -50,14 +51,16 @@ export async function runRound(h: SourceHandoff, o: RoundOptions): Promise<Round
   const dumpDir = dumpDirOf(h.stage, index);
   const { dumpMs, stallMs, deltaWork, fsWork } = await capture(h, o);
   const tHash = performance.now();
-  let delta: Delta;
+  let fullDelta: Delta;
   try {
-    delta = await deltaWork;
+    fullDelta = await deltaWork;
   } finally {
     // Never leave the batch promise unobserved, even when hashing failed.
     await fsWork.catch(() => undefined);
   }
   const hashMs = performance.now() - tHash;
+  // Pages the destination's page cache holds are named, not sent (pre-copy rounds only).
+  const { delta, refs, pages: pagesFromCache } = leaveOutOffered(h, fullDelta, final);
   // The codec is measured on this round's pages while the last filesystem batch is written.
   const [fsBatches, codec] = await Promise.all([fsWork, pickCodec(req.codec, delta, report.rounds, final)]);
 
@@ -68,6 +71,7 @@ export async function runRound(h: SourceHandoff, o: RoundOptions): Promise<Round
   // hashes are not sent again (delta wire format v2).
   const against = h.prevIndex;
   artifacts.push({ name: 'delta', chunks: () => encodeDeltaChunks(delta, { against }) });
+  if (refs) artifacts.push({ name: 'cache-refs', chunks: () => [refs] });
   if (final) {
     for (const f of await readdir(dumpDir)) {
       if (/^pages-\d+\.img$/.test(f) || /^pagemap-.*\.img$/.test(f)) continue;
@@ -108,11 +112,12 @@ export async function runRound(h: SourceHandoff, o: RoundOptions): Promise<Round
     },
     decision: null,
     predictedDowntimeMs: null,
+    ...(pagesFromCache > 0 ? { pagesFromCache } : {}),
   };
   report.rounds.push(round);
   // Pre-copy dumps are not needed once sent; the final dump is kept for a rollback.
   if (!final) await rm(dumpDir, { recursive: true, force: true });
-  return { round, index: delta.index, response };
+  return { round, index: fullDelta.index, response };
 }
 
 /**
