@@ -141,7 +141,10 @@ export class Shuttle {
 
   async migrate(body: Partial<StartMigrationBody>): Promise<MigrationReport> {
     const to = this.other();
-    const r = await migrate(this.lab, this.at, { ...body, container: this.container, to });
+    // The classic evaluation's handoffs start cold: a shuttle going back and forth would
+    // otherwise find its own pages in the destination's page cache from the second handoff on
+    // (bench migrate measures the page cache on its own scenarios).
+    const r = await migrate(this.lab, this.at, { pageCache: false, ...body, container: this.container, to });
     this.at = to;
     return r;
   }
