@@ -6,6 +6,8 @@ import type { Command } from 'commander';
 import { UsageError } from '../../util/errors.js';
 import { runMigrateBench, type MigrateBenchOptions } from '../../bench/migrate.js';
 import { runMigrateBenchOnEngines } from '../../bench/migrate-engines.js';
+import { runSweepBench, sweepMarkdown } from '../../bench/sweep.js';
+import { parseDuration } from './migrate.js';
 import { parseEngineKind } from '../../lab/engines.js';
 import { migrateBenchMarkdown, migrateBenchText } from '../../bench/migrate-report.js';
 import { runOverlayBench } from '../../bench/overlay.js';
@@ -30,6 +32,7 @@ export function registerBenchCommands(program: Command): void {
   registerBenchReport(bench);
   registerBenchApps(bench);
   registerBenchMigrate(bench);
+  registerBenchSweep(bench);
   registerBenchHandoff(bench);
   registerBenchFaults(bench);
   registerBenchOverlay(bench);
@@ -179,6 +182,55 @@ function registerBenchMigrate(bench: Command): void {
         else if (opts.markdown) process.stdout.write(results.map((x) => migrateBenchMarkdown(x, `sudo ${o.command}`)).join('\n'));
         else process.stdout.write(results.map(migrateBenchText).join('\n'));
         return 0;
+      }),
+    );
+}
+
+interface BenchSweepFlags {
+  mbits: string;
+  stateMb: string;
+  dirty: string;
+  maxDowntime: string;
+  repeat: string;
+  json?: boolean;
+  markdown?: boolean;
+}
+
+function registerBenchSweep(bench: Command): void {
+  bench
+    .command('sweep')
+    .description('slow links with a stated --max-downtime: each handoff meets it or is refused before the freeze; totals against the wire limit')
+    .option('--mbits <list>', 'link bandwidths, Mbit/s', '5,10')
+    .option('--state-mb <n>', 'memory state of the random-state service (MiB)', '64')
+    .option('--dirty <pages>', 'pages per second the service dirties', '100')
+    .option('--max-downtime <duration>', 'the downtime bound every handoff states', '1s')
+    .option('--repeat <n>', 'sweeps', '1')
+    .option('--json', 'print JSON')
+    .option('--markdown', 'print the Markdown table')
+    .action(
+      action(async (opts: BenchSweepFlags) => {
+        requireRoot('benchmarks on the lab');
+        const mbits = opts.mbits.split(',').map((x) => Number(x.trim()));
+        if (mbits.length === 0 || !mbits.every((m) => Number.isFinite(m) && m > 0 && m <= 10_000))
+          throw new UsageError(`--mbits must list bandwidths in Mbit/s (got '${opts.mbits}')`);
+        const stateMb = Number(opts.stateMb);
+        const dirty = Number(opts.dirty);
+        const repeat = Number(opts.repeat);
+        if (!(Number.isInteger(stateMb) && stateMb >= 1 && stateMb <= 4096)) throw new UsageError(`--state-mb must be 1..4096 (got ${opts.stateMb})`);
+        if (!(Number.isInteger(dirty) && dirty >= 0)) throw new UsageError(`--dirty must be a non-negative integer (got ${opts.dirty})`);
+        if (!(Number.isInteger(repeat) && repeat >= 1 && repeat <= 20)) throw new UsageError(`--repeat must be 1..20 (got ${opts.repeat})`);
+        const r = await runSweepBench({
+          mbits,
+          stateMb,
+          dirtyPagesPerSec: dirty,
+          maxDowntimeMs: parseDuration(opts.maxDowntime, '--max-downtime'),
+          repeat,
+          command: `cloudlet ${process.argv.slice(2).join(' ')}`,
+          progress,
+        });
+        if (opts.json) printJson(r);
+        else process.stdout.write(sweepMarkdown(r));
+        return r.allTargetsMet ? 0 : 1;
       }),
     );
 }
