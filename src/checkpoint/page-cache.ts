@@ -148,14 +148,6 @@ export class PageCache {
     return drop.length;
   }
 
-  async clear(): Promise<number> {
-    await this.load();
-    const n = this.entries.length;
-    for (const e of this.entries) await rm(join(this.o.dir, e.id), { recursive: true, force: true });
-    this.entries = [];
-    return n;
-  }
-
   /** The pages held for `imageId` (entries not expired), with their files opened for reading. */
   async offer(imageId: string): Promise<PageCacheOffer> {
     await this.evict();

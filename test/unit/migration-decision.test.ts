@@ -292,8 +292,8 @@ test('objective: a stated --max-downtime is a bound without --max-total too; the
   const link: Link = { bps: 100e6, dirtyBytesPerS: 0.5 * (100e6 / 8) * 2, ratio: 0.5, memoryBytes: 64 * MiB, overheadMs: 100 };
   const reached = simulate(model({ maxDowntimeMs: 1500, downtimeIsBound: true }), link);
   assert.deepEqual([reached.decision.reason, reached.decision.unmet], ['predicted-downtime', null]);
-  // Before any round: a small service above a stated bound is refused at once.
-  assert.deepEqual(pick(decideInitial(model({ maxDowntimeMs: 1, downtimeIsBound: true }), 200 * 1024, 100e6)), [true, 'small-memory', 'refuse']);
+  // Before any round the prediction rests on priors: a stated --max-downtime alone does not refuse on it.
+  assert.deepEqual(pick(decideInitial(model({ maxDowntimeMs: 1, downtimeIsBound: true }), 200 * 1024, 100e6)), [true, 'small-memory', null]);
 });
 
 test('objective: before any round, a small service above the default --max-downtime is refused only with a stated bound', () => {

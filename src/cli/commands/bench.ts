@@ -141,13 +141,19 @@ interface BenchMigrateFlags {
   markdown?: boolean;
 }
 
-function benchMigrateOptions(opts: BenchMigrateFlags): MigrateBenchOptions {
+/** The flags a benchmark's service takes: memory, dirty rate, repetitions (at most maxRepeat). */
+function serviceFlags(opts: { stateMb: string; dirty: string; repeat: string }, maxRepeat: number): { stateMb: number; dirty: number; repeat: number } {
   const stateMb = Number(opts.stateMb);
   const dirty = Number(opts.dirty);
   const repeat = Number(opts.repeat);
   if (!(Number.isInteger(stateMb) && stateMb >= 1 && stateMb <= 4096)) throw new UsageError(`--state-mb must be 1..4096 (got ${opts.stateMb})`);
   if (!(Number.isInteger(dirty) && dirty >= 0)) throw new UsageError(`--dirty must be a non-negative integer (got ${opts.dirty})`);
-  if (!(/^\d+$/.test(opts.repeat) && repeat >= 1 && repeat <= 100)) throw new UsageError(`--repeat must be 1..100 (got ${opts.repeat})`);
+  if (!(/^\d+$/.test(opts.repeat) && repeat >= 1 && repeat <= maxRepeat)) throw new UsageError(`--repeat must be 1..${maxRepeat} (got ${opts.repeat})`);
+  return { stateMb, dirty, repeat };
+}
+
+function benchMigrateOptions(opts: BenchMigrateFlags): MigrateBenchOptions {
+  const { stateMb, dirty, repeat } = serviceFlags(opts, 100);
   return {
     stateMb,
     dirtyPagesPerSec: dirty,
@@ -213,12 +219,7 @@ function registerBenchSweep(bench: Command): void {
         const mbits = opts.mbits.split(',').map((x) => Number(x.trim()));
         if (mbits.length === 0 || !mbits.every((m) => Number.isFinite(m) && m > 0 && m <= 10_000))
           throw new UsageError(`--mbits must list bandwidths in Mbit/s (got '${opts.mbits}')`);
-        const stateMb = Number(opts.stateMb);
-        const dirty = Number(opts.dirty);
-        const repeat = Number(opts.repeat);
-        if (!(Number.isInteger(stateMb) && stateMb >= 1 && stateMb <= 4096)) throw new UsageError(`--state-mb must be 1..4096 (got ${opts.stateMb})`);
-        if (!(Number.isInteger(dirty) && dirty >= 0)) throw new UsageError(`--dirty must be a non-negative integer (got ${opts.dirty})`);
-        if (!(Number.isInteger(repeat) && repeat >= 1 && repeat <= 20)) throw new UsageError(`--repeat must be 1..20 (got ${opts.repeat})`);
+        const { stateMb, dirty, repeat } = serviceFlags(opts, 20);
         const r = await runSweepBench({
           mbits,
           stateMb,
