@@ -136,7 +136,7 @@ function storeSteps(version: string, imageStore: ImageStore): Pick<EngineAdapter
       return (
         `a handoff from Docker ${source.version} (${STORE_PHRASE[source.imageStore]}) to Docker ${version} (${STORE_PHRASE[imageStore]}) is not supported: ` +
         "the two stores give the same image different ids (the overlay2 store names an image by its config's digest, containerd's by its manifest's), " +
-        'so the twin\'s image and the shipped layers cannot be matched; hand off between engines with the same image store'
+        "so the twin's image and the shipped layers cannot be matched; hand off between engines with the same image store"
       );
     },
   };

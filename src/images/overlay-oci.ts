@@ -59,7 +59,12 @@ export function ociPartsFor(header: OverlayHeader, baseManifest: ImageManifest):
     return { mediaType: LAYER_TYPE, digest: diffId, size };
   });
   const manifest = Buffer.from(
-    JSON.stringify({ schemaVersion: 2, mediaType: MANIFEST_TYPE, config: { mediaType: CONFIG_TYPE, digest: header.app.imageId, size: header.app.configBytes }, layers }),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MANIFEST_TYPE,
+      config: { mediaType: CONFIG_TYPE, digest: header.app.imageId, size: header.app.configBytes },
+      layers,
+    }),
   );
   const manifestDigest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
   const named = header.app.name ? containerdImageName(header.app.name) : null;

@@ -72,9 +72,13 @@ export class MigrationSource {
     // Where the R/W layer is depends on the image store: the adapter knows (engine-adapter.ts).
     const upperDir = await adapter.rwLayerDir({ containerId: inspected.id, graphDriverUpperDir: inspected.upperDir, execRoot: this.deps.execRoot ?? null });
     if (!upperDir) {
-      throw new CloudletError('no_upperdir', `Docker ${adapter.engineVersion} (${adapter.imageStore} image store) names no R/W layer of the container: cannot sync it`, {
-        kind: 'conflict',
-      });
+      throw new CloudletError(
+        'no_upperdir',
+        `Docker ${adapter.engineVersion} (${adapter.imageStore} image store) names no R/W layer of the container: cannot sync it`,
+        {
+          kind: 'conflict',
+        },
+      );
     }
     const details = { ...inspected, upperDir };
     for (const r of this.running.values()) {

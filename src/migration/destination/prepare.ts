@@ -168,9 +168,13 @@ export async function createTwin(deps: DestinationDeps, inc: Incoming, req: Prep
   // Where the R/W layer is depends on the image store: the adapter knows (engine-adapter.ts).
   const upperDir = await adapter.rwLayerDir({ containerId: twin.id, graphDriverUpperDir: twin.upperDir, execRoot: deps.execRoot ?? null });
   if (!upperDir) {
-    throw new CloudletError('no_upperdir', `Docker ${adapter.engineVersion} (${adapter.imageStore} image store) names no R/W layer of the twin: cannot sync it`, {
-      kind: 'internal',
-    });
+    throw new CloudletError(
+      'no_upperdir',
+      `Docker ${adapter.engineVersion} (${adapter.imageStore} image store) names no R/W layer of the twin: cannot sync it`,
+      {
+        kind: 'internal',
+      },
+    );
   }
   inc.upperDir = upperDir;
   // The base of the page images lives where containerd's unpacked checkpoint can reach it

@@ -129,7 +129,10 @@ const prepareSchema = z
       .extend({
         serviceAddress: z.string().ip({ version: 'v4' }).nullable().optional(),
         netnsHolder: holderSpecSchema.nullable().optional(),
-        sourceEngine: z.object({ version: z.string().max(100), imageStore: z.enum(['overlay2', 'containerd']) }).strict().optional(),
+        sourceEngine: z
+          .object({ version: z.string().max(100), imageStore: z.enum(['overlay2', 'containerd']) })
+          .strict()
+          .optional(),
       })
       .strict(),
   })
