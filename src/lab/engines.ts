@@ -57,6 +57,11 @@ export function engineDaemonConfig(kind: EngineKind): Record<string, unknown> {
   return kind === 'docker28-containerd' ? { features: { 'containerd-snapshotter': true } } : {};
 }
 
+/** The image store the lab configures for that kind (`cloudlet doctor` reads it from the engine). */
+export function engineImageStore(kind: EngineKind): 'overlay2' | 'containerd' {
+  return kind === 'docker28-containerd' ? 'containerd' : 'overlay2';
+}
+
 export function engineLayout(name: string, dir: string, runDir: string, prefix: string, xdgRuntimeDir: string): Omit<EngineInfo, 'pid' | 'kind'> {
   return {
     dataRoot: join(dir, name, 'docker'),

@@ -5,7 +5,7 @@ import { UsageError } from '../../util/errors.js';
 import { labDown, labHealth, labUp, setLink } from '../../lab/lab.js';
 import { nsenterArgs } from '../../lab/netns.js';
 import { labDir, readLabState, type LabState, type RestoreMode } from '../../lab/state.js';
-import { DEFAULT_ENGINE_KIND, ENGINE_KINDS, parseEngineKind, type EngineKind } from '../../lab/engines.js';
+import { DEFAULT_ENGINE_KIND, ENGINE_KINDS, engineImageStore, parseEngineKind, type EngineKind } from '../../lab/engines.js';
 import { labHost, measureThroughput } from '../../lab/throughput.js';
 import { action, printJson, printTable, progress, requireRoot } from '../output.js';
 
@@ -42,6 +42,7 @@ function publicView(state: LabState) {
       apiUrl: cl.daemon.apiUrl,
       peerUrl: cl.daemon.peerUrl,
       engine: cl.engine.kind ?? DEFAULT_ENGINE_KIND,
+      imageStore: engineImageStore(cl.engine.kind ?? DEFAULT_ENGINE_KIND),
       engineSocket: cl.engine.socket,
       dockerHost: `unix://${cl.engine.socket}`,
       engineRunning: health.find((h) => h.name === cl.name)?.engineRunning ?? false,
@@ -60,10 +61,11 @@ function printStatus(state: LabState): void {
       link: `${c.link.bandwidth}/${c.link.latency}`,
       api: c.apiUrl,
       engine: `${c.engine} ${c.engineRunning ? 'up' : 'DOWN'}`,
+      image_store: c.imageStore,
       daemon: c.daemonRunning ? 'up' : 'DOWN',
       docker_host: c.dockerHost,
     })),
-    ['name', 'namespace', 'address', 'link', 'api', 'engine', 'daemon', 'docker_host'],
+    ['name', 'namespace', 'address', 'link', 'api', 'engine', 'image_store', 'daemon', 'docker_host'],
   );
   process.stdout.write(`client: ${state.client.namespace} ${state.client.address} link ${state.client.link.bandwidth}/${state.client.link.latency}\n`);
 }
