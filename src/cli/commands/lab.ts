@@ -119,11 +119,11 @@ function registerLabUp(lab: Command): void {
       ).choices(['eager', 'lazy']),
     )
     .addOption(
-      new Option('--engine <kind>', 'the Docker engine of every cloudlet (docker28: scripts/setup-docker28.sh installs it)')
+      new Option('--engine <kind>', 'the Docker engine of every cloudlet (docker28, docker28-containerd: Docker 28 with the overlay2 or the containerd image store; scripts/setup-docker28.sh installs it)')
         .choices([...ENGINE_KINDS])
         .default(DEFAULT_ENGINE_KIND),
     )
-    .option('--engines <list>', 'per-cloudlet engines overriding --engine, e.g. a=docker20,b=docker28')
+    .option('--engines <list>', 'per-cloudlet engines overriding --engine, e.g. a=docker20,b=docker28,c=docker28-containerd')
     .option('--json', 'print the lab as JSON')
     .action(
       action(async (opts: LabUpFlags) => {
