@@ -119,7 +119,10 @@ function registerLabUp(lab: Command): void {
       ).choices(['eager', 'lazy']),
     )
     .addOption(
-      new Option('--engine <kind>', 'the Docker engine of every cloudlet (docker28, docker28-containerd: Docker 28 with the overlay2 or the containerd image store; scripts/setup-docker28.sh installs it)')
+      new Option(
+        '--engine <kind>',
+        'the Docker engine of every cloudlet (docker28, docker28-containerd: Docker 28 with the overlay2 or the containerd image store; scripts/setup-docker28.sh installs it)',
+      )
         .choices([...ENGINE_KINDS])
         .default(DEFAULT_ENGINE_KIND),
     )
