@@ -19,11 +19,17 @@ describe('Docker 28 with the containerd image store', { skip: !isRoot && 'needs 
   const lab = useLab('ctrd', { cloudlets: 3, engines: 'a=docker28-containerd,b=docker28-containerd,c=docker20' });
 
   test('the lab and doctor say which image store runs where', async () => {
-    const status = await lab.cliJson<{ cloudlets: { name: string; engine: string; imageStore: string }[] }>(['lab', 'status', '--json']);
+    const status = await lab.cliJson<{
+      cloudlets: { name: string; engine: string; imageStore: string; engineAdapter: { family?: string; checkpoint?: string } }[];
+    }>(['lab', 'status', '--json']);
     assert.deepEqual(
-      status.cloudlets.map((c) => `${c.name}=${c.engine}/${c.imageStore}`),
-      ['a=docker28-containerd/containerd', 'b=docker28-containerd/containerd', 'c=docker20/overlay2'],
+      status.cloudlets.map((c) => `${c.name}=${c.engine}/${c.imageStore}/${c.engineAdapter.family}`),
+      ['a=docker28-containerd/containerd/docker28-containerd', 'b=docker28-containerd/containerd/docker28-containerd', 'c=docker20/overlay2/docker20'],
     );
+    assert.match(status.cloudlets[0]!.engineAdapter.checkpoint ?? '', /netns holder/);
+    assert.match(status.cloudlets[2]!.engineAdapter.checkpoint ?? '', /every network mode/);
+    const text = await lab.cli(['lab', 'status']);
+    assert.match(text.stdout, /^a: Docker 28\.\S+ \(docker28-containerd\): checkpoint\/restore of services in a netns holder/m);
     const info = await lab.docker('a').info();
     assert.equal(info.Driver, 'overlayfs', 'the containerd store reports its snapshotter');
     const doctor = await lab.cli(['doctor', '--json']);
