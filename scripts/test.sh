@@ -19,6 +19,11 @@ export CLOUDLET_LAB_DIR=/var/lib/cloudlet/test-lab
 export CLOUDLET_LAB_RUN_DIR=/run/cloudlet-test-lab
 export CLOUDLET_LAB_PREFIX=cltest-
 
+# The suite runs on the default engine (docker20); test/integration/engine-kind.test.ts also hands
+# off and synthesizes on labs of these kinds (engines.test.ts: 20.10 <-> 28, engines-containerd.test.ts:
+# the containerd image store), within a few minutes of the suite's time.
+export CLOUDLET_TEST_ENGINES=${CLOUDLET_TEST_ENGINES:-docker28}
+
 # Whatever an interrupted earlier run left behind goes first (no-op when nothing is there).
 node dist/src/cli/main.js lab down >/dev/null
 

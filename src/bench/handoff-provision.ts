@@ -58,7 +58,8 @@ export async function provisionHandoffService(
   const engine = new DockerEngine(cl.engine.socket, { timeoutMs: 120_000 });
   await removeService(lab, name);
   const app = await buildAppArchive(IMAGE_CACHE_DIR, HANDOFF_APP);
-  if (!(await engine.imageExists(app.imageId))) await loadImageArchive(cl.engine.socket, app.archivePath);
+  // By name: on the containerd image store the image's id is not its config's digest (app.imageId).
+  if (!(await engine.imageExists(HANDOFF_APP.name))) await loadImageArchive(cl.engine.socket, app.archivePath);
   const dir = await mkdtemp(join(os.tmpdir(), 'cloudlet-handoff-'));
   try {
     const file = join(dir, 'handoff-service.ovl');
@@ -74,7 +75,7 @@ export async function provisionHandoffService(
       contentType: OVERLAY_CONTENT_TYPE,
     });
     // The app image was built on this engine: remove it so the first request synthesizes it.
-    await engine.removeImage(app.imageId, { force: true });
+    await engine.removeImage(HANDOFF_APP.name, { force: true });
     const reply = await api(lab, node).post<ServiceReply>('/v1/services', {
       overlay: pushed.body.id,
       name,

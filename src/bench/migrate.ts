@@ -16,6 +16,7 @@
 import { readFile } from 'node:fs/promises';
 import { CloudletError, UsageError, errorMessage } from '../util/errors.js';
 import { DockerEngine, type ContainerCreateOptions } from '../engine/docker.js';
+import { probeEngineAdapter } from '../engine/engine-adapter.js';
 import { holderCreateOptions, holderNameFor, joiningHolder, SPARE_HOLDER_NAME } from '../network/netns-holder.js';
 import { announceArgv, hostAddresses } from '../network/service-network.js';
 import { parseBandwidth } from '../lab/link-shaping.js';
@@ -187,8 +188,6 @@ export async function spareReady(engine: DockerEngine): Promise<void> {
     await sleep(100);
   }
 }
-
-const DOCKER28_OWN_NETNS = 'Docker 28 cannot restore a container with a network namespace of its own (refused at prepare; docs/engines-docker28.md)';
 
 /** The engine kind of the lab's first two cloudlets; a mixed pair is refused (figures would mix engines). */
 function labEngineKind(lab: LabState): EngineKind {
@@ -486,9 +485,12 @@ export async function runOnLab(lab: LabState, opts: MigrateBenchOptions): Promis
   const link = lab.cloudlets[1]!.link;
   const bps = Math.min(parseBandwidth(lab.cloudlets[0]!.link.bandwidth), parseBandwidth(link.bandwidth));
   const engine = labEngineKind(lab);
-  // Docker 28 cannot restore a container with a namespace of its own (a prepare refuses it).
-  const skipped = engine === 'docker28' ? [{ scenario: 'busybox counter, own network namespace', reason: DOCKER28_OWN_NETNS }] : [];
-  const networks = engine === 'docker28' ? (['holder'] as const) : (['holder', 'own'] as const);
+  // What b's engine cannot restore its prepare refuses; the adapter says so before (Docker 28
+  // cannot restore a container with a namespace of its own, docs/engines-docker28.md).
+  const adapter = await probeEngineAdapter(new DockerEngine(lab.cloudlets[1]!.engine.socket));
+  const ownRefused = adapter.restoreRefusal({ networkMode: LAB_SERVICE_NETWORK.name });
+  const skipped = ownRefused ? [{ scenario: 'busybox counter, own network namespace', reason: `refused at prepare: ${ownRefused}` }] : [];
+  const networks = ownRefused ? (['holder'] as const) : (['holder', 'own'] as const);
   const scenarios = await counterScenarios(lab, { repeat, networks, progress: opts.progress });
   const result = await serviceScenario(lab, { ...opts, repeat, bps });
   scenarios.push(result);

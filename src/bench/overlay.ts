@@ -15,6 +15,7 @@ import { createGzip } from 'node:zlib';
 import { CloudletError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { DockerEngine } from '../engine/docker.js';
+import { probeEngineAdapter } from '../engine/engine-adapter.js';
 import { ApiClient } from '../api/client/client.js';
 import { IMAGE_CACHE_DIR } from '../lab/lab.js';
 import { onLab } from './lab-session.js';
@@ -67,7 +68,10 @@ export interface FullImageBaseline {
 export interface WorkloadResult {
   name: 'large' | 'small';
   image: string;
+  /** The app's id on the engines (its manifest's digest on the containerd store). */
   appImageId: string;
+  /** The sha256 of the app's config (its id on the classic store). */
+  appConfigDigest: string;
   appBytes: number;
   baseBytes: number;
   /** The headline codec's figures (the first of --codecs). */
@@ -87,6 +91,8 @@ export interface WorkloadResult {
 export interface OverlayBenchResult {
   bench: 'overlay';
   date: string;
+  /** The engine of both cloudlets (the lab's kind of a, and what its engine reports). */
+  engine: { kind: string; version: string; imageStore: string };
   machine: { cores: number; memoryGiB: number; kernel: string; loadAverage: number[] };
   link: { bandwidth: string; latency: string };
   workloads: WorkloadResult[];
@@ -140,7 +146,7 @@ interface BenchLab {
   progress: (msg: string) => void;
 }
 
-async function runOnLab(lab: LabState, work: string, opts: OverlayBenchOptions): Promise<OverlayBenchResult> {
+export async function runOnLab(lab: LabState, work: string, opts: OverlayBenchOptions): Promise<OverlayBenchResult> {
   if (lab.cloudlets.length < 2) throw new CloudletError('bench_failed', 'the lab needs at least 2 cloudlets', { kind: 'internal' });
   const [a, b] = [lab.cloudlets[0]!, lab.cloudlets[1]!];
   const bench: BenchLab = {
@@ -153,11 +159,14 @@ async function runOnLab(lab: LabState, work: string, opts: OverlayBenchOptions):
     work,
     progress: opts.progress,
   };
+  const adapter = await probeEngineAdapter(bench.ea);
+  const engine = { kind: a.engine.kind ?? 'docker20', version: adapter.engineVersion, imageStore: adapter.imageStore };
   const workloads: WorkloadResult[] = [];
   for (const wl of opts.workloads) workloads.push(await benchWorkload(bench, { wl, codecs: opts.codecs }));
   return {
     bench: 'overlay',
     date: new Date().toISOString(),
+    engine,
     machine: {
       cores: os.cpus().length,
       memoryGiB: Math.round(os.totalmem() / 2 ** 30),
@@ -177,36 +186,41 @@ async function benchWorkload(bench: BenchLab, opts: { wl: 'large' | 'small'; cod
   const spec = SPECS[wl];
   progress(`${wl}: building the app image ${spec.name} (cached after the first run)`);
   const app = await buildAppArchive(IMAGE_CACHE_DIR, spec);
-  if (!(await ea.inspectImage(app.imageId))) {
+  // The app's id on a's engine: its config's digest (app.imageId) on the classic store, its
+  // manifest's on the containerd store; found by name, then the same id is expected on b.
+  if (!(await ea.inspectImage(spec.name))) {
     progress(`${wl}: loading ${spec.name} on ${a.name}`);
     await loadImageArchive(a.engine.socket, app.archivePath);
   }
-  await removeApp(eb, app.imageId);
-  const appImg = (await ea.inspectImage(app.imageId))!;
+  const appImg = await ea.inspectImage(spec.name);
+  if (!appImg) throw new CloudletError('bench_failed', `${spec.name} is not on ${a.name} after loading it`, { kind: 'internal' });
+  const appId = appImg.id;
+  await removeApp(eb, appId);
   const baseImg = (await ea.inspectImage(NODE_IMAGE))!;
 
   const runs: CodecRun[] = [];
   const files = new Map<CodecName, { path: string; header: OverlayHeader }>();
   for (const codec of opts.codecs) {
-    const { result, file } = await codecRun(bench, { wl, spec, codec, appImageId: app.imageId, expectedImageId: appImg.id });
+    const { result, file } = await codecRun(bench, { wl, spec, codec, appImageId: appId, expectedImageId: appId });
     runs.push(result);
     files.set(codec, file);
   }
 
   const headline = opts.codecs[0]!;
   progress(`${wl}: baseline (a), the 2016 prototype's synthesis on ${b.name} (${headline} overlay)`);
-  const prototype = await prototypeSynthesis(eb, app.base.archivePath, files.get(headline)!, join(work, `${wl}-prototype`));
-  await removeApp(eb, app.imageId);
+  const prototype = await prototypeSynthesis(eb, app.base.archivePath, files.get(headline)!, join(work, `${wl}-prototype`), appId);
+  await removeApp(eb, appId);
 
   progress(`${wl}: baseline (b), docker save | gzip | push | load of the whole image`);
-  const fullImage = await shipWholeImage(lab, a, b, ea, eb, app.imageId, join(work, `${wl}-full.tar.gz`));
-  await removeApp(eb, app.imageId);
+  const fullImage = await shipWholeImage(lab, a, b, ea, eb, appId, join(work, `${wl}-full.tar.gz`));
+  await removeApp(eb, appId);
 
   const h = runs[0]!;
   return {
     name: wl,
     image: spec.name,
-    appImageId: app.imageId,
+    appImageId: appId,
+    appConfigDigest: app.imageId,
     appBytes: appImg.size,
     baseBytes: baseImg.size,
     codec: headline,
@@ -290,6 +304,7 @@ async function prototypeSynthesis(
   baseArchive: string,
   overlay: { path: string; header: OverlayHeader },
   dir: string,
+  expectedImageId: string,
 ): Promise<PrototypeBaseline> {
   const tree = join(dir, 'image');
   const whole = join(dir, 'image.tar');
@@ -336,7 +351,7 @@ async function prototypeSynthesis(
     const t3 = performance.now();
     await engine.loadImage(createReadStream(whole));
     const t4 = performance.now();
-    const img = await engine.inspectImage(overlay.header.app.imageId);
+    const img = await engine.inspectImage(expectedImageId);
     return {
       synthesisMs: Math.round(t4 - t0),
       untarBaseMs: Math.round(t1 - t0),
@@ -344,7 +359,7 @@ async function prototypeSynthesis(
       retarMs: Math.round(t3 - t2),
       loadMs: Math.round(t4 - t3),
       archiveBytes: (await stat(whole)).size,
-      imageIdMatches: img?.id === overlay.header.app.imageId,
+      imageIdMatches: img?.id === expectedImageId,
     };
   } finally {
     await rm(dir, { recursive: true, force: true });

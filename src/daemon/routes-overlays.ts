@@ -224,6 +224,8 @@ function registerServiceRoute(app: FastifyInstance, routes: OverlayRoutes): void
 function serviceContainers(opts: {
   name: string;
   row: OverlayRow;
+  /** The synthesized image's id on this engine (not the config's digest on the containerd store). */
+  imageId: string;
   request: ServiceRequest;
   labels: Record<string, string>;
   holderImage: string | null;
@@ -231,7 +233,7 @@ function serviceContainers(opts: {
   svcNet: ServiceNetwork | null;
   address: string | null;
 }) {
-  const { name, row, request: o, labels, holderImage, portKey, svcNet, address } = opts;
+  const { name, row, imageId, request: o, labels, holderImage, portKey, svcNet, address } = opts;
   const ports = portKey ? { ExposedPorts: { [portKey]: {} }, PortBindings: { [portKey]: [{ HostPort: '' }] } } : null;
   const network = {
     ...(ports ? { ExposedPorts: ports.ExposedPorts } : {}),
@@ -240,7 +242,7 @@ function serviceContainers(opts: {
   };
   const app: ContainerCreateOptions = {
     name,
-    Image: row.appImageId,
+    Image: imageId,
     Env: o.env,
     ...(o.cmd ? { Cmd: o.cmd } : {}),
     Labels: { 'cloudlet.overlay': row.id, ...labels },
@@ -294,7 +296,7 @@ async function provisionService(routes: OverlayRoutes, req: { body: unknown; log
   const address = svcNet ? await svcNet.allocate(db.movedAddresses()) : null;
   let id: string;
   let t2: number;
-  const containers = serviceContainers({ name, row, request: o, labels, holderImage, portKey, svcNet, address });
+  const containers = serviceContainers({ name, row, imageId: s.imageId, request: o, labels, holderImage, portKey, svcNet, address });
   const { holder } = containers;
   const made: string[] = [];
   const removeMade = async () => {

@@ -326,11 +326,16 @@ export function engineChecks(probes: EngineProbe[] | null, labError?: string): C
       return {
         ...base,
         status: 'ok' as const,
-        detail: `${p.target.socket}: Docker ${p.version ?? '?'} (${adapter.family}), experimental: ${adapter.restoreScope}`,
+        detail: `${p.target.socket}: Docker ${p.version ?? '?'} (${adapter.family}, ${adapter.imageStore} image store), experimental: ${adapter.restoreScope}`,
       };
     } catch (err) {
       if (!(err instanceof UnsupportedEngineError)) throw err;
-      return { ...base, status: 'missing' as const, detail: `${p.target.socket}: ${err.message}`, fix: err.hint ?? 'use Docker 20.10 or 28 with overlay2' };
+      return {
+        ...base,
+        status: 'missing' as const,
+        detail: `${p.target.socket}: ${err.message}`,
+        fix: err.hint ?? 'use Docker 20.10 with overlay2 or Docker 28',
+      };
     }
   });
 }

@@ -5,6 +5,7 @@
 // layer.tar for the overlay's layers only. The engine skips the base layers it has (by chain
 // id) and keeps the config bytes, so the image id is the original app image id. No temporary
 // file, no untar/re-tar of the base (the 2016 prototype's method, see bench/overlay.ts).
+// On Docker's containerd image store the archive is an OCI layout instead (overlay-oci.ts).
 //
 // Timing: decoding and loading overlap. `decompressMs` is the time the engine's upload waited
 // for decoded bytes (reading the file, CRC/sha256 checks and decompression); `loadMs` is the
@@ -12,6 +13,9 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { DockerEngine } from '../engine/docker.js';
+import { probeEngineAdapter } from '../engine/engine-adapter.js';
+import { readImageManifest } from '../engine/containerd-content.js';
+import { ociPartsFor, type OciLoadParts } from './overlay-oci.js';
 import { FrameReader } from '../transfer/frame-reader.js';
 import { ImageError } from './errors.js';
 import { digestHex, layerArtifactName, readHeader, type OverlayHeader } from './overlay.js';
@@ -63,8 +67,9 @@ function padding(size: number): Buffer | null {
 export function loadArchiveFromOverlay(
   path: string,
   header: OverlayHeader,
-  hooks: { onWait?: (ms: number) => void; onBytes?: (n: number) => void } = {},
+  hooks: { onWait?: (ms: number) => void; onBytes?: (n: number) => void; oci?: OciLoadParts } = {},
 ): Readable {
+  const oci = hooks.oci ?? null;
   const onWait = hooks.onWait ?? (() => undefined);
   async function* counted(): AsyncGenerator<Buffer> {
     for await (const b of gen()) {
@@ -81,13 +86,23 @@ export function loadArchiveFromOverlay(
       ['config.json', header.app.configBytes],
       ...header.layers.map((l) => [layerArtifactName(l.diffId), l.size] as [string, number]),
     ]);
-    const tarName = (artifact: string): string =>
+    // The docker-save layout (manifest.json, <config>.json, <layer>/layer.tar) or, for the
+    // containerd store, an OCI layout (blobs/sha256/<digest>; our manifest replaces manifest.json).
+    const tarName = (artifact: string): string | null =>
       artifact === 'manifest.json'
-        ? 'manifest.json'
+        ? oci
+          ? null
+          : 'manifest.json'
         : artifact === 'config.json'
-          ? `${digestHex(header.app.imageId)}.json`
-          : `${artifact.slice('layer/'.length)}/layer.tar`;
+          ? oci
+            ? `blobs/sha256/${digestHex(header.app.imageId)}`
+            : `${digestHex(header.app.imageId)}.json`
+          : oci
+            ? `blobs/sha256/${artifact.slice('layer/'.length)}`
+            : `${artifact.slice('layer/'.length)}/layer.tar`;
+    if (oci) yield* ociPrologue(oci);
     let current = '';
+    let skipping = false;
     for (;;) {
       const t0 = performance.now();
       const r = await it.next();
@@ -101,18 +116,35 @@ export function loadArchiveFromOverlay(
           throw new ImageError('bad_overlay', `overlay file ${path} changed since it was verified (artifact '${current}')`, { context: { path } });
         }
         const name = tarName(current);
+        skipping = name === null;
+        if (name === null) continue;
         if (name.endsWith('/layer.tar')) yield ustarHeader(name.slice(0, -'layer.tar'.length), 0, 'dir');
         yield ustarHeader(name, size, 'file');
       } else if (ev.type === 'data') {
-        yield ev.chunk;
+        if (!skipping) yield ev.chunk;
       } else if (ev.type === 'end') {
-        const pad = padding(sizes.get(current)!);
+        const pad = skipping ? null : padding(sizes.get(current)!);
         if (pad) yield pad;
       }
     }
+    if (oci) yield* tarFile('index.json', oci.index);
     yield Buffer.alloc(BLOCK * 2);
   }
   return Readable.from(counted(), { objectMode: false, highWaterMark: 4 << 20 });
+}
+
+function* tarFile(name: string, bytes: Buffer): Generator<Buffer> {
+  yield ustarHeader(name, bytes.length, 'file');
+  yield bytes;
+  const pad = padding(bytes.length);
+  if (pad) yield pad;
+}
+
+function* ociPrologue(oci: OciLoadParts): Generator<Buffer> {
+  yield* tarFile('oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
+  yield ustarHeader('blobs/', 0, 'dir');
+  yield ustarHeader('blobs/sha256/', 0, 'dir');
+  yield* tarFile(`blobs/sha256/${digestHex(oci.manifestDigest)}`, oci.manifest);
 }
 
 /** Fails, naming the base, when the engine does not have the overlay's base image. */
@@ -134,11 +166,15 @@ export async function requireBase(engine: DockerEngine, header: OverlayHeader, n
 export async function synthesize(opts: { engine: DockerEngine; path: string; header: OverlayHeader; node: string }): Promise<SynthesisResult> {
   const { engine, header } = opts;
   const started = performance.now();
-  const present = await engine.inspectImage(header.app.imageId);
+  // The containerd image store names the image by its manifest's digest and loads an OCI
+  // layout without the base's layers (overlay-oci.ts); the classic store by its config's.
+  const oci = (await probeEngineAdapter(engine)).imageStore === 'containerd' ? await ociParts(engine, header, opts.node) : null;
+  const wantId = oci ? oci.manifestDigest : header.app.imageId;
+  const present = await engine.inspectImage(wantId);
   if (present) {
     return {
       imageId: present.id,
-      imageIdMatches: present.id === header.app.imageId,
+      imageIdMatches: present.id === wantId,
       synthesized: false,
       decompressMs: 0,
       loadMs: 0,
@@ -146,10 +182,10 @@ export async function synthesize(opts: { engine: DockerEngine; path: string; hea
       loadedBytes: 0,
     };
   }
-  await requireBase(engine, header, opts.node);
+  if (!oci) await requireBase(engine, header, opts.node);
   let waited = 0;
   let loadedBytes = 0;
-  const archive = loadArchiveFromOverlay(opts.path, header, { onWait: (ms) => (waited += ms), onBytes: (n) => (loadedBytes += n) });
+  const archive = loadArchiveFromOverlay(opts.path, header, { onWait: (ms) => (waited += ms), onBytes: (n) => (loadedBytes += n), ...(oci ? { oci } : {}) });
   const loadStart = performance.now();
   let failure: unknown = null;
   archive.on('error', (err) => (failure ??= err));
@@ -161,19 +197,32 @@ export async function synthesize(opts: { engine: DockerEngine; path: string; hea
   }
   if (failure) throw failure;
   const total = performance.now() - loadStart;
-  const img = await engine.inspectImage(header.app.imageId);
+  const img = await engine.inspectImage(wantId);
   if (!img) {
-    throw new ImageError('synthesis_failed', `the engine loaded the overlay but has no image ${header.app.imageId}`, {
-      context: { imageId: header.app.imageId },
+    throw new ImageError('synthesis_failed', `the engine loaded the overlay but has no image ${wantId}`, {
+      context: { imageId: wantId, appConfigDigest: header.app.imageId },
     });
   }
   return {
     imageId: img.id,
-    imageIdMatches: img.id === header.app.imageId,
+    imageIdMatches: img.id === wantId,
     synthesized: true,
     decompressMs: Math.round(waited),
     loadMs: Math.round(total - waited),
     totalMs: Math.round(performance.now() - started),
     loadedBytes,
   };
+}
+
+/** The OCI parts for the containerd store: the base must be here, its manifest read from the content store. */
+async function ociParts(engine: DockerEngine, header: OverlayHeader, node: string): Promise<OciLoadParts> {
+  await requireBase(engine, header, node);
+  const base = (await engine.inspectImage(header.base.imageId))!;
+  const manifest = await readImageManifest((await engine.info()).dockerRootDir, base.id);
+  if (!manifest) {
+    throw new ImageError('synthesis_failed', `the containerd content store of cloudlet ${node} has no manifest of the base image ${base.id}`, {
+      context: { base: base.id, node },
+    });
+  }
+  return ociPartsFor(header, manifest);
 }

@@ -1,7 +1,8 @@
 // One Docker engine per cloudlet, each in its cloudlet's network namespace with its own
 // data-root, exec-root, socket, pidfile and cgroup parent, so engines never share state.
-// Two engine kinds: the system's Docker 20.10 and Docker 28.5 with containerd 2.1 from the
-// private prefix scripts/setup-docker28.sh installs (docs/engines-docker28.md).
+// Three engine kinds: the system's Docker 20.10, and Docker 28.5 with containerd 2.1 from the
+// private prefix scripts/setup-docker28.sh installs (docs/engines-docker28.md) with either
+// image store: the classic overlay2 graph driver (docker28) or containerd's (docker28-containerd).
 import { mkdirSync, openSync, closeSync, writeFileSync, readFileSync, existsSync, symlinkSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CloudletError, UsageError } from '../util/errors.js';
@@ -35,7 +36,7 @@ function engineBinaries(kind: EngineKind, home: string): { dockerd: string; path
   if (kind === 'docker20') return { dockerd: 'dockerd', path: [] };
   const bin = join(DOCKER28_PREFIX, 'bin');
   if (!existsSync(join(bin, 'dockerd')) || !existsSync(join(bin, 'containerd'))) {
-    throw new UsageError(`engine docker28: Docker 28 is not installed in ${DOCKER28_PREFIX}`, {
+    throw new UsageError(`engine ${kind}: Docker 28 is not installed in ${DOCKER28_PREFIX}`, {
       hint: 'run `bash scripts/setup-docker28.sh` (scripts/setup.sh does it)',
     });
   }
@@ -45,6 +46,20 @@ function engineBinaries(kind: EngineKind, home: string): { dockerd: string; path
   rmSync(join(runcDir, 'runc'), { force: true });
   symlinkSync(DOCKER28_RUNC, join(runcDir, 'runc'));
   return { dockerd: join(bin, 'dockerd'), path: [runcDir, bin] };
+}
+
+/**
+ * The engine's daemon.json: empty but for the containerd image store of `docker28-containerd`
+ * (the `containerd-snapshotter` feature, Docker 29's default: images and R/W layers kept by
+ * containerd's overlayfs snapshotter instead of the overlay2 graph driver).
+ */
+export function engineDaemonConfig(kind: EngineKind): Record<string, unknown> {
+  return kind === 'docker28-containerd' ? { features: { 'containerd-snapshotter': true } } : {};
+}
+
+/** The image store the lab configures for that kind (`cloudlet doctor` reads it from the engine). */
+export function engineImageStore(kind: EngineKind): 'overlay2' | 'containerd' {
+  return kind === 'docker28-containerd' ? 'containerd' : 'overlay2';
 }
 
 export function engineLayout(name: string, dir: string, runDir: string, prefix: string, xdgRuntimeDir: string): Omit<EngineInfo, 'pid' | 'kind'> {
@@ -134,9 +149,9 @@ export async function startEngine(opts: StartEngineOptions): Promise<EngineInfo>
   const binaries = engineBinaries(kind, home);
   mkdirSync(layout.dataRoot, { recursive: true });
   mkdirSync(layout.execRoot, { recursive: true });
-  // An empty config file of our own, so that a host-wide /etc/docker/daemon.json never applies.
+  // A config file of our own, so that a host-wide /etc/docker/daemon.json never applies.
   const configFile = join(home, 'daemon.json');
-  writeFileSync(configFile, '{}\n');
+  writeFileSync(configFile, `${JSON.stringify(engineDaemonConfig(kind))}\n`);
   const criuBin = installCriuWrapper(home, criuWorkDir(layout));
   // containerd unpacks checkpoints into $XDG_RUNTIME_DIR and never deletes them: the lab
   // gives it a dir on its scratch tmpfs, which `lab down` removes.

@@ -28,8 +28,11 @@ export function scratchOf(name: string): string {
   return join(labRunDir(), name, 'scratch');
 }
 
-/** The engines a lab can run, one kind per cloudlet (src/lab/engines.ts). */
-export const ENGINE_KINDS = ['docker20', 'docker28'] as const;
+/**
+ * The engines a lab can run, one kind per cloudlet (src/lab/engines.ts): Docker 20.10, Docker 28
+ * with the classic overlay2 store, Docker 28 with the containerd image store.
+ */
+export const ENGINE_KINDS = ['docker20', 'docker28', 'docker28-containerd'] as const;
 export type EngineKind = (typeof ENGINE_KINDS)[number];
 
 export interface LinkSpec {

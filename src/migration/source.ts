@@ -3,6 +3,7 @@
 // one module per phase: source/prepare.ts, precopy.ts, announce.ts, final.ts, commit.ts,
 // rollback.ts, and source/recovery.ts after a restart. A handoff by re-creation runs apart
 // (recreate.ts).
+import { probeEngineAdapter } from '../engine/engine-adapter.js';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CloudletError, ConflictError, NotFoundError, UsageError, errorMessage } from '../util/errors.js';
@@ -66,9 +67,20 @@ export class MigrationSource {
     }
     if (req.to === this.deps.node) throw new UsageError('source and destination are the same cloudlet');
     const client = this.deps.connectPeer({ url: peer.url, silenceMs: req.peerTimeoutMs ?? PEER_SILENCE_MS });
-    const details = await this.deps.engine.inspectContainer(req.container);
-    if (!details.running) throw new UsageError(`container '${details.name}' is not running: nothing to migrate live`);
-    if (!details.upperDir) throw new CloudletError('no_upperdir', 'the engine does not use overlay2: cannot sync the R/W layer', { kind: 'conflict' });
+    const [inspected, adapter] = await Promise.all([this.deps.engine.inspectContainer(req.container), probeEngineAdapter(this.deps.engine)]);
+    if (!inspected.running) throw new UsageError(`container '${inspected.name}' is not running: nothing to migrate live`);
+    // Where the R/W layer is depends on the image store: the adapter knows (engine-adapter.ts).
+    const upperDir = await adapter.rwLayerDir({ containerId: inspected.id, graphDriverUpperDir: inspected.upperDir, execRoot: this.deps.execRoot ?? null });
+    if (!upperDir) {
+      throw new CloudletError(
+        'no_upperdir',
+        `Docker ${adapter.engineVersion} (${adapter.imageStore} image store) names no R/W layer of the container: cannot sync it`,
+        {
+          kind: 'conflict',
+        },
+      );
+    }
+    const details = { ...inspected, upperDir };
     for (const r of this.running.values()) {
       if (r.report.container === details.name && !r.report.finishedAt) {
         throw new ConflictError(`container '${details.name}' is already being migrated (${r.report.id})`);
@@ -88,7 +100,7 @@ export class MigrationSource {
     }
     // A service in a holder has its address there.
     const serviceAddress = this.deps.serviceNetwork?.addressOf(holder?.details ?? details) ?? null;
-    return { req, details, holder, spec, choice, peer: client, serviceAddress };
+    return { req, details, holder, spec, choice, peer: client, serviceAddress, sourceEngine: adapter.asSource };
   }
 
   get(id: string): MigrationReport | null {
@@ -155,6 +167,7 @@ export class MigrationSource {
       details,
       holder: holder?.spec ?? null,
       spec: o.spec,
+      sourceEngine: o.sourceEngine,
       t0: o.t0,
       peer: o.peer,
       stage: join(this.deps.scratchDir, 'migrations', id),

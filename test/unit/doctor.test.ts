@@ -121,10 +121,13 @@ test('engine check: the adapter family and what it can restore; unmeasured engin
   });
   const [d20] = engineChecks([probe('20.10.24+dfsg1', 'overlay2')]);
   assert.equal(d20!.status, 'ok');
-  assert.match(d20!.detail, /\(docker20\).*every network mode/);
+  assert.match(d20!.detail, /\(docker20, overlay2 image store\).*every network mode/);
   const [d28] = engineChecks([probe('28.5.2+dfsg4', 'overlay2')]);
   assert.equal(d28!.status, 'ok');
-  assert.match(d28!.detail, /\(docker28\).*netns holder/);
+  assert.match(d28!.detail, /\(docker28, overlay2 image store\).*netns holder/);
+  const [d28c] = engineChecks([probe('28.5.2+dfsg4', 'overlayfs')]);
+  assert.equal(d28c!.status, 'ok');
+  assert.match(d28c!.detail, /\(docker28-containerd, containerd image store\).*netns holder/);
   const [d29] = engineChecks([probe('29.1.0', 'overlayfs')]);
   assert.equal(d29!.status, 'missing');
   assert.match(d29!.detail, /29\.1\.0 .*not supported/);

@@ -36,11 +36,44 @@ test('unmeasured versions, unreadable versions and other image stores are refuse
       v,
     );
   }
-  // The containerd image store reports its snapshotter as the driver.
-  assert.throws(
-    () => selectEngineAdapter({ version: '28.5.2+dfsg4', storageDriver: 'overlayfs' }),
-    (err: unknown) => err instanceof UnsupportedEngineError && /overlay2/.test(err.message) && /overlayfs/.test(err.message),
-  );
+  // 20.10 with the containerd store, and stores no adapter knows, are refused by name.
+  for (const [version, driver] of [
+    ['20.10.24+dfsg1', 'overlayfs'],
+    ['28.5.2+dfsg4', 'btrfs'],
+    ['28.5.2+dfsg4', 'vfs'],
+  ] as const) {
+    assert.throws(
+      () => selectEngineAdapter({ version, storageDriver: driver }),
+      (err: unknown) => err instanceof UnsupportedEngineError && err.message.includes(driver) && err.message.includes(version),
+      `${version} ${driver}`,
+    );
+  }
+});
+
+test('Docker 28 with the containerd image store (driver overlayfs) gets its own family', async () => {
+  const a = selectEngineAdapter({ version: '28.5.2+dfsg4', storageDriver: 'overlayfs' });
+  assert.equal(a.family, 'docker28-containerd');
+  assert.equal(a.imageStore, 'containerd');
+  assert.deepEqual(a.asSource, { version: '28.5.2+dfsg4', imageStore: 'containerd' });
+  // Restores as Docker 28 does: holders only.
+  assert.equal(a.restoreRefusal({ networkMode: 'container:h' }), null);
+  assert.match(a.restoreRefusal({ networkMode: 'bridge' }) ?? '', /network namespace of its own/);
+  // No containerd to ask: no R/W layer named (the classic store's GraphDriver answer is not used).
+  assert.equal(await a.rwLayerDir({ containerId: ID, graphDriverUpperDir: '/x/upper', execRoot: null }), null);
+  const classic = selectEngineAdapter({ version: '28.5.2+dfsg4', storageDriver: 'overlay2' });
+  assert.equal(await classic.rwLayerDir({ containerId: ID, graphDriverUpperDir: '/x/upper', execRoot: '/run/x' }), '/x/upper');
+});
+
+test('a handoff between the two image stores is refused, naming both engines and why', () => {
+  const c = selectEngineAdapter({ version: '28.5.2+dfsg4', storageDriver: 'overlayfs' });
+  const o20 = selectEngineAdapter({ version: '20.10.24+dfsg1', storageDriver: 'overlay2' });
+  const o28 = selectEngineAdapter({ version: '28.5.2+dfsg4', storageDriver: 'overlay2' });
+  assert.equal(c.handoffRefusalFrom(c.asSource), null);
+  assert.equal(o28.handoffRefusalFrom(o20.asSource), null, '20.10 -> 28 on overlay2 is a store match');
+  const why = c.handoffRefusalFrom(o20.asSource) ?? '';
+  assert.match(why, /from Docker 20\.10\.24\+dfsg1 \(overlay2 image store\) to Docker 28\.5\.2\+dfsg4 \(containerd image store\)/);
+  assert.match(why, /config's digest.*manifest's/);
+  assert.match(o20.handoffRefusalFrom(c.asSource) ?? '', /from Docker 28\.5\.2\+dfsg4 \(containerd image store\) to Docker 20\.10\.24\+dfsg1/);
 });
 
 test('both families keep the runc root, checkpoint dir and staging of 20.10', () => {

@@ -18,6 +18,9 @@ function stubEngine(images: Map<string, ImageDetails>) {
   const loads: number[] = [];
   const engine = {
     socketPath: '/stub.sock',
+    // A Docker 20.10 with the classic store: synthesis loads a docker-save archive.
+    version: async () => ({ version: '20.10.24+dfsg1' }),
+    info: async () => ({ storageDriver: 'overlay2', dockerRootDir: '/stub' }),
     inspectImage: async (ref: string) => images.get(ref) ?? null,
     containerExists: async () => false,
     loadImage: async (s: NodeJS.ReadableStream) => {

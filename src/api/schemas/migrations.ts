@@ -204,6 +204,11 @@ export const PrepareRequestSchema = z
         volumes: z.array(z.string()),
         serviceAddress: z.string().nullable().optional(),
         netnsHolder: z.object({ name: z.string(), imageId: z.string(), imageName: z.string(), spec: ContainerSpecSchema }).strict().nullable().optional(),
+        sourceEngine: z
+          .object({ version: z.string(), imageStore: z.enum(['overlay2', 'containerd']) })
+          .strict()
+          .optional()
+          .describe("the source's engine: a destination with another image store refuses the prepare"),
       })
       .strict(),
     pageCache: z.boolean().optional().describe("offer the hashes of the pages this cloudlet's page cache holds for the image"),

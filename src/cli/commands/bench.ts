@@ -10,7 +10,8 @@ import { runSweepBench, sweepMarkdown } from '../../bench/sweep.js';
 import { parseDuration } from './migrate.js';
 import { parseEngineKind } from '../../lab/engines.js';
 import { migrateBenchMarkdown, migrateBenchText } from '../../bench/migrate-report.js';
-import { runOverlayBench } from '../../bench/overlay.js';
+import { runOverlayBench, type OverlayBenchResult } from '../../bench/overlay.js';
+import { runOverlayBenchOnEngines } from '../../bench/overlay-engines.js';
 import { runHandoffBench, DIRECT_WINDOW } from '../../bench/handoff.js';
 import { handoffReportText } from '../../bench/handoff-report.js';
 import { runBenchAll } from '../../bench/all/run.js';
@@ -348,49 +349,27 @@ function registerBenchOverlay(bench: Command): void {
     .description('overlays: create on a, push to b over the lab link, synthesize and start on b; against the 2016 method and whole-image shipping')
     .option('--codecs <list>', 'codecs to measure, the first is the headline', 'lz4,zstd,gzip,none')
     .option('--workloads <list>', 'large (~200 MB of app files), small (~2 MB)', 'large,small')
+    .option('--engine <kinds>', 'run the bench once per engine kind on labs of its own, e.g. docker20,docker28,docker28-containerd (no lab may be up)')
     .option('--json', 'print JSON')
     .action(
-      action(async (opts: { codecs: string; workloads: string; json?: boolean }) => {
+      action(async (opts: { codecs: string; workloads: string; engine?: string; json?: boolean }) => {
         requireRoot('benchmarks on the lab');
         const codecs = opts.codecs.split(',').map((c) => parseCodec(c.trim()));
         const workloads = opts.workloads.split(',').map((w) => w.trim());
         for (const w of workloads) if (w !== 'large' && w !== 'small') throw new UsageError(`--workloads: unknown workload '${w}' (large, small)`);
         if (codecs.length === 0 || workloads.length === 0) throw new UsageError('--codecs and --workloads need at least one entry');
-        const r = await runOverlayBench({ codecs, workloads: workloads as ('large' | 'small')[], progress });
+        const o = { codecs, workloads: workloads as ('large' | 'small')[], progress };
+        if (opts.engine !== undefined) {
+          const engines = opts.engine.split(',').map((k) => parseEngineKind(k.trim(), '--engine'));
+          const command = `cloudlet bench overlay --engine ${engines.join(',')} --codecs ${codecs.join(',')} --workloads ${workloads.join(',')}${opts.json ? ' --json' : ''}`;
+          const all = await runOverlayBenchOnEngines({ ...o, engines, command });
+          if (opts.json) return printJson(all);
+          for (const r of all.engines) printOverlayBench(r);
+          return 0;
+        }
+        const r = await runOverlayBench(o);
         if (opts.json) return printJson(r);
-        const mb = (b: number) => (b / 1e6).toFixed(2);
-        process.stdout.write(`link ${r.link.bandwidth} / ${r.link.latency}; ${r.machine.cores} cores, kernel ${r.machine.kernel}\n\n`);
-        printTable(
-          r.workloads.flatMap((w) =>
-            w.codecs.map((c) => ({
-              workload: w.name,
-              codec: c.codec,
-              app_mb: mb(w.appBytes),
-              overlay_raw_mb: mb(c.overlayRawBytes),
-              overlay_mb: mb(c.overlayBytes),
-              create_ms: c.createMs,
-              push_ms: c.pushMs,
-              synth_ms: c.synthesisMs,
-              start_ms: c.createContainerMs + c.startMs,
-              first_request_ms: c.firstRequestMs,
-              id_ok: c.imageIdMatches ? 'yes' : 'NO',
-            })),
-          ),
-          ['workload', 'codec', 'app_mb', 'overlay_raw_mb', 'overlay_mb', 'create_ms', 'push_ms', 'synth_ms', 'start_ms', 'first_request_ms', 'id_ok'],
-        );
-        process.stdout.write('\n');
-        printTable(
-          r.workloads.map((w) => ({
-            workload: w.name,
-            synth_ms: w.synthesisMs,
-            prototype_synth_ms: w.baselinePrototypeSynthesisMs,
-            speedup: `${w.synthesisSpeedup}x`,
-            full_image_mb: mb(w.fullImageBytes),
-            full_image_ms: w.baselines.fullImage.totalMs,
-            '2016': w.name === 'large' ? '69 MB / ~18 s' : '0.69 MB / ~4 s',
-          })),
-          ['workload', 'synth_ms', 'prototype_synth_ms', 'speedup', 'full_image_mb', 'full_image_ms', '2016'],
-        );
+        printOverlayBench(r);
         return r.workloads.every((w) => w.imageIdMatches) ? 0 : 1;
       }),
     );
@@ -416,4 +395,42 @@ function registerBenchSecurity(bench: Command): void {
         return r.ok ? 0 : 1;
       }),
     );
+}
+
+/** The overlay bench's tables (one engine). */
+function printOverlayBench(r: OverlayBenchResult): void {
+  process.stdout.write(`engine ${r.engine.kind} (Docker ${r.engine.version}, ${r.engine.imageStore} image store)\n`);
+  const mb = (b: number) => (b / 1e6).toFixed(2);
+  process.stdout.write(`link ${r.link.bandwidth} / ${r.link.latency}; ${r.machine.cores} cores, kernel ${r.machine.kernel}\n\n`);
+  printTable(
+    r.workloads.flatMap((w) =>
+      w.codecs.map((c) => ({
+        workload: w.name,
+        codec: c.codec,
+        app_mb: mb(w.appBytes),
+        overlay_raw_mb: mb(c.overlayRawBytes),
+        overlay_mb: mb(c.overlayBytes),
+        create_ms: c.createMs,
+        push_ms: c.pushMs,
+        synth_ms: c.synthesisMs,
+        start_ms: c.createContainerMs + c.startMs,
+        first_request_ms: c.firstRequestMs,
+        id_ok: c.imageIdMatches ? 'yes' : 'NO',
+      })),
+    ),
+    ['workload', 'codec', 'app_mb', 'overlay_raw_mb', 'overlay_mb', 'create_ms', 'push_ms', 'synth_ms', 'start_ms', 'first_request_ms', 'id_ok'],
+  );
+  process.stdout.write('\n');
+  printTable(
+    r.workloads.map((w) => ({
+      workload: w.name,
+      synth_ms: w.synthesisMs,
+      prototype_synth_ms: w.baselinePrototypeSynthesisMs,
+      speedup: `${w.synthesisSpeedup}x`,
+      full_image_mb: mb(w.fullImageBytes),
+      full_image_ms: w.baselines.fullImage.totalMs,
+      '2016': w.name === 'large' ? '69 MB / ~18 s' : '0.69 MB / ~4 s',
+    })),
+    ['workload', 'synth_ms', 'prototype_synth_ms', 'speedup', 'full_image_mb', 'full_image_ms', '2016'],
+  );
 }

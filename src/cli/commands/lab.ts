@@ -5,8 +5,10 @@ import { UsageError } from '../../util/errors.js';
 import { labDown, labHealth, labUp, setLink } from '../../lab/lab.js';
 import { nsenterArgs } from '../../lab/netns.js';
 import { labDir, readLabState, type LabState, type RestoreMode } from '../../lab/state.js';
-import { DEFAULT_ENGINE_KIND, ENGINE_KINDS, parseEngineKind, type EngineKind } from '../../lab/engines.js';
+import { DEFAULT_ENGINE_KIND, ENGINE_KINDS, engineImageStore, parseEngineKind, type EngineKind } from '../../lab/engines.js';
 import { labHost, measureThroughput } from '../../lab/throughput.js';
+import { DockerEngine } from '../../engine/docker.js';
+import { probeEngineAdapter } from '../../engine/engine-adapter.js';
 import { action, printJson, printTable, progress, requireRoot } from '../output.js';
 
 function requireLab(): LabState {
@@ -22,9 +24,26 @@ function parseSize(text: string): number {
   return Math.round(Number(m[1]) * mult);
 }
 
+/** What each running engine is and can restore, as its adapter says (the one `cloudlet doctor` names). */
+async function engineAdapters(state: LabState): Promise<Map<string, { version: string; family: string; checkpoint: string } | { error: string }>> {
+  const out = new Map<string, { version: string; family: string; checkpoint: string } | { error: string }>();
+  await Promise.all(
+    state.cloudlets.map(async (cl) => {
+      try {
+        const a = await probeEngineAdapter(new DockerEngine(cl.engine.socket, { timeoutMs: 5_000 }));
+        out.set(cl.name, { version: a.engineVersion, family: a.family, checkpoint: a.restoreScope });
+      } catch (err) {
+        out.set(cl.name, { error: (err as Error).message });
+      }
+    }),
+  );
+  return out;
+}
+
 /** The lab as shown to users: no token (it stays in the root-only state file). */
-function publicView(state: LabState) {
+async function publicView(state: LabState) {
   const health = labHealth(state);
+  const adapters = await engineAdapters(state);
   return {
     dir: state.dir,
     createdAt: state.createdAt,
@@ -42,6 +61,9 @@ function publicView(state: LabState) {
       apiUrl: cl.daemon.apiUrl,
       peerUrl: cl.daemon.peerUrl,
       engine: cl.engine.kind ?? DEFAULT_ENGINE_KIND,
+      imageStore: engineImageStore(cl.engine.kind ?? DEFAULT_ENGINE_KIND),
+      /** The engine's version, adapter family and what it can checkpoint and restore (or why not known). */
+      engineAdapter: adapters.get(cl.name) ?? null,
       engineSocket: cl.engine.socket,
       dockerHost: `unix://${cl.engine.socket}`,
       engineRunning: health.find((h) => h.name === cl.name)?.engineRunning ?? false,
@@ -50,8 +72,8 @@ function publicView(state: LabState) {
   };
 }
 
-function printStatus(state: LabState): void {
-  const view = publicView(state);
+async function printStatus(state: LabState): Promise<void> {
+  const view = await publicView(state);
   printTable(
     view.cloudlets.map((c) => ({
       name: c.name,
@@ -60,11 +82,17 @@ function printStatus(state: LabState): void {
       link: `${c.link.bandwidth}/${c.link.latency}`,
       api: c.apiUrl,
       engine: `${c.engine} ${c.engineRunning ? 'up' : 'DOWN'}`,
+      image_store: c.imageStore,
       daemon: c.daemonRunning ? 'up' : 'DOWN',
       docker_host: c.dockerHost,
     })),
-    ['name', 'namespace', 'address', 'link', 'api', 'engine', 'daemon', 'docker_host'],
+    ['name', 'namespace', 'address', 'link', 'api', 'engine', 'image_store', 'daemon', 'docker_host'],
   );
+  for (const c of view.cloudlets) {
+    const a = c.engineAdapter;
+    const what = a && 'family' in a ? `Docker ${a.version} (${a.family}): ${a.checkpoint}` : `engine not usable: ${a?.error ?? 'not probed'}`;
+    process.stdout.write(`${c.name}: ${what}\n`);
+  }
   process.stdout.write(`client: ${state.client.namespace} ${state.client.address} link ${state.client.link.bandwidth}/${state.client.link.latency}\n`);
 }
 
@@ -117,11 +145,14 @@ function registerLabUp(lab: Command): void {
       ).choices(['eager', 'lazy']),
     )
     .addOption(
-      new Option('--engine <kind>', 'the Docker engine of every cloudlet (docker28: scripts/setup-docker28.sh installs it)')
+      new Option(
+        '--engine <kind>',
+        'the Docker engine of every cloudlet (docker28, docker28-containerd: Docker 28 with the overlay2 or the containerd image store; scripts/setup-docker28.sh installs it)',
+      )
         .choices([...ENGINE_KINDS])
         .default(DEFAULT_ENGINE_KIND),
     )
-    .option('--engines <list>', 'per-cloudlet engines overriding --engine, e.g. a=docker20,b=docker28')
+    .option('--engines <list>', 'per-cloudlet engines overriding --engine, e.g. a=docker20,b=docker28,c=docker28-containerd')
     .option('--json', 'print the lab as JSON')
     .action(
       action(async (opts: LabUpFlags) => {
@@ -137,9 +168,9 @@ function registerLabUp(lab: Command): void {
           },
           progress,
         );
-        if (opts.json) printJson(publicView(state));
+        if (opts.json) printJson(await publicView(state));
         else {
-          printStatus(state);
+          await printStatus(state);
           progress(`lab up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
         }
       }),
@@ -177,8 +208,8 @@ function registerLabStatus(lab: Command): void {
           else process.stdout.write('no lab is up\n');
           return 1;
         }
-        if (opts.json) printJson({ up: true, ...publicView(state) });
-        else printStatus(state);
+        if (opts.json) printJson({ up: true, ...(await publicView(state)) });
+        else await printStatus(state);
         return 0;
       }),
     );

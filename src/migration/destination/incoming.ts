@@ -27,6 +27,8 @@ export interface DestinationDeps {
   engine: DockerEngine;
   db: MigrationJournal;
   dataRoot: string;
+  /** The engine's exec root (containerd's socket below it: R/W layers on the containerd image store). */
+  execRoot?: string;
   xdgRuntimeDir: string | null;
   /** Scratch space for staging (see DaemonConfig.scratchDir). */
   scratchDir: string;

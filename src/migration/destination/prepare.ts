@@ -60,6 +60,17 @@ export async function prepareProblems(deps: DestinationDeps, req: PrepareRequest
     ...names.map((n) => engine.containerExists(n)),
   ]);
   const problems: CloudletError[] = [];
+  // First: an image store unlike the source's makes every later answer (image missing) moot,
+  // and the source ships layers only after an image_missing.
+  const storeRefusal = c.sourceEngine ? adapter.handoffRefusalFrom(c.sourceEngine) : null;
+  if (storeRefusal !== null) {
+    problems.push(
+      new CloudletError('engine_mismatch', storeRefusal, {
+        kind: 'conflict',
+        context: { source: c.sourceEngine, destination: adapter.asSource },
+      }),
+    );
+  }
   if (!imageHere) {
     problems.push(
       new CloudletError('image_missing', `image ${c.imageName} (${c.imageId.slice(0, 19)}) is not on this cloudlet`, {
@@ -155,9 +166,19 @@ export async function createTwin(deps: DestinationDeps, inc: Incoming, req: Prep
   const image = await twinImageRef(engine, c.imageId, c.imageName);
   // Docker's options rebuilt from the checked spec, field by field (nothing of the peer's spread in).
   inc.twinId = await engine.createContainer(createOptionsFromSpec(c.spec, { name: c.name, image }));
-  const twin = await engine.inspectContainer(inc.twinId);
-  if (!twin.upperDir) throw new CloudletError('no_upperdir', 'the destination engine does not use overlay2: cannot sync the R/W layer', { kind: 'internal' });
-  inc.upperDir = twin.upperDir;
+  const [twin, adapter] = await Promise.all([engine.inspectContainer(inc.twinId), probeEngineAdapter(engine)]);
+  // Where the R/W layer is depends on the image store: the adapter knows (engine-adapter.ts).
+  const upperDir = await adapter.rwLayerDir({ containerId: twin.id, graphDriverUpperDir: twin.upperDir, execRoot: deps.execRoot ?? null });
+  if (!upperDir) {
+    throw new CloudletError(
+      'no_upperdir',
+      `Docker ${adapter.engineVersion} (${adapter.imageStore} image store) names no R/W layer of the twin: cannot sync it`,
+      {
+        kind: 'internal',
+      },
+    );
+  }
+  inc.upperDir = upperDir;
   // The base of the page images lives where containerd's unpacked checkpoint can reach it
   // through a relative `parent` link (see restore.ts).
   enterState(deps, inc, 'prepared', { twinId: inc.twinId, holderId: inc.holderId });

@@ -1,6 +1,7 @@
 // What the two sides of a handoff by migration send each other (the destination's requests
 // and answers), and how the destination checks a prepare request. Byte-for-byte the wire
 // format of the peers' HTTP API (routes-migrations.ts): changing a field changes the protocol.
+import type { SourceEngine } from '../../engine/engine-adapter.js';
 import { z } from 'zod';
 import type { PacketHoldStats } from '../../network/packet-hold.js';
 import type { HolderSpec } from '../../network/netns-holder.js';
@@ -29,6 +30,8 @@ export interface PrepareRequest {
      * image, network and address), so that the restore finds its namespace ready.
      */
     netnsHolder?: HolderSpec | null;
+    /** The source's engine: a destination whose image store differs refuses (engine-adapter.ts). */
+    sourceEngine?: SourceEngine;
   };
   /** The source leaves out of its pre-copy rounds the pages this cloudlet's page cache offers. */
   pageCache?: boolean;
@@ -133,6 +136,10 @@ const prepareSchema = z
       .extend({
         serviceAddress: z.string().ip({ version: 'v4' }).nullable().optional(),
         netnsHolder: holderSpecSchema.nullable().optional(),
+        sourceEngine: z
+          .object({ version: z.string().max(100), imageStore: z.enum(['overlay2', 'containerd']) })
+          .strict()
+          .optional(),
       })
       .strict(),
     pageCache: z.boolean().optional(),

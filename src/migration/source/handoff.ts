@@ -1,6 +1,7 @@
 // What the source's phases share about one handoff: its inputs, what it has done so far (which
 // decides what a rollback undoes), and where its files are.
 import type { PageCache } from '../../checkpoint/page-cache.js';
+import type { SourceEngine } from '../../engine/engine-adapter.js';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DockerEngine, ContainerDetails, RestartPolicy } from '../../engine/docker.js';
@@ -24,6 +25,8 @@ export interface SourceDeps {
   events: MigrationEventSink;
   /** EXEC_ROOT/runtime-runc/moby: runc's state of the engine's containers. */
   runcRoot: string;
+  /** The engine's exec root (containerd's socket below it: R/W layers on the containerd image store). */
+  execRoot?: string;
   dataRoot: string;
   xdgRuntimeDir: string | null;
   /** Scratch space for staging (see DaemonConfig.scratchDir). */
@@ -77,6 +80,8 @@ export interface SourceHandoff {
   readonly holder: HolderSpec | null;
   /** The twin's spec (joining the holder's copy when there is a holder), checked at the request. */
   readonly spec: ContainerSpec;
+  /** This cloudlet's engine (version, image store), named in the prepare. */
+  readonly sourceEngine: SourceEngine;
   /** performance.now() at the request: totalMs counts from here. */
   readonly t0: number;
   readonly peer: PeerTransport;

@@ -2,6 +2,7 @@
 // reason it would be refused before the freeze, from the same checks a handoff runs (this
 // side's, and the destination's through POST /v1/incoming/check), with nothing made, frozen
 // or journalled on either side.
+import type { SourceEngine } from '../../engine/engine-adapter.js';
 import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
 import type { MigrationPlanSchema } from '../../api/schemas/migrations.js';
@@ -32,6 +33,8 @@ export interface PlanInput {
   peer: PeerTransport;
   /** The address the service keeps (service network, its holder's when it has one), or null. */
   serviceAddress: string | null;
+  /** This cloudlet's engine, named to the destination (which refuses an image store unlike its own). */
+  sourceEngine: SourceEngine;
 }
 
 export async function planHandoff(deps: SourceDeps, input: PlanInput): Promise<MigrationPlan> {
@@ -57,6 +60,7 @@ export async function planHandoff(deps: SourceDeps, input: PlanInput): Promise<M
       spec,
       serviceAddress,
       holder: holder?.spec ?? null,
+      sourceEngine: input.sourceEngine,
     });
     check = await input.peer.post<PrepareCheck>('/v1/incoming/check', prepareReq);
     refusals.push(...check.refusals);

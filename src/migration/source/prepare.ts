@@ -1,5 +1,6 @@
 // Source, prepare: the destination creates the twin (its image shipped first if it lacks it);
 // meanwhile the service's memory size is read, which sizes the rest of the handoff (plan).
+import type { SourceEngine } from '../../engine/engine-adapter.js';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApiError } from '../../util/errors.js';
@@ -29,7 +30,15 @@ export async function runPrepare(h: SourceHandoff): Promise<void> {
   await mkdir(stage, { recursive: true });
   const volumes = volumesOf(details);
   const prepareReq: PrepareRequest = {
-    ...prepareRequestOf({ id: report.id, node: h.deps.node, details, spec: h.spec, serviceAddress: report.serviceAddress, holder }),
+    ...prepareRequestOf({
+      id: report.id,
+      node: h.deps.node,
+      details,
+      spec: h.spec,
+      serviceAddress: report.serviceAddress,
+      holder,
+      sourceEngine: h.sourceEngine,
+    }),
     ...(req.pageCache !== false ? { pageCache: true } : {}),
   };
   // The destination refuses a prepare for an image it lacks: it then gets the image's
@@ -79,6 +88,7 @@ export function prepareRequestOf(o: {
   spec: ContainerSpec;
   serviceAddress: string | null;
   holder: HolderSpec | null;
+  sourceEngine: SourceEngine;
 }): PrepareRequest {
   return {
     id: o.id,
@@ -92,6 +102,7 @@ export function prepareRequestOf(o: {
       volumes: volumesOf(o.details).map((v) => v.name),
       serviceAddress: o.serviceAddress,
       netnsHolder: o.holder,
+      sourceEngine: o.sourceEngine,
     },
   };
 }
