@@ -117,6 +117,11 @@ export interface RoundReport {
   predictedDowntimeMs: number | null;
   /** The model rule's predicted total (request to service running) had pre-copy stopped after this round. Absent in older reports. */
   predictedTotalMs?: number | null;
+  /**
+   * Final round: milestones on the downtime path, ms after the round started (source: the
+   * freeze) or, for `destination.*`, after the destination's first byte. Absent in older reports.
+   */
+  spans?: Record<string, number>;
 }
 
 /**
