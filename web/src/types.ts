@@ -36,6 +36,8 @@ export interface RoundReport {
   predictedDowntimeMs: number | null;
   /** model rule: the predicted total had pre-copy stopped after this round */
   predictedTotalMs?: number | null;
+  /** final round: milestones on the downtime path (ms after the freeze; destination.* after its first byte) */
+  spans?: Record<string, number>;
 }
 
 export interface MigrationReport {
