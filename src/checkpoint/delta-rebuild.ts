@@ -109,12 +109,12 @@ export interface RebuildStats {
 }
 
 async function copySmallImages(smallImagesDir: string, outDir: string, delta: Delta): Promise<number> {
-  let n = 0;
-  for (const ent of await readdir(smallImagesDir, { withFileTypes: true })) {
-    if (!ent.isFile() || isPageImageName(ent.name) || ent.name.startsWith('cloudlet-')) continue;
-    await copyFile(join(smallImagesDir, ent.name), join(outDir, ent.name));
-    n++;
-  }
+  const names = (await readdir(smallImagesDir, { withFileTypes: true }))
+    .filter((ent) => ent.isFile() && !isPageImageName(ent.name) && !ent.name.startsWith('cloudlet-'))
+    .map((ent) => ent.name);
+  // In parallel: a final round waits for these copies (dozens of small files).
+  await Promise.all(names.map((name) => copyFile(join(smallImagesDir, name), join(outDir, name))));
+  const n = names.length;
   // The dump's own pagemaps must describe the same layout as the delta (same round).
   for (const id of await listPagemapIds(smallImagesDir)) {
     const pp = delta.index.get(id);

@@ -89,20 +89,25 @@ export async function installCheckpoint(opts: InstallCheckpointOptions): Promise
   await mkdir(checkpointDir, { recursive: true });
   if (stageDir !== null) await mkdir(stageDir, { recursive: true });
   const linked: string[] = [];
-  try {
-    for (const e of entries) {
-      const from = join(opts.imageDir, e.name);
-      if (e.isSymbolicLink()) {
-        await symlink(await readlink(from), join(checkpointDir, e.name));
-        await unlink(from);
-      } else if (stageDir !== null && isPagesFile(e.name)) {
-        await moveFile(from, join(stageDir, e.name));
-        await symlink(`../${STAGE_DIR}/${opts.containerId}-${opts.name}/${e.name}`, join(checkpointDir, e.name));
-        linked.push(e.name);
-      } else {
-        await moveFile(from, join(checkpointDir, e.name));
-      }
+  const installOne = async (e: (typeof entries)[number]): Promise<void> => {
+    const from = join(opts.imageDir, e.name);
+    if (e.isSymbolicLink()) {
+      await symlink(await readlink(from), join(checkpointDir, e.name));
+      await unlink(from);
+    } else if (stageDir !== null && isPagesFile(e.name)) {
+      await moveFile(from, join(stageDir, e.name));
+      await symlink(`../${STAGE_DIR}/${opts.containerId}-${opts.name}/${e.name}`, join(checkpointDir, e.name));
+      linked.push(e.name);
+    } else {
+      await moveFile(from, join(checkpointDir, e.name));
     }
+  };
+  try {
+    // Every file at once: a handoff's final round waits for this (dozens of small files,
+    // each a copy across filesystems into the engine's data root).
+    const settled = await Promise.allSettled(entries.map(installOne));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   } catch (err) {
     await rm(checkpointDir, { recursive: true, force: true });
     if (stageDir !== null) await rm(stageDir, { recursive: true, force: true });

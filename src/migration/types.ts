@@ -121,6 +121,11 @@ export interface RoundReport {
   predictedTotalMs?: number | null;
   /** Changed pages left out because the destination's page cache holds them (pre-copy rounds). Absent in older reports. */
   pagesFromCache?: number;
+  /**
+   * Final round: milestones on the downtime path, ms after the round started (source: the
+   * freeze) or, for `destination.*`, after the destination's first byte. Absent in older reports.
+   */
+  spans?: Record<string, number>;
 }
 
 /** What the page caches did for one handoff (see checkpoint/page-cache.ts). */

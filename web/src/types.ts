@@ -38,6 +38,8 @@ export interface RoundReport {
   predictedTotalMs?: number | null;
   /** changed pages left out because the destination's page cache holds them */
   pagesFromCache?: number;
+  /** final round: milestones on the downtime path (ms after the freeze; destination.* after its first byte) */
+  spans?: Record<string, number>;
 }
 
 export interface MigrationReport {

@@ -104,6 +104,7 @@ export const RoundReportSchema = z
     predictedDowntimeMs: z.number().nullable(),
     predictedTotalMs: z.number().nullable().optional().describe('model rule: the predicted total had pre-copy stopped after this round'),
     pagesFromCache: z.number().int().optional().describe("changed pages left out because the destination's page cache holds them"),
+    spans: z.record(z.number()).optional().describe('final round: milestones on the downtime path (ms after the freeze; destination.* after its first byte)'),
   })
   .openapi('RoundReport');
 export type RoundReportBody = z.infer<typeof RoundReportSchema>;
@@ -281,6 +282,7 @@ export const RoundResponseSchema = z
     receivedMs: z.number(),
     fsDoneMs: z.number(),
     baseReadyMs: z.number().nullable(),
+    spans: z.record(z.number()).describe('final round: milestones after its first byte (images built, engine started, reachable)'),
   })
   .partial()
   .openapi('RoundResponse');

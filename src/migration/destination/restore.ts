@@ -30,6 +30,8 @@ export interface FinalRestoreOptions {
   smallDir: string;
   inject: FaultPoint | undefined;
   eagerRestore: boolean;
+  /** Records a milestone of the restore (the round's spans). */
+  mark?: (name: string) => void;
 }
 
 export interface Restored {
@@ -78,6 +80,7 @@ export async function finalRestore(deps: DestinationDeps, inc: Incoming, o: Fina
     inc.lazyImagesDir = lazyDir;
   }
   const checkpointDir = await buildFinalImages(deps, inc, o, lazyDir);
+  o.mark?.('imagesBuilt');
   enterState(deps, inc, 'restoring');
   if (o.inject === 'before-restore') {
     throw new CloudletError('injected_fault', 'injected fault: the destination fails before the restore', { kind: 'internal' });
@@ -99,7 +102,9 @@ export async function finalRestore(deps: DestinationDeps, inc: Incoming, o: Fina
   } else {
     await serializedWithLazyRestores(deps.lazyRestore, () => deps.restores.run(() => deps.engine.startFromCheckpoint(inc.twinId, name)));
   }
+  o.mark?.('engineStarted');
   const after = await deps.engine.inspectContainer(inc.twinId);
+  o.mark?.('inspected');
   if (!after.running) {
     throw new CloudletError('restore_failed', `the restored container ${inc.name} is not running after the start`, {
       kind: 'internal',
@@ -107,7 +112,9 @@ export async function finalRestore(deps: DestinationDeps, inc: Incoming, o: Fina
     });
   }
   const restoreMs = performance.now() - t1;
-  return { restoreMs, ...(await releaseService(deps, inc)) };
+  const released = await releaseService(deps, inc);
+  o.mark?.('released');
+  return { restoreMs, ...released };
 }
 
 /** The final image directory, installed as the twin's checkpoint; returns containerd's checkpoint dir. */

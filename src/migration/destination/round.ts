@@ -73,7 +73,9 @@ export async function applyRound(deps: DestinationDeps, inc: Incoming, r: Incomi
       const tWait = performance.now();
       await inc.baseUpdate;
       const baseReadyMs = performance.now() - t0;
-      const x = await finalRestore(deps, inc, { delta, smallDir: got.smallDir, inject: r.inject, eagerRestore: r.eagerRestore ?? false });
+      const spans: Record<string, number> = { received: got.receivedMs, fsDone: got.fsDoneMs, baseReady: baseReadyMs };
+      const mark = (name: string) => void (spans[name] = performance.now() - t0);
+      const x = await finalRestore(deps, inc, { delta, smallDir: got.smallDir, inject: r.inject, eagerRestore: r.eagerRestore ?? false, mark });
       response = {
         ...response,
         // Waiting for the last base update counts as rebuilding: both are on the downtime path.
@@ -85,6 +87,7 @@ export async function applyRound(deps: DestinationDeps, inc: Incoming, r: Incomi
         postCopyMs: x.postCopyMs,
         running: true,
         baseReadyMs,
+        spans,
       };
     }
     await rm(got.roundDir, { recursive: true, force: true });
@@ -108,6 +111,9 @@ async function receive(inc: Incoming, r: IncomingRound, t0: number): Promise<Rec
   let fsMs = 0;
   let receivedMs = 0;
   const fsApplies: Promise<void>[] = [];
+  // Small images are written while the stream goes on: awaiting each write would hold the
+  // reader (and the source's send) for a thread-pool round trip per file.
+  const imageWrites: Promise<void>[] = [];
   try {
     for await (const a of r.artifacts) {
       if (a.name === 'delta') {
@@ -121,7 +127,9 @@ async function receive(inc: Incoming, r: IncomingRound, t0: number): Promise<Rec
         if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(file) || /^pages-\d+\.img$/.test(file)) {
           throw new UsageError(`round ${index}: refusing image file name '${file}'`);
         }
-        await writeFile(join(smallDir, file), a.data);
+        const write = writeFile(join(smallDir, file), a.data);
+        write.catch(() => undefined); // observed below (allSettled); never an unhandled rejection meanwhile
+        imageWrites.push(write);
       } else if (a.name.startsWith('fs/')) {
         // Applied in the background (rsync) while the rest of the round arrives.
         const target = fsTarget(inc, a.name);
@@ -134,8 +142,8 @@ async function receive(inc: Incoming, r: IncomingRound, t0: number): Promise<Rec
     }
   } finally {
     receivedMs = performance.now() - t0;
-    // Every started rsync finishes (or fails) before the round is answered.
-    const settled = await Promise.allSettled(fsApplies);
+    // Every started rsync and write finishes (or fails) before the round is answered.
+    const settled = await Promise.allSettled([...imageWrites, ...fsApplies]);
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     // A failed rsync fails the round even when receiving it failed too: it names the cause.
     // eslint-disable-next-line no-unsafe-finally

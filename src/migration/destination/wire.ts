@@ -100,6 +100,8 @@ export interface RoundResponse {
   receivedMs: number;
   fsDoneMs: number;
   baseReadyMs: number | null;
+  /** Final round: milestones from its first byte (images built, engine started, inspected, reachable). Absent from older peers. */
+  spans?: Record<string, number>;
 }
 
 const ID_RE = /^[a-z0-9][a-z0-9-]{7,63}$/;

@@ -1,7 +1,8 @@
 // Source, one round (pre-copy or final): capture the memory, hash its pages into a delta
 // against what the destination holds, write the filesystem batches beside it, send it all as
 // one framed stream, and record the round's figures.
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runcCheckpoint } from '../../engine/runc.js';
 import { freezeCgroup } from '../../engine/cgroups.js';
@@ -37,6 +38,24 @@ interface FsBatch {
   data: Buffer;
 }
 
+/** Milestones of a final round on the downtime path, ms after the round started. */
+type Spans = Record<string, number>;
+
+interface SpanMarker {
+  /** Records `name` now. */
+  at(name: string): void;
+  /** Records a duration measured elsewhere (CRIU's own figures). */
+  set(name: string, ms: number): void;
+}
+
+function spanMarker(spans: Spans | null): SpanMarker {
+  const t0 = performance.now();
+  return {
+    at: (name) => void (spans && (spans[name] = Math.round(performance.now() - t0))),
+    set: (name, ms) => void (spans && (spans[name] = Math.round(ms))),
+  };
+}
+
 interface Captured {
   dumpMs: number;
   stallMs: number;
@@ -49,11 +68,14 @@ export async function runRound(h: SourceHandoff, o: RoundOptions): Promise<Round
   const { report, req } = h;
   const { index, final } = o;
   const dumpDir = dumpDirOf(h.stage, index);
-  const { dumpMs, stallMs, deltaWork, fsWork } = await capture(h, o);
+  const spans: Spans | null = final ? {} : null;
+  const mark = spanMarker(spans);
+  const { dumpMs, stallMs, deltaWork, fsWork } = await capture(h, o, mark);
   const tHash = performance.now();
   let fullDelta: Delta;
   try {
     fullDelta = await deltaWork;
+    mark.at('deltaDone');
   } finally {
     // Never leave the batch promise unobserved, even when hashing failed.
     await fsWork.catch(() => undefined);
@@ -63,6 +85,7 @@ export async function runRound(h: SourceHandoff, o: RoundOptions): Promise<Round
   const { delta, refs, pages: pagesFromCache } = leaveOutOffered(h, fullDelta, final);
   // The codec is measured on this round's pages while the last filesystem batch is written.
   const [fsBatches, codec] = await Promise.all([fsWork, pickCodec(req.codec, delta, report.rounds, final)]);
+  mark.at('fsBatchesDone');
 
   // Filesystem batches first: the destination applies them while the pages arrive.
   const artifacts: OutgoingArtifact[] = fsBatches.map((b) => ({ name: b.name, chunks: () => [b.data] }));
@@ -72,20 +95,19 @@ export async function runRound(h: SourceHandoff, o: RoundOptions): Promise<Round
   const against = h.prevIndex;
   artifacts.push({ name: 'delta', chunks: () => encodeDeltaChunks(delta, { against }) });
   if (refs) artifacts.push({ name: 'cache-refs', chunks: () => [refs] });
-  if (final) {
-    for (const f of await readdir(dumpDir)) {
-      if (/^pages-\d+\.img$/.test(f) || /^pagemap-.*\.img$/.test(f)) continue;
-      const data = await readFile(join(dumpDir, f));
-      artifacts.push({ name: `img/${f}`, chunks: () => [data] });
-    }
-  }
+  const smallImages = final ? readSmallImages(dumpDir) : [];
+  for (const { name, data } of smallImages) artifacts.push({ name: `img/${name}`, chunks: () => [data] });
   // Final-round options for the destination: a fault to inject (lab), an eager restore.
   const finalOptions = (final && req.inject ? `&inject=${req.inject}` : '') + (final && h.plan!.restore === 'eager' ? '&restore=eager' : '');
   if (final) o.onFinalSend?.();
+  mark.at('sendStart');
   // Fault injection (lab only): one byte of the final round damaged on its way.
   const corrupt = final && req.inject === 'corrupt-frame' ? { corruptByteAt: 4096 } : {};
   const sent = await sendRound(h.peer, `/v1/incoming/${report.id}/rounds/${index}?final=${final ? 1 : 0}${finalOptions}`, artifacts, codec, corrupt);
   const response = sent.response as RoundResponse;
+  mark.at('answered');
+  if (spans) spans.uploaded = Math.round((spans.sendStart ?? 0) + sent.sendMs);
+  if (spans && response.spans) for (const [k, v] of Object.entries(response.spans)) spans[`destination.${k}`] = Math.round(v);
   const round: RoundReport = {
     index,
     final,
@@ -113,6 +135,7 @@ export async function runRound(h: SourceHandoff, o: RoundOptions): Promise<Round
     decision: null,
     predictedDowntimeMs: null,
     ...(pagesFromCache > 0 ? { pagesFromCache } : {}),
+    ...(spans ? { spans } : {}),
   };
   report.rounds.push(round);
   // Pre-copy dumps are not needed once sent; the final dump is kept for a rollback.
@@ -121,10 +144,21 @@ export async function runRound(h: SourceHandoff, o: RoundOptions): Promise<Round
 }
 
 /**
+ * The dump's files other than pages and pagemaps (the delta carries those). Read
+ * synchronously, on purpose: ~30 files of ~100 KiB in all on the staging tmpfs take about a
+ * millisecond this way, while awaited reads cost 4 thread-pool hops each (3-100 ms on the lab
+ * at load 5), and reads in parallel with the hashing delayed the hash's own reads as much.
+ */
+function readSmallImages(dumpDir: string): { name: string; data: Buffer }[] {
+  const names = readdirSync(dumpDir).filter((f) => !/^pages-\d+\.img$/.test(f) && !/^pagemap-.*\.img$/.test(f));
+  return names.sort().map((name) => ({ name, data: readFileSync(join(dumpDir, name)) }));
+}
+
+/**
  * The memory capture, with the filesystem batches (rsync, other processes) running beside
  * the page work: a CRIU dump (final round, or `precopy: dump`) or a /proc scan (pre-copy).
  */
-async function capture(h: SourceHandoff, o: RoundOptions): Promise<Captured> {
+async function capture(h: SourceHandoff, o: RoundOptions, mark: SpanMarker): Promise<Captured> {
   const { details, req, report } = h;
   const { index, final } = o;
   const roundDir = join(h.stage, `round-${index}`);
@@ -146,6 +180,7 @@ async function capture(h: SourceHandoff, o: RoundOptions): Promise<Captured> {
       // so the last filesystem batch is written while CRIU dumps. If the dump fails, CRIU
       // leaves the cgroup as it found it: thawed here, the service carries on.
       const frozen = final ? await freezeCgroup(details.pid) : null;
+      mark.at('frozen');
       if (frozen) fsWork = writeBatches();
       // The pages are hashed while runc/CRIU writes them: hashMs is what is left after.
       const streamed = startDumpAndDelta({
@@ -172,6 +207,12 @@ async function capture(h: SourceHandoff, o: RoundOptions): Promise<Captured> {
         },
       });
       const dump = await streamed.dumped;
+      mark.at('dumped');
+      if (dump.stats) {
+        mark.set('criuFreezingMs', dump.stats.freezingTimeUs / 1000);
+        mark.set('criuFrozenMs', dump.stats.frozenTimeUs / 1000);
+        mark.set('criuMemdumpMs', dump.stats.memdumpTimeUs / 1000);
+      }
       // Fault injection (lab only): a window in which the service is frozen and nothing is sent.
       if (final && req.inject === 'stall-after-final-dump') await sleep(FAULT_STALL_MS);
       const dumpMs = dump.wallMs + (frozen?.ms ?? 0);
