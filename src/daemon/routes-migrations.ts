@@ -8,6 +8,7 @@
 //              /v1/incoming/:id/commit, DELETE /v1/incoming/:id (abort).
 import { createPageCache } from '../migration/page-cache.js';
 import { leftOverHolds, removeLeftOverHold } from '../network/packet-hold.js';
+import { leftOverGateRoutes, removeLeftOverGateRoute } from '../network/syn-gate.js';
 import { SpareHolder } from '../network/netns-holder.js';
 import type { FastifyInstance } from 'fastify';
 import { join } from 'node:path';
@@ -121,10 +122,21 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
 
   // What a previous run of this daemon left in flight is settled before requests are served.
   app.addHook('onReady', async () => {
+    // The route of a source's gate on new connections (network/syn-gate.ts), left by a daemon
+    // that died mid-handoff, goes first: a recovery that routes the address back here would
+    // otherwise send its packets in a loop to the default gateway.
+    const gateNotes: string[] = [];
+    if (config.serviceNetwork) {
+      for (const dst of await leftOverGateRoutes()) {
+        await removeLeftOverGateRoute(dst);
+        gateNotes.push(`removed the left-over route of ${dst} to the default gateway (gate on new connections)`);
+      }
+    }
     // The destination side first: a source's recovery asks its peers about their twins.
-    const notes = [...(await destination.recoverAfterRestart()), ...(await source.recoverAfterRestart())];
-    // Holds of service addresses left by a daemon that died: their keeper died with it (the
-    // kernel drops the queue's packets) and the twins they were kept for are gone now.
+    const notes = [...gateNotes, ...(await destination.recoverAfterRestart()), ...(await source.recoverAfterRestart())];
+    // Holds of service addresses left by a daemon that died (a destination's, or a source's
+    // SYN hold): their keeper died with it (the kernel drops the queue's packets) and the
+    // handoffs they were kept for are settled now.
     if (config.serviceNetwork) {
       for (const h of await leftOverHolds()) {
         await removeLeftOverHold(h);

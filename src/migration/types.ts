@@ -85,6 +85,16 @@ export type FaultPoint = (typeof FAULT_POINTS)[number];
 /** How long the stall-* fault points wait: a window for a test to act in, on a slow machine. */
 export const FAULT_STALL_MS = 12_000;
 
+export interface SynGateReport {
+  settleMs: number;
+  unsettled: number;
+  gateMs: number | null;
+  /** The SYNs held were sent on to the destination (true) or dropped (false: no default route); null before the address moved. */
+  forwarded: boolean | null;
+  /** SYNs the gate held or sent on until the commit; null before it. */
+  held: number | null;
+}
+
 export interface RoundReport {
   index: number;
   final: boolean;
@@ -199,6 +209,13 @@ export interface MigrationReport {
   holdSetupMs?: number | null;
   /** What the destination's hold kept while the service was away: packets, bytes, for how long. Absent in older reports. */
   hold?: PacketHoldStats | null;
+  /**
+   * The source's gate on new connections (network/syn-gate.ts): from closing it, how long the
+   * handshakes under way took to finish (settleMs), how many were left at the limit
+   * (unsettled), how long SYNs were held before they went on to the destination (gateMs),
+   * whether they went on (forwarded) and how many there were (held). Absent in older reports.
+   */
+  synGate?: SynGateReport | null;
   /** Lazy restore: from the service answering at the destination to its last page copied in (not downtime). */
   postCopyMs: number | null;
   /** How the destination restored: lazy (it answered with a post-copy time) or eager; null before the final round. Absent in older reports. */
@@ -251,6 +268,7 @@ export function newReport(init: {
     announceMs: null,
     holdSetupMs: null,
     hold: null,
+    synGate: null,
     postCopyMs: null,
     restoreMode: null,
     imageShipped: null,

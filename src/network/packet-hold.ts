@@ -66,8 +66,25 @@ export class PacketHoldError extends CloudletError {
  * (conntrack's insert_failed/drop counters rose, the client waited for its next
  * retransmission). Queued before conntrack, the held packets meet it one by one on release.
  */
-function holdRule(address: string, queue: number): string[] {
-  return ['-t', 'raw', '-I', 'PREROUTING', '-d', `${address}/32`, '-m', 'comment', '--comment', HOLD_COMMENT, '-j', 'NFQUEUE', '--queue-num', String(queue)];
+function holdRule(address: string, queue: number, synOnly = false): string[] {
+  const syn = synOnly ? ['-p', 'tcp', '--syn'] : [];
+  return [
+    '-t',
+    'raw',
+    '-I',
+    'PREROUTING',
+    '-d',
+    `${address}/32`,
+    ...syn,
+    '-m',
+    'comment',
+    '--comment',
+    HOLD_COMMENT,
+    '-j',
+    'NFQUEUE',
+    '--queue-num',
+    String(queue),
+  ];
 }
 
 function deleteRule(rule: string[]): string[] {
@@ -114,14 +131,19 @@ export class PacketHold {
     readonly address: string,
     readonly queue: number,
     private readonly keeper: Program,
+    private readonly rule: string[],
   ) {}
 
-  /** Starts holding: the keeper bound to a queue of its own, then the rule in place. */
-  static async start(address: string): Promise<PacketHold> {
+  /**
+   * Starts holding: the keeper bound to a queue of its own, then the rule in place.
+   * `synOnly`: only connection requests (TCP SYN) are held (the source's gate, syn-gate.ts).
+   */
+  static async start(address: string, o: { synOnly?: boolean } = {}): Promise<PacketHold> {
     if (!isIPv4(address)) throw new UsageError(`not an IPv4 address: '${address}'`);
     const queue = await freeQueue();
     const keeper = startTracked(HOLD_BIN, [String(queue), String(MAX_PACKETS)]);
-    const hold = new PacketHold(address, queue, keeper);
+    const rule = holdRule(address, queue, o.synOnly);
+    const hold = new PacketHold(address, queue, keeper, rule);
     try {
       await keeper.pid;
       const deadline = performance.now() + BIND_TIMEOUT_MS;
@@ -139,7 +161,7 @@ export class PacketHold {
           throw new PacketHoldError(`cl-hold did not bind netfilter queue ${queue} within ${BIND_TIMEOUT_MS} ms`, { queue, address });
         await sleep(2);
       }
-      await run('iptables', ['-w', ...holdRule(address, queue)]);
+      await run('iptables', ['-w', ...rule]);
       return hold;
     } catch (err) {
       keeper.kill('SIGTERM');
@@ -178,7 +200,7 @@ export class PacketHold {
   close(): Promise<PacketHoldStats | null> {
     this.closed ??= (async () => {
       let ruleError: unknown = null;
-      await run('iptables', ['-w', ...deleteRule(holdRule(this.address, this.queue))]).catch((e: unknown) => (ruleError = e));
+      await run('iptables', ['-w', ...deleteRule(this.rule)]).catch((e: unknown) => (ruleError = e));
       this.keeper.kill('SIGTERM');
       const x = await this.keeper.exited.catch(() => null);
       if (ruleError)
@@ -197,18 +219,30 @@ export class PacketHold {
   }
 }
 
-/** Hold rules (any queue), as (address, queue) pairs. */
-export async function leftOverHolds(): Promise<{ address: string; queue: number }[]> {
-  const { stdout } = await run('iptables', ['-w', '-t', 'raw', '-S', 'PREROUTING']);
-  const out: { address: string; queue: number }[] = [];
-  for (const line of stdout.split('\n')) {
+/** A hold rule found in the raw table: its address, queue, and whether it holds SYNs only. */
+export interface LeftOverHold {
+  address: string;
+  queue: number;
+  synOnly: boolean;
+}
+
+/** Hold rules (any queue) in `iptables -S` output. */
+export function parseHoldRules(rules: string): LeftOverHold[] {
+  const out: LeftOverHold[] = [];
+  for (const line of rules.split('\n')) {
     const m = / -d (\d+\.\d+\.\d+\.\d+)\/32 .*--comment "?cloudlet-hold"? -j NFQUEUE --queue-num (\d+)/.exec(line);
-    if (m) out.push({ address: m[1]!, queue: Number(m[2]) });
+    if (m) out.push({ address: m[1]!, queue: Number(m[2]), synOnly: / --tcp-flags \S+ SYN /.test(line) });
   }
   return out;
 }
 
+/** Hold rules (any queue) of this network namespace. */
+export async function leftOverHolds(): Promise<LeftOverHold[]> {
+  const { stdout } = await run('iptables', ['-w', '-t', 'raw', '-S', 'PREROUTING']);
+  return parseHoldRules(stdout);
+}
+
 /** Removes a hold rule found by leftOverHolds (its keeper died with the daemon: the queue drops). */
-export async function removeLeftOverHold(h: { address: string; queue: number }): Promise<void> {
-  await run('iptables', ['-w', ...deleteRule(holdRule(h.address, h.queue))]);
+export async function removeLeftOverHold(h: LeftOverHold): Promise<void> {
+  await run('iptables', ['-w', ...deleteRule(holdRule(h.address, h.queue, h.synOnly))]);
 }

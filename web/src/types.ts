@@ -85,6 +85,14 @@ export interface MigrationReport {
     passed: number;
     dropped: number;
   } | null;
+  /** the source held new SYNs for the address from before it moved: handshakes under way given time to finish (settleMs), left unfinished (unsettled), SYNs held for gateMs, then sent on to the destination (forwarded) or dropped; held: how many */
+  synGate?: {
+    settleMs: number;
+    unsettled: number;
+    gateMs: number | null;
+    forwarded: boolean | null;
+    held: number | null;
+  } | null;
   /** lazy restore: from the service answering at the destination to its last page copied in (not downtime) */
   postCopyMs: number | null;
   /** how the destination restored (null before the final round) */

@@ -79,6 +79,19 @@ export const PacketHoldStatsSchema = z
   })
   .describe("what the destination's hold of the service address kept while the service was away");
 
+/** The source's gate on new connections before the address moved (src/network/syn-gate.ts). */
+export const SynGateReportSchema = z
+  .object({
+    settleMs: z.number().int(),
+    unsettled: z.number().int(),
+    gateMs: z.number().int().nullable(),
+    forwarded: z.boolean().nullable(),
+    held: z.number().int().nullable(),
+  })
+  .describe(
+    'the source held new SYNs for the address from before it moved: handshakes under way given time to finish (settleMs), left unfinished (unsettled), SYNs held for gateMs, then sent on to the destination (forwarded) or dropped; held: how many',
+  );
+
 export const RoundReportSchema = z
   .object({
     index: z.number().int(),
@@ -160,6 +173,7 @@ export const MigrationReportSchema = z
     announceMs: z.number().nullable().describe('routing the service address to the destination (before the freeze)'),
     holdSetupMs: z.number().nullable().optional().describe("starting the destination's hold of the address's packets (before the freeze)"),
     hold: PacketHoldStatsSchema.nullable().optional(),
+    synGate: SynGateReportSchema.nullable().optional(),
     postCopyMs: z.number().nullable().describe('lazy restore: from the service answering at the destination to its last page copied in (not downtime)'),
     restoreMode: z.enum(['lazy', 'eager']).nullable().optional().describe('how the destination restored (null before the final round)'),
     imageShipped: z.object({ bytes: z.number().int(), layers: z.number().int(), ms: z.number() }).nullable(),

@@ -16,6 +16,15 @@ export async function runCommit(h: SourceHandoff): Promise<void> {
   // Fault injection (lab only): the twin runs, the stopped copy is still here.
   if (h.req.inject === 'stall-before-commit') await sleep(FAULT_STALL_MS);
   await commitHandoff(h.deps, { report, details: h.details, peer: h.peer });
+  // The copy that could have answered a SYN here is gone: the gate is no longer needed.
+  const gate = h.progress.gate;
+  if (gate) {
+    const seen = await gate.open().catch((err: unknown) => {
+      report.warnings.push(errorMessage(err));
+      return null;
+    });
+    if (report.synGate) report.synGate.held = seen === null ? null : seen.held;
+  }
   report.commitMs = Math.round(performance.now() - tCommit);
   // Off the handoff's clock: the service runs at the destination already.
   await keepSentPages(h);

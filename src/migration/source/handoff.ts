@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { DockerEngine, ContainerDetails, RestartPolicy } from '../../engine/docker.js';
 import type { ServiceNetwork } from '../../network/service-network.js';
 import type { HolderSpec } from '../../network/netns-holder.js';
+import type { SynGate } from '../../network/syn-gate.js';
 import type { ContainerSpec } from '../../engine/container-spec.js';
 import type { LazyRestoreConfig } from '../../engine/lazy-pages.js';
 import type { PageIndex } from '../../checkpoint/page-index.js';
@@ -62,6 +63,8 @@ export interface HandoffProgress {
   finalSent: boolean;
   /** The container's restart policy, turned off for the final round (null: untouched). */
   restartPolicy: RestartPolicy | null;
+  /** New SYNs to the service address dropped here (from before the address moved): opened at commit or rollback. */
+  gate?: SynGate | null;
 }
 
 /** Sizes and choices made once the memory size is known (prepare). */

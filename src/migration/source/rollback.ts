@@ -5,6 +5,7 @@
 import { CloudletError, errorMessage } from '../../util/errors.js';
 import type { ContainerDetails } from '../../engine/docker.js';
 import { PacketHold } from '../../network/packet-hold.js';
+import type { SynGate } from '../../network/syn-gate.js';
 import { installCheckpoint, removeInstalledCheckpoint } from '../../engine/checkpoint-install.js';
 import { serializedWithLazyRestores } from '../../engine/lazy-pages.js';
 import type { PeerTransport } from '../peer-transport.js';
@@ -30,6 +31,8 @@ export interface RollbackOptions {
   finalDumpDir: string;
   /** Attempts at the destination's clean-up (default ABORT_ATTEMPTS). */
   abortAttempts?: number;
+  /** The source's gate on new connections: its route to the destination goes before the address comes back. */
+  gate?: SynGate | null;
 }
 
 /**
@@ -44,7 +47,15 @@ export async function settleFailure(h: SourceHandoff, err: unknown): Promise<{ k
   report.state = 'rolling-back';
   h.journal();
   const finalDumpDir = dumpDirOf(h.stage, h.index);
-  const log = await rollback(deps, { report, details, peer: h.peer, progress: h.progress, finalDumpDir });
+  const gate = h.progress.gate ?? null;
+  const log = await rollback(deps, { report, details, peer: h.peer, progress: h.progress, finalDumpDir, gate });
+  // The service runs here again (or not here): new connections are answered here again.
+  if (gate) {
+    await gate.open().then(
+      () => log.done(`new connections to ${gate.address} taken here again`),
+      (e: unknown) => log.failed(`FAILED to take new connections again: ${errorMessage(e)}`),
+    );
+  }
   const restartPolicy = h.progress.restartPolicy;
   if (restartPolicy) {
     await deps.engine.setRestartPolicy(details.id, restartPolicy).then(
@@ -83,6 +94,11 @@ export async function rollback(deps: SourceDeps, o: RollbackOptions): Promise<Ro
     });
     return log;
   }
+  // SYNs sent on to the destination must not loop once the address is routed back here.
+  await o.gate?.unroute().then(
+    () => undefined,
+    (e: unknown) => log.failed(`FAILED to stop sending new connections on: ${errorMessage(e)}`),
+  );
   const svc = deps.serviceNetwork;
   const address = report.serviceAddress;
   let routedBack = !(addressMoved || frozen) || address === null || svc === null;
