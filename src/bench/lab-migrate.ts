@@ -9,10 +9,16 @@ import { CloudletError } from '../util/errors.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function migrate(lab: LabState, from: string, body: StartMigrationBody): Promise<MigrationReport> {
+/** A handoff through `from`'s API, waited for; the report whatever its end (done, rolled back...). */
+export async function postMigration(lab: LabState, from: string, body: StartMigrationBody): Promise<MigrationReport> {
   const cl = lab.cloudlets.find((c) => c.name === from)!;
   const client = new ApiClient({ baseUrl: cl.daemon.apiUrl, token: lab.token, timeoutMs: 30 * 60_000 });
-  const r = await client.post<MigrationReport>('/v1/migrations?wait=1', body);
+  return client.post<MigrationReport>('/v1/migrations?wait=1', body);
+}
+
+/** A handoff that must end done: anything else fails the bench. */
+export async function migrate(lab: LabState, from: string, body: StartMigrationBody): Promise<MigrationReport> {
+  const r = await postMigration(lab, from, body);
   if (r.state !== 'done') {
     throw new CloudletError('bench_failed', `migration of ${body.container} ${from} -> ${body.to} ended ${r.state}: ${r.error?.message ?? ''}`, {
       kind: 'internal',

@@ -6,14 +6,13 @@
 // the service running at the source, never frozen. Handoffs start cold (no page cache), as
 // in bench all's sweep.
 import { cpus, release, totalmem } from 'node:os';
-import { ApiClient } from '../api/client/client.js';
 import type { LabState } from '../lab/state.js';
 import type { MigrationReport } from '../migration/types.js';
 import { CloudletError } from '../util/errors.js';
 import { linksOf, restoreLinks, setBandwidth } from './all/lab-ops.js';
 import { removeProbedWorkload, startCounter, startRandomStateService } from './all/workloads.js';
 import { wireLimitMs } from './all/wire-limit.js';
-import { engineOf } from './lab-migrate.js';
+import { engineOf, postMigration } from './lab-migrate.js';
 import { onLab } from './lab-session.js';
 import { spareReady } from './migrate.js';
 import { target, type Target } from './migrate-runs.js';
@@ -68,9 +67,7 @@ export interface SweepResult {
 
 /** One handoff that may be refused: the report, and where the service is now. */
 async function handOff(lab: LabState, o: { container: string; from: string; to: string; maxDowntimeMs: number }): Promise<MigrationReport> {
-  const cl = lab.cloudlets.find((c) => c.name === o.from)!;
-  const client = new ApiClient({ baseUrl: cl.daemon.apiUrl, token: lab.token, timeoutMs: 30 * 60_000 });
-  const r = await client.post<MigrationReport>('/v1/migrations?wait=1', { container: o.container, to: o.to, maxDowntimeMs: o.maxDowntimeMs, pageCache: false });
+  const r = await postMigration(lab, o.from, { container: o.container, to: o.to, maxDowntimeMs: o.maxDowntimeMs, pageCache: false });
   const refused = r.state === 'rolled-back' && r.error?.code === 'objective_unreachable';
   if (r.state !== 'done' && !refused) {
     throw new CloudletError('bench_failed', `handoff of ${o.container} ${o.from} -> ${o.to} ended ${r.state}: ${r.error?.message ?? ''}`, { kind: 'internal' });

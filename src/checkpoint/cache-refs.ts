@@ -8,7 +8,7 @@
 //   u16 L, L bytes pagemap id (UTF-8), u32 K, K x u32 present-page index (ascending).
 import { UsageError } from '../util/errors.js';
 import type { Delta, DeltaPage } from './delta-types.js';
-import { hasHash } from './page-cache.js';
+import { sortedIndexOf } from './page-index.js';
 
 const MAGIC = 0x46455243;
 
@@ -25,7 +25,7 @@ export function leaveOutCached(delta: Delta, held: BigUint64Array): { delta: Del
   let pages = 0;
   for (const p of delta.pages) {
     const pp = delta.index.get(p.id)!;
-    if (!hasHash(held, pp.hashes[p.index]!)) {
+    if (sortedIndexOf(held, pp.hashes[p.index]!) < 0) {
       kept.push(p);
       continue;
     }

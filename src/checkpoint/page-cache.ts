@@ -207,20 +207,6 @@ async function readPages(where: Map<bigint, PageAt>, hashes: readonly bigint[]):
   return out;
 }
 
-/** Whether the sorted `hashes` holds `h` (binary search). */
-export function hasHash(hashes: BigUint64Array, h: bigint): boolean {
-  let lo = 0;
-  let hi = hashes.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1;
-    const v = hashes[mid]!;
-    if (v === h) return true;
-    if (v < h) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return false;
-}
-
 function parseEntry(text: string, dirName: string): PageCacheEntry | null {
   try {
     const e = JSON.parse(text) as Partial<PageCacheEntry>;

@@ -62,18 +62,23 @@ export function presentVaddrs(pm: Pick<Pagemap, 'entries'>): Float64Array {
   return out;
 }
 
-/** Index of vaddr in the ascending array, or -1. */
-export function findPage(vaddrs: Float64Array, vaddr: number): number {
+/** Index of `v` in the ascending array (vaddrs, sorted hashes), or -1. */
+export function sortedIndexOf<T extends number | bigint>(sorted: { readonly length: number; readonly [i: number]: T }, v: T): number {
   let lo = 0;
-  let hi = vaddrs.length - 1;
+  let hi = sorted.length - 1;
   while (lo <= hi) {
     const mid = (lo + hi) >>> 1;
-    const v = vaddrs[mid]!;
-    if (v === vaddr) return mid;
-    if (v < vaddr) lo = mid + 1;
+    const x = sorted[mid]!;
+    if (x === v) return mid;
+    if (x < v) lo = mid + 1;
     else hi = mid - 1;
   }
   return -1;
+}
+
+/** Index of vaddr in the ascending array, or -1. */
+export function findPage(vaddrs: Float64Array, vaddr: number): number {
+  return sortedIndexOf(vaddrs, vaddr);
 }
 
 /** Called for every present page; `page` is only valid during the call (copy to keep it). */

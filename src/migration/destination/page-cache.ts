@@ -36,8 +36,6 @@ export async function fillCachedPages(inc: Incoming, o: { delta: Delta; refs: Bu
  * commit: a problem is logged.
  */
 export async function keepRestoredPages(deps: DestinationDeps, inc: Incoming): Promise<void> {
-  await inc.cacheOffer?.close();
-  inc.cacheOffer = null;
   if (!deps.pageCache || !inc.twinId) return;
   const { checkpointDir } = checkpointPaths({
     dataRoot: deps.dataRoot,
