@@ -1,10 +1,12 @@
 // A lab of a test's own (own directories and namespace prefix), brought up through the real
 // CLI and always taken down again, even when the test fails.
-import { after, before } from 'node:test';
+import { after, before, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import Docker from 'dockerode';
 import { cliJson, runCli, type CliResult } from './cli.js';
 import { readLabState, type LabState } from '../../src/lab/state.js';
+import { BUSYBOX_COUNTER_SCRIPT } from '../../src/workloads/stateful-service.js';
+import { GAP_SLACK_MS, type HandoffBenchResult } from '../../src/bench/handoff.js';
 
 export interface TestLab {
   env: NodeJS.ProcessEnv;
@@ -98,4 +100,55 @@ export async function execIn(docker: Docker, container: string, cmd: string[]): 
   const info = await exec.inspect();
   if (info.ExitCode !== 0) throw new Error(`${cmd.join(' ')} in ${container} exited ${info.ExitCode}: ${Buffer.concat(out).toString()}`);
   return Buffer.concat(out).toString();
+}
+
+/** A busybox counter (BUSYBOX_COUNTER_SCRIPT) joining a network namespace holder of its own; both started. */
+export async function startCounterInHolder(docker: Docker, o: { holder: string; name: string; binds?: string[] }): Promise<void> {
+  await (
+    await docker.createContainer({ name: o.holder, Image: 'cloudlet/busybox:1', Cmd: ['sleep', '2147483647'], HostConfig: { NetworkMode: 'none' } })
+  ).start();
+  await (
+    await docker.createContainer({
+      name: o.name,
+      Image: 'cloudlet/busybox:1',
+      Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT],
+      HostConfig: { NetworkMode: `container:${o.holder}`, ...(o.binds ? { Binds: o.binds } : {}) },
+    })
+  ).start();
+}
+
+/** Removes these containers from these cloudlets; one that is not there is not an error. */
+export async function removeContainers(lab: TestLab, nodes: readonly string[], names: readonly string[]): Promise<void> {
+  for (const node of nodes) {
+    for (const name of names) {
+      await lab
+        .docker(node)
+        .getContainer(name)
+        .remove({ force: true })
+        .catch(() => undefined);
+    }
+  }
+}
+
+/**
+ * `bench handoff --scenario direct --netns-holder --repeat 2` as the engine tests read it: two
+ * handoffs a -> b -> a, each done, the client's gap within the downtime's slack, one TCP and
+ * one HTTP connection through both, nothing lost.
+ */
+export function assertRoundTripHandoff(t: TestContext, r: HandoffBenchResult, label: string): void {
+  const d = r.direct!;
+  const runs = d.runs ?? [];
+  t.diagnostic(`${label}: ${JSON.stringify(runs.map((x) => ({ downtimeMs: x.downtimeMs, clientGapMs: x.clientGapMs, restoreMs: x.restoreMs })))}`);
+  assert.equal(runs.length, 2);
+  for (const m of d.migrations ?? []) assert.equal(m.state, 'done', m.error?.message);
+  assert.deepEqual(
+    (d.migrations ?? []).map((m) => `${m.from}->${m.to}`),
+    ['a->b', 'b->a'],
+  );
+  for (const run of runs) {
+    assert.ok(run.clientGapMs! <= run.downtimeMs! + GAP_SLACK_MS, `client gap ${run.clientGapMs} ms <= downtime ${run.downtimeMs} + ${GAP_SLACK_MS} ms`);
+  }
+  assert.equal(r.tcpConnectionSurvived, true, 'one TCP connection through both handoffs');
+  assert.equal(r.httpKeepAliveSurvived, true, 'one HTTP keep-alive connection through both handoffs');
+  assert.equal(r.messagesLost, 0);
 }
