@@ -14,7 +14,8 @@ import { DockerEngine } from '../engine/docker.js';
 import { freezeCgroup } from '../engine/cgroups.js';
 import { engineRuncRoot, runcCheckpoint } from '../engine/runc.js';
 import { installCheckpoint, removeInstalledCheckpoint } from '../engine/checkpoint-install.js';
-import { linkImagesForDaemon, startLazyPagesDaemon, withLazyPagesOption, type LazyPagesDaemon } from '../engine/lazy-pages.js';
+import { linkImagesForDaemon, startLazyPagesDaemon, type LazyPagesDaemon } from '../engine/lazy-pages.js';
+import { withRestoreOptions } from '../engine/criu-config.js';
 import { engineCriuSettings } from '../lab/engines.js';
 import type { LabCloudlet } from '../lab/state.js';
 
@@ -94,7 +95,7 @@ export async function measureEngineFloor(cl: LabCloudlet, name: string, opts: { 
     const installMs = performance.now() - t1;
     const t2 = performance.now();
     if (lazy) {
-      await withLazyPagesOption(lazy.criuConfigFile, async () => {
+      await withRestoreOptions(lazy.criuConfigFile, ['lazy-pages'], async () => {
         daemon = await startLazyPagesDaemon({ criu: lazy.criu, imagesDir: lazyView, workDir: lazy.workDir, logFile: join(work, 'lazy-pages.log') });
         await engine.startFromCheckpoint(details.id, checkpoint);
       });

@@ -69,6 +69,12 @@ export const daemonConfigSchema = z
       .strict()
       .nullable()
       .default(null),
+    /**
+     * The engine's own CRIU configuration file (the one its runc passes to CRIU), extended for
+     * one restore at a time with what only that restore needs (src/engine/criu-config.ts).
+     * Handoffs with `tcpClose` need it on both sides. Default: lazyRestore's, when set.
+     */
+    criuConfigFile: z.string().min(1).nullable().default(null),
     /** Directory for cloudletd's own state (SQLite database). */
     dataDir: z.string().min(1),
     /**

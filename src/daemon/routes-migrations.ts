@@ -78,6 +78,7 @@ function handoffSides(
   // One engine, two sides restoring on it: the twin here, a rolled-back source container.
   const restores = new CheckpointRestores();
   const scratchDir = config.scratchDir ?? join(config.dataDir, 'scratch');
+  const criuConfigFile = config.criuConfigFile ?? config.lazyRestore?.criuConfigFile ?? null;
   const pageCache = config.pageCache ? createPageCache({ ...config.pageCache, dir: config.pageCache.dir ?? join(scratchDir, 'page-cache') }) : null;
   const source = new MigrationSource({
     node: config.node,
@@ -94,6 +95,7 @@ function handoffSides(
     connectPeer: peerConnector(config.token),
     serviceNetwork: ctx.serviceNetwork,
     lazyRestore: config.lazyRestore,
+    criuConfigFile,
     restores,
   });
   const spareHolder = config.netnsSpare ? new SpareHolder(ctx.engine, config.netnsSpare) : null;
@@ -107,6 +109,7 @@ function handoffSides(
     pageCache,
     serviceNetwork: ctx.serviceNetwork,
     lazyRestore: config.lazyRestore,
+    criuConfigFile,
     restores,
     spareHolder,
     log: (msg) => app.log.warn(msg),
@@ -166,6 +169,7 @@ export function registerMigrationRoutes(app: FastifyInstance, ctx: DaemonContext
       ...(o.strategy ? { strategy: o.strategy } : {}),
       ...(o.restore ? { restore: o.restore } : {}),
       pageCache: o.pageCache,
+      ...(o.tcpClose ? { tcpClose: true } : {}),
     };
   };
 

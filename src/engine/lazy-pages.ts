@@ -9,16 +9,14 @@
 // (received in the final round), so no network post-copy is involved (that path fails on
 // this kernel, PLATFORM.md).
 //
-// How the engine's restore gets `lazy-pages`: runc gives CRIU the engine's configuration
-// file (the lab mounts an engine's own directory over /etc/criu, see lab/engines.ts), whose
-// options override runc's request. The option is added to that file for one restore at a
-// time and removed right after it; restores through one file are serialized. The daemon
+// How the engine's restore gets `lazy-pages`: added to the engine's own CRIU configuration
+// for that one restore (criu-config.ts withRestoreOptions). The daemon
 // and the restore meet on `lazy-pages.socket`, a name relative to CRIU's work directory,
 // so the daemon runs with the same `work-dir` as the engine's configuration.
 //
 // Nothing is given up on safety: the daemon's exit status says whether every page arrived;
 // the handoff is committed (the source copy removed) only after that.
-import { lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CloudletError } from '../util/errors.js';
 import { tryRun } from '../util/exec.js';
@@ -141,64 +139,4 @@ export async function lazyPagesSupported(criu: string): Promise<{ ok: boolean; d
   const r = await tryRun(criu, ['check', '--feature', 'uffd-noncoop']);
   const detail = `${r.stdout}${r.stderr}`.trim().split('\n').slice(-2).join(' | ');
   return { ok: r.exitCode === 0, detail };
-}
-
-const configLocks = new Map<string, Promise<void>>();
-
-/** Runs `fn` when no other restore through the same CRIU configuration file runs. */
-async function serializedOnConfig<T>(configFile: string, fn: () => Promise<T>): Promise<T> {
-  const prev = configLocks.get(configFile) ?? Promise.resolve();
-  let release!: () => void;
-  const chained = prev.then(() => new Promise<void>((r) => (release = r)));
-  configLocks.set(configFile, chained);
-  await prev;
-  try {
-    return await fn();
-  } finally {
-    release();
-    if (configLocks.get(configFile) === chained) configLocks.delete(configFile);
-  }
-}
-
-/**
- * An eager restore on an engine that also restores lazily: it must not run while the
- * engine's configuration says `lazy-pages`, so it waits its turn like the lazy ones.
- */
-export function serializedWithLazyRestores<T>(cfg: LazyRestoreConfig | null, fn: () => Promise<T>): Promise<T> {
-  return cfg ? serializedOnConfig(cfg.criuConfigFile, fn) : fn();
-}
-
-const LAZY_OPTION = 'lazy-pages';
-
-/**
- * Takes out a `lazy-pages` line a killed cloudletd left in the engine's CRIU configuration
- * (withLazyPagesOption puts the file back in a finally, which a SIGKILL skips): with it,
- * every later restore of the engine would wait for a daemon that is not there. Returns
- * whether it had to.
- */
-export async function clearLeftLazyPagesOption(configFile: string): Promise<boolean> {
-  const text = await readFile(configFile, 'utf8');
-  const lines = text.split('\n');
-  const kept = lines.filter((l) => l.trim() !== LAZY_OPTION);
-  if (kept.length === lines.length) return false;
-  await writeFile(configFile, kept.join('\n'));
-  return true;
-}
-
-/**
- * Runs `fn` (the engine's restore) with `lazy-pages` added to the engine's CRIU
- * configuration, one restore per configuration file at a time; the file is put back as it
- * was before the next restore may start, even if `fn` fails.
- */
-export function withLazyPagesOption<T>(configFile: string, fn: () => Promise<T>): Promise<T> {
-  return serializedOnConfig(configFile, async () => {
-    const original = await readFile(configFile, 'utf8');
-    const lines = original.split('\n').filter((l) => l.trim() !== '');
-    await writeFile(configFile, [...lines, LAZY_OPTION, ''].join('\n'));
-    try {
-      return await fn();
-    } finally {
-      await writeFile(configFile, original);
-    }
-  });
 }

@@ -38,6 +38,11 @@ export interface RuncCheckpointOptions {
    * CRIU_CONFIG_FILE (CRIU honours it in swrk mode too; checked with criu 4.2.1).
    */
   skipInFlight?: boolean;
+  /**
+   * Dump connected TCP sockets as closed (CRIU tcp-close; through the same config file as
+   * skipInFlight): the restore then needs tcp-close too (criu-config.ts).
+   */
+  tcpClose?: boolean;
   /** Dump file locks (only needed when the application holds flock/posix locks). */
   fileLocks?: boolean;
   /** Upper bound for the whole runc call. */
@@ -98,9 +103,10 @@ export async function runcCheckpoint(opts: RuncCheckpointOptions): Promise<RuncC
   const args = runcCheckpointArgs(opts);
   const env: NodeJS.ProcessEnv = { ...process.env, PATH: RUNC_PATH };
   delete env.CRIU_CONFIG_FILE;
-  if (opts.skipInFlight) {
+  const criuOptions = [...(opts.skipInFlight ? ['skip-in-flight'] : []), ...(opts.tcpClose ? ['tcp-close'] : [])];
+  if (criuOptions.length > 0) {
     const conf = join(opts.workDir, 'cloudlet-criu.conf');
-    await writeFile(conf, 'skip-in-flight\n');
+    await writeFile(conf, criuOptions.map((o) => `${o}\n`).join(''));
     env.CRIU_CONFIG_FILE = conf;
   }
   const t0 = performance.now();

@@ -64,6 +64,7 @@ function daemonConfig(cl: LabCloudlet, state: LabState): DaemonConfigInput {
     dockerDataRoot: cl.engine.dataRoot,
     dockerXdgRuntimeDir: cl.engine.xdgRuntimeDir,
     lazyRestore: state.restore === 'lazy' ? engineCriuSettings(cl.engine) : null,
+    criuConfigFile: engineCriuSettings(cl.engine).criuConfigFile,
     // Holders without a network (bench all's workloads) fit this spare; a holder with a pinned
     // service address (bench migrate's, cloudletd's netnsHolder services) does not: the
     // destination starts its copy before the freeze.

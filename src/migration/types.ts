@@ -39,6 +39,12 @@ export interface MigrationRequest {
   restore?: RestoreChoice;
   /** Leave out of pre-copy the pages the destination's page cache holds (default true). */
   pageCache?: boolean;
+  /**
+   * A container without a service address whose established TCP connections cannot be kept:
+   * reset them just before the freeze and restore their sockets closed (CRIU tcp-close),
+   * instead of refusing the handoff. Their clients get a reset and must reconnect.
+   */
+  tcpClose?: boolean;
 }
 
 export type RestoreChoice = 'lazy' | 'eager' | 'auto';
@@ -240,6 +246,18 @@ export interface MigrationReport {
   recreate?: RecreatePhases | null;
   /** Migrate with the page cache asked for: what it offered and saved. Absent otherwise. */
   pageCache?: PageCacheReport | null;
+  /** Asked with tcpClose (and no service address): the connections reset before the freeze. Absent otherwise. */
+  tcpClose?: TcpCloseReport | null;
+}
+
+/** What --tcp-close did just before the freeze (network/tcp-reset.ts). */
+export interface TcpCloseReport {
+  /** Established connections counted at prepare. */
+  atPrepare: number;
+  /** Connections reset (SOCK_DESTROY) just before the freeze. */
+  reset: number;
+  /** How long the reset took (before the freeze: not downtime). */
+  ms: number;
 }
 
 /** A handoff's report as it starts (both strategies): nothing measured yet. */

@@ -20,6 +20,18 @@ import { BUSYBOX_COUNTER_SCRIPT } from '../../src/workloads/stateful-service.js'
 import { CAP_SYS_RESOURCE, hasCapability } from '../../src/migration/source/dump-permits.js';
 
 const isRoot = process.getuid?.() === 0;
+
+/** A client of the echo server at argv[1]:9000 that writes what its connection saw to /tmp/state, then idles. */
+const ECHO_CLIENT = `
+const fs = require('fs');
+const say = (state) => fs.writeFileSync('/tmp/state', state);
+let failed = false;
+const s = require('net').connect(9000, process.argv[1], () => s.write('hello\\n'));
+s.on('data', () => say('echoed'));
+s.on('error', (e) => { failed = true; say('error ' + e.code); });
+s.on('close', () => failed || say('closed'));
+setTimeout(() => {}, 600000);
+`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A busybox image named `ref` on `docker`, with the Dockerfile instructions `changes` applied. */
@@ -312,6 +324,54 @@ describe('container shapes users have, handed off or refused before the freeze',
     assert.equal(index.trim(), 'hi');
     await counterContinued('published', before);
     await b.getContainer('published').remove({ force: true });
+  });
+
+  test('the default bridge with a client connected: refused before the freeze; with --tcp-close the client is reset at once and the service moves', async (t) => {
+    const a = lab.docker('a');
+    const b = lab.docker('b');
+    // A user's echo server (busybox nc, a cat per connection) beside the counter, and a client
+    // of it in another container on a's default bridge that records what its connection saw.
+    const before = await startOnA({ name: 'closer', Image: 'cloudlet/busybox:1', Cmd: ['sh', '-c', `nc -ll -p 9000 -e cat & ${BUSYBOX_COUNTER_SCRIPT}`] });
+    const addr = (await a.getContainer('closer').inspect()).NetworkSettings.IPAddress;
+    await (await a.createContainer({ name: 'closer-client', Image: 'cloudlet/node:20', Cmd: ['node', '-e', ECHO_CLIENT, addr] })).start();
+    const clientState = async () => (await execIn(a, 'closer-client', ['cat', '/tmp/state']).catch(() => '')).trim();
+    for (let i = 0; i < 50 && (await clientState()) !== 'echoed'; i++) await sleep(100);
+    try {
+      assert.equal(await clientState(), 'echoed', 'the client is connected and got its echo');
+
+      const refused = await migrate('closer');
+      t.diagnostic(`without --tcp-close: ${refused.report.state}, ${JSON.stringify(refused.report.error)}`);
+      assert.match(refused.report.error?.message ?? '', /1 established TCP connection\(s\) and no service address/);
+      assert.equal(refused.report.downtimeMs, null, 'no freeze');
+      assert.equal(refused.report.rounds.length, 0, 'no round');
+      assert.equal(await clientState(), 'echoed', 'the refusal left the connection alone');
+
+      const dry = await lab.cli(['migrate', 'closer', '--from', 'a', '--to', 'b', '--dry-run', '--tcp-close', '--json'], 120_000);
+      const plan = JSON.parse(dry.stdout) as { ok: boolean; network: { establishedTcp: number; connectionsClosed?: boolean }; warnings: string[] };
+      assert.equal(plan.ok, true, dry.stdout);
+      assert.equal(plan.network.connectionsClosed, true);
+      assert.equal(plan.network.establishedTcp, 1);
+
+      const r = await lab.cli(['migrate', 'closer', '--from', 'a', '--to', 'b', '--tcp-close', '--json'], 300_000);
+      const report = JSON.parse(r.stdout) as Report & { tcpClose?: { atPrepare: number; reset: number; ms: number } };
+      t.diagnostic(`--tcp-close: ${report.state}, downtime ${report.downtimeMs} ms, ${JSON.stringify(report.tcpClose)}, client: ${await clientState()}`);
+      assert.equal(report.state, 'done', r.stdout);
+      assert.equal(report.tcpClose?.atPrepare, 1);
+      assert.equal(report.tcpClose?.reset, 1, 'the one connection was reset before the freeze');
+      assert.equal(await clientState(), 'error ECONNRESET', 'the client was told at once, not left to time out');
+      assert.equal((await b.getContainer('closer').inspect()).State.Running, true);
+      await counterContinued('closer', before);
+      // The restored listener takes new connections on b.
+      const echo = await execIn(b, 'closer', ['sh', '-c', 'echo ping | timeout 3 nc 127.0.0.1 9000']);
+      assert.equal(echo.trim(), 'ping');
+    } finally {
+      await a.getContainer('closer-client').remove({ force: true });
+      for (const d of [a, b])
+        await d
+          .getContainer('closer')
+          .remove({ force: true })
+          .catch(() => undefined);
+    }
   });
 
   test('a bind mount (outside the destination policy roots): refused before the freeze, naming HostConfig.Binds', async (t) => {

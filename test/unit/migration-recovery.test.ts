@@ -29,6 +29,7 @@ test('in-flight source migrations are marked failed; finished ones are left alon
       connectPeer: () => assert.fail('no peer is called: none is configured'),
       serviceNetwork: null,
       lazyRestore: null,
+      criuConfigFile: null,
       restores: new CheckpointRestores(),
     });
     const notes = await source.recoverAfterRestart();

@@ -133,6 +133,12 @@ export interface MigrationReport {
     keptPages: number | null;
     keepMs: number | null;
   } | null;
+  /** asked with tcpClose: established connections at prepare, and those reset just before the freeze (their sockets restored closed) */
+  tcpClose?: {
+    atPrepare: number;
+    reset: number;
+    ms: number;
+  } | null;
 }
 
 export interface NodeInfo {
@@ -228,6 +234,8 @@ export interface StartMigration {
   peerTimeoutMs?: number;
   /** leave out of pre-copy the pages the destination's page cache already holds */
   pageCache?: boolean;
+  /** no service address: reset its established TCP connections just before the freeze and restore their sockets closed, instead of refusing the handoff; their clients must reconnect */
+  tcpClose?: boolean;
 }
 
 export interface ApiError {

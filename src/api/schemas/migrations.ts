@@ -59,6 +59,12 @@ export const StartMigrationSchema = z
     strategy: z.enum(HANDOFF_STRATEGIES).optional().describe("handoff strategy; default: the container's cloudlet.handoff label, else migrate"),
     peerTimeoutMs: z.number().int().min(1000).max(600_000).optional().describe('give up a silent call to the destination after this long (default 120000)'),
     pageCache: z.boolean().default(true).describe("leave out of pre-copy the pages the destination's page cache already holds"),
+    tcpClose: z
+      .boolean()
+      .optional()
+      .describe(
+        'no service address: reset its established TCP connections just before the freeze and restore their sockets closed, instead of refusing the handoff; their clients must reconnect',
+      ),
   })
   .strict()
   .openapi('StartMigration');
@@ -196,6 +202,11 @@ export const MigrationReportSchema = z
       .nullable()
       .optional()
       .describe('what the page caches did: pages the destination offered, pages left out of the rounds, pages of the final dump kept here'),
+    tcpClose: z
+      .object({ atPrepare: z.number().int(), reset: z.number().int(), ms: z.number() })
+      .nullable()
+      .optional()
+      .describe('asked with tcpClose: established connections at prepare, and those reset just before the freeze (their sockets restored closed)'),
   })
   .openapi('MigrationReport');
 export type MigrationReportBody = z.infer<typeof MigrationReportSchema>;
@@ -227,6 +238,7 @@ export const PrepareRequestSchema = z
       })
       .strict(),
     pageCache: z.boolean().optional().describe("offer the hashes of the pages this cloudlet's page cache holds for the image"),
+    tcpClose: z.boolean().optional().describe("the final dump closes the container's connections: restore with CRIU's tcp-close"),
   })
   .strict()
   .openapi('PrepareRequest');
@@ -267,6 +279,7 @@ export const MigrationPlanSchema = z
       serviceAddress: z.string().nullable().describe('kept across the handoff; null: the twin gets another address'),
       establishedTcp: z.number().int(),
       connectionsKept: z.boolean(),
+      connectionsClosed: z.boolean().optional().describe('tcpClose asked and no service address: the connections are reset just before the freeze'),
     }),
     memoryBytes: z.number().int().nullable(),
     restore: z.enum(['lazy', 'eager']),

@@ -26,6 +26,7 @@ interface MigrateOptions extends GlobalOptions {
   restore?: string;
   /** Commander's negated --no-page-cache: false when given. */
   pageCache?: boolean;
+  tcpClose?: boolean;
   dryRun?: boolean;
   json?: boolean;
 }
@@ -67,6 +68,7 @@ export function migrationBody(container: string, o: MigrateOptions): StartMigrat
     body.restore = o.restore;
   }
   if (o.pageCache === false) body.pageCache = false;
+  if (o.tcpClose) body.tcpClose = true;
   return body;
 }
 
@@ -121,6 +123,10 @@ export function printReport(r: MigrationReport): void {
         `${c.keptPages === null ? '' : `; ${c.keptPages} sent page(s) kept here (${c.keepMs} ms)`}\n`,
     );
   }
+  if (r.tcpClose) {
+    const c = r.tcpClose;
+    process.stdout.write(`--tcp-close: ${c.atPrepare} connection(s) at prepare; ${c.reset} reset before the freeze (${c.ms} ms); clients reconnect\n`);
+  }
   if (r.imageShipped) {
     process.stdout.write(`image shipped: ${mb(r.imageShipped.bytes)} MB, ${r.imageShipped.layers} layer(s), ${r.imageShipped.ms} ms (in the total)\n`);
   }
@@ -134,7 +140,7 @@ export function planText(p: MigrationPlan): string {
     `${p.container}: ${p.from} -> ${p.to}, dry run: ${p.ok ? 'would start' : `would be REFUSED before the freeze (${p.refusals.length} reason(s))`}`,
     `strategy: ${p.strategy} (${p.strategyReason})`,
     `network: ${net.mode}${net.netnsHolder ? ` in holder ${net.netnsHolder}` : ''}, address ${net.serviceAddress ?? 'not kept'}, ` +
-      `${net.establishedTcp} established TCP connection(s)${net.establishedTcp > 0 ? (net.connectionsKept ? ' kept' : ' NOT kept') : ''}`,
+      `${net.establishedTcp} established TCP connection(s)${net.connectionsClosed ? ' reset before the freeze (--tcp-close)' : net.establishedTcp > 0 ? (net.connectionsKept ? ' kept' : ' NOT kept') : ''}`,
     `memory: ${p.memoryBytes === null ? '?' : `${mb(p.memoryBytes)} MB`}, restore ${p.restore}; ${p.policy}; first call: ${p.decision}`,
     `image: ${p.image.name} ${p.image.atDestination === null ? '' : p.image.atDestination ? '(at the destination)' : '(to be shipped)'}; volumes: ${p.volumes.join(', ') || '-'}`,
     `destination engine: ${p.destinationEngine ?? '-'}`,
@@ -209,6 +215,7 @@ export function registerMigrateCommand(program: Command): void {
       'auto',
     )
     .option('--no-page-cache', "send every page, even those the destination's page cache holds (baselines)")
+    .option('--tcp-close', 'no service address: reset its TCP connections just before the freeze instead of refusing (clients must reconnect)')
     .option('--dry-run', 'say what the handoff would do and every reason it would be refused; start nothing (exit 1 if refused)')
     .option('--json', 'print the report as JSON')
     .addOption(new Option('--inject <point>', 'test hook: make the destination fail (lab only)').hideHelp())

@@ -35,6 +35,8 @@ export interface DestinationDeps {
   serviceNetwork: ServiceNetwork | null;
   /** Restore with CRIU's local lazy pages (post-copy from this machine's images); null: eager. */
   lazyRestore: LazyRestoreConfig | null;
+  /** The engine's own CRIU configuration (restores take turns on it; tcp-close restores extend it); null: none known. */
+  criuConfigFile: string | null;
   /** The restores running on this engine (shared with the source side, whose rollback restores too). */
   restores: CheckpointRestores;
   /** The spare network namespace holder kept on this cloudlet (null: none configured). */
@@ -80,6 +82,8 @@ export interface Incoming {
   holderId: string | null;
   holderFrom: PrepareResponse['holder'];
   serviceAddress: string | null;
+  /** The final dump closed the container's connections: the restore adds CRIU's tcp-close. */
+  tcpClose: boolean;
   upperDir: string;
   volumes: Map<string, string>;
   createdVolumes: string[];

@@ -9,6 +9,7 @@ import { ConflictError, CloudletError, UsageError } from '../../util/errors.js';
 import { twinImageRef } from '../../engine/docker.js';
 import { createOptionsFromSpec } from '../../engine/container-spec.js';
 import { probeEngineAdapter } from '../../engine/engine-adapter.js';
+import { tcpCloseUnsupported } from '../../engine/criu-config.js';
 import { checkBindRealPaths, checkContainerPolicy, PolicyDeniedError, STRICT_CONTAINER_POLICY } from '../container-policy.js';
 import { enterState, type DestinationDeps, type Incoming } from './incoming.js';
 import type { PrepareRequest } from './wire.js';
@@ -111,6 +112,7 @@ export async function prepareProblems(deps: DestinationDeps, req: PrepareRequest
     );
   }
   if (serviceAddress !== null && !isIPv4(serviceAddress)) problems.push(new UsageError(`invalid service address '${serviceAddress}'`));
+  if (req.tcpClose && deps.criuConfigFile === null) problems.push(tcpCloseUnsupported(deps.node ?? 'the destination'));
   return { engineVersion: adapter.engineVersion, problems };
 }
 
@@ -126,6 +128,7 @@ export function newIncoming(deps: DestinationDeps, req: PrepareRequest): Incomin
     holderId: null,
     holderFrom: null,
     serviceAddress: req.container.serviceAddress ?? null,
+    tcpClose: req.tcpClose === true,
     upperDir: '',
     volumes: new Map(),
     createdVolumes: [],

@@ -4,17 +4,15 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { removeInstalledCheckpoint } from '../../engine/checkpoint-install.js';
-import { clearLeftLazyPagesOption } from '../../engine/lazy-pages.js';
+import { clearLeftRestoreOptions } from '../../engine/criu-config.js';
 import { checkpointName, type DestinationDeps } from './incoming.js';
 
 /** Settles every handoff the journal says was in flight here; notes for the log. */
 export async function recoverIncoming(deps: DestinationDeps): Promise<string[]> {
   const notes: string[] = [];
   const { engine } = deps;
-  const lazy = deps.lazyRestore;
-  if (lazy && (await clearLeftLazyPagesOption(lazy.criuConfigFile))) {
-    notes.push(`took the lazy-pages option left by an interrupted restore out of ${lazy.criuConfigFile}`);
-  }
+  const left = deps.criuConfigFile ? await clearLeftRestoreOptions(deps.criuConfigFile) : [];
+  if (left.length > 0) notes.push(`took the option(s) ${left.join(', ')} left by an interrupted restore out of ${deps.criuConfigFile}`);
   for (const m of deps.db.activeMigrations('destination')) {
     const { twinId, holderId } = (m.report as { twinId?: string; holderId?: string | null } | null) ?? {};
     let twinRunning = false;

@@ -6,14 +6,8 @@ import { join } from 'node:path';
 import type { PacketHoldStats } from '../../network/packet-hold.js';
 import { CloudletError, errorMessage } from '../../util/errors.js';
 import { checkpointPaths, installCheckpoint, STAGE_DIR } from '../../engine/checkpoint-install.js';
-import {
-  LazyPagesError,
-  linkImagesForDaemon,
-  serializedWithLazyRestores,
-  startLazyPagesDaemon,
-  withLazyPagesOption,
-  type LazyPagesDaemon,
-} from '../../engine/lazy-pages.js';
+import { LazyPagesError, linkImagesForDaemon, startLazyPagesDaemon, type LazyPagesDaemon, type LazyRestoreConfig } from '../../engine/lazy-pages.js';
+import { serializedRestore, withRestoreOptions, type CriuRestoreOption } from '../../engine/criu-config.js';
 import { rebuildImageDir } from '../../checkpoint/delta-rebuild.js';
 import type { Delta } from '../../checkpoint/delta-types.js';
 import { FAULT_STALL_MS, type FaultPoint } from '../types.js';
@@ -88,20 +82,7 @@ export async function finalRestore(deps: DestinationDeps, inc: Incoming, o: Fina
   // Fault injection (lab only): a window in which a test kills this cloudlet's engine.
   if (o.inject === 'stall-before-restore') await new Promise((r) => setTimeout(r, FAULT_STALL_MS));
   const t1 = performance.now();
-  if (lazyCfg && lazyDir !== null) {
-    await linkImagesForDaemon(checkpointDir, lazyDir);
-    await withLazyPagesOption(lazyCfg.criuConfigFile, async () => {
-      inc.lazyDaemon = await startLazyPagesDaemon({
-        criu: lazyCfg.criu,
-        imagesDir: lazyDir,
-        workDir: lazyCfg.workDir,
-        logFile: join(inc.stageDir, 'lazy-pages.log'),
-      });
-      await deps.restores.run(() => deps.engine.startFromCheckpoint(inc.twinId, name));
-    });
-  } else {
-    await serializedWithLazyRestores(deps.lazyRestore, () => deps.restores.run(() => deps.engine.startFromCheckpoint(inc.twinId, name)));
-  }
+  await startTwin(deps, inc, { name, checkpointDir, lazy: lazyCfg && lazyDir !== null ? { cfg: lazyCfg, dir: lazyDir } : null });
   o.mark?.('engineStarted');
   const after = await deps.engine.inspectContainer(inc.twinId);
   o.mark?.('inspected');
@@ -115,6 +96,37 @@ export async function finalRestore(deps: DestinationDeps, inc: Incoming, o: Fina
   const released = await releaseService(deps, inc);
   o.mark?.('released');
   return { restoreMs, ...released };
+}
+
+/**
+ * `docker start --checkpoint` of the twin, with the CRIU options this restore needs added to
+ * the engine's configuration for it alone: lazy-pages (its daemon started first) and tcp-close
+ * (the source's final dump closed the connections). Without either it still takes its turn.
+ */
+async function startTwin(
+  deps: DestinationDeps,
+  inc: Incoming,
+  o: { name: string; checkpointDir: string; lazy: { cfg: LazyRestoreConfig; dir: string } | null },
+): Promise<void> {
+  const start = () => deps.restores.run(() => deps.engine.startFromCheckpoint(inc.twinId, o.name));
+  const options: CriuRestoreOption[] = [...(o.lazy ? (['lazy-pages'] as const) : []), ...(inc.tcpClose ? (['tcp-close'] as const) : [])];
+  const configFile = deps.criuConfigFile ?? o.lazy?.cfg.criuConfigFile ?? null;
+  if (options.length === 0) return serializedRestore(configFile, start);
+  // Refused at prepare (tcpCloseUnsupported); a restore without the option would fail on the images.
+  if (configFile === null) throw new CloudletError('tcp_close_unsupported', 'no CRIU configuration file to add tcp-close to', { kind: 'internal' });
+  const lazy = o.lazy;
+  if (lazy) await linkImagesForDaemon(o.checkpointDir, lazy.dir);
+  await withRestoreOptions(configFile, options, async () => {
+    if (lazy) {
+      inc.lazyDaemon = await startLazyPagesDaemon({
+        criu: lazy.cfg.criu,
+        imagesDir: lazy.dir,
+        workDir: lazy.cfg.workDir,
+        logFile: join(inc.stageDir, 'lazy-pages.log'),
+      });
+    }
+    await start();
+  });
 }
 
 /** The final image directory, installed as the twin's checkpoint; returns containerd's checkpoint dir. */

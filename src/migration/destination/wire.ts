@@ -35,6 +35,8 @@ export interface PrepareRequest {
   };
   /** The source leaves out of its pre-copy rounds the pages this cloudlet's page cache offers. */
   pageCache?: boolean;
+  /** The final dump closes the container's connections (tcp-close): the restore needs the same option. */
+  tcpClose?: boolean;
 }
 
 /** POST /v1/incoming/check: what a prepare would find here; nothing is made (a dry run asks it). */
@@ -145,6 +147,7 @@ const prepareSchema = z
       })
       .strict(),
     pageCache: z.boolean().optional(),
+    tcpClose: z.boolean().optional(),
   })
   .strict();
 

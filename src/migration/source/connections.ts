@@ -2,7 +2,8 @@
 // tables (/proc/PID/net/tcp and tcp6 list the sockets of PID's namespace). Only a service with
 // the same address at the destination (the service network) can keep them: CRIU then dumps
 // them (--tcp-established); without it the final dump would fail on the first one, after the
-// freeze, so such a handoff is refused before it.
+// freeze, so such a handoff is refused before it, unless asked to close them (--tcp-close,
+// network/tcp-reset.ts).
 import { readFile } from 'node:fs/promises';
 import { ConflictError } from '../../util/errors.js';
 
@@ -29,7 +30,7 @@ export function unkeptConnectionsError(container: string, count: number): Confli
     `${container} has ${count} established TCP connection(s) and no service address: at the destination it gets another address, so they cannot be kept, and the final dump would fail on them after the freeze`,
     {
       context: { container, established: count },
-      hint: 'let its clients close them first, or run the service on the service network (cloudlet run, --netns-holder), where it keeps its address and connections',
+      hint: 'hand it off with --tcp-close (its connections are reset just before the freeze; clients reconnect), let its clients close them first, or run the service on the service network (cloudlet run, --netns-holder), where it keeps its address and connections',
     },
   );
 }

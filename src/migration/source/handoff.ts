@@ -39,6 +39,8 @@ export interface SourceDeps {
   serviceNetwork: ServiceNetwork | null;
   /** Set when the engine also restores lazily: then this engine's restores take turns. */
   lazyRestore: LazyRestoreConfig | null;
+  /** The engine's own CRIU configuration (restores take turns on it; a rollback after a tcp-close dump extends it); null: none known. */
+  criuConfigFile: string | null;
   /** The restores running on this engine (shared with the destination side): a rollback restores too. */
   restores: CheckpointRestores;
   /** Pages of earlier handoffs kept on this cloudlet (null or absent: none kept). */

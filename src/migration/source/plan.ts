@@ -16,6 +16,7 @@ import type { PeerTransport } from '../peer-transport.js';
 import type { StrategyChoice } from '../recreate.js';
 import type { MigrationRequest } from '../types.js';
 import { establishedTcpConnections, unkeptConnectionsError } from './connections.js';
+import { tcpCloseUnsupported } from '../../engine/criu-config.js';
 import { checkDumpPermitted } from './dump-permits.js';
 import type { SourceDeps } from './handoff.js';
 import { prepareRequestOf, volumesOf } from './prepare.js';
@@ -47,7 +48,13 @@ export async function planHandoff(deps: SourceDeps, input: PlanInput): Promise<M
   ]);
   if (details.pid) await checkDumpPermitted(details.pid, details.name, details.createOptions.User).catch((err: unknown) => refusals.push(refusalOf(err)));
   const connectionsKept = serviceAddress !== null;
-  if (established > 0 && !connectionsKept) refusals.push(refusalOf(unkeptConnectionsError(details.name, established)));
+  const connectionsClosed = !connectionsKept && req.tcpClose === true;
+  if (connectionsClosed) {
+    if (deps.criuConfigFile === null) refusals.push(refusalOf(tcpCloseUnsupported(deps.node)));
+    warnings.push(
+      `--tcp-close: the ${established} established TCP connection(s) now, and any made meanwhile, are reset just before the freeze; their clients must reconnect to the destination`,
+    );
+  } else if (established > 0 && !connectionsKept) refusals.push(refusalOf(unkeptConnectionsError(details.name, established)));
   if (established > 0 && connectionsKept) warnings.push(`${established} established TCP connection(s) are kept: the service keeps ${serviceAddress}`);
   if (serviceAddress === null) warnings.push('no service address: the twin gets another address at the destination; its clients must find it there');
 
@@ -62,6 +69,7 @@ export async function planHandoff(deps: SourceDeps, input: PlanInput): Promise<M
       holder: holder?.spec ?? null,
       sourceEngine: input.sourceEngine,
     });
+    if (connectionsClosed) prepareReq.tcpClose = true;
     check = await input.peer.post<PrepareCheck>('/v1/incoming/check', prepareReq);
     refusals.push(...check.refusals);
     if (!check.imageHere) warnings.push(`the destination lacks ${details.imageName}: its missing layers are shipped first`);
@@ -76,7 +84,14 @@ export async function planHandoff(deps: SourceDeps, input: PlanInput): Promise<M
     to: req.to,
     strategy: choice.strategy,
     strategyReason: choice.reason,
-    network: { mode: spec.network.mode, netnsHolder: holder?.spec.name ?? null, serviceAddress, establishedTcp: established, connectionsKept },
+    network: {
+      mode: spec.network.mode,
+      netnsHolder: holder?.spec.name ?? null,
+      serviceAddress,
+      establishedTcp: established,
+      connectionsKept,
+      connectionsClosed,
+    },
     memoryBytes,
     restore,
     policy: describePolicy(req.policy),

@@ -13,6 +13,7 @@ import { ASSUMED_LINK_BPS, fsBatchNice, hasherFor, restoreFor } from './tuning.j
 import type { SourceHandoff } from './handoff.js';
 import { checkDumpPermitted } from './dump-permits.js';
 import { establishedTcpConnections, unkeptConnectionsError } from './connections.js';
+import { tcpCloseUnsupported } from '../../engine/criu-config.js';
 import type { ContainerDetails } from '../../engine/docker.js';
 import type { ContainerSpec } from '../../engine/container-spec.js';
 import type { HolderSpec } from '../../network/netns-holder.js';
@@ -25,7 +26,11 @@ export async function runPrepare(h: SourceHandoff): Promise<void> {
   if (details.pid) await checkDumpPermitted(details.pid, details.name, details.createOptions.User);
   if (details.pid && report.serviceAddress === null) {
     const established = await establishedTcpConnections(details.pid);
-    if (established > 0) throw unkeptConnectionsError(details.name, established);
+    if (req.tcpClose) {
+      // The source's rollback restores from a tcp-close dump too: it needs the option as much as the destination.
+      if (h.deps.criuConfigFile === null) throw tcpCloseUnsupported(h.deps.node);
+      report.tcpClose = { atPrepare: established, reset: 0, ms: 0 };
+    } else if (established > 0) throw unkeptConnectionsError(details.name, established);
   }
   await mkdir(stage, { recursive: true });
   const volumes = volumesOf(details);
@@ -40,6 +45,7 @@ export async function runPrepare(h: SourceHandoff): Promise<void> {
       sourceEngine: h.sourceEngine,
     }),
     ...(req.pageCache !== false ? { pageCache: true } : {}),
+    ...(report.tcpClose ? { tcpClose: true } : {}),
   };
   // The destination refuses a prepare for an image it lacks: it then gets the image's
   // missing layers (overlay) and the prepare is asked again. Asked first, the common case

@@ -12,7 +12,8 @@ import { startDumpAndDelta } from '../../checkpoint/stream-delta.js';
 import type { PageIndex } from '../../checkpoint/page-index.js';
 import { scanContainerMemory } from '../../checkpoint/proc-scan.js';
 import { sendRound, pickCodec, type OutgoingArtifact } from '../round-transport.js';
-import { FAULT_STALL_MS, type RoundReport } from '../types.js';
+import { FAULT_STALL_MS, type RoundReport, type TcpCloseReport } from '../types.js';
+import { resetTcpConnections } from '../../network/tcp-reset.js';
 import type { RoundResponse } from '../destination/wire.js';
 import { dumpDirOf, sleep, type SourceHandoff } from './handoff.js';
 import { leaveOutOffered } from './page-cache.js';
@@ -179,6 +180,7 @@ async function capture(h: SourceHandoff, o: RoundOptions, mark: SpanMarker): Pro
       // is the exact start of the downtime, and a frozen container cannot change its files,
       // so the last filesystem batch is written while CRIU dumps. If the dump fails, CRIU
       // leaves the cgroup as it found it: thawed here, the service carries on.
+      if (final && report.tcpClose) await resetBeforeFreeze(report.tcpClose, details.pid);
       const frozen = final ? await freezeCgroup(details.pid) : null;
       mark.at('frozen');
       if (frozen) fsWork = writeBatches();
@@ -199,6 +201,8 @@ async function capture(h: SourceHandoff, o: RoundOptions, mark: SpanMarker): Pro
               // Connections not yet accepted cannot be dumped: their clients reconnect.
               tcpEstablished: report.serviceAddress !== null,
               skipInFlight: report.serviceAddress !== null,
+              // Asked with --tcp-close (no service address): what is still connected is dumped closed.
+              tcpClose: report.tcpClose != null,
             });
           } catch (err) {
             await frozen?.thaw();
@@ -236,4 +240,11 @@ async function capture(h: SourceHandoff, o: RoundOptions, mark: SpanMarker): Pro
     await fsWork?.catch(() => undefined); // settled before the error goes up
     throw err;
   }
+}
+
+/** --tcp-close: the container's connections reset just before the freeze (network/tcp-reset.ts). */
+async function resetBeforeFreeze(tcpClose: TcpCloseReport, pid: number): Promise<void> {
+  const r = await resetTcpConnections(pid);
+  tcpClose.reset = r.reset;
+  tcpClose.ms = Math.round(r.ms);
 }

@@ -1,18 +1,20 @@
-// The engine's CRIU configuration during lazy restores (src/engine/lazy-pages.ts): the
-// `lazy-pages` option is there for exactly one restore at a time, put back after a failure,
-// and taken out at start-up if a killed daemon left it. The restore itself is tested with
-// the real CRIU in checkpoint-parent.test.ts and on the lab in migration.test.ts.
+// The engine's CRIU configuration during restores (src/engine/criu-config.ts): a restore's
+// own options (`lazy-pages`, `tcp-close`) are there for exactly one restore at a time, put
+// back after a failure, and taken out at start-up if a killed daemon left them. The restores
+// themselves are tested with the real CRIU in checkpoint-parent.test.ts and on the lab in
+// migration.test.ts and shapes.test.ts.
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { clearLeftLazyPagesOption, lazyPagesSupported, serializedWithLazyRestores, withLazyPagesOption } from '../../src/engine/lazy-pages.js';
+import { clearLeftRestoreOptions, serializedRestore, withRestoreOptions } from '../../src/engine/criu-config.js';
+import { lazyPagesSupported } from '../../src/engine/lazy-pages.js';
 import { REAL_CRIU } from '../../src/lab/engines.js';
 
 const ORIGINAL = 'tcp-established\nwork-dir /run/x/criu-work\n';
 
-describe('lazy-pages option in the engine CRIU configuration', () => {
+describe("a restore's options in the engine CRIU configuration", () => {
   let dir: string;
   let conf: string;
 
@@ -26,11 +28,13 @@ describe('lazy-pages option in the engine CRIU configuration', () => {
 
   it('is present during the restore only, and the file is put back byte for byte, also after a failure', async () => {
     await writeFile(conf, ORIGINAL);
-    const during = await withLazyPagesOption(conf, () => readFile(conf, 'utf8'));
+    const during = await withRestoreOptions(conf, ['lazy-pages'], () => readFile(conf, 'utf8'));
     assert.equal(during, 'tcp-established\nwork-dir /run/x/criu-work\nlazy-pages\n');
+    const both = await withRestoreOptions(conf, ['lazy-pages', 'tcp-close'], () => readFile(conf, 'utf8'));
+    assert.equal(both, 'tcp-established\nwork-dir /run/x/criu-work\nlazy-pages\ntcp-close\n');
     assert.equal(await readFile(conf, 'utf8'), ORIGINAL);
     await assert.rejects(
-      withLazyPagesOption(conf, async () => Promise.reject(new Error('restore failed'))),
+      withRestoreOptions(conf, ['lazy-pages'], async () => Promise.reject(new Error('restore failed'))),
       /restore failed/,
     );
     assert.equal(await readFile(conf, 'utf8'), ORIGINAL);
@@ -40,17 +44,16 @@ describe('lazy-pages option in the engine CRIU configuration', () => {
     await writeFile(conf, ORIGINAL);
     const seen: string[] = [];
     const order: string[] = [];
-    const cfg = { criuConfigFile: conf, workDir: dir, criu: 'criu' };
-    const lazy = withLazyPagesOption(conf, async () => {
+    const lazy = withRestoreOptions(conf, ['lazy-pages'], async () => {
       order.push('lazy start');
       await new Promise((r) => setTimeout(r, 50));
       order.push('lazy end');
     });
-    const eager = serializedWithLazyRestores(cfg, async () => {
+    const eager = serializedRestore(conf, async () => {
       order.push('eager');
       seen.push(await readFile(conf, 'utf8'));
     });
-    const lazy2 = withLazyPagesOption(conf, async () => {
+    const lazy2 = withRestoreOptions(conf, ['lazy-pages'], async () => {
       order.push('lazy2');
       seen.push(await readFile(conf, 'utf8'));
     });
@@ -60,14 +63,14 @@ describe('lazy-pages option in the engine CRIU configuration', () => {
     assert.match(seen[1]!, /\nlazy-pages\n$/);
     assert.equal(await readFile(conf, 'utf8'), ORIGINAL);
     // no configuration: nothing to serialize on, the restore just runs
-    assert.equal(await serializedWithLazyRestores(null, async () => 7), 7);
+    assert.equal(await serializedRestore(null, async () => 7), 7);
   });
 
-  it('takes out a left-over option (a daemon killed mid-restore) and nothing else', async () => {
-    await writeFile(conf, ORIGINAL + 'lazy-pages\n');
-    assert.equal(await clearLeftLazyPagesOption(conf), true);
+  it('takes out left-over options (a daemon killed mid-restore) and nothing else', async () => {
+    await writeFile(conf, ORIGINAL + 'lazy-pages\ntcp-close\n');
+    assert.deepEqual(await clearLeftRestoreOptions(conf), ['lazy-pages', 'tcp-close']);
     assert.equal(await readFile(conf, 'utf8'), ORIGINAL);
-    assert.equal(await clearLeftLazyPagesOption(conf), false);
+    assert.deepEqual(await clearLeftRestoreOptions(conf), []);
     assert.equal(await readFile(conf, 'utf8'), ORIGINAL);
   });
 });
