@@ -27,6 +27,12 @@ describe('bench apps', { skip: !isRoot && 'needs root' }, () => {
     assert.ok(typeof app.downtimeMs === 'number' && app.downtimeMs > 0);
     assert.ok(app.clientGapMs !== null && app.clientGapMs >= app.downtimeMs * 0.5, `client gap ${app.clientGapMs} ms, downtime ${app.downtimeMs} ms`);
     assert.equal(app.ok, true);
+    // The same run's yardstick: the busybox counter's handoff, and the app's downtime against it.
+    assert.equal(result.reference.error, null, `reference: ${result.reference.error}`);
+    assert.ok(typeof result.reference.downtimeMs === 'number' && result.reference.downtimeMs > 0);
+    assert.equal(app.downtimeVsCounter.ratio, Math.round((app.downtimeMs / result.reference.downtimeMs) * 100) / 100);
+    assert.equal(app.downtimeVsCounter.target, null, 'python-kv has no downtime target');
+    assert.equal(result.targetsMet, true);
     assert.equal(r.code, 0, r.stderr.slice(-1000));
   });
 });

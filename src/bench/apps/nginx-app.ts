@@ -67,4 +67,5 @@ export const NGINX: AppDef = {
   port: 8080,
   image: nginxImage,
   startClient: (ctx) => startPythonClient(ctx.lab, 'download', [ctx.address, 8080, '/big.bin', RATE_KBPS, 20]),
+  downtimeVsCounter: 2,
 };

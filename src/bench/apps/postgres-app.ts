@@ -156,4 +156,5 @@ export const POSTGRES: AppDef = {
   prepare,
   startClient,
   startTimeoutMs: 120_000,
+  downtimeVsCounter: 2,
 };

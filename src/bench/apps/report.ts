@@ -1,9 +1,12 @@
 // The Markdown of a `cloudlet bench apps` run (docs/results/apps.md): one row per app, then
 // what each checked and, for a failed one, why.
-import type { AppsBenchResult } from './types.js';
+import type { AppResult, AppsBenchResult } from './types.js';
 
 const cell = (v: number | null | undefined) => (v === null || v === undefined ? '-' : String(v));
 const mb = (v: number | null) => (v === null ? '-' : (v / 1e6).toFixed(1));
+/** "1.4 (<= 2: met)" */
+const ratioCell = (x: AppResult['downtimeVsCounter']) =>
+  `${cell(x.ratio)}${x.target === null ? '' : ` (<= ${x.target}: ${x.met === true ? 'met' : '**missed**'})`}`;
 
 export function appsMarkdown(r: AppsBenchResult, jsonPath: string): string {
   const lines = [
@@ -18,14 +21,20 @@ export function appsMarkdown(r: AppsBenchResult, jsonPath: string): string {
     'off a -> b once while its own kind of client works against it. `stateOk`: the checksum the',
     "program computes of its state equals the client's reference. `clientGapMs`: the longest",
     'time without a completed client operation around the handoff. `bytes`: what the handoff',
-    'sent (memory, file system, image layers).',
+    'sent (memory, file system, image layers). `x counter`: its downtime over that of the',
+    'reference handoff of the same run (the busybox counter in a holder, a -> b just before the',
+    'apps), with the target where the app has one.',
     '',
-    '| app | ok | stateOk | failed ops / ops | clientGapMs | downtimeMs | totalMs | MB sent | rounds |',
-    '|---|---|---|---|---|---|---|---|---|',
+    `Reference: ${r.reference.workload}: ${r.reference.error ? `FAILED (${r.reference.error})` : `downtime ${cell(r.reference.downtimeMs)} ms, total ${cell(r.reference.totalMs)} ms`}.`,
+    '',
+    '| app | ok | stateOk | failed ops / ops | clientGapMs | downtimeMs | x counter | totalMs | MB sent | rounds |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...r.apps.map(
       (a) =>
-        `| ${a.name} | ${a.ok ? 'yes' : '**no**'} | ${a.stateOk} | ${a.failedOps} / ${a.ops} | ${cell(a.clientGapMs)} | ${cell(a.downtimeMs)} | ${cell(a.totalMs)} | ${mb(a.bytes)} | ${cell(a.rounds)} |`,
+        `| ${a.name} | ${a.ok ? 'yes' : '**no**'} | ${a.stateOk} | ${a.failedOps} / ${a.ops} | ${cell(a.clientGapMs)} | ${cell(a.downtimeMs)} | ${ratioCell(a.downtimeVsCounter)} | ${cell(a.totalMs)} | ${mb(a.bytes)} | ${cell(a.rounds)} |`,
     ),
+    '',
+    `All apps ok: ${r.allOk}; downtime targets met: ${r.targetsMet}.`,
     '',
     '## The apps',
     '',

@@ -9,18 +9,18 @@
 // from them), and whether the program's own checksum of its state equals the client's
 // reference. A failing app is kept in the results with the reason; the next app still runs.
 import os from 'node:os';
-import { CloudletClient } from '../../cli/client.js';
 import { DockerEngine } from '../../engine/docker.js';
 import { buildHostImage } from '../../images/host-image.js';
 import { loadImageArchive } from '../../images/base-images.js';
 import { IMAGE_CACHE_DIR } from '../../lab/lab.js';
 import type { LabState } from '../../lab/state.js';
-import type { MigrationReport } from '../../migration/types.js';
 import { CloudletError, errorMessage } from '../../util/errors.js';
 import { onLab } from '../lab-session.js';
 import { announceOn, pickBenchAddress, removeWorkload, spareReady, startWorkload } from '../migrate.js';
 import { removeService } from '../handoff-provision.js';
 import { waitForPort } from './client-process.js';
+import { postMigration } from '../lab-migrate.js';
+import { againstReference, measureReference } from './reference.js';
 import type { AppContext, AppDef, AppResult, AppsBenchResult, ClientOutcome } from './types.js';
 
 /** Before the handoff (the client settles) and after it (the client shows it goes on). */
@@ -37,9 +37,11 @@ export interface AppsBenchOptions {
 export async function runAppsBench(opts: AppsBenchOptions): Promise<AppsBenchResult> {
   return onLab(opts.progress, async (lab) => {
     if (lab.cloudlets.length < 2) throw new CloudletError('bench_failed', 'the lab needs at least 2 cloudlets', { kind: 'internal' });
+    const reference = await measureReference(lab, opts.progress);
     const apps: AppResult[] = [];
     for (const app of opts.apps) {
       const r = await runApp(lab, app, opts.progress);
+      r.downtimeVsCounter = againstReference(r, reference, app.downtimeVsCounter ?? null);
       opts.progress(
         `${app.name}: ${r.ok ? 'ok' : `FAILED (${r.failure ?? 'checks'})`}: stateOk ${r.stateOk}, failedOps ${r.failedOps}/${r.ops}, clientGap ${r.clientGapMs} ms, downtime ${r.downtimeMs} ms`,
       );
@@ -51,8 +53,10 @@ export async function runAppsBench(opts: AppsBenchOptions): Promise<AppsBenchRes
       date: new Date().toISOString(),
       machine: { cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release() },
       link: { bandwidth: lab.cloudlets[1]!.link.bandwidth, latency: lab.cloudlets[1]!.link.latency },
+      reference,
       apps,
       allOk: apps.length > 0 && apps.every((a) => a.ok),
+      targetsMet: apps.every((a) => a.downtimeVsCounter.met !== false),
     };
   });
 }
@@ -65,11 +69,6 @@ export function gapAround(done: readonly number[], from: number, to: number): nu
     if (t[i]! >= from && t[i - 1]! <= to) gap = Math.max(gap ?? 0, t[i]! - t[i - 1]!);
   }
   return gap === null ? null : Math.round(gap * 10) / 10;
-}
-
-async function handoff(lab: LabState, from: string, to: string, container: string): Promise<MigrationReport> {
-  const cl = lab.cloudlets.find((c) => c.name === from)!;
-  return new CloudletClient(cl.daemon.apiUrl, lab.token, { timeoutMs: 30 * 60_000 }).post<MigrationReport>('/v1/migrations?wait=1', { container, to });
 }
 
 function engineOn(lab: LabState, name: string): DockerEngine {
@@ -106,6 +105,7 @@ function emptyResult(opts: { app: AppDef; image: string; from: string; to: strin
     checks: {},
     errors: [],
     failure: null,
+    downtimeVsCounter: { ratio: null, target: opts.app.downtimeVsCounter ?? null, met: null },
     report: null,
   };
 }
@@ -133,7 +133,7 @@ async function handoffUnderClient(opts: {
     await client.ready;
     await sleep(PAUSE_MS);
     t0 = Date.now();
-    const report = await handoff(lab, ca.name, cb.name, ctx.name);
+    const report = await postMigration(lab, ca.name, { container: ctx.name, to: cb.name });
     t1 = Date.now();
     result.report = report;
     result.downtimeMs = report.downtimeMs;

@@ -50,6 +50,8 @@ export interface AppDef {
   afterHandoff?: (ctx: AppContext) => Promise<Record<string, unknown> & { ok: boolean }>;
   /** How long the service may take to answer after its start (default 60 s). */
   startTimeoutMs?: number;
+  /** Target: its downtime within this many times the reference counter's of the same run (issue 17). */
+  downtimeVsCounter?: number;
 }
 
 export interface AppResult {
@@ -76,6 +78,8 @@ export interface AppResult {
   errors: string[];
   /** Why the app failed, when it did (the run is kept and counted). */
   failure: string | null;
+  /** Its downtime over the reference counter's of the same run, and its target when it has one. */
+  downtimeVsCounter: { ratio: number | null; target: number | null; met: boolean | null };
   report: MigrationReport | null;
 }
 
@@ -85,6 +89,18 @@ export interface AppsBenchResult {
   date: string;
   machine: { cores: number; memoryGiB: number; kernel: string };
   link: { bandwidth: string; latency: string };
+  /** The busybox counter in a holder, handed off a -> b in the same run before the apps: the yardstick. */
+  reference: ReferenceHandoff;
   apps: AppResult[];
   allOk: boolean;
+  /** Every app with a downtime target met it (an app that failed misses its target). */
+  targetsMet: boolean;
+}
+
+export interface ReferenceHandoff {
+  workload: string;
+  downtimeMs: number | null;
+  totalMs: number | null;
+  /** Why it could not be measured (then no app's ratio is known). */
+  error: string | null;
 }

@@ -122,11 +122,16 @@ function registerBenchApps(bench: Command): void {
               ops: a.ops,
               clientGapMs: a.clientGapMs,
               downtimeMs: a.downtimeMs,
+              xCounter: a.downtimeVsCounter.ratio ?? '-',
               failure: a.failure ?? '',
             })),
-            ['app', 'ok', 'stateOk', 'failedOps', 'ops', 'clientGapMs', 'downtimeMs', 'failure'],
+            ['app', 'ok', 'stateOk', 'failedOps', 'ops', 'clientGapMs', 'downtimeMs', 'xCounter', 'failure'],
           );
-        return r.allOk ? 0 : 1;
+        if (!opts.json)
+          process.stdout.write(
+            `reference (${r.reference.workload}): downtime ${r.reference.downtimeMs ?? '-'} ms${r.reference.error ? `, FAILED: ${r.reference.error}` : ''}\n`,
+          );
+        return r.allOk && r.targetsMet ? 0 : 1;
       }),
     );
 }
