@@ -55,7 +55,7 @@ export function expectedHolder(name: string): string | null {
 }
 
 /** Removes a service and its holder from these engines; what is not there is not an error. */
-export async function removeService(engines: readonly Docker[], name: string): Promise<void> {
+export async function removeWithHolder(engines: readonly Docker[], name: string): Promise<void> {
   for (const d of engines) {
     for (const c of [name, holderNameFor(name)]) {
       await d

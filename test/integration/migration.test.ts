@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useLab, execIn, readCounter } from '../helpers/lab.js';
-import { containerNames, expectedHolder, LAB_ENGINE, LAB_ENGINE_LABEL, removeService, RESTORES_OWN_NETNS, startService } from '../helpers/lab-engine.js';
+import { containerNames, expectedHolder, LAB_ENGINE, LAB_ENGINE_LABEL, removeWithHolder, RESTORES_OWN_NETNS, startService } from '../helpers/lab-engine.js';
 import { BUSYBOX_COUNTER_SCRIPT, STATEFUL_SERVICE_SCRIPT } from '../../src/workloads/stateful-service.js';
 import { measureEngineFloor } from '../../src/bench/engine-floor.js';
 import { holderCreateOptions, holderNameFor, joiningHolder, SPARE_HOLDER_NAME } from '../../src/network/netns-holder.js';
@@ -88,7 +88,7 @@ describe(`live migration on the lab ${LAB_ENGINE_LABEL}`, { skip: !isRoot && 'ne
     await b.getContainer('counter').logs({ stdout: true, stderr: true });
     await b.getContainer('counter').stop({ t: 1 });
     await b.getContainer('counter').remove();
-    await removeService([b], 'counter');
+    await removeWithHolder([b], 'counter');
   });
 
   test('256 MiB Node.js service arrives with an identical checksum and a continuing counter (pre-copy with a lazy restore, then stop-and-copy back with an eager one)', async (t) => {
@@ -133,7 +133,7 @@ describe(`live migration on the lab ${LAB_ENGINE_LABEL}`, { skip: !isRoot && 'ne
     assert.equal(sc.precopyRounds, 0);
     assert.equal(sc.postCopyMs, null, 'an eager restore when the handoff asks for one');
     assert.deepEqual(await get(a, '/checksum'), onB, 'identical state back on a');
-    await removeService([a, b], 'svc');
+    await removeWithHolder([a, b], 'svc');
   });
 
   test('a failure injected before the restore leaves the service running on a with its state', async () => {
@@ -153,13 +153,13 @@ describe(`live migration on the lab ${LAB_ENGINE_LABEL}`, { skip: !isRoot && 'ne
     assert.ok(after >= before, `counter kept: ${before} -> ${after}`);
     const leftOnB = await containerNames(b);
     assert.ok(!leftOnB.includes('survivor') && !leftOnB.includes(holderNameFor('survivor')), `nothing of it left on b: ${leftOnB.join(' ')}`);
-    await removeService([a], 'survivor');
+    await removeWithHolder([a], 'survivor');
   });
 
   test('a handoff whose --max-downtime cannot be met within --max-total is refused before the freeze; --force hands it off', async (t) => {
     const a = lab.docker('a');
     const b = lab.docker('b');
-    t.after(() => removeService([a, b], 'bounded'));
+    t.after(() => removeWithHolder([a, b], 'bounded'));
     await startService(a, { name: 'bounded', Image: 'cloudlet/busybox:1', Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT] });
     await sleep(1000);
     const before = await readCounter(a, 'bounded');
@@ -226,7 +226,7 @@ describe(`live migration on the lab ${LAB_ENGINE_LABEL}`, { skip: !isRoot && 'ne
     assert.ok(after > before, `counter kept counting: ${before} -> ${after}`);
     const leftOnB = await containerNames(b);
     assert.ok(!leftOnB.includes('hostile') && !leftOnB.includes(holderNameFor('hostile')), `nothing made on b: ${leftOnB.join(' ')}`);
-    await removeService([a], 'hostile');
+    await removeWithHolder([a], 'hostile');
   });
 
   test("a counter in a network namespace holder moves with it: b's spare stands for the holder and is replaced, a's holder goes; a shared holder is refused", async (t) => {
@@ -283,7 +283,7 @@ describe(`live migration on the lab ${LAB_ENGINE_LABEL}`, { skip: !isRoot && 'ne
     async (t) => {
       const a = lab.docker('a');
       const b = lab.docker('b');
-      t.after(() => removeService([a, b], 'ownns'));
+      t.after(() => removeWithHolder([a, b], 'ownns'));
       await startService(a, { name: 'ownns', Image: 'cloudlet/busybox:1', Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT] }, 'own');
       await sleep(1000);
       const before = await readCounter(a, 'ownns');
