@@ -19,17 +19,22 @@ export CLOUDLET_LAB_DIR=/var/lib/cloudlet/test-lab
 export CLOUDLET_LAB_RUN_DIR=/run/cloudlet-test-lab
 export CLOUDLET_LAB_PREFIX=cltest-
 
-# The suite runs on the default engine (docker20); test/integration/engine-kind.test.ts also hands
-# off and synthesizes on labs of these kinds (engines.test.ts: 20.10 <-> 28, engines-containerd.test.ts:
-# the containerd image store), within a few minutes of the suite's time.
-export CLOUDLET_TEST_ENGINES=${CLOUDLET_TEST_ENGINES:-docker28}
-
 # Whatever an interrupted earlier run left behind goes first (no-op when nothing is there).
 node dist/src/cli/main.js lab down >/dev/null
 
+# 1. The whole suite on the default engine (docker20); engines.test.ts runs a 20.10 <-> 28
+#    lab, engines-containerd.test.ts two cloudlets on 28's containerd image store.
 status=0
-node --test --test-concurrency=1 --test-timeout=900000 \
+env -u CLOUDLET_TEST_LAB_ENGINE node --test --test-concurrency=1 --test-timeout=900000 \
   dist/test/unit/*.test.js dist/test/integration/*.test.js || status=$?
+
+# 2. The migration, handoff and overlay tests again on labs of Docker 28 (issue 18.7):
+#    CLOUDLET_TEST_LAB_ENGINE (read by test/helpers/lab-engine.ts only) is the engine of their
+#    labs; there every service that has a network namespace of its own on 20.10 runs in a netns
+#    holder, and such a namespace is refused at the destination's prepare.
+CLOUDLET_TEST_LAB_ENGINE=docker28 node --test --test-concurrency=1 --test-timeout=900000 \
+  dist/test/integration/migration.test.js dist/test/integration/handoff.test.js \
+  dist/test/integration/overlay.test.js || status=$?
 
 # Tests clean up after themselves; this catches a test process that was killed.
 node dist/src/cli/main.js lab down >/dev/null || status=1

@@ -4,7 +4,7 @@ import { after, before, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import Docker from 'dockerode';
 import { cliJson, runCli, type CliResult } from './cli.js';
-import { readLabState, type LabState } from '../../src/lab/state.js';
+import { readLabState, type EngineKind, type LabState } from '../../src/lab/state.js';
 import { BUSYBOX_COUNTER_SCRIPT } from '../../src/workloads/stateful-service.js';
 import { GAP_SLACK_MS, type HandoffBenchResult } from '../../src/bench/handoff.js';
 
@@ -24,6 +24,7 @@ export function useLab(
     bandwidth?: string;
     latency?: string;
     restore?: 'lazy' | 'eager';
+    /** `lab up --engine`: every cloudlet's engine (test/helpers/lab-engine.ts's LAB_ENGINE). */ engine?: EngineKind;
     /** `lab up --engines`, e.g. a=docker20,b=docker28 */ engines?: string;
   } = {},
 ): TestLab {
@@ -60,11 +61,19 @@ export function useLab(
         '--latency',
         opts.latency ?? '5ms',
         ...(opts.restore ? ['--restore', opts.restore] : []),
+        ...(opts.engine ? ['--engine', opts.engine] : []),
         ...(opts.engines ? ['--engines', opts.engines] : []),
       ],
       { env, timeoutMs: 600_000 },
     );
     state = readLabState(env.CLOUDLET_LAB_DIR);
+    const kinds = state?.cloudlets.map((c) => c.engine.kind);
+    if (opts.engine)
+      assert.deepEqual(
+        kinds,
+        kinds?.map(() => opts.engine),
+        `every cloudlet on ${opts.engine}`,
+      );
   });
   after(async () => {
     const r = await runCli(['lab', 'down'], { env });

@@ -3,9 +3,12 @@
 // service network. The service is live-migrated a -> b under it (same socket, no reset, every
 // message answered, the service's in-memory counter continuous), follows a walking user once
 // (not back and forth), and a failed handoff leaves the service - and the connections - at a.
+// On the lab engine of test/helpers/lab-engine.ts: on Docker 28 every service runs in a netns
+// holder (`cloudlet run --netns-holder`), as users on 28 run them.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useLab } from '../helpers/lab.js';
+import { expectedHolder, IN_HOLDERS, LAB_ENGINE, LAB_ENGINE_LABEL } from '../helpers/lab-engine.js';
 import { provisionHandoffService, removeService, routedTo, startLabClient, summarize, GAP_SLACK_MS } from '../../src/bench/handoff.js';
 import { ApiClient } from '../../src/api/client/client.js';
 import type { HandoffBenchResult } from '../../src/bench/handoff.js';
@@ -29,15 +32,17 @@ function sessionDetail(client: ClientReport, migration: MigrationReport | null):
   return `${parts.join('; ')}; ${m}; client stopped by ${client.stoppedBy} at ${client.endedAt.slice(11, 23)}`;
 }
 
-describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => {
-  const lab = useLab('hoff');
+describe(`network handoff on the lab ${LAB_ENGINE_LABEL}`, { skip: !isRoot && 'needs root' }, () => {
+  const lab = useLab('hoff', { engine: LAB_ENGINE });
+  const netnsHolder = IN_HOLDERS;
 
   test('bench handoff: TCP and HTTP keep-alive survive a live migration; the service follows the user once', async (t) => {
-    const r = await lab.cliJson<HandoffBenchResult>(['bench', 'handoff'], 600_000);
+    const r = await lab.cliJson<HandoffBenchResult>(['bench', 'handoff', ...(netnsHolder ? ['--netns-holder'] : [])], 600_000);
     const d = r.direct!;
     t.diagnostic(`direct: total ${d.migration.totalMs} ms, downtime ${d.migration.downtimeMs} ms, client gap ${d.summary.clientGapMs} ms`);
     assert.equal(d.migration.state, 'done');
     assert.equal(d.migration.serviceAddress, d.service.address, 'the service kept its address');
+    assert.equal(d.migration.netnsHolder ?? null, expectedHolder(d.service.container), `with its namespace, ${LAB_ENGINE_LABEL}`);
     assert.equal(d.routedTo, 'b', 'the router sends the address to b');
     for (const [kind, s] of [
       ['tcp', d.summary.tcp],
@@ -86,12 +91,13 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
     const state = lab.state();
     const api = (node: string) =>
       new ApiClient({ baseUrl: state.cloudlets.find((c) => c.name === node)!.daemon.apiUrl, token: state.token, timeoutMs: 300_000 });
-    const first = await provisionHandoffService(state, 'a', 'addr-one');
+    const first = await provisionHandoffService(state, 'a', 'addr-one', { netnsHolder });
     const moved = await api('a').post<MigrationReport>('/v1/migrations?wait=1', { container: 'addr-one', to: 'b' });
     assert.equal(moved.state, 'done', moved.error?.message);
     assert.equal(moved.serviceAddress, first.address);
+    assert.equal(moved.netnsHolder ?? null, expectedHolder('addr-one'), `with its namespace, ${LAB_ENGINE_LABEL}`);
     // A second service on a: the engine would reuse the freed address; cloudletd must not.
-    const second = await provisionHandoffService(state, 'a', 'addr-two');
+    const second = await provisionHandoffService(state, 'a', 'addr-two', { netnsHolder });
     assert.notEqual(second.address, first.address, 'a new service on a does not take the address of the one that moved to b');
     assert.equal(await routedTo(state, first.address), 'b', 'the moved service keeps its route');
     assert.equal(await routedTo(state, second.address), 'a');
@@ -150,7 +156,7 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
 
   test('a handoff that fails at the destination leaves the service and its connections at a', async (t) => {
     const state = lab.state();
-    const svc = await provisionHandoffService(state, 'a', 'rollback-svc');
+    const svc = await provisionHandoffService(state, 'a', 'rollback-svc', { netnsHolder });
     const client = await startLabClient(svc.address, { durationMs: 60_000, intervalMs: 20, env: lab.env });
     let report: MigrationReport | undefined;
     try {
@@ -172,10 +178,12 @@ describe('network handoff on the lab', { skip: !isRoot && 'needs root' }, () => 
     }
     assert.ok(report);
     assert.equal(report.state, 'rolled-back', report.error?.message);
+    assert.equal(report.netnsHolder ?? null, expectedHolder('rollback-svc'), `with its namespace, ${LAB_ENGINE_LABEL}`);
     assert.match(report.error!.message, /routed back here/);
     assert.equal(await routedTo(state, svc.address), 'a');
     assert.equal((await lab.docker('a').getContainer('rollback-svc').inspect()).State.Running, true, 'running at a');
     await assert.rejects(lab.docker('b').getContainer('rollback-svc').inspect(), 'nothing left at b');
+    await assert.rejects(lab.docker('b').getContainer('rollback-svc-netns').inspect(), 'nor a holder');
     await removeService(state, 'rollback-svc');
   });
 });

@@ -1,6 +1,8 @@
 // Overlays end to end on a real lab: both workloads (large: ~200 MB of app files on the node
 // base; small: ~2 MB) created on cloudlet a with the CLI, pushed to b, synthesized and started
-// on b by the first request, with the original image ids.
+// on b by the first request, with the original image ids. On the lab engine of
+// test/helpers/lab-engine.ts (no handoff here: a service with a namespace of its own runs on
+// Docker 28 as on 20.10).
 import { SPARE_HOLDER_NAME } from '../../src/network/netns-holder.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,14 +10,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { useLab, execIn } from '../helpers/lab.js';
+import { LAB_ENGINE } from '../helpers/lab-engine.js';
 import { IMAGE_CACHE_DIR } from '../../src/lab/lab.js';
 import { loadImageArchive } from '../../src/images/base-images.js';
 import { buildAppArchive, LARGE_APP, SMALL_APP } from '../../src/workloads/overlay-apps.js';
 
 const isRoot = process.getuid?.() === 0;
 
-describe('overlays on the lab', { skip: !isRoot && 'needs root' }, () => {
-  const lab = useLab('ovl');
+describe(`overlays on the lab on ${LAB_ENGINE}`, { skip: !isRoot && 'needs root' }, () => {
+  const lab = useLab('ovl', { engine: LAB_ENGINE });
   const work = mkdtempSync(join(tmpdir(), 'overlay-it-'));
   process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 
