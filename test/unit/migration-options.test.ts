@@ -22,6 +22,8 @@ test('CLI options become the API body', () => {
   assert.throws(() => migrationBody('web', { from: 'a', to: 'b', maxRounds: 'x' }), /--max-rounds/);
   assert.equal(migrationBody('web', { from: 'a', to: 'b', restore: 'auto' }).restore, 'auto');
   assert.throws(() => migrationBody('web', { from: 'a', to: 'b', restore: 'later' }), /--restore must be lazy, eager or auto \(got 'later'\)/);
+  assert.equal(migrationBody('web', { from: 'a', to: 'b', tcpClose: true }).tcpClose, true);
+  assert.equal(migrationBody('web', { from: 'a', to: 'b' }).tcpClose, undefined, 'no flag: connections that cannot be kept refuse the handoff');
 });
 
 test('restoreFor: auto restores large memory lazily, small eagerly; an explicit choice wins', () => {
