@@ -332,12 +332,20 @@ describe('container shapes users have, handed off or refused before the freeze',
     // A user's echo server (busybox nc, a cat per connection) beside the counter, and a client
     // of it in another container on a's default bridge that records what its connection saw.
     const before = await startOnA({ name: 'closer', Image: 'cloudlet/busybox:1', Cmd: ['sh', '-c', `nc -ll -p 9000 -e cat & ${BUSYBOX_COUNTER_SCRIPT}`] });
-    const addr = (await a.getContainer('closer').inspect()).NetworkSettings.IPAddress;
-    await (await a.createContainer({ name: 'closer-client', Image: 'cloudlet/node:20', Cmd: ['node', '-e', ECHO_CLIENT, addr] })).start();
     const clientState = async () => (await execIn(a, 'closer-client', ['cat', '/tmp/state']).catch(() => '')).trim();
-    for (let i = 0; i < 50 && (await clientState()) !== 'echoed'; i++) await sleep(100);
+    /** A new client of the server's address on a now, once it got its echo. */
+    const connectClient = async () => {
+      await a
+        .getContainer('closer-client')
+        .remove({ force: true })
+        .catch(() => undefined);
+      const addr = (await a.getContainer('closer').inspect()).NetworkSettings.IPAddress;
+      await (await a.createContainer({ name: 'closer-client', Image: 'cloudlet/node:20', Cmd: ['node', '-e', ECHO_CLIENT, addr] })).start();
+      for (let i = 0; i < 50 && (await clientState()) !== 'echoed'; i++) await sleep(100);
+      assert.equal(await clientState(), 'echoed', `the client is connected to ${addr} and got its echo`);
+    };
     try {
-      assert.equal(await clientState(), 'echoed', 'the client is connected and got its echo');
+      await connectClient();
 
       const refused = await migrate('closer');
       t.diagnostic(`without --tcp-close: ${refused.report.state}, ${JSON.stringify(refused.report.error)}`);
@@ -352,6 +360,23 @@ describe('container shapes users have, handed off or refused before the freeze',
       assert.equal(plan.network.connectionsClosed, true);
       assert.equal(plan.network.establishedTcp, 1);
 
+      // A failure after the freeze: the source restores its tcp-close dump (which needs the
+      // option too) and the service runs on a again; its client was reset all the same.
+      const failed = await lab.cli(['migrate', 'closer', '--from', 'a', '--to', 'b', '--tcp-close', '--inject', 'before-restore', '--json'], 300_000);
+      const rolled = JSON.parse(failed.stdout) as Report & { tcpClose?: { reset: number } };
+      t.diagnostic(`--tcp-close, failed before the restore: ${rolled.state}, ${JSON.stringify(rolled.tcpClose)}, client: ${await clientState()}`);
+      assert.equal(rolled.state, 'rolled-back', failed.stdout);
+      assert.match(rolled.error?.message ?? '', /injected fault/);
+      assert.equal(rolled.tcpClose?.reset, 1);
+      assert.equal(await clientState(), 'error ECONNRESET');
+      assert.equal((await a.getContainer('closer').inspect()).State.Running, true, 'restored on a');
+      assert.ok(await gone(b, 'closer'), 'nothing left on b');
+      const afterRollback = await readCounter(a, 'closer');
+      await sleep(400);
+      assert.ok((await readCounter(a, 'closer')) > afterRollback, 'counting on a again');
+      // A client connects to the restored server on a, and the next handoff resets that one.
+      await connectClient();
+
       const r = await lab.cli(['migrate', 'closer', '--from', 'a', '--to', 'b', '--tcp-close', '--json'], 300_000);
       const report = JSON.parse(r.stdout) as Report & { tcpClose?: { atPrepare: number; reset: number; ms: number } };
       t.diagnostic(`--tcp-close: ${report.state}, downtime ${report.downtimeMs} ms, ${JSON.stringify(report.tcpClose)}, client: ${await clientState()}`);
@@ -365,7 +390,10 @@ describe('container shapes users have, handed off or refused before the freeze',
       const echo = await execIn(b, 'closer', ['sh', '-c', 'echo ping | timeout 3 nc 127.0.0.1 9000']);
       assert.equal(echo.trim(), 'ping');
     } finally {
-      await a.getContainer('closer-client').remove({ force: true });
+      await a
+        .getContainer('closer-client')
+        .remove({ force: true })
+        .catch(() => undefined);
       for (const d of [a, b])
         await d
           .getContainer('closer')
