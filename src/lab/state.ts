@@ -70,6 +70,8 @@ export interface LabCloudlet extends LabHost {
     log: string;
     /** The engine's XDG_RUNTIME_DIR: containerd unpacks checkpoints below it. */
     xdgRuntimeDir: string;
+    /** Docker's --userns-remap (src/lab/engines.ts UsernsRemap); absent: none. SKETCH: no CLI option sets it yet. */
+    usernsRemap?: { user: string; uid: number; gid: number } | null;
   };
   daemon: {
     pid: number;
