@@ -14,6 +14,11 @@ export function appsMarkdown(r: AppsBenchResult, jsonPath: string): string {
     '',
     `Command: \`${r.command}\` (${r.date.slice(0, 16).replace('T', ' ')} UTC) -> \`${jsonPath}\`.`,
     `Machine: ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, kernel ${r.machine.kernel}; lab links ${r.link.bandwidth}, ${r.link.latency} one way.`,
+    ...(r.usernsRemap
+      ? [
+          `Engines with userns-remap (${r.usernsRemap.user}, container root = host uid ${r.usernsRemap.uid}): every app and the reference counter in a network namespace of its own on the service network with its fixed address, not in a holder (docs/userns-remap.md).`,
+        ]
+      : []),
     '',
     "Each app runs from an image built at run time from the host's installed Debian programs",
     '(no registry), loaded into the source engine only, created like `docker run IMAGE` (its own',
