@@ -11,7 +11,7 @@
 // each cloudletd through a loopback port forwarded to the daemon's unix socket.
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ConflictError, UsageError, errorMessage } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { initCa, issueCert } from '../util/pki.js';
@@ -186,6 +186,19 @@ async function setUpRemap(state: LabState, dir: string, progress: Progress): Pro
   progress(`userns-remap: ${remap.user}, ids ${remap.uid}-${remap.uid + remap.count - 1} (${what.length > 0 ? `added: ${what.join(', ')}` : 'already there'})`);
 }
 
+/**
+ * dockerd --userns-remap refuses a data root whose parents the remapped root cannot traverse
+ * ("please fix by allowing 'o+x' permissions on existing directories"): the lab dir and the
+ * engine's dirs become 0711 (no listing; the state, configs and keys stay 0600).
+ */
+function traversableForRemap(labDirPath: string, dataRoot: string): void {
+  mkdirSync(dataRoot, { recursive: true });
+  for (let d = dataRoot; d.startsWith(labDirPath); d = dirname(d)) {
+    chmodSync(d, 0o711);
+    if (d === labDirPath) break;
+  }
+}
+
 /** A cloudlet on its host: where its engine and its daemon will live (nothing started yet). */
 function cloudletOn(h: LabHost, where: { dir: string; runDir: string; engine: EngineKind; remap: UsernsRemap | null }): LabCloudlet {
   const { dir, runDir } = where;
@@ -211,6 +224,7 @@ async function startCloudlets(state: LabState, dir: string, progress: Progress):
   // Before any CRIU run: without its cache every dump and restore probes the kernel again.
   const kdat = await ensureCriuKdatCache(REAL_CRIU);
   if (kdat === 'made') progress(`criu: kernel-data cache made (${KDAT_CACHE}, linked from ${KDAT_PATH}: /run is not tmpfs here)`);
+  if (state.usernsRemap) for (const cl of state.cloudlets) traversableForRemap(dir, cl.engine.dataRoot);
   progress(`engines: starting ${state.cloudlets.map((cl) => `${cl.name}=${cl.engine.kind ?? DEFAULT_ENGINE_KIND}`).join(', ')}`);
   await Promise.all(
     state.cloudlets.map(async (cl) => {
