@@ -25,6 +25,7 @@ export function useLab(
     latency?: string;
     restore?: 'lazy' | 'eager';
     /** `lab up --engines`, e.g. a=docker20,b=docker28 */ engines?: string;
+    /** `lab up --userns-remap`: every engine with Docker's --userns-remap. */ usernsRemap?: boolean;
   } = {},
 ): TestLab {
   const env = {
@@ -61,6 +62,7 @@ export function useLab(
         opts.latency ?? '5ms',
         ...(opts.restore ? ['--restore', opts.restore] : []),
         ...(opts.engines ? ['--engines', opts.engines] : []),
+        ...(opts.usernsRemap ? ['--userns-remap'] : []),
       ],
       { env, timeoutMs: 600_000 },
     );
