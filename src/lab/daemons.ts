@@ -10,7 +10,7 @@ import { spawnDetached } from '../util/exec.js';
 import { LAB_FAULTS_ENV, type DaemonConfigInput } from '../daemon/config.js';
 import type { ServiceNetworkConfigInput } from '../network/service-network.js';
 import { BUSYBOX_IMAGE } from '../images/base-images.js';
-import { engineCriuSettings } from './engines.js';
+import { engineCriuSettings, engineDockerRoot } from './engines.js';
 import { nsenterArgs } from './netns.js';
 import { isAlive } from './processes.js';
 import { certPaths } from '../util/pki.js';
@@ -61,7 +61,8 @@ function daemonConfig(cl: LabCloudlet, state: LabState): DaemonConfigInput {
     token: state.token,
     dockerSocket: cl.engine.socket,
     dockerExecRoot: cl.engine.execRoot,
-    dockerDataRoot: cl.engine.dataRoot,
+    // Checkpoints are installed under it: DATA_ROOT/UID.GID under userns-remap.
+    dockerDataRoot: engineDockerRoot(cl.engine),
     dockerXdgRuntimeDir: cl.engine.xdgRuntimeDir,
     lazyRestore: state.restore === 'lazy' ? engineCriuSettings(cl.engine) : null,
     criuConfigFile: engineCriuSettings(cl.engine).criuConfigFile,

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { CloudletError, UsageError } from '../util/errors.js';
 import { spawnDetached } from '../util/exec.js';
 import { DockerEngine } from '../engine/docker.js';
+import { CONTAINERD_COPY_PREFIX } from '../engine/checkpoint-install.js';
 import { nsenterArgs } from './netns.js';
 import { isAlive, terminate, processesMentioning } from './processes.js';
 import { ENGINE_KINDS, type EngineKind, type LabCloudlet } from './state.js';
@@ -62,6 +63,25 @@ export function engineImageStore(kind: EngineKind): 'overlay2' | 'containerd' {
   return kind === 'docker28-containerd' ? 'containerd' : 'overlay2';
 }
 
+/**
+ * Docker's `--userns-remap USER` (a daemon-wide setting): every container runs in a user
+ * namespace runc creates as root, container uids mapped to USER's subordinate range (Docker
+ * 20.10 looks up /etc/subuid AND /etc/subgid by the user's name). Root owns those namespaces,
+ * so CRIU may read the rlimits of their non-root processes without CAP_SYS_RESOURCE (see
+ * docs/userns-remap.md). uid/gid: the start of the range (what names DATA_ROOT/UID.GID).
+ */
+export interface UsernsRemap {
+  user: string;
+  uid: number;
+  gid: number;
+}
+
+/** Where the engine keeps containers, layers and checkpoints: DATA_ROOT, or DATA_ROOT/UID.GID under userns-remap (docker info: DockerRootDir). */
+export function engineDockerRoot(engine: { dataRoot: string; usernsRemap?: UsernsRemap | null }): string {
+  const r = engine.usernsRemap;
+  return r ? join(engine.dataRoot, `${r.uid}.${r.gid}`) : engine.dataRoot;
+}
+
 export function engineLayout(name: string, dir: string, runDir: string, prefix: string, xdgRuntimeDir: string): Omit<EngineInfo, 'pid' | 'kind'> {
   return {
     dataRoot: join(dir, name, 'docker'),
@@ -95,9 +115,9 @@ function engineCriuConfig(workDir: string): string {
  * own directory over /etc/criu in a private mount namespace (slave propagation, so mounts
  * made by the host still reach it) and runs the real CRIU there. Returns the wrapper's dir.
  */
-function installCriuWrapper(home: string, workDir: string): string {
+function installCriuWrapper(home: string, workDir: string, remapped: { xdg: string; gid: number } | null): string {
   const etc = dirname(engineCriu(home, workDir).criuConfigFile);
-  if (/['\\\n]/.test(etc + workDir)) throw new UsageError(`lab paths must not contain quotes or backslashes: ${etc}`);
+  if (/['\\\n]/.test(etc + workDir + (remapped?.xdg ?? ''))) throw new UsageError(`lab paths must not contain quotes or backslashes: ${etc}`);
   const bin = join(home, 'criu-bin');
   mkdirSync(etc, { recursive: true });
   mkdirSync(bin, { recursive: true });
@@ -111,12 +131,25 @@ function installCriuWrapper(home: string, workDir: string): string {
       '#!/bin/sh',
       "# Written by cloudlet lab up: this engine's CRIU runs with the configuration in",
       `# ${etc} mounted over /etc/criu (see src/lab/engines.ts).`,
+      ...remapUnpackLines(remapped),
       `exec unshare -m --propagation slave /bin/sh -c 'mount --bind "$0" /etc/criu && exec ${REAL_CRIU} "$@"' '${etc}' "$@"`,
       '',
     ].join('\n'),
     { mode: 0o755 },
   );
   return bin;
+}
+
+/**
+ * Under userns-remap the restored tasks open their images themselves, as the container's root
+ * (host uid/gid of the range's start): containerd unpacks them into a 0700 root-owned
+ * $XDG_RUNTIME_DIR/ctrd-checkpointNNN, and the restore fails with "Unable to open
+ * tty-info.img: Permission denied". The wrapper runs after the unpack: it lets the range's
+ * gid in. SKETCH: a race-free place would be a restore hook, or containerd's unpack mode.
+ */
+function remapUnpackLines(remapped: { xdg: string; gid: number } | null): string[] {
+  if (!remapped) return [];
+  return [`for d in '${remapped.xdg}'/${CONTAINERD_COPY_PREFIX}*; do [ -d "$d" ] && chgrp ${remapped.gid} "$d" && chmod 0750 "$d"; done`];
 }
 
 /** The CRIU >= 4.2 that set-up installs (a wrapper around its private prefix). */
@@ -152,7 +185,8 @@ export async function startEngine(opts: StartEngineOptions): Promise<EngineInfo>
   // A config file of our own, so that a host-wide /etc/docker/daemon.json never applies.
   const configFile = join(home, 'daemon.json');
   writeFileSync(configFile, `${JSON.stringify(engineDaemonConfig(kind))}\n`);
-  const criuBin = installCriuWrapper(home, criuWorkDir(layout));
+  const remap = layout.usernsRemap ?? null;
+  const criuBin = installCriuWrapper(home, criuWorkDir(layout), remap ? { xdg: layout.xdgRuntimeDir, gid: remap.gid } : null);
   // containerd unpacks checkpoints into $XDG_RUNTIME_DIR and never deletes them: the lab
   // gives it a dir on its scratch tmpfs, which `lab down` removes.
   const xdg = layout.xdgRuntimeDir;
@@ -176,6 +210,7 @@ export async function startEngine(opts: StartEngineOptions): Promise<EngineInfo>
         '--cgroup-parent',
         layout.cgroupParent,
         '--experimental',
+        ...(remap ? ['--userns-remap', remap.user] : []),
       ]),
       { logFd, env: { PATH: [criuBin, ...binaries.path, ENGINE_PATH].join(':'), XDG_RUNTIME_DIR: xdg, HOME: home } },
     );

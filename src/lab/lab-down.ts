@@ -9,6 +9,7 @@ import { deleteNetns, listNetns } from './netns.js';
 import { processesMentioning, terminate } from './processes.js';
 import { LAB_PREFIX, labDir, labRunDir, readLabState, statePath } from './state.js';
 import type { Progress } from './lab.js';
+import { removeRemap } from './userns-remap.js';
 
 export interface LabDownReport {
   wasUp: boolean;
@@ -81,6 +82,11 @@ export async function labDown(progress: Progress): Promise<LabDownReport> {
     }
     return notes;
   });
+  // After the engines: the user and its range are the lab's own, nothing else uses them.
+  if (state?.usernsRemap) {
+    const remap = state.usernsRemap;
+    await step('userns-remap', () => removeRemap(remap));
+  }
   if (existsSync(statePath(dir))) report.errors.push(`state file ${statePath(dir)} is still there`);
   return report;
 }

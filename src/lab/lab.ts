@@ -10,8 +10,8 @@
 // Every cloudlet namespace runs its own Docker engine and its own cloudletd. The host reaches
 // each cloudletd through a loopback port forwarded to the daemon's unix socket.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { ConflictError, UsageError, errorMessage } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { initCa, issueCert } from '../util/pki.js';
@@ -19,7 +19,8 @@ import { buildBaseImageArchives, loadImageArchive } from '../images/base-images.
 import { ensureCriuKdatCache, KDAT_CACHE, KDAT_PATH } from '../engine/criu-kdat.js';
 import { lazyPagesSupported } from '../engine/lazy-pages.js';
 import { DAEMON_PORT, startDaemon, startForwarder, waitForDaemon } from './daemons.js';
-import { DEFAULT_ENGINE_KIND, engineLayout, startEngine, REAL_CRIU, type EngineKind } from './engines.js';
+import { DEFAULT_ENGINE_KIND, engineLayout, startEngine, REAL_CRIU, type EngineKind, type UsernsRemap } from './engines.js';
+import { applyRemap, planRemap, remapUserFor } from './userns-remap.js';
 import { labDown } from './lab-down.js';
 import { validateLink } from './link-shaping.js';
 import { buildLabNetwork, hostOnLink, requireNativeHelpers } from './links.js';
@@ -61,6 +62,8 @@ export interface LabUpOptions {
   /** The engine of every cloudlet (default docker20), and per-cloudlet exceptions by name. */
   engine?: EngineKind;
   engines?: Record<string, EngineKind>;
+  /** Every engine with Docker's --userns-remap (docker20 only; src/lab/userns-remap.ts). */
+  usernsRemap?: boolean;
 }
 
 export type Progress = (message: string) => void;
@@ -99,6 +102,7 @@ export async function labUp(opts: LabUpOptions, progress: Progress): Promise<Lab
 
   const linkOf = (name: string) => (opts.links?.[name] ? validateLink(opts.links[name]!) : link);
   const engineOf = labEngineKinds(opts);
+  if (opts.usernsRemap) refuseRemapKinds(opts.cloudlets, engineOf);
   const state: LabState = {
     version: 1,
     createdAt: new Date().toISOString(),
@@ -115,11 +119,13 @@ export async function labUp(opts: LabUpOptions, progress: Progress): Promise<Lab
   writeLabState(state, dir);
 
   try {
+    if (opts.usernsRemap) await setUpRemap(state, dir, progress);
     progress('network: router, client and cloudlet namespaces, shaped links');
     const hosts: LabHost[] = [state.client];
     for (let i = 0; i < opts.cloudlets; i++) hosts.push(hostOnLink(cloudletName(i), i + 1, linkOf(cloudletName(i)), dir));
     await buildLabNetwork(state, hosts, dir);
-    state.cloudlets.push(...hosts.slice(1).map((h) => cloudletOn(h, { dir, runDir, engine: engineOf(h.name) })));
+    const remap = state.usernsRemap ? { user: state.usernsRemap.user, uid: state.usernsRemap.uid, gid: state.usernsRemap.gid } : null;
+    state.cloudlets.push(...hosts.slice(1).map((h) => cloudletOn(h, { dir, runDir, engine: engineOf(h.name), remap })));
     writeLabState(state, dir);
     await startCloudlets(state, dir, progress);
     return state;
@@ -156,13 +162,50 @@ function labEngineKinds(opts: LabUpOptions): (name: string) => EngineKind {
   return (name) => opts.engines?.[name] ?? opts.engine ?? DEFAULT_ENGINE_KIND;
 }
 
+/**
+ * Docker 20.10 only: Docker 28 cannot restore a container with a network namespace of its own
+ * (docs/engines-docker28.md), and under remap one joining a holder cannot be restored at all.
+ */
+function refuseRemapKinds(cloudlets: number, engineOf: (name: string) => EngineKind): void {
+  const others = Array.from({ length: cloudlets }, (_, i) => cloudletName(i)).filter((n) => engineOf(n) !== 'docker20');
+  if (others.length > 0)
+    throw new UsageError(`--userns-remap: cloudlet(s) ${others.join(', ')} would run ${engineOf(others[0]!)}; a remapped lab runs docker20 engines only`, {
+      hint: 'under remap a service needs a network namespace of its own, which only docker20 restores (docs/userns-remap.md)',
+    });
+}
+
+/** The lab's remap user and range: recorded in the state first, then added where missing (so `lab down` removes them after a crash too). */
+async function setUpRemap(state: LabState, dir: string, progress: Progress): Promise<void> {
+  const remap = await planRemap(remapUserFor(state.prefix));
+  state.usernsRemap = remap;
+  writeLabState(state, dir);
+  await applyRemap(remap);
+  const what = Object.entries(remap.added)
+    .filter(([, v]) => v)
+    .map(([k]) => k);
+  progress(`userns-remap: ${remap.user}, ids ${remap.uid}-${remap.uid + remap.count - 1} (${what.length > 0 ? `added: ${what.join(', ')}` : 'already there'})`);
+}
+
+/**
+ * dockerd --userns-remap refuses a data root whose parents the remapped root cannot traverse
+ * ("please fix by allowing 'o+x' permissions on existing directories"): the lab dir and the
+ * engine's dirs become 0711 (no listing; the state, configs and keys stay 0600).
+ */
+function traversableForRemap(labDirPath: string, dataRoot: string): void {
+  mkdirSync(dataRoot, { recursive: true });
+  for (let d = dataRoot; d.startsWith(labDirPath); d = dirname(d)) {
+    chmodSync(d, 0o711);
+    if (d === labDirPath) break;
+  }
+}
+
 /** A cloudlet on its host: where its engine and its daemon will live (nothing started yet). */
-function cloudletOn(h: LabHost, where: { dir: string; runDir: string; engine: EngineKind }): LabCloudlet {
+function cloudletOn(h: LabHost, where: { dir: string; runDir: string; engine: EngineKind; remap: UsernsRemap | null }): LabCloudlet {
   const { dir, runDir } = where;
   const layout = engineLayout(h.name, dir, runDir, LAB_PREFIX, join(scratchOf(h.name), 'xdg'));
   return {
     ...h,
-    engine: { ...layout, kind: where.engine, pid: 0 },
+    engine: { ...layout, kind: where.engine, pid: 0, ...(where.remap ? { usernsRemap: where.remap } : {}) },
     daemon: {
       pid: 0,
       configPath: join(dir, h.name, 'cloudletd.json'),
@@ -177,10 +220,11 @@ function cloudletOn(h: LabHost, where: { dir: string; runDir: string; engine: En
 
 /** Scratch, engines, base images, daemons and the host's access to them, in that order. */
 async function startCloudlets(state: LabState, dir: string, progress: Progress): Promise<void> {
-  for (const cl of state.cloudlets) await mountScratch(cl.name);
+  for (const cl of state.cloudlets) await mountScratch(cl.name, state.usernsRemap !== undefined);
   // Before any CRIU run: without its cache every dump and restore probes the kernel again.
   const kdat = await ensureCriuKdatCache(REAL_CRIU);
   if (kdat === 'made') progress(`criu: kernel-data cache made (${KDAT_CACHE}, linked from ${KDAT_PATH}: /run is not tmpfs here)`);
+  if (state.usernsRemap) for (const cl of state.cloudlets) traversableForRemap(dir, cl.engine.dataRoot);
   progress(`engines: starting ${state.cloudlets.map((cl) => `${cl.name}=${cl.engine.kind ?? DEFAULT_ENGINE_KIND}`).join(', ')}`);
   await Promise.all(
     state.cloudlets.map(async (cl) => {
@@ -221,11 +265,16 @@ async function labPki(state: LabState, dir: string): Promise<{ dir: string; ca: 
   return { dir: pki, ca: ca.cert };
 }
 
-async function mountScratch(name: string): Promise<void> {
+/**
+ * Under remap the restored tasks open their images as the containers' root (a host uid of the
+ * range): the way to containerd's unpack dirs below XDG must let them through (0711, no listing).
+ */
+async function mountScratch(name: string, remapped: boolean): Promise<void> {
   const dir = scratchOf(name);
   mkdirSync(dir, { recursive: true });
-  await run('mount', ['-t', 'tmpfs', '-o', 'mode=0700,size=8g', `cloudlet-lab-${name}`, dir]);
-  mkdirSync(join(dir, 'xdg'), { recursive: true });
+  if (remapped) for (const d of [labRunDir(), join(labRunDir(), name)]) chmodSync(d, 0o711);
+  await run('mount', ['-t', 'tmpfs', '-o', `mode=${remapped ? '0711' : '0700'},size=8g`, `cloudlet-lab-${name}`, dir]);
+  mkdirSync(join(dir, 'xdg'), { recursive: true, mode: remapped ? 0o711 : 0o777 });
   mkdirSync(join(dir, 'cloudletd'), { recursive: true });
 }
 

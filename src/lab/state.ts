@@ -2,6 +2,7 @@
 // host-side CLI can find it again (also after a crash of the process that made it).
 import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
+import type { LabUsernsRemap } from './userns-remap.js';
 
 export const LAB_STATE_FILE = 'lab.json';
 
@@ -70,6 +71,8 @@ export interface LabCloudlet extends LabHost {
     log: string;
     /** The engine's XDG_RUNTIME_DIR: containerd unpacks checkpoints below it. */
     xdgRuntimeDir: string;
+    /** Docker's --userns-remap (src/lab/engines.ts UsernsRemap, `lab up --userns-remap`); absent: none. */
+    usernsRemap?: { user: string; uid: number; gid: number } | null;
   };
   daemon: {
     pid: number;
@@ -102,6 +105,8 @@ export interface LabState {
   tls?: { dir: string; ca: string };
   /** How the cloudlets restore migrated containers (cloudletd's lazyRestore); absent: eager. */
   restore?: RestoreMode;
+  /** `lab up --userns-remap`: every engine runs with Docker's --userns-remap (src/lab/userns-remap.ts); absent: none. */
+  usernsRemap?: LabUsernsRemap;
 }
 
 /** lazy: CRIU's local lazy pages (post-copy from the received images); eager: every page first. */

@@ -26,6 +26,7 @@ export function useLab(
     restore?: 'lazy' | 'eager';
     /** `lab up --engine`: every cloudlet's engine (test/helpers/lab-engine.ts's LAB_ENGINE). */ engine?: EngineKind;
     /** `lab up --engines`, e.g. a=docker20,b=docker28 */ engines?: string;
+    /** `lab up --userns-remap`: every engine with Docker's --userns-remap. */ usernsRemap?: boolean;
   } = {},
 ): TestLab {
   const env = {
@@ -63,6 +64,7 @@ export function useLab(
         ...(opts.restore ? ['--restore', opts.restore] : []),
         ...(opts.engine ? ['--engine', opts.engine] : []),
         ...(opts.engines ? ['--engines', opts.engines] : []),
+        ...(opts.usernsRemap ? ['--userns-remap'] : []),
       ],
       { env, timeoutMs: 600_000 },
     );

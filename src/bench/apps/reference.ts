@@ -1,5 +1,5 @@
-// The yardstick of `cloudlet bench apps`: the busybox counter in a network namespace holder,
-// handed off a -> b on the same lab in the same run, so that an app's downtime is read
+// The yardstick of `cloudlet bench apps`: the busybox counter in a network namespace holder
+// (on a remapped lab: in its own, as the apps there, see serviceNetworkMode), handed off a -> b on the same lab in the same run, so that an app's downtime is read
 // against what the engine and the handoff cost for the smallest service at that moment
 // (issue 17: PostgreSQL's and nginx's within 2x of it).
 import { BUSYBOX_IMAGE } from '../../images/base-images.js';
@@ -9,29 +9,32 @@ import { BUSYBOX_COUNTER_SCRIPT } from '../../workloads/stateful-service.js';
 import { engineOf, migrate } from '../lab-migrate.js';
 import { announceOn, pickBenchAddress, removeWorkload, spareReady, startWorkload } from '../migrate.js';
 import { removeService } from '../handoff-provision.js';
+import { serviceNetworkMode } from '../lab-session.js';
 import type { AppResult, ReferenceHandoff } from './types.js';
 
-const WORKLOAD = 'busybox counter in a netns holder';
+const WORKLOADS = { holder: 'busybox counter in a netns holder', own: 'busybox counter in its own netns on the service network' } as const;
 const NAME = 'app-reference-counter';
 /** The counter runs this long before its handoff, like the apps' clients settle first. */
 const SETTLE_MS = 2000;
 
 export async function measureReference(lab: LabState, progress: (m: string) => void): Promise<ReferenceHandoff> {
   const [ca, cb] = [lab.cloudlets[0]!, lab.cloudlets[1]!];
+  const network = serviceNetworkMode(lab);
+  const workload = WORKLOADS[network];
   let address: string | null = null;
   try {
     await removeService(lab, NAME);
     address = await pickBenchAddress(lab, ca);
-    await startWorkload(engineOf(lab, ca.name), { name: NAME, Image: BUSYBOX_IMAGE, Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT] }, 'holder', address);
+    await startWorkload(engineOf(lab, ca.name), { name: NAME, Image: BUSYBOX_IMAGE, Cmd: ['sh', '-c', BUSYBOX_COUNTER_SCRIPT] }, network, address);
     await announceOn(ca, address);
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     const r = await migrate(lab, ca.name, { container: NAME, to: cb.name });
     await spareReady(engineOf(lab, cb.name));
-    progress(`reference: ${WORKLOAD} ${ca.name} -> ${cb.name}: downtime ${r.downtimeMs} ms, total ${r.totalMs} ms`);
-    return { workload: WORKLOAD, downtimeMs: r.downtimeMs, totalMs: r.totalMs, error: null };
+    progress(`reference: ${workload} ${ca.name} -> ${cb.name}: downtime ${r.downtimeMs} ms, total ${r.totalMs} ms`);
+    return { workload, downtimeMs: r.downtimeMs, totalMs: r.totalMs, error: null };
   } catch (err) {
     progress(`reference: FAILED: ${errorMessage(err)}`);
-    return { workload: WORKLOAD, downtimeMs: null, totalMs: null, error: errorMessage(err) };
+    return { workload, downtimeMs: null, totalMs: null, error: errorMessage(err) };
   } finally {
     await removeWorkload(lab, NAME, address, progress);
   }

@@ -9,20 +9,26 @@ const ratioCell = (x: AppResult['downtimeVsCounter']) =>
   `${cell(x.ratio)}${x.target === null ? '' : ` (<= ${x.target}: ${x.met === true ? 'met' : '**missed**'})`}`;
 
 export function appsMarkdown(r: AppsBenchResult, jsonPath: string): string {
+  const own = r.network === 'own';
   const lines = [
     '# Real applications through a handoff (issue 17)',
     '',
     `Command: \`${r.command}\` (${r.date.slice(0, 16).replace('T', ' ')} UTC) -> \`${jsonPath}\`.`,
     `Machine: ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, kernel ${r.machine.kernel}; lab links ${r.link.bandwidth}, ${r.link.latency} one way.`,
+    ...(r.usernsRemap
+      ? [
+          `Engines with userns-remap (${r.usernsRemap.user}, container root = host uid ${r.usernsRemap.uid}): every app and the reference counter in a network namespace of its own on the service network with its fixed address, not in a holder (docs/userns-remap.md).`,
+        ]
+      : []),
     '',
     "Each app runs from an image built at run time from the host's installed Debian programs",
     '(no registry), loaded into the source engine only, created like `docker run IMAGE` (its own',
-    'command, user, EXPOSE) in a network namespace holder on the service network, and handed',
+    `command, user, EXPOSE) ${own ? 'in a network namespace of its own' : 'in a network namespace holder'} on the service network, and handed`,
     'off a -> b once while its own kind of client works against it. `stateOk`: the checksum the',
     "program computes of its state equals the client's reference. `clientGapMs`: the longest",
     'time without a completed client operation around the handoff. `bytes`: what the handoff',
     'sent (memory, file system, image layers). `x counter`: its downtime over that of the',
-    'reference handoff of the same run (the busybox counter in a holder, a -> b just before the',
+    `reference handoff of the same run (the busybox counter ${own ? 'in its own namespace' : 'in a holder'}, a -> b just before the`,
     'apps), with the target where the app has one.',
     '',
     `Reference: ${r.reference.workload}: ${r.reference.error ? `FAILED (${r.reference.error})` : `downtime ${cell(r.reference.downtimeMs)} ms, total ${cell(r.reference.totalMs)} ms`}.`,

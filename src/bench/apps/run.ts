@@ -15,7 +15,7 @@ import { loadImageArchive } from '../../images/base-images.js';
 import { IMAGE_CACHE_DIR } from '../../lab/lab.js';
 import type { LabState } from '../../lab/state.js';
 import { CloudletError, errorMessage } from '../../util/errors.js';
-import { onLab } from '../lab-session.js';
+import { onLab, serviceNetworkMode } from '../lab-session.js';
 import { announceOn, pickBenchAddress, removeWorkload, spareReady, startWorkload } from '../migrate.js';
 import { removeService } from '../handoff-provision.js';
 import { waitForPort } from './client-process.js';
@@ -31,34 +31,42 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export interface AppsBenchOptions {
   apps: AppDef[];
   command: string;
+  /** Needs a remapped lab (brings one up; refuses a lab that is up without remap). */
+  usernsRemap?: boolean;
   progress: (m: string) => void;
 }
 
 export async function runAppsBench(opts: AppsBenchOptions): Promise<AppsBenchResult> {
-  return onLab(opts.progress, async (lab) => {
-    if (lab.cloudlets.length < 2) throw new CloudletError('bench_failed', 'the lab needs at least 2 cloudlets', { kind: 'internal' });
-    const reference = await measureReference(lab, opts.progress);
-    const apps: AppResult[] = [];
-    for (const app of opts.apps) {
-      const r = await runApp(lab, app, opts.progress);
-      r.downtimeVsCounter = againstReference(r, reference, app.downtimeVsCounter ?? null);
-      opts.progress(
-        `${app.name}: ${r.ok ? 'ok' : `FAILED (${r.failure ?? 'checks'})`}: stateOk ${r.stateOk}, failedOps ${r.failedOps}/${r.ops}, clientGap ${r.clientGapMs} ms, downtime ${r.downtimeMs} ms`,
-      );
-      apps.push(r);
-    }
-    return {
-      bench: 'apps',
-      command: opts.command,
-      date: new Date().toISOString(),
-      machine: { cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release() },
-      link: { bandwidth: lab.cloudlets[1]!.link.bandwidth, latency: lab.cloudlets[1]!.link.latency },
-      reference,
-      apps,
-      allOk: apps.length > 0 && apps.every((a) => a.ok),
-      targetsMet: apps.every((a) => a.downtimeVsCounter.met !== false),
-    };
-  });
+  return onLab(
+    opts.progress,
+    async (lab) => {
+      if (lab.cloudlets.length < 2) throw new CloudletError('bench_failed', 'the lab needs at least 2 cloudlets', { kind: 'internal' });
+      const reference = await measureReference(lab, opts.progress);
+      const apps: AppResult[] = [];
+      for (const app of opts.apps) {
+        const r = await runApp(lab, app, opts.progress);
+        r.downtimeVsCounter = againstReference(r, reference, app.downtimeVsCounter ?? null);
+        opts.progress(
+          `${app.name}: ${r.ok ? 'ok' : `FAILED (${r.failure ?? 'checks'})`}: stateOk ${r.stateOk}, failedOps ${r.failedOps}/${r.ops}, clientGap ${r.clientGapMs} ms, downtime ${r.downtimeMs} ms`,
+        );
+        apps.push(r);
+      }
+      return {
+        usernsRemap: lab.usernsRemap ? { user: lab.usernsRemap.user, uid: lab.usernsRemap.uid, gid: lab.usernsRemap.gid } : null,
+        network: serviceNetworkMode(lab),
+        bench: 'apps',
+        command: opts.command,
+        date: new Date().toISOString(),
+        machine: { cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release() },
+        link: { bandwidth: lab.cloudlets[1]!.link.bandwidth, latency: lab.cloudlets[1]!.link.latency },
+        reference,
+        apps,
+        allOk: apps.length > 0 && apps.every((a) => a.ok),
+        targetsMet: apps.every((a) => a.downtimeVsCounter.met !== false),
+      };
+    },
+    { usernsRemap: opts.usernsRemap === true },
+  );
 }
 
 /** The longest interval between two completed operations that overlaps [from, to]. */
@@ -177,11 +185,14 @@ async function runApp(lab: LabState, app: AppDef, progress: (m: string) => void)
     await removeAppImage(lab, { nodes: [ca.name, cb.name], image: spec.name });
     await loadImageArchive(ca.engine.socket, archive.archivePath);
     address = await pickBenchAddress(lab, ca);
-    await startWorkload(engineOn(lab, ca.name), { name, Image: spec.name }, 'holder', address);
+    const network = serviceNetworkMode(lab);
+    await startWorkload(engineOn(lab, ca.name), { name, Image: spec.name }, network, address);
     await announceOn(ca, address);
     const ctx: AppContext = { lab, name, address, engine: () => engineOn(lab, at.node), progress: (m) => progress(`${app.name}: ${m}`) };
     await waitForPort(lab, address, app.port, app.startTimeoutMs ?? 60_000);
-    progress(`${app.name}: running on ${ca.name} at ${address}:${app.port} (docker run ${spec.name}, in a holder)`);
+    progress(
+      `${app.name}: running on ${ca.name} at ${address}:${app.port} (docker run ${spec.name}, ${network === 'holder' ? 'in a holder' : 'in its own network namespace'})`,
+    );
     if (app.prepare) await app.prepare(ctx);
     const outcome = await handoffUnderClient({ lab, app, ctx, result, at, progress });
     if (app.afterHandoff) {

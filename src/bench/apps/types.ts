@@ -6,7 +6,7 @@ import type { MigrationReport } from '../../migration/types.js';
 
 export interface AppContext {
   lab: LabState;
-  /** The container's name (its holder is holderNameFor(name)). */
+  /** The container's name (its holder, where it has one, is holderNameFor(name)). */
   name: string;
   /** Its address on the service network (kept across the handoff). */
   address: string;
@@ -88,8 +88,12 @@ export interface AppsBenchResult {
   command: string;
   date: string;
   machine: { cores: number; memoryGiB: number; kernel: string };
+  /** The lab's Docker --userns-remap (user, start of its uid and gid ranges); null: none. Absent in runs from before. */
+  usernsRemap?: { user: string; uid: number; gid: number } | null;
+  /** Where the apps and the reference got their network namespace: a holder, or their own (remapped lab). */
+  network?: 'holder' | 'own';
   link: { bandwidth: string; latency: string };
-  /** The busybox counter in a holder, handed off a -> b in the same run before the apps: the yardstick. */
+  /** The busybox counter (in a holder, or its own namespace like the apps), handed off a -> b in the same run before the apps: the yardstick. */
   reference: ReferenceHandoff;
   apps: AppResult[];
   allOk: boolean;

@@ -99,16 +99,20 @@ function registerBenchApps(bench: Command): void {
     .option('--only <names>', `comma-separated apps to run (of: ${APPS.map((a) => a.name).join(', ')})`)
     .option('--out <file>', 'write the results JSON to this file')
     .option('--markdown <file>', 'write the Markdown report (as docs/results/apps.md) to this file')
+    .option(
+      '--userns-remap',
+      'on a lab whose engines run with userns-remap (brought up when none is; a lab without it is refused): each app in its own network namespace',
+    )
     .option('--json', 'print JSON')
     .action(
-      action(async (opts: { only?: string; out?: string; markdown?: string; json?: boolean }) => {
+      action(async (opts: { only?: string; out?: string; markdown?: string; json?: boolean; usernsRemap?: boolean }) => {
         requireRoot('benchmarks on the lab');
         const names = opts.only?.split(',').map((s) => s.trim()) ?? APPS.map((a) => a.name);
         const unknown = names.filter((n) => !APPS.some((a) => a.name === n));
         if (unknown.length > 0 || names.length === 0)
           throw new UsageError(`--only: no app named ${unknown.join(', ') || '(none)'}`, { hint: `apps: ${APPS.map((a) => a.name).join(', ')}` });
         const command = `cloudlet ${process.argv.slice(2).join(' ')}`;
-        const r = await runAppsBench({ apps: APPS.filter((a) => names.includes(a.name)), command, progress });
+        const r = await runAppsBench({ apps: APPS.filter((a) => names.includes(a.name)), command, progress, usernsRemap: opts.usernsRemap === true });
         if (opts.out) await writeFile(opts.out, JSON.stringify(r, null, 2) + '\n');
         if (opts.markdown) await writeFile(opts.markdown, appsMarkdown(r, opts.out ?? '(not written)'));
         if (opts.json) printJson(r);

@@ -5,7 +5,7 @@ import { UsageError } from '../../util/errors.js';
 import { labDown, labHealth, labUp, setLink } from '../../lab/lab.js';
 import { nsenterArgs } from '../../lab/netns.js';
 import { labDir, readLabState, type LabState, type RestoreMode } from '../../lab/state.js';
-import { DEFAULT_ENGINE_KIND, ENGINE_KINDS, engineImageStore, parseEngineKind, type EngineKind } from '../../lab/engines.js';
+import { DEFAULT_ENGINE_KIND, ENGINE_KINDS, engineDockerRoot, engineImageStore, parseEngineKind, type EngineKind } from '../../lab/engines.js';
 import { labHost, measureThroughput } from '../../lab/throughput.js';
 import { DockerEngine } from '../../engine/docker.js';
 import { probeEngineAdapter } from '../../engine/engine-adapter.js';
@@ -49,6 +49,8 @@ async function publicView(state: LabState) {
     createdAt: state.createdAt,
     /** Whether handoffs to these cloudlets may restore lazily. */
     restore: state.restore ?? 'eager',
+    /** Docker's --userns-remap on every engine (the lab's user, its id range, what the lab added); null: none. */
+    usernsRemap: state.usernsRemap ?? null,
     router: state.router,
     /** The lab's CA (peer URLs are https with mutual TLS); null: a plain-http lab. */
     ca: state.tls?.ca ?? null,
@@ -65,6 +67,8 @@ async function publicView(state: LabState) {
       /** The engine's version, adapter family and what it can checkpoint and restore (or why not known). */
       engineAdapter: adapters.get(cl.name) ?? null,
       engineSocket: cl.engine.socket,
+      /** Where the engine keeps containers and checkpoints (DATA_ROOT/UID.GID under remap): cloudletd's dockerDataRoot. */
+      dockerRoot: engineDockerRoot(cl.engine),
       dockerHost: `unix://${cl.engine.socket}`,
       engineRunning: health.find((h) => h.name === cl.name)?.engineRunning ?? false,
       daemonRunning: health.find((h) => h.name === cl.name)?.daemonRunning ?? false,
@@ -93,6 +97,11 @@ async function printStatus(state: LabState): Promise<void> {
     const what = a && 'family' in a ? `Docker ${a.version} (${a.family}): ${a.checkpoint}` : `engine not usable: ${a?.error ?? 'not probed'}`;
     process.stdout.write(`${c.name}: ${what}\n`);
   }
+  const r = state.usernsRemap;
+  if (r)
+    process.stdout.write(
+      `userns-remap: every engine remapped to ${r.user}, ids ${r.uid}-${r.uid + r.count - 1} (gids from ${r.gid}); docker roots ${view.cloudlets.map((c) => c.dockerRoot).join(', ')}\n`,
+    );
   process.stdout.write(`client: ${state.client.namespace} ${state.client.address} link ${state.client.link.bandwidth}/${state.client.link.latency}\n`);
 }
 
@@ -103,6 +112,7 @@ interface LabUpFlags {
   restore?: RestoreMode;
   engine: EngineKind;
   engines?: string;
+  usernsRemap?: boolean;
   json?: boolean;
 }
 
@@ -153,6 +163,10 @@ function registerLabUp(lab: Command): void {
         .default(DEFAULT_ENGINE_KIND),
     )
     .option('--engines <list>', 'per-cloudlet engines overriding --engine, e.g. a=docker20,b=docker28,c=docker28-containerd')
+    .option(
+      '--userns-remap',
+      "every engine with Docker's --userns-remap (a user and id range of the lab's, added to /etc/subuid and /etc/subgid and removed at lab down): non-root services can be handed off, each in a network namespace of its own (docker20 only)",
+    )
     .option('--json', 'print the lab as JSON')
     .action(
       action(async (opts: LabUpFlags) => {
@@ -165,6 +179,7 @@ function registerLabUp(lab: Command): void {
             restore: opts.restore,
             engine: opts.engine,
             engines: opts.engines === undefined ? undefined : parseEngineList(opts.engines),
+            usernsRemap: opts.usernsRemap === true,
           },
           progress,
         );

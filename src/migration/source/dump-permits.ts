@@ -5,7 +5,7 @@
 // CAP_SYS_RESOURCE. Where cloudletd (and so runc and CRIU, its children) runs without it,
 // as in some sandboxes, the final dump fails after the freeze ("Can't get rlimit 0:
 // Operation not permitted") and the handoff rolls back with the downtime already paid.
-import { readFile } from 'node:fs/promises';
+import { readFile, readlink } from 'node:fs/promises';
 import { ConflictError } from '../../util/errors.js';
 import { containerProcesses } from '../../checkpoint/proc-tree.js';
 
@@ -30,8 +30,12 @@ export function uidsOf(status: string): number[] {
  * ours when we lack CAP_SYS_RESOURCE; does nothing otherwise. `user` is the container's
  * Config.User (`docker run --user`, or the image's USER), named in the error when set.
  */
-export async function checkDumpPermitted(initPid: number, container: string, user?: string | null): Promise<void> {
+export async function checkDumpPermitted(initPid: number, container: string, user?: string | null, networkMode?: string | null): Promise<void> {
   const self = await readFile('/proc/self/status', 'utf8');
+  if (await inRootOwnedUserNamespace(initPid)) {
+    refuseHolderUnderRemap(container, networkMode);
+    return;
+  }
   if (hasCapability(self, CAP_SYS_RESOURCE)) return;
   const ours = uidsOf(self)[1] ?? 0;
   const others: { pid: number; uid: number }[] = [];
@@ -48,6 +52,41 @@ export async function checkDumpPermitted(initPid: number, container: string, use
     {
       context: { container, ...(user ? { user } : {}), processes: others.slice(0, 10) },
       hint: 'run cloudletd with CAP_SYS_RESOURCE (it lacks it in this sandbox), or run the service as root',
+    },
+  );
+}
+
+/**
+ * Whether the container runs in a user namespace other than ours that root created (Docker's
+ * userns-remap: runc makes it as root). Its owner has every capability in it, so prlimit(2)
+ * on its processes needs no CAP_SYS_RESOURCE. SKETCH: "created by root" is assumed when our
+ * euid is 0 and the namespace maps its 0 elsewhere; the exact test is ioctl(NS_GET_OWNER_UID)
+ * on /proc/PID/ns/user, which needs a native helper (dist/native).
+ */
+export async function inRootOwnedUserNamespace(pid: number): Promise<boolean> {
+  const [own, theirs, map] = await Promise.all([
+    readlink('/proc/self/ns/user').catch(() => ''),
+    readlink(`/proc/${pid}/ns/user`).catch(() => ''),
+    readFile(`/proc/${pid}/uid_map`, 'utf8').catch(() => ''),
+  ]);
+  if (!own || !theirs || own === theirs || process.geteuid?.() !== 0) return false;
+  const first = map.trim().split(/\s+/).map(Number);
+  return first.length >= 3 && first[0] === 0 && first[1] !== 0;
+}
+
+/**
+ * Under userns-remap a container in another's network namespace (a netns holder:
+ * NetworkMode container:X) shares the holder's user namespace; CRIU restores it into a NEW
+ * user namespace and cannot join the holder's network namespace from there ("Can't setns
+ * 17/net: Operation not permitted"): refused before the freeze (docs/userns-remap.md).
+ */
+function refuseHolderUnderRemap(container: string, networkMode?: string | null): void {
+  if (!networkMode?.startsWith('container:')) return;
+  throw new ConflictError(
+    `${container} runs in a user namespace (userns-remap) and in the network namespace of ${networkMode.slice('container:'.length)}: CRIU would restore it into a new user namespace that cannot join that network namespace`,
+    {
+      context: { container, networkMode },
+      hint: 'attach the service to a network with a fixed address (docker network connect --ip) instead of a netns holder, or run the engine without userns-remap',
     },
   );
 }

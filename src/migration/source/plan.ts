@@ -46,7 +46,10 @@ export async function planHandoff(deps: SourceDeps, input: PlanInput): Promise<M
     details.pid ? anonymousMemoryBytes(details.pid).catch(() => null) : null,
     details.pid ? establishedTcpConnections(details.pid) : 0,
   ]);
-  if (details.pid) await checkDumpPermitted(details.pid, details.name, details.createOptions.User).catch((err: unknown) => refusals.push(refusalOf(err)));
+  if (details.pid)
+    await checkDumpPermitted(details.pid, details.name, details.createOptions.User, details.createOptions.HostConfig?.NetworkMode).catch((err: unknown) =>
+      refusals.push(refusalOf(err)),
+    );
   const connectionsKept = serviceAddress !== null;
   const connectionsClosed = !connectionsKept && req.tcpClose === true;
   if (connectionsClosed) {

@@ -23,7 +23,7 @@ import { offeredHashes } from './page-cache.js';
 export async function runPrepare(h: SourceHandoff): Promise<void> {
   const { report, details, holder, peer, stage, req } = h;
   // Known before the freeze: refused here rather than rolled back after it.
-  if (details.pid) await checkDumpPermitted(details.pid, details.name, details.createOptions.User);
+  if (details.pid) await checkDumpPermitted(details.pid, details.name, details.createOptions.User, details.createOptions.HostConfig?.NetworkMode);
   if (details.pid && report.serviceAddress === null) {
     const established = await establishedTcpConnections(details.pid);
     if (req.tcpClose) {
