@@ -33,6 +33,6 @@ test('a process in a root-made, remapped user namespace is dumpable; in a holder
   await writeFile(`/proc/${pid}/uid_map`, '0 100000 65536\n');
   assert.equal(await inRootOwnedUserNamespace(pid), true);
   assert.equal(await inRootOwnedUserNamespace(process.pid), false);
-  await checkDumpPermitted(pid, 'remapped', null, 'none');
-  await assert.rejects(checkDumpPermitted(pid, 'remapped', null, 'container:holder'), /cannot join that network namespace/);
+  await checkDumpPermitted(pid, { container: 'remapped', networkMode: 'none' });
+  await assert.rejects(checkDumpPermitted(pid, { container: 'remapped', networkMode: 'container:holder' }), /cannot join that network namespace/);
 });

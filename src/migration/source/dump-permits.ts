@@ -8,6 +8,7 @@
 import { readFile, readlink } from 'node:fs/promises';
 import { ConflictError } from '../../util/errors.js';
 import { containerProcesses } from '../../checkpoint/proc-tree.js';
+import type { ContainerDetails } from '../../engine/docker.js';
 
 /** Bit of CAP_SYS_RESOURCE in the capability sets of /proc/PID/status. */
 export const CAP_SYS_RESOURCE = 24;
@@ -25,12 +26,27 @@ export function uidsOf(status: string): number[] {
   return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [];
 }
 
+/** The container a dump permit is asked for: its name, and what the refusals name. */
+export interface DumpSubject {
+  container: string;
+  /** Config.User (`docker run --user`, or the image's USER), named in the error when set. */
+  user?: string | null;
+  /** HostConfig.NetworkMode (`container:X` joins a netns holder). */
+  networkMode?: string | null;
+}
+
+/** A container's dump subject from its details. */
+export function dumpSubjectOf(details: ContainerDetails): DumpSubject {
+  return { container: details.name, user: details.createOptions.User, networkMode: details.createOptions.HostConfig?.NetworkMode };
+}
+
 /**
  * Refuses (ConflictError, before the freeze) a container with a process of another uid than
- * ours when we lack CAP_SYS_RESOURCE; does nothing otherwise. `user` is the container's
- * Config.User (`docker run --user`, or the image's USER), named in the error when set.
+ * ours when we lack CAP_SYS_RESOURCE, unless its user namespace is root's (userns-remap), where
+ * a holder-joined one is refused instead; does nothing otherwise.
  */
-export async function checkDumpPermitted(initPid: number, container: string, user?: string | null, networkMode?: string | null): Promise<void> {
+export async function checkDumpPermitted(initPid: number, subject: DumpSubject): Promise<void> {
+  const { container, user, networkMode } = subject;
   const self = await readFile('/proc/self/status', 'utf8');
   if (await inRootOwnedUserNamespace(initPid)) {
     refuseHolderUnderRemap(container, networkMode);

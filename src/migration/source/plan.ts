@@ -17,7 +17,7 @@ import type { StrategyChoice } from '../recreate.js';
 import type { MigrationRequest } from '../types.js';
 import { establishedTcpConnections, unkeptConnectionsError } from './connections.js';
 import { tcpCloseUnsupported } from '../../engine/criu-config.js';
-import { checkDumpPermitted } from './dump-permits.js';
+import { checkDumpPermitted, dumpSubjectOf } from './dump-permits.js';
 import type { SourceDeps } from './handoff.js';
 import { prepareRequestOf, volumesOf } from './prepare.js';
 import { ASSUMED_LINK_BPS, restoreFor } from './tuning.js';
@@ -46,10 +46,7 @@ export async function planHandoff(deps: SourceDeps, input: PlanInput): Promise<M
     details.pid ? anonymousMemoryBytes(details.pid).catch(() => null) : null,
     details.pid ? establishedTcpConnections(details.pid) : 0,
   ]);
-  if (details.pid)
-    await checkDumpPermitted(details.pid, details.name, details.createOptions.User, details.createOptions.HostConfig?.NetworkMode).catch((err: unknown) =>
-      refusals.push(refusalOf(err)),
-    );
+  if (details.pid) await checkDumpPermitted(details.pid, dumpSubjectOf(details)).catch((err: unknown) => refusals.push(refusalOf(err)));
   const connectionsKept = serviceAddress !== null;
   const connectionsClosed = !connectionsKept && req.tcpClose === true;
   if (connectionsClosed) {

@@ -11,7 +11,7 @@ import { shipImageIfMissing, type ImageShipped } from '../image-ship.js';
 import type { PrepareRequest, PrepareResponse } from '../destination/wire.js';
 import { ASSUMED_LINK_BPS, fsBatchNice, hasherFor, restoreFor } from './tuning.js';
 import type { SourceHandoff } from './handoff.js';
-import { checkDumpPermitted } from './dump-permits.js';
+import { checkDumpPermitted, dumpSubjectOf } from './dump-permits.js';
 import { establishedTcpConnections, unkeptConnectionsError } from './connections.js';
 import { tcpCloseUnsupported } from '../../engine/criu-config.js';
 import type { ContainerDetails } from '../../engine/docker.js';
@@ -23,7 +23,7 @@ import { offeredHashes } from './page-cache.js';
 export async function runPrepare(h: SourceHandoff): Promise<void> {
   const { report, details, holder, peer, stage, req } = h;
   // Known before the freeze: refused here rather than rolled back after it.
-  if (details.pid) await checkDumpPermitted(details.pid, details.name, details.createOptions.User, details.createOptions.HostConfig?.NetworkMode);
+  if (details.pid) await checkDumpPermitted(details.pid, dumpSubjectOf(details));
   if (details.pid && report.serviceAddress === null) {
     const established = await establishedTcpConnections(details.pid);
     if (req.tcpClose) {
