@@ -32,19 +32,19 @@ async function serializedOnConfig<T>(configFile: string, fn: () => Promise<T>): 
 }
 
 /**
- * A restore through the engine's configuration file (null: the engine has none known to
- * cloudletd; the restore then runs at once): it waits for restores that extend the file.
- */
-export function serializedRestore<T>(configFile: string | null, fn: () => Promise<T>): Promise<T> {
-  return configFile ? serializedOnConfig(configFile, fn) : fn();
-}
-
-/**
  * Runs `fn` (the engine's restore) with `options` added to the engine's CRIU configuration,
  * one restore per configuration file at a time; the file is put back as it was before the
- * next restore may start, even if `fn` fails. No options: only serialized.
+ * next restore may start, even if `fn` fails. No options: only serialized. No file known
+ * (null): the restore runs at once, and asking for options is refused.
  */
-export function withRestoreOptions<T>(configFile: string, options: readonly CriuRestoreOption[], fn: () => Promise<T>): Promise<T> {
+export function withRestoreOptions<T>(configFile: string | null, options: readonly CriuRestoreOption[], fn: () => Promise<T>): Promise<T> {
+  if (configFile === null) {
+    if (options.length > 0)
+      return Promise.reject(
+        new CloudletError('criu_config_unknown', `no CRIU configuration file of the engine to add ${options.join(', ')} to`, { kind: 'internal' }),
+      );
+    return fn();
+  }
   return serializedOnConfig(configFile, async () => {
     if (options.length === 0) return fn();
     const original = await readFile(configFile, 'utf8');

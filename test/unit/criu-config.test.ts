@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { clearLeftRestoreOptions, serializedRestore, withRestoreOptions } from '../../src/engine/criu-config.js';
+import { clearLeftRestoreOptions, withRestoreOptions } from '../../src/engine/criu-config.js';
 import { lazyPagesSupported } from '../../src/engine/lazy-pages.js';
 import { REAL_CRIU } from '../../src/lab/engines.js';
 
@@ -49,7 +49,7 @@ describe("a restore's options in the engine CRIU configuration", () => {
       await new Promise((r) => setTimeout(r, 50));
       order.push('lazy end');
     });
-    const eager = serializedRestore(conf, async () => {
+    const eager = withRestoreOptions(conf, [], async () => {
       order.push('eager');
       seen.push(await readFile(conf, 'utf8'));
     });
@@ -63,7 +63,12 @@ describe("a restore's options in the engine CRIU configuration", () => {
     assert.match(seen[1]!, /\nlazy-pages\n$/);
     assert.equal(await readFile(conf, 'utf8'), ORIGINAL);
     // no configuration: nothing to serialize on, the restore just runs
-    assert.equal(await serializedRestore(null, async () => 7), 7);
+    assert.equal(await withRestoreOptions(null, [], async () => 7), 7);
+    // ... but an option cannot be added to a file that is not known
+    await assert.rejects(
+      withRestoreOptions(null, ['tcp-close'], async () => 7),
+      /no CRIU configuration file of the engine to add tcp-close/,
+    );
   });
 
   it('takes out left-over options (a daemon killed mid-restore) and nothing else', async () => {

@@ -7,7 +7,7 @@ import type { PacketHoldStats } from '../../network/packet-hold.js';
 import { CloudletError, errorMessage } from '../../util/errors.js';
 import { checkpointPaths, installCheckpoint, STAGE_DIR } from '../../engine/checkpoint-install.js';
 import { LazyPagesError, linkImagesForDaemon, startLazyPagesDaemon, type LazyPagesDaemon, type LazyRestoreConfig } from '../../engine/lazy-pages.js';
-import { serializedRestore, withRestoreOptions, type CriuRestoreOption } from '../../engine/criu-config.js';
+import { withRestoreOptions, type CriuRestoreOption } from '../../engine/criu-config.js';
 import { rebuildImageDir } from '../../checkpoint/delta-rebuild.js';
 import type { Delta } from '../../checkpoint/delta-types.js';
 import { FAULT_STALL_MS, type FaultPoint } from '../types.js';
@@ -110,10 +110,8 @@ async function startTwin(
 ): Promise<void> {
   const start = () => deps.restores.run(() => deps.engine.startFromCheckpoint(inc.twinId, o.name));
   const options: CriuRestoreOption[] = [...(o.lazy ? (['lazy-pages'] as const) : []), ...(inc.tcpClose ? (['tcp-close'] as const) : [])];
+  // tcp-close without a file is refused at prepare (tcpCloseUnsupported); lazy restores name theirs.
   const configFile = deps.criuConfigFile ?? o.lazy?.cfg.criuConfigFile ?? null;
-  if (options.length === 0) return serializedRestore(configFile, start);
-  // Refused at prepare (tcpCloseUnsupported); a restore without the option would fail on the images.
-  if (configFile === null) throw new CloudletError('tcp_close_unsupported', 'no CRIU configuration file to add tcp-close to', { kind: 'internal' });
   const lazy = o.lazy;
   if (lazy) await linkImagesForDaemon(o.checkpointDir, lazy.dir);
   await withRestoreOptions(configFile, options, async () => {

@@ -7,7 +7,7 @@ import type { ContainerDetails } from '../../engine/docker.js';
 import { PacketHold } from '../../network/packet-hold.js';
 import type { SynGate } from '../../network/syn-gate.js';
 import { installCheckpoint, removeInstalledCheckpoint } from '../../engine/checkpoint-install.js';
-import { withRestoreOptions, serializedRestore } from '../../engine/criu-config.js';
+import { withRestoreOptions } from '../../engine/criu-config.js';
 import type { PeerTransport } from '../peer-transport.js';
 import { RollbackLog } from '../rollback-log.js';
 import type { MigrationReport } from '../types.js';
@@ -174,9 +174,7 @@ async function restoreHere(
     // A rollback restores eagerly: every page in before the service runs here again.
     // A final dump that closed its connections (tcp-close) restores only with that option.
     const start = () => deps.restores.run(() => deps.engine.startFromCheckpoint(details.id, name));
-    await (report.tcpClose && deps.criuConfigFile
-      ? withRestoreOptions(deps.criuConfigFile, ['tcp-close'], start)
-      : serializedRestore(deps.criuConfigFile, start));
+    await withRestoreOptions(deps.criuConfigFile, report.tcpClose ? ['tcp-close'] : [], start);
     restored = true;
   } finally {
     if (restored) hold?.release();
