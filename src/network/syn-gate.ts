@@ -22,7 +22,7 @@
 // the client sends them again after its SYN timeout (1 s on Linux), by then to the
 // destination. The gate stays until the source's copy is gone (commit) or runs here again
 // (rollback, which removes the route before the address comes back).
-import { readFile } from 'node:fs/promises';
+import { namespaceTcpSockets, parseTcpTable, type ProcTcpSocket } from './proc-tcp.js';
 import { isIPv4 } from 'node:net';
 import { CloudletError, UsageError, errorMessage } from '../util/errors.js';
 import { run } from '../util/exec.js';
@@ -50,20 +50,16 @@ export class SynGateError extends CloudletError {
   }
 }
 
+const isUnsettled = (s: ProcTcpSocket) => UNSETTLED_STATES.has(s.state) && s.inode === '0';
+
 /** How many sockets of a /proc/net/tcp(6) table are unsettled (see UNSETTLED_STATES). */
 export function countUnsettled(table: string): number {
-  return table
-    .split('\n')
-    .slice(1)
-    .map((line) => line.trim().split(/\s+/))
-    .filter((f) => f.length > 9 && UNSETTLED_STATES.has(f[3]!.toUpperCase()) && f[9] === '0').length;
+  return parseTcpTable(table).filter(isUnsettled).length;
 }
 
 /** Unsettled sockets (IPv4 and IPv6) in the network namespace of `pid`; null if it is gone. */
 export async function unsettledSockets(pid: number): Promise<number | null> {
-  const tables = await Promise.all(['tcp', 'tcp6'].map((t) => readFile(`/proc/${pid}/net/${t}`, 'utf8').catch(() => null)));
-  if (tables[0] === null) return null;
-  return tables.reduce((n, t) => n + (t === null ? 0 : countUnsettled(t)), 0);
+  return (await namespaceTcpSockets(pid))?.filter(isUnsettled).length ?? null;
 }
 
 export interface SettleResult {

@@ -4,7 +4,7 @@
 // them (--tcp-established); without it the final dump would fail on the first one, after the
 // freeze, so such a handoff is refused before it, unless asked to close them (--tcp-close,
 // network/tcp-reset.ts).
-import { readFile } from 'node:fs/promises';
+import { namespaceTcpSockets, parseTcpTable } from '../../network/proc-tcp.js';
 import { ConflictError } from '../../util/errors.js';
 
 /** The `st` column of /proc/net/tcp for TCP_ESTABLISHED. */
@@ -12,16 +12,12 @@ const TCP_ESTABLISHED = '01';
 
 /** How many sockets of a /proc/net/tcp table are established. */
 export function countEstablished(table: string): number {
-  return table
-    .split('\n')
-    .slice(1)
-    .filter((line) => line.trim().split(/\s+/)[3] === TCP_ESTABLISHED).length;
+  return parseTcpTable(table).filter((s) => s.state === TCP_ESTABLISHED).length;
 }
 
-/** Established TCP connections (IPv4 and IPv6) in the network namespace of `pid`. */
+/** Established TCP connections (IPv4 and IPv6) in the network namespace of `pid` (0 when it is gone). */
 export async function establishedTcpConnections(pid: number): Promise<number> {
-  const tables = await Promise.all(['tcp', 'tcp6'].map((t) => readFile(`/proc/${pid}/net/${t}`, 'utf8').catch(() => '')));
-  return tables.reduce((n, t) => n + countEstablished(t), 0);
+  return ((await namespaceTcpSockets(pid)) ?? []).filter((s) => s.state === TCP_ESTABLISHED).length;
 }
 
 /** The refusal of a handoff whose connections cannot be kept (no service address). */
