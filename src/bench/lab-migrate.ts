@@ -27,8 +27,9 @@ export async function migrate(lab: LabState, from: string, body: StartMigrationB
   return r;
 }
 
-export function engineOf(lab: LabState, name: string): DockerEngine {
-  return new DockerEngine(lab.cloudlets.find((c) => c.name === name)!.engine.socket, { timeoutMs: 60_000 });
+/** The engine of cloudlet `name`; `timeoutMs` bounds each call (default 60 s). */
+export function engineOf(lab: LabState, name: string, o: { timeoutMs?: number } = {}): DockerEngine {
+  return new DockerEngine(lab.cloudlets.find((c) => c.name === name)!.engine.socket, { timeoutMs: o.timeoutMs ?? 60_000 });
 }
 
 export async function removeIfPresent(engine: DockerEngine, name: string): Promise<void> {

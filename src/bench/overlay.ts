@@ -201,7 +201,7 @@ async function benchWorkload(bench: BenchLab, opts: { wl: 'large' | 'small'; cod
   const runs: CodecRun[] = [];
   const files = new Map<CodecName, { path: string; header: OverlayHeader }>();
   for (const codec of opts.codecs) {
-    const { result, file } = await codecRun(bench, { wl, spec, codec, appImageId: appId, expectedImageId: appId });
+    const { result, file } = await codecRun(bench, { wl, spec, codec, appImageId: appId });
     runs.push(result);
     files.set(codec, file);
   }
@@ -242,7 +242,7 @@ async function benchWorkload(bench: BenchLab, opts: { wl: 'large' | 'small'; cod
  */
 async function codecRun(
   bench: BenchLab,
-  opts: { wl: 'large' | 'small'; spec: AppSpec; codec: CodecName; appImageId: string; expectedImageId: string },
+  opts: { wl: 'large' | 'small'; spec: AppSpec; codec: CodecName; appImageId: string },
 ): Promise<{ result: CodecRun; file: { path: string; header: OverlayHeader } }> {
   const { lab, a, b, ea, eb, clientB, work, progress } = bench;
   const { wl, spec, codec } = opts;
@@ -286,7 +286,7 @@ async function codecRun(
     createContainerMs: svc.timings.createMs,
     startMs: svc.timings.startMs,
     firstRequestMs: svc.timings.totalMs,
-    imageIdMatches: svc.imageIdMatches && svc.imageId === opts.expectedImageId,
+    imageIdMatches: svc.imageIdMatches && svc.imageId === opts.appImageId,
     serviceAnswered: answered,
   };
   await removeApp(eb, opts.appImageId);

@@ -66,8 +66,9 @@ export class PacketHoldError extends CloudletError {
  * (conntrack's insert_failed/drop counters rose, the client waited for its next
  * retransmission). Queued before conntrack, the held packets meet it one by one on release.
  */
-function holdRule(address: string, queue: number, synOnly = false): string[] {
-  const syn = synOnly ? ['-p', 'tcp', '--syn'] : [];
+function holdRule(h: { address: string; queue: number; synOnly?: boolean }): string[] {
+  const { address, queue } = h;
+  const syn = h.synOnly ? ['-p', 'tcp', '--syn'] : [];
   return [
     '-t',
     'raw',
@@ -142,7 +143,7 @@ export class PacketHold {
     if (!isIPv4(address)) throw new UsageError(`not an IPv4 address: '${address}'`);
     const queue = await freeQueue();
     const keeper = startTracked(HOLD_BIN, [String(queue), String(MAX_PACKETS)]);
-    const rule = holdRule(address, queue, o.synOnly);
+    const rule = holdRule({ address, queue, synOnly: o.synOnly });
     const hold = new PacketHold(address, queue, keeper, rule);
     try {
       await keeper.pid;
@@ -244,5 +245,5 @@ export async function leftOverHolds(): Promise<LeftOverHold[]> {
 
 /** Removes a hold rule found by leftOverHolds (its keeper died with the daemon: the queue drops). */
 export async function removeLeftOverHold(h: LeftOverHold): Promise<void> {
-  await run('iptables', ['-w', ...deleteRule(holdRule(h.address, h.queue, h.synOnly))]);
+  await run('iptables', ['-w', ...deleteRule(holdRule(h))]);
 }

@@ -9,7 +9,7 @@
 // from them), and whether the program's own checksum of its state equals the client's
 // reference. A failing app is kept in the results with the reason; the next app still runs.
 import os from 'node:os';
-import { DockerEngine } from '../../engine/docker.js';
+import type { DockerEngine } from '../../engine/docker.js';
 import { buildHostImage } from '../../images/host-image.js';
 import { loadImageArchive } from '../../images/base-images.js';
 import { IMAGE_CACHE_DIR } from '../../lab/lab.js';
@@ -19,7 +19,7 @@ import { onLab, serviceNetworkMode } from '../lab-session.js';
 import { announceOn, pickBenchAddress, removeWorkload, spareReady, startWorkload } from '../migrate.js';
 import { removeService } from '../handoff-provision.js';
 import { waitForPort } from './client-process.js';
-import { postMigration } from '../lab-migrate.js';
+import { engineOf, postMigration } from '../lab-migrate.js';
 import { againstReference, measureReference } from './reference.js';
 import type { AppContext, AppDef, AppResult, AppsBenchResult, ClientOutcome } from './types.js';
 
@@ -79,9 +79,8 @@ export function gapAround(done: readonly number[], from: number, to: number): nu
   return gap === null ? null : Math.round(gap * 10) / 10;
 }
 
-function engineOn(lab: LabState, name: string): DockerEngine {
-  return new DockerEngine(lab.cloudlets.find((c) => c.name === name)!.engine.socket, { timeoutMs: 120_000 });
-}
+/** An app's engine calls (its own exec'd clients and data loads among them) get 120 s each. */
+const engineOn = (lab: LabState, name: string): DockerEngine => engineOf(lab, name, { timeoutMs: 120_000 });
 
 /** Removes the app's image from the cloudlets named (an absent image is fine). */
 async function removeAppImage(lab: LabState, opts: { nodes: string[]; image: string }): Promise<void> {
