@@ -88,18 +88,7 @@ export function loadArchiveFromOverlay(
     ]);
     // The docker-save layout (manifest.json, <config>.json, <layer>/layer.tar) or, for the
     // containerd store, an OCI layout (blobs/sha256/<digest>; our manifest replaces manifest.json).
-    const tarName = (artifact: string): string | null =>
-      artifact === 'manifest.json'
-        ? oci
-          ? null
-          : 'manifest.json'
-        : artifact === 'config.json'
-          ? oci
-            ? `blobs/sha256/${digestHex(header.app.imageId)}`
-            : `${digestHex(header.app.imageId)}.json`
-          : oci
-            ? `blobs/sha256/${artifact.slice('layer/'.length)}`
-            : `${artifact.slice('layer/'.length)}/layer.tar`;
+    const tarName = (artifact: string): string | null => (oci ? ociTarName : dockerSaveTarName)(artifact, header);
     if (oci) yield* ociPrologue(oci);
     let current = '';
     let skipping = false;
@@ -131,6 +120,20 @@ export function loadArchiveFromOverlay(
     yield Buffer.alloc(BLOCK * 2);
   }
   return Readable.from(counted(), { objectMode: false, highWaterMark: 4 << 20 });
+}
+
+/** Where an overlay artifact goes in a docker-save archive. */
+function dockerSaveTarName(artifact: string, header: OverlayHeader): string {
+  if (artifact === 'manifest.json') return 'manifest.json';
+  if (artifact === 'config.json') return `${digestHex(header.app.imageId)}.json`;
+  return `${artifact.slice('layer/'.length)}/layer.tar`;
+}
+
+/** Where an overlay artifact goes in an OCI layout; null: left out (our manifest replaces manifest.json). */
+function ociTarName(artifact: string, header: OverlayHeader): string | null {
+  if (artifact === 'manifest.json') return null;
+  if (artifact === 'config.json') return `blobs/sha256/${digestHex(header.app.imageId)}`;
+  return `blobs/sha256/${artifact.slice('layer/'.length)}`;
 }
 
 function* tarFile(name: string, bytes: Buffer): Generator<Buffer> {
